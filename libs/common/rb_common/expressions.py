@@ -1,0 +1,232 @@
+"""The `${...}` expression language: a safe evaluator over simpleeval, never `eval`.
+
+Names: params, env, secrets, steps, execution, trigger, item. Dotted access reads mapping keys
+only (no Python attributes at all), so `steps.x.outputs.items` is the output named `items`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import simpleeval
+
+from rb_common.errors import ExpressionError
+
+MAX_EXPRESSION_LENGTH = 4000
+MAX_NESTING = 50
+
+# `steps.my-step.outputs` must mean the step named "my-step", not a subtraction.
+_HYPHEN_STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+)")
+_BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+ROOT_NAMES = frozenset({"params", "env", "secrets", "steps", "execution", "trigger", "item"})
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "len": len,
+    "sum": sum,
+    "min": min,
+    "max": max,
+    "any": any,
+    "all": all,
+    "abs": abs,
+    "round": round,
+    "sorted": sorted,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "lower": lambda s: str(s).lower(),
+    "upper": lambda s: str(s).upper(),
+    "json": _json,
+}
+
+
+class _Evaluator(simpleeval.EvalWithCompoundTypes):
+    def _eval_attribute(self, node: ast.Attribute) -> Any:
+        if node.attr.startswith("_"):
+            raise ExpressionError(f"access to '{node.attr}' is not allowed")
+        base = self._eval(node.value)
+        if isinstance(base, Mapping):
+            if node.attr in base:
+                return base[node.attr]
+            raise ExpressionError(f"no key '{node.attr}' (have: {', '.join(map(str, base)) or 'none'})")
+        raise ExpressionError(f"cannot read '.{node.attr}' of a {type(base).__name__}")
+
+    def _eval_subscript(self, node: ast.Subscript) -> Any:
+        try:
+            return super()._eval_subscript(node)
+        except (KeyError, IndexError) as exc:
+            raise ExpressionError(f"no item {exc}") from None
+
+
+def _depth(node: ast.AST, limit: int) -> int:
+    depth = 0
+    stack = [(node, 1)]
+    while stack:
+        current, d = stack.pop()
+        if d > limit:
+            return d
+        depth = max(depth, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(current))
+    return depth
+
+
+@lru_cache(maxsize=4096)
+def parse_expression(source: str) -> ast.expr:
+    """Parse once, reject what is too long or too deep before any evaluation happens."""
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
+    text = _HYPHEN_STEP_REF.sub(lambda m: f'steps["{m.group(1)}"]', source.strip())
+    if not text:
+        raise ExpressionError("empty expression")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"syntax error in '{source}': {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError("expression is nested too deeply") from None
+    if _depth(tree.body, MAX_NESTING) > MAX_NESTING:
+        raise ExpressionError(f"expression is nested deeper than {MAX_NESTING} levels")
+    return tree.body
+
+
+def evaluate(source: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate one expression body (without `${}`) against `context`."""
+    tree = parse_expression(source)
+    names = dict(context)
+    evaluator = _Evaluator(names=names, functions=FUNCTIONS)
+    try:
+        return evaluator.eval(source, previously_parsed=tree)
+    except ExpressionError as exc:
+        raise ExpressionError(f"in '${{{source}}}': {exc}") from None
+    except simpleeval.NameNotDefined as exc:
+        raise ExpressionError(f"in '${{{source}}}': unknown name '{exc.name}'") from None
+    except simpleeval.InvalidExpression as exc:
+        raise ExpressionError(f"in '${{{source}}}': {exc}") from None
+    except (RecursionError, MemoryError, OverflowError):
+        raise ExpressionError(f"in '${{{source}}}': result too large or too deep") from None
+    except Exception as exc:  # the expression's own runtime error (TypeError, ZeroDivision...)
+        raise ExpressionError(f"in '${{{source}}}': {type(exc).__name__}: {exc}") from None
+
+
+def iter_expressions(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, body) of each `${...}` in `text`, braces and quotes balanced."""
+    i = 0
+    while True:
+        start = text.find("${", i)
+        if start < 0:
+            return
+        depth, j, quote = 1, start + 2, ""
+        while j < len(text) and depth:
+            ch = text[j]
+            if quote:
+                if ch == "\\":
+                    j += 1
+                elif ch == quote:
+                    quote = ""
+            elif ch in "'\"":
+                quote = ch
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+            j += 1
+        if depth:
+            raise ExpressionError(f"unterminated '${{' in {text!r}")
+        yield start, j, text[start + 2 : j - 1]
+        i = j
+
+
+def _bare_name_context(body: str, context: Mapping[str, Any]) -> Any:
+    # A bare ${NAME} resolves params first, then env (DESIGN.md section 3).
+    name = body.strip()
+    if _BARE_NAME.match(name) and name not in ROOT_NAMES and name not in FUNCTIONS:
+        for scope in ("params", "env"):
+            values = context.get(scope) or {}
+            if name in values:
+                return values[name]
+        raise ExpressionError(f"'${{{name}}}' is not a parameter or environment variable")
+    return evaluate(body, context)
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Resolve expressions inside `value` (recursively through lists and mappings).
+
+    A string that is exactly one expression keeps the value's type; otherwise each expression is
+    interpolated as text.
+    """
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+        parts = list(iter_expressions(value))
+        if len(parts) == 1 and parts[0][0] == 0 and parts[0][1] == len(value):
+            return _bare_name_context(parts[0][2], context)
+        out, last = [], 0
+        for start, end, body in parts:
+            out.append(value[last:start])
+            result = _bare_name_context(body, context)
+            out.append(result if isinstance(result, str) else _json(result))
+            last = end
+        out.append(value[last:])
+        return "".join(out)
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    return value
+
+
+def expressions_in(value: Any) -> Iterator[str]:
+    """Every expression body found anywhere inside `value`."""
+    if isinstance(value, str) and "${" in value:
+        for _, _, body in iter_expressions(value):
+            yield body
+    elif isinstance(value, list):
+        for v in value:
+            yield from expressions_in(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from expressions_in(v)
+
+
+def references(body: str) -> Iterator[tuple[str, ...]]:
+    """Name paths an expression reads, e.g. ('steps', 'ingest', 'outputs', 'entities')."""
+    tree = parse_expression(body)
+    inner = {
+        id(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        or (isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant))
+    }
+    for node in ast.walk(tree):
+        if id(node) in inner:
+            continue
+        path: list[str] = []
+        current: ast.AST = node
+        while True:
+            if isinstance(current, ast.Attribute):
+                path.append(current.attr)
+                current = current.value
+            elif isinstance(current, ast.Subscript) and isinstance(current.slice, ast.Constant):
+                path.append(str(current.slice.value))
+                current = current.value
+            else:
+                break
+        if isinstance(current, ast.Name) and (path or node is current):
+            yield (current.id, *reversed(path))
+
+
+def mentions_secrets(value: Any) -> bool:
+    return any(
+        any(ref[0] == "secrets" for ref in references(body)) for body in expressions_in(value)
+    )

@@ -1,0 +1,30 @@
+"""Settings from the environment (prefix RB_), built once at start-up and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RB_", extra="ignore")
+
+    home: Path = Path(".rb")
+    runbooks_dir: Path = Path("runbooks")
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str | None = None
+    api_addr: str = "127.0.0.1:8080"
+    secret_key: str | None = None
+    slack_token: str | None = None
+    slack_base_url: str | None = None
+    smtp_url: str | None = None
+    pushgateway_url: str | None = None
+    # Named SQL connections for sql_query steps: RB_CONNECTIONS='{"reporting": "postgresql://..."}'
+    connections: dict[str, str] = Field(default_factory=dict)
+    max_concurrency: int = Field(default=8, ge=1)
+
+    @property
+    def events_dir(self) -> Path:
+        return self.home / "executions"

@@ -1,0 +1,198 @@
+"""What each step type accepts: input JSON Schemas, shared by the validator and the executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from rb_common.durations import parse_duration
+
+_DURATION = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_DURATION_KEYS = ("seconds", "poll_interval", "timeout")
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    properties: dict[str, Any]
+    required: tuple[str, ...] = ()
+    # Alternatives, e.g. `source_url` or `url`: one of each tuple must be present.
+    one_of: tuple[tuple[str, ...], ...] = ()
+    open_inputs: bool = False  # extra inputs allowed (api_call body fields, transform)
+    external: bool = True  # has effects outside rb: stubbed by fixtures in `rb test`
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, inputs: dict[str, Any]) -> list[str]:
+        """Problems with `inputs`; values that are expressions are checked at run time instead."""
+        problems: list[str] = []
+        for key in self.required:
+            if key not in inputs:
+                problems.append(f"missing required input '{key}'")
+        for names in self.one_of:
+            if not any(n in inputs for n in names):
+                problems.append(f"missing required input '{names[0]}' (or {', '.join(names[1:])})")
+        for key, value in inputs.items():
+            schema = self.properties.get(key)
+            if schema is None:
+                if not self.open_inputs:
+                    known = ", ".join(sorted(self.properties))
+                    problems.append(f"unknown input '{key}' for type {self.name} (known: {known})")
+                continue
+            if _has_expression(value):
+                continue
+            try:
+                jsonschema.validate(value, schema)
+            except jsonschema.ValidationError as exc:
+                problems.append(f"input '{key}': {exc.message}")
+                continue
+            if key in _DURATION_KEYS and schema is _DURATION:
+                try:
+                    parse_duration(value)
+                except ValueError as exc:
+                    problems.append(f"input '{key}': {exc}")
+        return problems
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, list):
+        return any(_has_expression(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_expression(v) for v in value.values())
+    return False
+
+
+_HTTP = {
+    "source_url": {"type": "string"},
+    "url": {"type": "string"},
+    "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
+    "headers": _STR_MAP,
+    "params": _ANY_OBJECT,
+    "body": {},
+    "auth_token": {"type": "string"},
+    "expect_status": {
+        "anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]
+    },
+}
+
+SPECS: dict[str, StepSpec] = {
+    spec.name: spec
+    for spec in [
+        StepSpec("data_fetch", _HTTP, one_of=(("source_url", "url"),), description="HTTP fetch"),
+        StepSpec("http", _HTTP, one_of=(("url", "source_url"),), description="HTTP request"),
+        StepSpec(
+            "api_call",
+            {
+                "endpoint": {"type": "string"},
+                "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
+                "headers": _STR_MAP,
+                "auth_token": {"type": "string"},
+                "query": {"type": "string"},
+                "variables": _ANY_OBJECT,
+                "body": {},
+                "expect_status": {
+                    "anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]
+                },
+            },
+            required=("endpoint",),
+            open_inputs=True,
+            description="REST or GraphQL call",
+        ),
+        StepSpec(
+            "schema_check",
+            {"schema": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+             "entities": {"type": "array"}, "document": {}},
+            required=("schema",),
+            one_of=(("entities", "document"),),
+            external=False,
+        ),
+        StepSpec("transform", {}, open_inputs=True, external=False),
+        StepSpec(
+            "wait",
+            {"seconds": _DURATION, "until": {"type": ["string", "boolean"]},
+             "poll_interval": _DURATION, "timeout": _DURATION},
+            one_of=(("seconds", "until"),),
+            external=False,
+        ),
+        StepSpec(
+            "shell",
+            {
+                "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "env": _STR_MAP,
+                "cwd": {"type": "string"},
+                "stdin": {"type": "string"},
+                "allow_failure": {"type": "boolean"},
+            },
+            required=("command",),
+        ),
+        StepSpec(
+            "sql_query",
+            {"connection": {"type": "string"}, "query": {"type": "string"}, "params": {}},
+            required=("connection", "query"),
+        ),
+        StepSpec(
+            "metrics_publish",
+            {
+                "metrics": {"type": "object", "additionalProperties": {"type": "number"},
+                            "minProperties": 1},
+                "job": {"type": "string"},
+                "gateway_url": {"type": "string"},
+                "labels": _STR_MAP,
+            },
+            required=("metrics",),
+        ),
+        StepSpec(
+            "approval",
+            {"approvers": {"type": "array", "items": {"type": "string"}},
+             "min_approvals": {"type": "integer", "minimum": 1}, "timeout": _DURATION,
+             "timeout_action": {"enum": ["approve", "reject", "fail"]},
+             "message": {"type": "string"}},
+            required=("approvers",),
+        ),
+        StepSpec(
+            "branch",
+            {"if": {}, "then": {"type": "array", "items": {"type": "string"}},
+             "else": {"type": "array", "items": {"type": "string"}}},
+            required=("if",),
+            external=False,
+        ),
+        StepSpec(
+            "for_each",
+            {"items": {}, "step": _ANY_OBJECT, "runbook": {"type": "string"},
+             "max_iterations": {"type": "integer", "minimum": 1, "maximum": 1000},
+             "concurrency": {"type": "integer", "minimum": 1}},
+            required=("items",),
+            one_of=(("step", "runbook"),),
+            external=False,
+        ),
+        StepSpec(
+            "wait_for_event",
+            {"subject": {"type": "string"}, "correlation": {}, "timeout": _DURATION},
+            required=("subject",),
+        ),
+        StepSpec(
+            "runbook",
+            {"runbook": {"type": "string"}, "params": _ANY_OBJECT,
+             "max_depth": {"type": "integer", "minimum": 1, "maximum": 10}},
+            required=("runbook",),
+        ),
+        StepSpec(
+            "ui_screenshot",
+            {"url": {"type": "string"}, "baseline": {"type": "string"},
+             "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+             "viewport": _ANY_OBJECT, "selector": {"type": "string"}},
+            required=("url",),
+        ),
+        StepSpec(
+            "notify",
+            {"slack": _ANY_OBJECT, "email": _ANY_OBJECT, "message": {"type": "string"}},
+            required=("message",),
+        ),
+    ]
+}
