@@ -1,0 +1,25 @@
+"""The names an expression sees, built from the execution state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rb_executor.coordinator.state import ExecutionState
+
+
+def expression_context(state: ExecutionState, secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "params": state.params,
+        "env": state.env,
+        "trigger": state.trigger,
+        "secrets": secrets or {},
+        "execution": {
+            "id": state.execution_id,
+            "started_at": state.started_at.isoformat() if state.started_at else None,
+            "duration": state.duration(),
+        },
+        "steps": {
+            sid: {"outputs": s.outputs, "status": s.status.lower(), "error": s.error}
+            for sid, s in state.steps.items()
+        },
+    }

@@ -1,0 +1,166 @@
+"""evolve(state, event) -> state: the fold. Pure: no I/O, no clock, no randomness."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from graphlib import TopologicalSorter
+from typing import Any
+
+from rb_common.events import Event, EventType
+from rb_common.model import Runbook
+from rb_executor.coordinator import state as st
+from rb_executor.coordinator.state import ExecutionState, Failure, StepState
+
+
+def evolve(state: ExecutionState, event: Event) -> ExecutionState:
+    handler = _HANDLERS.get(event.type)
+    new = handler(state, event, event.data) if handler else state
+    return replace(new, now=event.time, seq=event.seq)
+
+
+def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionState:
+    state = state or ExecutionState()
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def _requested(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    runbook = Runbook.model_validate(data["runbook"])
+    deps = {s.id: tuple(s.depends_on) for s in runbook.steps}
+    # Ties are broken by declaration order so the schedule is the same on every replay.
+    position = {s.id: i for i, s in enumerate(runbook.steps)}
+    sorter = TopologicalSorter(deps)
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return replace(
+        state,
+        execution_id=event.execution_id,
+        status=st.QUEUED,
+        runbook=runbook,
+        params=data.get("params", {}),
+        env=data.get("env", {}),
+        trigger=data.get("trigger", {}),
+        facts=data.get("facts", {}),
+        concurrency=data.get("concurrency") or runbook.defaults.concurrency,
+        order=tuple(order),
+        deps=deps,
+        steps={sid: StepState(id=sid) for sid in order},
+        requested_at=event.time,
+    )
+
+
+def _started(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return replace(state, status=st.EXEC_RUNNING, started_at=event.time)
+
+
+def _assumption(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return replace(state, assumptions={**state.assumptions, data["name"]: bool(data["ok"])})
+
+
+def _step(state: ExecutionState, step_id: str, **changes: Any) -> ExecutionState:
+    steps = dict(state.steps)
+    steps[step_id] = replace(steps[step_id], **changes)
+    return replace(state, steps=steps)
+
+
+def _rollback_phase(data: dict[str, Any]) -> bool:
+    return data.get("phase") == "rollback"
+
+
+def _scheduled(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    if _rollback_phase(data):
+        return _step(state, data["step_id"], rollback_status=st.SCHEDULED)
+    return _step(state, data["step_id"], status=st.SCHEDULED, attempt=data["attempt"],
+                 inputs=data.get("inputs"), retry_at=None)
+
+
+def _step_started(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    if _rollback_phase(data):
+        return _step(state, data["step_id"], rollback_status=st.RUNNING)
+    current = state.steps[data["step_id"]]
+    return _step(state, data["step_id"], status=st.RUNNING,
+                 started_at=current.started_at or event.time)
+
+
+def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    if _rollback_phase(data):
+        return _step(state, data["step_id"], rollback_status=st.SUCCEEDED)
+    return _step(state, data["step_id"], status=st.SUCCEEDED, outputs=data.get("outputs", {}),
+                 result=data.get("result"), error=None, completed_at=event.time)
+
+
+def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    step_id = data["step_id"]
+    if _rollback_phase(data):
+        return _step(state, step_id, rollback_status=st.FAILED, rollback_error=data.get("error"))
+    if data.get("will_retry"):
+        retry_at = datetime.fromtimestamp(
+            event.time.timestamp() + float(data.get("retry_delay", 0)), tz=event.time.tzinfo
+        )
+        return _step(state, step_id, status=st.RETRY_WAIT, error=data.get("error"),
+                     attempt=data.get("attempt", state.steps[step_id].attempt), retry_at=retry_at)
+    new = _step(state, step_id, status=st.FAILED, error=data.get("error"), completed_at=event.time,
+                attempt=max(data.get("attempt", 0), state.steps[step_id].attempt))
+    mode = state.definition.step(step_id).on_failure
+    if mode != "continue" and not data.get("cancelled") and state.failure is None:
+        new = replace(new, failure=Failure(step_id=step_id, mode=mode, error=data.get("error", "")))
+    return new
+
+
+def _skipped(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return _step(state, data["step_id"], status=st.SKIPPED, skip_reason=data.get("reason"),
+                 completed_at=event.time)
+
+
+def _rollback(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return replace(state, rollback_started=True)
+
+
+def _kpis(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return replace(state, kpis=data)
+
+
+def _paused(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return replace(state, status=st.PAUSED) if state.status == st.EXEC_RUNNING else state
+
+
+def _resumed(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return replace(state, status=st.EXEC_RUNNING) if state.status == st.PAUSED else state
+
+
+def _cancel(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+    return state if state.terminal else replace(state, cancel_requested=True)
+
+
+def _terminal(status: str):  # type: ignore[no-untyped-def]
+    def handler(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+        return replace(state, status=status, completed_at=event.time, reason=data.get("reason"))
+
+    return handler
+
+
+_HANDLERS = {
+    EventType.EXECUTION_REQUESTED: _requested,
+    EventType.EXECUTION_STARTED: _started,
+    EventType.ASSUMPTION_CHECKED: _assumption,
+    EventType.STEP_SCHEDULED: _scheduled,
+    EventType.STEP_STARTED: _step_started,
+    EventType.STEP_SUCCEEDED: _succeeded,
+    EventType.STEP_FAILED: _failed,
+    EventType.STEP_SKIPPED: _skipped,
+    EventType.ROLLBACK_STARTED: _rollback,
+    EventType.KPI_EVALUATED: _kpis,
+    EventType.EXECUTION_PAUSED: _paused,
+    EventType.EXECUTION_RESUMED: _resumed,
+    EventType.EXECUTION_CANCEL_REQUESTED: _cancel,
+    EventType.EXECUTION_SUCCEEDED: _terminal(st.EXEC_SUCCEEDED),
+    EventType.EXECUTION_FAILED: _terminal(st.EXEC_FAILED),
+    EventType.EXECUTION_ABORTED: _terminal(st.ABORTED),
+    EventType.EXECUTION_CANCELLED: _terminal(st.CANCELLED),
+}

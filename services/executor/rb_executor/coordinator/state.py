@@ -1,0 +1,104 @@
+"""The coordinator's view of one execution: a value folded from its events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rb_common.model import Runbook
+
+# Step statuses. ACTIVE ones hold a concurrency slot.
+PENDING = "PENDING"
+SCHEDULED = "SCHEDULED"
+RUNNING = "RUNNING"
+RETRY_WAIT = "RETRY_WAIT"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+SKIPPED = "SKIPPED"
+ACTIVE = frozenset({SCHEDULED, RUNNING})
+FINISHED = frozenset({SUCCEEDED, FAILED, SKIPPED})
+
+# Execution statuses (DESIGN.md section 4), plus NEW before execution.requested.
+NEW = "NEW"
+QUEUED = "QUEUED"
+EXEC_RUNNING = "RUNNING"
+PAUSED = "PAUSED"
+WAITING_APPROVAL = "WAITING_APPROVAL"
+EXEC_SUCCEEDED = "SUCCEEDED"
+EXEC_FAILED = "FAILED"
+ABORTED = "ABORTED"
+CANCELLED = "CANCELLED"
+TERMINAL = frozenset({EXEC_SUCCEEDED, EXEC_FAILED, ABORTED, CANCELLED})
+
+
+@dataclass(frozen=True)
+class StepState:
+    id: str
+    status: str = PENDING
+    attempt: int = 0
+    inputs: Any = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    retry_at: datetime | None = None
+    skip_reason: str | None = None
+    rollback_status: str | None = None
+    rollback_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why the execution is winding down: a step that failed with abort or rollback."""
+
+    step_id: str
+    mode: str  # abort | rollback
+    error: str
+
+
+@dataclass(frozen=True)
+class ExecutionState:
+    execution_id: str = ""
+    status: str = NEW
+    runbook: Runbook | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    trigger: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 8
+    order: tuple[str, ...] = ()
+    deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    steps: dict[str, StepState] = field(default_factory=dict)
+    assumptions: dict[str, bool] = field(default_factory=dict)
+    failure: Failure | None = None
+    cancel_requested: bool = False
+    rollback_started: bool = False
+    kpis: dict[str, Any] | None = None
+    reason: str | None = None
+    requested_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    now: datetime | None = None
+    seq: int = 0
+
+    @property
+    def definition(self) -> Runbook:
+        if self.runbook is None:
+            raise RuntimeError("execution has not been requested")
+        return self.runbook
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def active_count(self) -> int:
+        return sum(
+            1 for s in self.steps.values() if s.status in ACTIVE or s.rollback_status in ACTIVE
+        )
+
+    def duration(self) -> float:
+        if self.started_at is None or self.now is None:
+            return 0.0
+        return (self.now - self.started_at).total_seconds()

@@ -1,0 +1,213 @@
+"""The in-process runner: drives the pure coordinator with asyncio and records every event.
+
+Used by `rb run`, `rb test` and `rb replay --live`; the distributed executor drives the same
+coordinator from JetStream instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from rb_common.canonical import digest
+from rb_common.errors import ExpressionError
+from rb_common.events import Event, EventType
+from rb_common.expressions import render
+from rb_common.model import Runbook
+from rb_common.outputs import OutputError, extract_outputs
+from rb_common.ports import EventStore
+from rb_common.secrets import mask
+from rb_common.settings import Settings
+from rb_executor.clock import Clock
+from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
+from rb_executor.coordinator.context import expression_context
+from rb_executor.steps.base import StepContext, StepFailed, StepPlugin
+
+
+class StepExecutor(Protocol):
+    async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any: ...
+
+
+class PluginExecutor:
+    """Runs each step with its registered plugin."""
+
+    def __init__(self, registry: dict[str, StepPlugin]) -> None:
+        self.registry = registry
+
+    async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any:
+        plugin = self.registry.get(command.step_type)
+        if plugin is None:
+            raise StepFailed(f"step type '{command.step_type}' is not supported by this executor",
+                             retryable=False)
+        problems = plugin.validate(inputs)
+        if problems:
+            raise StepFailed("invalid inputs: " + "; ".join(problems), retryable=False)
+        return await plugin.run(inputs, ctx)
+
+
+@dataclass
+class RunRequest:
+    runbook: Runbook
+    params: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    trigger: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    actor: str = "cli"
+    legal_basis: str | None = None
+    execution_id: str | None = None
+    concurrency: int | None = None
+
+    def event_data(self) -> dict[str, Any]:
+        return {
+            "runbook": self.runbook.snapshot(),
+            "params": self.params,
+            "env": self.env,
+            "trigger": self.trigger,
+            "facts": self.facts,
+            "actor": self.actor,
+            "legal_basis": self.legal_basis or self.runbook.legal_basis,
+            "concurrency": self.concurrency,
+        }
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _Outcome:
+    type: EventType
+    data: dict[str, Any]
+
+
+class Runner:
+    def __init__(
+        self,
+        store: EventStore,
+        executor: StepExecutor,
+        clock: Clock,
+        settings: Settings,
+        *,
+        secrets: dict[str, str] | None = None,
+        base_dir: Path = Path("."),
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        on_event: Callable[[Event, ExecutionState], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.settings = settings
+        self.secrets = dict(secrets or {})
+        self.base_dir = base_dir
+        self.http_transport = http_transport
+        self.on_event = on_event
+        self.state = ExecutionState()
+        self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _record(self, type_: EventType, data: dict[str, Any], actor: str = "rb-executor") -> Event:
+        execution_id = self.state.execution_id or data.get("execution_id", "")
+        event = Event(id=new_id(), execution_id=execution_id, seq=self.state.seq + 1, type=type_,
+                      time=self.clock.now(), actor=actor, data=data)
+        self.store.append(event)
+        self.state = evolve(self.state, event)
+        if self.on_event:
+            self.on_event(event, self.state)
+        return event
+
+    async def run(self, request: RunRequest) -> ExecutionState:
+        execution_id = request.execution_id or new_id()
+        self.state = ExecutionState(execution_id=execution_id)
+        self._record(EventType.EXECUTION_REQUESTED, request.event_data(), actor=request.actor)
+        try:
+            while True:
+                self._apply_decisions()
+                if self.state.terminal and not self._tasks:
+                    return self.state
+                if not self._tasks:
+                    raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
+                self._record_outcome(await self._outcomes.get())
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+
+    def _apply_decisions(self) -> None:
+        while True:
+            commands = decide(self.state)
+            progressed = False
+            for command in commands:
+                if isinstance(command, CancelStep):
+                    task = self._tasks.get(command.step_id)
+                    if task is not None and not task.cancelling():
+                        task.cancel()
+                elif isinstance(command, Emit):
+                    self._record(command.type, command.data)
+                    progressed = True
+                else:
+                    self._record(EventType.STEP_SCHEDULED, command.event_data())
+                    self._tasks[command.step_id] = asyncio.create_task(self._attempt(command))
+                    progressed = True
+            if not progressed:
+                return
+
+    def _record_outcome(self, outcome: _Outcome) -> None:
+        data = outcome.data
+        if outcome.type in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED):
+            self._tasks.pop(data["step_id"], None)
+        if outcome.type == EventType.STEP_FAILED and data.get("phase") == "main":
+            will_retry, delay = retry_plan(self.state, data["step_id"], data["attempt"],
+                                           data.pop("retryable") and not data.get("cancelled"))
+            data.update(will_retry=will_retry, retry_delay=delay)
+        data.pop("retryable", None)
+        self._record(outcome.type, data)
+
+    async def _attempt(self, command: RunStep) -> None:
+        base = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+        secret_values = list(self.secrets.values())
+        try:
+            if command.not_before is not None:
+                await self.clock.sleep((command.not_before - self.clock.now()).total_seconds())
+            self._outcomes.put_nowait(_Outcome(EventType.STEP_STARTED, dict(base)))
+            ctx = StepContext(
+                execution_id=self.state.execution_id, step_id=command.step_id,
+                attempt=command.attempt, idempotency_key=command.idempotency_key,
+                settings=self.settings, clock=self.clock, base_dir=self.base_dir,
+                http_transport=self.http_transport, evaluate=self._evaluator(),
+            )
+            inputs = render(command.inputs, expression_context(self.state, self.secrets))
+            raw = await asyncio.wait_for(self.executor.execute(command, inputs, ctx), command.timeout)
+            raw = mask(raw, secret_values)
+            outputs: dict[str, Any] = {}
+            if command.phase == "main":
+                outputs = extract_outputs(self.state.definition.step(command.step_id).outputs, raw)
+            self._outcomes.put_nowait(_Outcome(EventType.STEP_SUCCEEDED, {
+                **base, "result": raw, "outputs": outputs, "digest": digest(raw),
+                "meta": mask(ctx.meta, secret_values)}))
+        except asyncio.CancelledError:
+            self._outcomes.put_nowait(_Outcome(EventType.STEP_FAILED, {
+                **base, "error": "cancelled", "cancelled": True, "retryable": False}))
+        except TimeoutError:
+            self._fail(base, f"timed out after {command.timeout:g}s", True, timed_out=True)
+        except StepFailed as exc:
+            self._fail(base, mask(exc.message, secret_values), exc.retryable)
+        except (ExpressionError, OutputError) as exc:
+            self._fail(base, mask(str(exc), secret_values), False)
+        except Exception as exc:  # a plugin bug must fail the step, not the runner
+            self._fail(base, mask(f"{type(exc).__name__}: {exc}", secret_values), False)
+
+    def _fail(self, base: dict[str, Any], error: str, retryable: bool, **extra: Any) -> None:
+        self._outcomes.put_nowait(_Outcome(EventType.STEP_FAILED, {
+            **base, "error": error, "retryable": retryable, **extra}))
+
+    def _evaluator(self) -> Callable[[str], Any]:
+        def evaluate(expression: str) -> Any:
+            text = expression if "${" in expression else "${" + expression + "}"
+            return render(text, expression_context(self.state, self.secrets))
+
+        return evaluate

@@ -1,0 +1,139 @@
+"""`shell`: run one argv command, never through a shell, with a scrubbed environment.
+
+The child gets its own process group so a step timeout (the runner cancelling this coroutine)
+kills the command and everything it started, not just the direct child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from rb_common.step_specs import SPECS
+
+from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
+
+OUTPUT_LIMIT = 64 * 1024
+_TAIL_LIMIT = 4096
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_CHUNK = 65536
+
+
+def scrubbed_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """Only what commands need to be found and to print; the executor's secrets stay out."""
+    env = {"PATH": os.environ.get("PATH") or _DEFAULT_PATH}
+    for name in ("LANG", "HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(extra or {})
+    return env
+
+
+class _Capture:
+    """Keeps the head of a stream up to the limit (and a tail for error messages)."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = b""
+        self.total = 0
+
+    async def drain(self, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        while chunk := await stream.read(_CHUNK):
+            self.total += len(chunk)
+            if len(self.head) < OUTPUT_LIMIT:
+                self.head += chunk[: OUTPUT_LIMIT - len(self.head)]
+            self.tail = (self.tail + chunk)[-_TAIL_LIMIT:]
+
+    @property
+    def text(self) -> str:
+        return bytes(self.head).decode("utf-8", errors="replace")
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.head)
+
+    def last_line(self) -> str:
+        lines = [
+            ln for ln in self.tail.decode("utf-8", errors="replace").splitlines() if ln.strip()
+        ]
+        return lines[-1].strip() if lines else ""
+
+
+async def _feed(stream: asyncio.StreamWriter | None, data: bytes) -> None:
+    if stream is None:
+        return
+    # The command may exit without reading its input; that is its business, not a failure.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stream.write(data)
+        await stream.drain()
+    stream.close()
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+class ShellStep(SpecValidated):
+    spec = SPECS["shell"]
+
+    async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
+        command = inputs.get("command")
+        if (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(a, str) for a in command)
+        ):
+            raise StepFailed("'command' must be a non-empty list of strings", retryable=False)
+        cwd = ctx.base_dir / Path(inputs["cwd"]) if inputs.get("cwd") else ctx.base_dir
+        if not cwd.is_dir():
+            raise StepFailed(f"working directory not found: {cwd}", retryable=False)
+        stdin = inputs.get("stdin")
+
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=scrubbed_env(inputs.get("env")),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise StepFailed(f"command not found: {command[0]}", retryable=False) from None
+        except PermissionError:
+            raise StepFailed(f"command not executable: {command[0]}", retryable=False) from None
+        except OSError as exc:
+            raise StepFailed(f"cannot start {command[0]}: {exc}", retryable=False) from None
+
+        out, err = _Capture(), _Capture()
+        try:
+            await asyncio.gather(
+                _feed(process.stdin, (stdin or "").encode("utf-8")),
+                out.drain(process.stdout),
+                err.drain(process.stderr),
+            )
+            exit_code = await process.wait()
+        except BaseException:
+            # Cancellation (step timeout) or anything else: leave nothing running behind us.
+            _kill_group(process)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await asyncio.shield(process.wait())
+            raise
+
+        ctx.meta["exit_code"] = exit_code
+        ctx.meta["stdout_truncated"] = out.truncated
+        ctx.meta["stderr_truncated"] = err.truncated
+        result = {"exit_code": exit_code, "stdout": out.text, "stderr": err.text}
+        if exit_code != 0 and not inputs.get("allow_failure", False):
+            last = err.last_line()
+            raise StepFailed(f"exit code {exit_code}: {last}" if last else f"exit code {exit_code}")
+        return result
