@@ -18,7 +18,7 @@ import httpx
 from rb_common.canonical import digest
 from rb_common.errors import ExpressionError
 from rb_common.events import Event, EventType
-from rb_common.expressions import render
+from rb_common.expressions import mentions_secrets, render
 from rb_common.model import Runbook
 from rb_common.outputs import OutputError, extract_outputs
 from rb_common.ports import EventStore
@@ -26,7 +26,7 @@ from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_executor.clock import Clock
 from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
-from rb_executor.coordinator.context import expression_context
+from rb_executor.coordinator.context import evaluate_in, expression_context
 from rb_executor.steps.base import StepContext, StepFailed, StepPlugin
 
 
@@ -162,9 +162,8 @@ class Runner:
             self._tasks.pop(data["step_id"], None)
         if outcome.type == EventType.STEP_FAILED and data.get("phase") == "main":
             will_retry, delay = retry_plan(self.state, data["step_id"], data["attempt"],
-                                           data.pop("retryable") and not data.get("cancelled"))
+                                           bool(data.get("retryable")))
             data.update(will_retry=will_retry, retry_delay=delay)
-        data.pop("retryable", None)
         self._record(outcome.type, data)
 
     async def _attempt(self, command: RunStep) -> None:
@@ -180,7 +179,9 @@ class Runner:
                 settings=self.settings, clock=self.clock, base_dir=self.base_dir,
                 http_transport=self.http_transport, evaluate=self._evaluator(),
             )
-            inputs = render(command.inputs, expression_context(self.state, self.secrets))
+            inputs = command.inputs
+            if mentions_secrets(inputs):
+                inputs = render(inputs, expression_context(self.state, self.secrets))
             raw = await asyncio.wait_for(self.executor.execute(command, inputs, ctx), command.timeout)
             raw = mask(raw, secret_values)
             outputs: dict[str, Any] = {}
@@ -206,8 +207,4 @@ class Runner:
             **base, "error": error, "retryable": retryable, **extra}))
 
     def _evaluator(self) -> Callable[[str], Any]:
-        def evaluate(expression: str) -> Any:
-            text = expression if "${" in expression else "${" + expression + "}"
-            return render(text, expression_context(self.state, self.secrets))
-
-        return evaluate
+        return lambda expression: evaluate_in(self.state, expression, self.secrets)

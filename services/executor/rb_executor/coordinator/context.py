@@ -23,3 +23,11 @@ def expression_context(state: ExecutionState, secrets: dict[str, Any] | None = N
             for sid, s in state.steps.items()
         },
     }
+
+
+def evaluate_in(state: ExecutionState, expression: str, secrets: dict[str, Any] | None = None) -> Any:
+    """Evaluate `expression` (with or without `${}`) against the execution as it stands."""
+    from rb_common.expressions import render
+
+    text = expression if "${" in expression else "${" + expression + "}"
+    return render(text, expression_context(state, secrets))

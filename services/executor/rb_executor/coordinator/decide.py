@@ -48,7 +48,7 @@ def decide(state: ExecutionState) -> list[Command]:
     commands = _schedule(state)
     if commands:
         return commands
-    if all(s.status in st.FINISHED for s in state.steps.values()):
+    if state.all_finished:
         return _finish(state, EventType.EXECUTION_SUCCEEDED, {})
     return []
 
@@ -102,7 +102,7 @@ def _schedule(state: ExecutionState) -> list[Command]:
     capacity = state.concurrency - state.active_count()
     context = _LazyContext(state)
     commands: list[Command] = []
-    for sid in state.order:
+    for sid in sorted(state.ready, key=state.position.__getitem__):
         current = state.steps[sid]
         if current.status == st.RETRY_WAIT:
             if capacity > 0:

@@ -13,10 +13,13 @@ from rb_executor.coordinator import state as st
 from rb_executor.coordinator.state import ExecutionState, Failure, StepState
 
 
+Changes = dict[str, Any]
+
+
 def evolve(state: ExecutionState, event: Event) -> ExecutionState:
     handler = _HANDLERS.get(event.type)
-    new = handler(state, event, event.data) if handler else state
-    return replace(new, now=event.time, seq=event.seq)
+    changes = handler(state, event, event.data) if handler else {}
+    return replace(state, now=event.time, seq=event.seq, **changes)
 
 
 def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionState:
@@ -26,7 +29,7 @@ def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionS
     return state
 
 
-def _requested(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+def _requested(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     runbook = Runbook.model_validate(data["runbook"])
     deps = {s.id: tuple(s.depends_on) for s in runbook.steps}
     # Ties are broken by declaration order so the schedule is the same on every replay.
@@ -38,8 +41,11 @@ def _requested(state: ExecutionState, event: Event, data: dict[str, Any]) -> Exe
         ready = sorted(sorter.get_ready(), key=position.__getitem__)
         order.extend(ready)
         sorter.done(*ready)
-    return replace(
-        state,
+    dependants: dict[str, list[str]] = {sid: [] for sid in deps}
+    for sid, ds in deps.items():
+        for d in ds:
+            dependants[d].append(sid)
+    return dict(
         execution_id=event.execution_id,
         status=st.QUEUED,
         runbook=runbook,
@@ -50,37 +56,63 @@ def _requested(state: ExecutionState, event: Event, data: dict[str, Any]) -> Exe
         concurrency=data.get("concurrency") or runbook.defaults.concurrency,
         order=tuple(order),
         deps=deps,
+        dependants={sid: tuple(ds) for sid, ds in dependants.items()},
+        position={sid: i for i, sid in enumerate(order)},
         steps={sid: StepState(id=sid) for sid in order},
+        ready=frozenset(sid for sid in order if not deps[sid]),
+        finished=0,
         requested_at=event.time,
     )
 
 
-def _started(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return replace(state, status=st.EXEC_RUNNING, started_at=event.time)
+def _started(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {"status": st.EXEC_RUNNING, "started_at": event.time}
 
 
-def _assumption(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return replace(state, assumptions={**state.assumptions, data["name"]: bool(data["ok"])})
+def _assumption(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {"assumptions": {**state.assumptions, data["name"]: bool(data["ok"])}}
 
 
-def _step(state: ExecutionState, step_id: str, **changes: Any) -> ExecutionState:
+def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
+    """Changes to one step; keeps the ready set and the finished count in step with statuses."""
     steps = dict(state.steps)
-    steps[step_id] = replace(steps[step_id], **changes)
-    return replace(state, steps=steps)
+    before = steps[step_id]
+    after = steps[step_id] = replace(before, **changes)
+    out: Changes = {"steps": steps}
+    is_active = after.status in st.ACTIVE or after.rollback_status in st.ACTIVE
+    if is_active != (step_id in state.active):
+        out["active"] = state.active | {step_id} if is_active else state.active - {step_id}
+    status = after.status
+    if status == before.status:
+        return out
+    ready = set(state.ready)
+    if status == st.RETRY_WAIT:
+        ready.add(step_id)
+    else:
+        ready.discard(step_id)
+    if status in st.FINISHED and before.status not in st.FINISHED:
+        out["finished"] = state.finished + 1
+        for child in state.dependants[step_id]:
+            if steps[child].status == st.PENDING and all(
+                steps[d].status in st.FINISHED for d in state.deps[child]
+            ):
+                ready.add(child)
+    out["ready"] = frozenset(ready)
+    return out
 
 
 def _rollback_phase(data: dict[str, Any]) -> bool:
     return data.get("phase") == "rollback"
 
 
-def _scheduled(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+def _scheduled(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.SCHEDULED)
     return _step(state, data["step_id"], status=st.SCHEDULED, attempt=data["attempt"],
                  inputs=data.get("inputs"), retry_at=None)
 
 
-def _step_started(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+def _step_started(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.RUNNING)
     current = state.steps[data["step_id"]]
@@ -88,14 +120,14 @@ def _step_started(state: ExecutionState, event: Event, data: dict[str, Any]) -> 
                  started_at=current.started_at or event.time)
 
 
-def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.SUCCEEDED)
     return _step(state, data["step_id"], status=st.SUCCEEDED, outputs=data.get("outputs", {}),
                  result=data.get("result"), error=None, completed_at=event.time)
 
 
-def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     step_id = data["step_id"]
     if _rollback_phase(data):
         return _step(state, step_id, rollback_status=st.FAILED, rollback_error=data.get("error"))
@@ -105,42 +137,43 @@ def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Execut
         )
         return _step(state, step_id, status=st.RETRY_WAIT, error=data.get("error"),
                      attempt=data.get("attempt", state.steps[step_id].attempt), retry_at=retry_at)
-    new = _step(state, step_id, status=st.FAILED, error=data.get("error"), completed_at=event.time,
-                attempt=max(data.get("attempt", 0), state.steps[step_id].attempt))
+    changes = _step(state, step_id, status=st.FAILED, error=data.get("error"),
+                    completed_at=event.time,
+                    attempt=max(data.get("attempt", 0), state.steps[step_id].attempt))
     mode = state.definition.step(step_id).on_failure
     if mode != "continue" and not data.get("cancelled") and state.failure is None:
-        new = replace(new, failure=Failure(step_id=step_id, mode=mode, error=data.get("error", "")))
-    return new
+        changes["failure"] = Failure(step_id=step_id, mode=mode, error=data.get("error", ""))
+    return changes
 
 
-def _skipped(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
+def _skipped(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     return _step(state, data["step_id"], status=st.SKIPPED, skip_reason=data.get("reason"),
                  completed_at=event.time)
 
 
-def _rollback(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return replace(state, rollback_started=True)
+def _rollback(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {"rollback_started": True}
 
 
-def _kpis(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return replace(state, kpis=data)
+def _kpis(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {"kpis": data}
 
 
-def _paused(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return replace(state, status=st.PAUSED) if state.status == st.EXEC_RUNNING else state
+def _paused(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {"status": st.PAUSED} if state.status == st.EXEC_RUNNING else {}
 
 
-def _resumed(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return replace(state, status=st.EXEC_RUNNING) if state.status == st.PAUSED else state
+def _resumed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {"status": st.EXEC_RUNNING} if state.status == st.PAUSED else {}
 
 
-def _cancel(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-    return state if state.terminal else replace(state, cancel_requested=True)
+def _cancel(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+    return {} if state.terminal else {"cancel_requested": True}
 
 
 def _terminal(status: str):  # type: ignore[no-untyped-def]
-    def handler(state: ExecutionState, event: Event, data: dict[str, Any]) -> ExecutionState:
-        return replace(state, status=status, completed_at=event.time, reason=data.get("reason"))
+    def handler(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
+        return {"status": status, "completed_at": event.time, "reason": data.get("reason")}
 
     return handler
 

@@ -70,6 +70,12 @@ class ExecutionState:
     concurrency: int = 8
     order: tuple[str, ...] = ()
     deps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dependants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    position: dict[str, int] = field(default_factory=dict)
+    # Derived indexes kept by evolve so decide need not scan every step on every event.
+    ready: frozenset[str] = frozenset()  # PENDING with all deps finished, or RETRY_WAIT
+    finished: int = 0
+    active: frozenset[str] = frozenset()  # steps (or compensations) scheduled or running
     steps: dict[str, StepState] = field(default_factory=dict)
     assumptions: dict[str, bool] = field(default_factory=dict)
     failure: Failure | None = None
@@ -94,9 +100,11 @@ class ExecutionState:
         return self.status in TERMINAL
 
     def active_count(self) -> int:
-        return sum(
-            1 for s in self.steps.values() if s.status in ACTIVE or s.rollback_status in ACTIVE
-        )
+        return len(self.active)
+
+    @property
+    def all_finished(self) -> bool:
+        return self.finished == len(self.steps)
 
     def duration(self) -> float:
         if self.started_at is None or self.now is None:

@@ -1,0 +1,245 @@
+"""`rb`: validate, run, test and replay runbooks."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from rb_cli.output import Progress, check_line
+from rb_cli.resolve import find_execution, resolve_runbook
+from rb_common.errors import RbError
+from rb_common.loader import load_runbook
+from rb_common.params import coerce_cli_value
+from rb_common.settings import Settings
+from rb_common.validator import validate_file
+from rb_executor.engine import run_local
+from rb_executor.eventlog import FileEventStore
+from rb_executor.fixtures import Fixture, load_fixture
+from rb_executor.replay import Replayer
+from rb_executor.result import canonical_result_json
+from rb_executor.runner import PluginExecutor
+from rb_executor.steps.registry import default_registry
+from rb_executor.testing import (
+    TestOutcome,
+    check_execution,
+    load_expected,
+    load_pack,
+)
+
+app = typer.Typer(
+    name="rb",
+    help="Runbooks as code: validate, test, run and replay YAML runbooks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def user_errors(func: F) -> F:
+    """Bad input is a message and exit code 2, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RbError as exc:
+            _err().print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RbError(f"--param takes key=value, got {pair!r}")
+        params[key] = coerce_cli_value(value)
+    return params
+
+
+@app.command()
+@user_errors
+def validate(paths: Annotated[list[Path], typer.Argument(help="runbook files or directories")]) -> None:
+    """Check runbooks: exit 0 when all are valid, 1 otherwise."""
+    console = _console()
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*.y*ml") if p.name not in {"acceptance.yml"}
+                            and "fixtures" not in p.parts)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise RbError(f"{path}: no such file or directory")
+    failed = 0
+    for file in files:
+        runbook, issues = validate_file(file)
+        errors = [i for i in issues if i.level == "error"]
+        for issue in issues:
+            colour = "red" if issue.level == "error" else "yellow"
+            console.print(f"[{colour}]{escape(str(issue))}[/{colour}]")
+        if errors:
+            failed += 1
+        else:
+            console.print(f"[green]✓[/green] {escape(str(file))}"
+                          + (f" ({escape(runbook.id)})" if runbook else ""))
+    console.print(f"{len(files) - failed} valid, {failed} invalid")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _load_checked(ref: str, settings: Settings) -> tuple[Path, Any]:
+    path = resolve_runbook(ref, settings.runbooks_dir)
+    runbook, issues = validate_file(path)
+    errors = [i for i in issues if i.level == "error"]
+    if errors or runbook is None:
+        raise RbError("invalid runbook:\n" + "\n".join(str(i) for i in errors))
+    return path, runbook
+
+
+@app.command()
+@user_errors
+def run(
+    runbook: Annotated[str, typer.Argument(help="runbook file, directory or id")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="key=value")] = [],  # noqa: B006
+    params_file: Annotated[Path | None, typer.Option(help="JSON or YAML file of params")] = None,
+    fixture: Annotated[Path | None, typer.Option(help="stub external steps from a fixture")] = None,
+) -> None:
+    """Run a runbook in this process and print its progress; exit 0 if it succeeds."""
+    settings = Settings()
+    path, model = _load_checked(runbook, settings)
+    params: dict[str, Any] = {}
+    if params_file is not None:
+        params.update(_read_mapping(params_file))
+    params.update(_params(param))
+    fx = load_fixture(fixture) if fixture else None
+    console = _console()
+    state = asyncio.run(run_local(model, settings, base_dir=path.parent, params=params,
+                                  fixture=fx, on_event=Progress(console)))
+    console.print(f"execution id: {state.execution_id}")
+    raise typer.Exit(0 if state.status == "SUCCEEDED" else 1)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    import json
+
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except OSError as exc:
+        raise RbError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        raise RbError(f"{path}: not valid JSON/YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RbError(f"{path}: expected a mapping of parameter names to values")
+    return data
+
+
+def _run_test(name: str, runbook_path: Path, runbook: Any, fixture: Fixture, settings: Settings,
+              live: bool, expected_path: Path | None, console: Console) -> TestOutcome:
+    state = asyncio.run(run_local(runbook, settings, base_dir=runbook_path.parent, fixture=fixture,
+                                  live=live, actor="rb-test"))
+    expected = (expected_path.name, load_expected(expected_path)) if expected_path else None
+    outcome = TestOutcome(name=name, execution_id=state.execution_id,
+                          checks=check_execution(runbook, state, fixture.expect, expected))
+    console.print(f"[bold]{escape(name)}[/bold] [dim]execution {state.execution_id}[/dim]")
+    for check in outcome.checks:
+        check_line(console, check.ok, check.label, check.detail)
+    return outcome
+
+
+@app.command()
+@user_errors
+def test(
+    target: Annotated[str, typer.Argument(help="runbook (with --fixture) or acceptance pack dir")],
+    fixture: Annotated[Path | None, typer.Option(help="fixture file (JSON or YAML)")] = None,
+    live: Annotated[bool, typer.Option(help="run external steps that have no stub for real")] = False,
+) -> None:
+    """Test a runbook against fixtures: ✓/✗ per check, then PASS or FAIL (exit 0 / 1)."""
+    settings = Settings()
+    console = _console()
+    outcomes: list[TestOutcome] = []
+    target_path = Path(target)
+    if fixture is None and target_path.is_dir() and (target_path / "acceptance.yml").is_file():
+        pack = load_pack(target_path)
+        runbook_path, runbook = _load_checked(str(target_path / pack.runbook), settings)
+        for scenario in pack.scenarios:
+            fx = load_fixture(target_path / scenario.fixture)
+            if scenario.expect is not None:
+                fx = fx.model_copy(update={"expect": scenario.expect})
+            expected = target_path / scenario.expected if scenario.expected else None
+            outcomes.append(_run_test(scenario.name, runbook_path, runbook, fx, settings, live,
+                                      expected, console))
+    else:
+        if fixture is None:
+            raise RbError(f"{target}: give --fixture F, or a directory with an acceptance.yml")
+        runbook_path, runbook = _load_checked(target, settings)
+        outcomes.append(_run_test(fixture.name, runbook_path, runbook, load_fixture(fixture),
+                                  settings, live, None, console))
+    failed = [o for o in outcomes if not o.passed]
+    verdict = "[red]FAIL[/red]" if failed else "[green]PASS[/green]"
+    console.print(f"{verdict} {len(outcomes) - len(failed)}/{len(outcomes)} scenarios passed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+@user_errors
+def replay(
+    execution_id: Annotated[str, typer.Argument(help="execution id (or a unique prefix)")],
+    json_output: Annotated[bool, typer.Option("--json", help="print the canonical result")] = False,
+) -> None:
+    """Re-run an execution from its recorded events and compare, step by step (exit 0 / 1)."""
+    settings = Settings()
+    store = FileEventStore(settings.events_dir)
+    events = find_execution(store, execution_id)
+    replayer = Replayer(PluginExecutor(default_registry()), settings)
+    try:
+        report = asyncio.run(replayer.replay(events))
+    except ValueError as exc:
+        raise RbError(f"execution {execution_id}: {exc}") from None
+    if json_output:
+        sys.stdout.write(canonical_result_json(report.state))
+        raise typer.Exit(0 if report.verified else 1)
+    console = _console()
+    console.print(f"replaying execution {report.execution_id} ({len(events)} events)")
+    by_step: dict[str | None, list[str]] = {}
+    for deviation in report.deviations:
+        by_step.setdefault(deviation.step, []).append(str(deviation))
+    for sid in report.steps_checked:
+        status = report.state.steps[sid].status.lower()
+        check_line(console, sid not in by_step, f"{sid} ({status})")
+        for line in by_step.get(sid, []):
+            console.print(f"      [red]{escape(line)}[/red]")
+    for line in by_step.get(None, []):
+        console.print(f"  [red]✗ {escape(line)}[/red]")
+    if report.verified:
+        console.print("[green]REPLAY VERIFIED[/green]")
+        raise typer.Exit(0)
+    console.print(f"[red]REPLAY DEVIATES[/red]: {len(report.deviations)} deviation(s) in "
+                  f"{', '.join(sorted(s or 'execution' for s in by_step))}")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
