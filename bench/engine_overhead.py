@@ -39,11 +39,14 @@ def fan_out(width: int = 10, depth: int = 10) -> dict[str, list[str]]:
 
 
 def runbook(name: str, deps: dict[str, list[str]]) -> Runbook:
-    return Runbook.model_validate({
-        "id": f"bench-{name}", "name": name,
-        "defaults": {"concurrency": 10},
-        "steps": [{"id": sid, "type": "transform", "depends_on": d} for sid, d in deps.items()],
-    })
+    return Runbook.model_validate(
+        {
+            "id": f"bench-{name}",
+            "name": name,
+            "defaults": {"concurrency": 10},
+            "steps": [{"id": sid, "type": "transform", "depends_on": d} for sid, d in deps.items()],
+        }
+    )
 
 
 async def run_engine(rb: Runbook, store: EventStore) -> None:
@@ -78,19 +81,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    print(f"{'shape':<12} {'store':<8} {'median ms':>10} {'ms/step':>8} {'baseline ms/step':>17} {'ratio':>7}")
+    print(
+        f"{'shape':<12} {'store':<8} {'median ms':>10} {'ms/step':>8} {'baseline ms/step':>17} {'ratio':>7}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name, deps in (("chain-100", chain()), ("fanout-10x10", fan_out())):
             rb = runbook(name, deps)
             n = len(deps)
             base = measure(lambda d=deps: run_baseline(d), args.repeat) / n * 1000
             for store_name in ("memory", "file"):
+
                 def make(store_name: str = store_name, rb: Runbook = rb) -> object:
                     store = InMemoryEventStore() if store_name == "memory" else FileEventStore(Path(tmp))
                     return run_engine(rb, store)
+
                 per_step = measure(make, args.repeat) / n * 1000
-                print(f"{name:<12} {store_name:<8} {per_step * n:>10.1f} {per_step:>8.3f} "
-                      f"{base:>17.4f} {per_step / base:>7.0f}x")
+                print(
+                    f"{name:<12} {store_name:<8} {per_step * n:>10.1f} {per_step:>8.3f} "
+                    f"{base:>17.4f} {per_step / base:>7.0f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from rich.markup import escape
 from rb_cli.output import Progress, check_line
 from rb_cli.resolve import find_execution, resolve_runbook
 from rb_common.errors import RbError
-from rb_common.loader import load_runbook
 from rb_common.params import coerce_cli_value
 from rb_common.settings import Settings
 from rb_common.validator import validate_file
@@ -85,8 +84,11 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="runbook files or 
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.y*ml") if p.name not in {"acceptance.yml"}
-                            and "fixtures" not in p.parts)
+            files += sorted(
+                p
+                for p in path.rglob("*.y*ml")
+                if p.name not in {"acceptance.yml"} and "fixtures" not in p.parts
+            )
         elif path.exists():
             files.append(path)
         else:
@@ -101,8 +103,9 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="runbook files or 
         if errors:
             failed += 1
         else:
-            console.print(f"[green]✓[/green] {escape(str(file))}"
-                          + (f" ({escape(runbook.id)})" if runbook else ""))
+            console.print(
+                f"[green]✓[/green] {escape(str(file))}" + (f" ({escape(runbook.id)})" if runbook else "")
+            )
     console.print(f"{len(files) - failed} valid, {failed} invalid")
     raise typer.Exit(1 if failed else 0)
 
@@ -133,8 +136,11 @@ def run(
     params.update(_params(param))
     fx = load_fixture(fixture) if fixture else None
     console = _console()
-    state = asyncio.run(run_local(model, settings, base_dir=path.parent, params=params,
-                                  fixture=fx, on_event=Progress(console)))
+    state = asyncio.run(
+        run_local(
+            model, settings, base_dir=path.parent, params=params, fixture=fx, on_event=Progress(console)
+        )
+    )
     console.print(f"execution id: {state.execution_id}")
     raise typer.Exit(0 if state.status == "SUCCEEDED" else 1)
 
@@ -156,13 +162,27 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _run_test(name: str, runbook_path: Path, runbook: Any, fixture: Fixture, settings: Settings,
-              live: bool, expected_path: Path | None, console: Console) -> TestOutcome:
-    state = asyncio.run(run_local(runbook, settings, base_dir=runbook_path.parent, fixture=fixture,
-                                  live=live, actor="rb-test"))
+def _run_test(
+    name: str,
+    runbook_path: Path,
+    runbook: Any,
+    fixture: Fixture,
+    settings: Settings,
+    live: bool,
+    expected_path: Path | None,
+    console: Console,
+) -> TestOutcome:
+    state = asyncio.run(
+        run_local(
+            runbook, settings, base_dir=runbook_path.parent, fixture=fixture, live=live, actor="rb-test"
+        )
+    )
     expected = (expected_path.name, load_expected(expected_path)) if expected_path else None
-    outcome = TestOutcome(name=name, execution_id=state.execution_id,
-                          checks=check_execution(runbook, state, fixture.expect, expected))
+    outcome = TestOutcome(
+        name=name,
+        execution_id=state.execution_id,
+        checks=check_execution(runbook, state, fixture.expect, expected),
+    )
     console.print(f"[bold]{escape(name)}[/bold] [dim]execution {state.execution_id}[/dim]")
     for check in outcome.checks:
         check_line(console, check.ok, check.label, check.detail)
@@ -189,14 +209,18 @@ def test(
             if scenario.expect is not None:
                 fx = fx.model_copy(update={"expect": scenario.expect})
             expected = target_path / scenario.expected if scenario.expected else None
-            outcomes.append(_run_test(scenario.name, runbook_path, runbook, fx, settings, live,
-                                      expected, console))
+            outcomes.append(
+                _run_test(scenario.name, runbook_path, runbook, fx, settings, live, expected, console)
+            )
     else:
         if fixture is None:
             raise RbError(f"{target}: give --fixture F, or a directory with an acceptance.yml")
         runbook_path, runbook = _load_checked(target, settings)
-        outcomes.append(_run_test(fixture.name, runbook_path, runbook, load_fixture(fixture),
-                                  settings, live, None, console))
+        outcomes.append(
+            _run_test(
+                fixture.name, runbook_path, runbook, load_fixture(fixture), settings, live, None, console
+            )
+        )
     failed = [o for o in outcomes if not o.passed]
     verdict = "[red]FAIL[/red]" if failed else "[green]PASS[/green]"
     console.print(f"{verdict} {len(outcomes) - len(failed)}/{len(outcomes)} scenarios passed")
@@ -236,8 +260,10 @@ def replay(
     if report.verified:
         console.print("[green]REPLAY VERIFIED[/green]")
         raise typer.Exit(0)
-    console.print(f"[red]REPLAY DEVIATES[/red]: {len(report.deviations)} deviation(s) in "
-                  f"{', '.join(sorted(s or 'execution' for s in by_step))}")
+    console.print(
+        f"[red]REPLAY DEVIATES[/red]: {len(report.deviations)} deviation(s) in "
+        f"{', '.join(sorted(s or 'execution' for s in by_step))}"
+    )
     raise typer.Exit(1)
 
 

@@ -28,8 +28,11 @@ class Progress:
         phase = " (rollback)" if data.get("phase") == "rollback" else ""
         c = self.console
         if event.type == EventType.EXECUTION_REQUESTED:
-            c.print(f"execution [bold]{event.execution_id}[/bold] "
-                    f"({escape(state.definition.id)} {escape(state.definition.version)})", highlight=False)
+            c.print(
+                f"execution [bold]{event.execution_id}[/bold] "
+                f"({escape(state.definition.id)} {escape(state.definition.version)})",
+                highlight=False,
+            )
         elif event.type == EventType.ASSUMPTION_CHECKED:
             c.print(f"  {OK if data['ok'] else BAD} assumption {escape(data['name'])}", highlight=False)
         elif event.type == EventType.STEP_STARTED:
@@ -43,9 +46,15 @@ class Progress:
         elif event.type == EventType.STEP_SKIPPED:
             c.print(f"  {SKIP} {step} skipped: {escape(str(data.get('reason')))}", highlight=False)
         elif event.type == EventType.ROLLBACK_STARTED:
-            c.print(f"  [yellow]↺[/yellow] rolling back: {escape(', '.join(data['compensate']) or 'nothing')}")
-        elif event.type in (EventType.EXECUTION_SUCCEEDED, EventType.EXECUTION_FAILED,
-                            EventType.EXECUTION_ABORTED, EventType.EXECUTION_CANCELLED):
+            c.print(
+                f"  [yellow]↺[/yellow] rolling back: {escape(', '.join(data['compensate']) or 'nothing')}"
+            )
+        elif event.type in (
+            EventType.EXECUTION_SUCCEEDED,
+            EventType.EXECUTION_FAILED,
+            EventType.EXECUTION_ABORTED,
+            EventType.EXECUTION_CANCELLED,
+        ):
             colour = "green" if event.type == EventType.EXECUTION_SUCCEEDED else "red"
             reason = f": {escape(str(data['reason']))}" if data.get("reason") else ""
             c.print(f"[{colour}]{state.status}[/{colour}]{reason}", highlight=False)

@@ -20,8 +20,11 @@ def resolve_runbook(ref: str, runbooks_dir: Path) -> Path:
         return path
     if path.is_dir() and (path / RUNBOOK_FILE).is_file():
         return path / RUNBOOK_FILE
-    for candidate in (runbooks_dir / ref / RUNBOOK_FILE, runbooks_dir / f"{ref}.yaml",
-                      runbooks_dir / f"{ref}.yml"):
+    for candidate in (
+        runbooks_dir / ref / RUNBOOK_FILE,
+        runbooks_dir / f"{ref}.yaml",
+        runbooks_dir / f"{ref}.yml",
+    ):
         if candidate.is_file():
             return candidate
     if runbooks_dir.is_dir():

@@ -9,8 +9,9 @@ from typing import Any
 
 def canonical_json(value: Any, *, indent: int | None = None) -> str:
     separators = (",", ": ") if indent else (",", ":")
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=separators,
-                      indent=indent, default=str)
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=False, separators=separators, indent=indent, default=str
+    )
 
 
 def digest(value: Any) -> str:

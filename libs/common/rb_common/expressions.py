@@ -227,6 +227,4 @@ def references(body: str) -> Iterator[tuple[str, ...]]:
 
 
 def mentions_secrets(value: Any) -> bool:
-    return any(
-        any(ref[0] == "secrets" for ref in references(body)) for body in expressions_in(value)
-    )
+    return any(any(ref[0] == "secrets" for ref in references(body)) for body in expressions_in(value))

@@ -19,7 +19,9 @@ _BARE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
 class ParamsError(RbError):
     def __init__(self, problems: list[dict[str, str]]) -> None:
         self.problems = problems
-        super().__init__("invalid parameters: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        super().__init__(
+            "invalid parameters: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        )
 
 
 def _with_defaults(schema: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -25,7 +25,10 @@ class StepSpec:
     open_inputs: bool = False  # extra inputs allowed (api_call body fields, transform)
     external: bool = True  # has effects outside rb: stubbed by fixtures in `rb test`
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Inputs the step evaluates itself, repeatedly (e.g. wait.until): recorded as written.
+    deferred: tuple[str, ...] = ()
+    # Inputs that may name a file next to the runbook; its text is snapshotted at request time.
+    file_inputs: tuple[str, ...] = ()
 
     def check(self, inputs: dict[str, Any]) -> list[str]:
         """Problems with `inputs`; values that are expressions are checked at run time instead."""
@@ -76,9 +79,7 @@ _HTTP = {
     "params": _ANY_OBJECT,
     "body": {},
     "auth_token": {"type": "string"},
-    "expect_status": {
-        "anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]
-    },
+    "expect_status": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
 }
 
 SPECS: dict[str, StepSpec] = {
@@ -102,23 +103,33 @@ SPECS: dict[str, StepSpec] = {
             },
             required=("endpoint",),
             open_inputs=True,
+            file_inputs=("query",),
             description="REST or GraphQL call",
         ),
         StepSpec(
             "schema_check",
-            {"schema": {"anyOf": [{"type": "string"}, {"type": "object"}]},
-             "entities": {"type": "array"}, "document": {}},
+            {
+                "schema": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+                "entities": {"type": "array"},
+                "document": {},
+            },
             required=("schema",),
             one_of=(("entities", "document"),),
             external=False,
+            file_inputs=("schema",),
         ),
         StepSpec("transform", {}, open_inputs=True, external=False),
         StepSpec(
             "wait",
-            {"seconds": _DURATION, "until": {"type": ["string", "boolean"]},
-             "poll_interval": _DURATION, "timeout": _DURATION},
+            {
+                "seconds": _DURATION,
+                "until": {"type": ["string", "boolean"]},
+                "poll_interval": _DURATION,
+                "timeout": _DURATION,
+            },
             one_of=(("seconds", "until"),),
             external=False,
+            deferred=("until",),
         ),
         StepSpec(
             "shell",
@@ -139,8 +150,7 @@ SPECS: dict[str, StepSpec] = {
         StepSpec(
             "metrics_publish",
             {
-                "metrics": {"type": "object", "additionalProperties": {"type": "number"},
-                            "minProperties": 1},
+                "metrics": {"type": "object", "additionalProperties": {"type": "number"}, "minProperties": 1},
                 "job": {"type": "string"},
                 "gateway_url": {"type": "string"},
                 "labels": _STR_MAP,
@@ -149,24 +159,34 @@ SPECS: dict[str, StepSpec] = {
         ),
         StepSpec(
             "approval",
-            {"approvers": {"type": "array", "items": {"type": "string"}},
-             "min_approvals": {"type": "integer", "minimum": 1}, "timeout": _DURATION,
-             "timeout_action": {"enum": ["approve", "reject", "fail"]},
-             "message": {"type": "string"}},
+            {
+                "approvers": {"type": "array", "items": {"type": "string"}},
+                "min_approvals": {"type": "integer", "minimum": 1},
+                "timeout": _DURATION,
+                "timeout_action": {"enum": ["approve", "reject", "fail"]},
+                "message": {"type": "string"},
+            },
             required=("approvers",),
         ),
         StepSpec(
             "branch",
-            {"if": {}, "then": {"type": "array", "items": {"type": "string"}},
-             "else": {"type": "array", "items": {"type": "string"}}},
+            {
+                "if": {},
+                "then": {"type": "array", "items": {"type": "string"}},
+                "else": {"type": "array", "items": {"type": "string"}},
+            },
             required=("if",),
             external=False,
         ),
         StepSpec(
             "for_each",
-            {"items": {}, "step": _ANY_OBJECT, "runbook": {"type": "string"},
-             "max_iterations": {"type": "integer", "minimum": 1, "maximum": 1000},
-             "concurrency": {"type": "integer", "minimum": 1}},
+            {
+                "items": {},
+                "step": _ANY_OBJECT,
+                "runbook": {"type": "string"},
+                "max_iterations": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "concurrency": {"type": "integer", "minimum": 1},
+            },
             required=("items",),
             one_of=(("step", "runbook"),),
             external=False,
@@ -178,15 +198,22 @@ SPECS: dict[str, StepSpec] = {
         ),
         StepSpec(
             "runbook",
-            {"runbook": {"type": "string"}, "params": _ANY_OBJECT,
-             "max_depth": {"type": "integer", "minimum": 1, "maximum": 10}},
+            {
+                "runbook": {"type": "string"},
+                "params": _ANY_OBJECT,
+                "max_depth": {"type": "integer", "minimum": 1, "maximum": 10},
+            },
             required=("runbook",),
         ),
         StepSpec(
             "ui_screenshot",
-            {"url": {"type": "string"}, "baseline": {"type": "string"},
-             "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-             "viewport": _ANY_OBJECT, "selector": {"type": "string"}},
+            {
+                "url": {"type": "string"},
+                "baseline": {"type": "string"},
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                "viewport": _ANY_OBJECT,
+                "selector": {"type": "string"},
+            },
             required=("url",),
         ),
         StepSpec(

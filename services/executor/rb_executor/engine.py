@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rb_common.events import Event
+from rb_common.loader import referenced_files
 from rb_common.model import Runbook
 from rb_common.params import env_snapshot, resolve_params
 from rb_common.settings import Settings
@@ -31,7 +32,8 @@ async def run_local(
     on_event: Callable[[Event, ExecutionState], None] | None = None,
 ) -> ExecutionState:
     """Run `runbook` in this process, recording every event under RB_HOME."""
-    executor: StepExecutor = PluginExecutor(default_registry())
+    registry = default_registry()
+    executor: StepExecutor = PluginExecutor(registry)
     if fixture is not None:
         merged = {**fixture.params, **(params or {})}
         executor = FixtureExecutor(executor, fixture, live=live)
@@ -41,15 +43,30 @@ async def run_local(
         merged = dict(params or {})
         clock = SystemClock()
         env = env_snapshot(runbook, os.environ)
-        secrets = {k[len("RB_SECRET_"):]: v for k, v in os.environ.items() if k.startswith("RB_SECRET_")}
+        secrets = {k[len("RB_SECRET_") :]: v for k, v in os.environ.items() if k.startswith("RB_SECRET_")}
         facts, trigger = {}, {"type": "manual", "actor": actor}
-    request = RunRequest(runbook=runbook, params=resolve_params(runbook, merged), env=env,
-                         trigger=trigger, facts=facts, actor=actor,
-                         concurrency=settings.max_concurrency)
+    request = RunRequest(
+        runbook=runbook,
+        params=resolve_params(runbook, merged),
+        env=env,
+        trigger=trigger,
+        facts=facts,
+        actor=actor,
+        concurrency=settings.max_concurrency,
+        files=referenced_files(runbook, base_dir),
+    )
     store = FileEventStore(settings.events_dir)
-    runner = Runner(store, executor, clock, settings, secrets=secrets, base_dir=base_dir,
-                    on_event=on_event)
+    runner = Runner(store, executor, clock, settings, secrets=secrets, base_dir=base_dir, on_event=on_event)
     try:
         return await runner.run(request)
     finally:
         store.close()
+        close_plugins(registry)
+
+
+def close_plugins(registry: dict[str, Any]) -> None:
+    """Release what plugins hold across steps (database pools)."""
+    for plugin in registry.values():
+        dispose = getattr(plugin, "dispose", None)
+        if dispose is not None:
+            dispose()

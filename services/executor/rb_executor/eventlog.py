@@ -60,7 +60,9 @@ class FileEventStore:
                 try:
                     events.append(Event.from_json(line))
                 except ValidationError as exc:
-                    raise EventLogError(f"{path}:{number}: unreadable event: {exc.errors()[0]['msg']}") from None
+                    raise EventLogError(
+                        f"{path}:{number}: unreadable event: {exc.errors()[0]['msg']}"
+                    ) from None
         return events
 
     def execution_ids(self) -> list[str]:

@@ -33,8 +33,9 @@ class Deviation:
     def __str__(self) -> str:
         where = f"step '{self.step}'" if self.step else "execution"
         at = f" (event {self.seq})" if self.seq else ""
-        return (f"{where}: {self.field}{at}: recorded {_short(self.recorded)}, "
-                f"replayed {_short(self.replayed)}")
+        return (
+            f"{where}: {self.field}{at}: recorded {_short(self.recorded)}, replayed {_short(self.replayed)}"
+        )
 
 
 @dataclass
@@ -59,7 +60,8 @@ def _short(value: Any) -> str:
 
 def _decided(event: Event) -> bool:
     return event.type in DECIDED_EVENTS or (
-        event.type == EventType.STEP_FAILED and event.data.get("stage") == "inputs")
+        event.type == EventType.STEP_FAILED and event.data.get("stage") == "inputs"
+    )
 
 
 def _command_data(command: Emit | RunStep) -> tuple[EventType, dict[str, Any]]:
@@ -76,6 +78,7 @@ class Replayer:
     def __init__(self, pure_executor: StepExecutor, settings: Settings) -> None:
         self.pure_executor = pure_executor
         self.settings = settings
+        self._files: dict[str, str] = {}
 
     async def replay(self, events: list[Event]) -> ReplayReport:
         if not events or events[0].type != EventType.EXECUTION_REQUESTED:
@@ -83,10 +86,12 @@ class Replayer:
         state = evolve(ExecutionState(), events[0])
         report = ReplayReport(execution_id=events[0].execution_id, state=state)
         scheduled: dict[tuple[str, str], dict[str, Any]] = {}
+        self._files = events[0].data.get("files") or {}
         for index, event in enumerate(events[1:], start=2):
             if event.seq != index:
-                report.deviations.append(Deviation(event.data.get("step_id"), "sequence",
-                                                   index, event.seq, event.seq))
+                report.deviations.append(
+                    Deviation(event.data.get("step_id"), "sequence", index, event.seq, event.seq)
+                )
             if _decided(event):
                 self._check_decision(state, event, report)
             if event.type == EventType.STEP_SCHEDULED:
@@ -99,8 +104,9 @@ class Replayer:
         leftover = [c for c in decide(state) if not isinstance(c, CancelStep)]
         if leftover or not state.terminal:
             names = [_command_data(c)[0].value for c in leftover if not isinstance(c, CancelStep)]
-            report.deviations.append(Deviation(None, "end", "recorded stream ends here",
-                                               names or state.status, events[-1].seq))
+            report.deviations.append(
+                Deviation(None, "end", "recorded stream ends here", names or state.status, events[-1].seq)
+            )
         report.state = state
         report.steps_checked = list(state.order)
         return report
@@ -111,24 +117,34 @@ class Replayer:
         wanted = _key(event.type, event.data)
         match = next((c for c in candidates if _key(*c) == wanted), None)
         if match is None:
-            replayed = [f"{t.value} {d.get('step_id') or d.get('name') or ''}".strip()
-                        for t, d in candidates] or "nothing"
+            replayed = [
+                f"{t.value} {d.get('step_id') or d.get('name') or ''}".strip() for t, d in candidates
+            ] or "nothing"
             report.deviations.append(Deviation(step, "decision", event.type.value, replayed, event.seq))
             return
         _, data = match
         for name in sorted(set(data) | set(event.data)):
             if canonical_json(data.get(name)) != canonical_json(event.data.get(name)):
-                report.deviations.append(Deviation(step, f"{event.type.value}.{name}",
-                                                   event.data.get(name), data.get(name), event.seq))
+                report.deviations.append(
+                    Deviation(
+                        step, f"{event.type.value}.{name}", event.data.get(name), data.get(name), event.seq
+                    )
+                )
 
-    async def _check_success(self, state: ExecutionState, event: Event,
-                             scheduled: dict[tuple[str, str], dict[str, Any]],
-                             report: ReplayReport) -> None:
+    async def _check_success(
+        self,
+        state: ExecutionState,
+        event: Event,
+        scheduled: dict[tuple[str, str], dict[str, Any]],
+        report: ReplayReport,
+    ) -> None:
         data = event.data
         step_id, phase = data["step_id"], data.get("phase", "main")
         raw = data.get("result")
         if "digest" in data and digest(raw) != data["digest"]:
-            report.deviations.append(Deviation(step_id, "result digest", data["digest"], digest(raw), event.seq))
+            report.deviations.append(
+                Deviation(step_id, "result digest", data["digest"], digest(raw), event.seq)
+            )
         if phase == "main":
             try:
                 outputs = extract_outputs(state.definition.step(step_id).outputs, raw)
@@ -137,8 +153,9 @@ class Replayer:
             for name in sorted(set(outputs) | set(data.get("outputs", {}))):
                 recorded = data.get("outputs", {}).get(name)
                 if canonical_json(recorded) != canonical_json(outputs.get(name)):
-                    report.deviations.append(Deviation(step_id, f"outputs.{name}", recorded,
-                                                       outputs.get(name), event.seq))
+                    report.deviations.append(
+                        Deviation(step_id, f"outputs.{name}", recorded, outputs.get(name), event.seq)
+                    )
         command_data = scheduled.get((step_id, phase))
         spec = SPECS.get(command_data["step_type"]) if command_data else None
         if command_data is None or spec is None or spec.external:
@@ -150,10 +167,16 @@ class Replayer:
     async def _rerun(self, state: ExecutionState, command: RunStep) -> Any:
         assert state.now is not None, "replayed state has folded at least one event"
         clock = FakeClock(state.now)
-        ctx = StepContext(execution_id=state.execution_id, step_id=command.step_id,
-                          attempt=command.attempt, idempotency_key=command.idempotency_key,
-                          settings=self.settings, clock=clock,
-                          evaluate=lambda expr: evaluate_in(state, expr))
+        ctx = StepContext(
+            execution_id=state.execution_id,
+            step_id=command.step_id,
+            attempt=command.attempt,
+            idempotency_key=command.idempotency_key,
+            settings=self.settings,
+            clock=clock,
+            files=self._files,
+            evaluate=lambda expr: evaluate_in(state, expr),
+        )
         try:
             return await self.pure_executor.execute(command, command.inputs, ctx)
         except StepFailed as exc:
@@ -163,11 +186,14 @@ class Replayer:
         data = event.data
         if data.get("phase", "main") != "main" or "will_retry" not in data:
             return
-        will_retry, delay = retry_plan(state, data["step_id"], data.get("attempt", 1),
-                                       bool(data.get("retryable")))
+        will_retry, delay = retry_plan(
+            state, data["step_id"], data.get("attempt", 1), bool(data.get("retryable"))
+        )
         if will_retry != data["will_retry"]:
-            report.deviations.append(Deviation(data["step_id"], "will_retry", data["will_retry"],
-                                               will_retry, event.seq))
+            report.deviations.append(
+                Deviation(data["step_id"], "will_retry", data["will_retry"], will_retry, event.seq)
+            )
         elif will_retry and abs(delay - float(data.get("retry_delay", 0))) > 1e-6:
-            report.deviations.append(Deviation(data["step_id"], "retry_delay",
-                                               data.get("retry_delay"), delay, event.seq))
+            report.deviations.append(
+                Deviation(data["step_id"], "retry_delay", data.get("retry_delay"), delay, event.seq)
+            )

@@ -24,6 +24,7 @@ from rb_common.outputs import OutputError, extract_outputs
 from rb_common.ports import EventStore
 from rb_common.secrets import mask
 from rb_common.settings import Settings
+from rb_common.step_specs import SPECS
 from rb_executor.clock import Clock
 from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
 from rb_executor.coordinator.context import evaluate_in, expression_context
@@ -43,8 +44,9 @@ class PluginExecutor:
     async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any:
         plugin = self.registry.get(command.step_type)
         if plugin is None:
-            raise StepFailed(f"step type '{command.step_type}' is not supported by this executor",
-                             retryable=False)
+            raise StepFailed(
+                f"step type '{command.step_type}' is not supported by this executor", retryable=False
+            )
         problems = plugin.validate(inputs)
         if problems:
             raise StepFailed("invalid inputs: " + "; ".join(problems), retryable=False)
@@ -62,6 +64,7 @@ class RunRequest:
     legal_basis: str | None = None
     execution_id: str | None = None
     concurrency: int | None = None
+    files: dict[str, str] = field(default_factory=dict)
 
     def event_data(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class RunRequest:
             "actor": self.actor,
             "legal_basis": self.legal_basis or self.runbook.legal_basis,
             "concurrency": self.concurrency,
+            "files": self.files,
         }
 
 
@@ -110,11 +114,19 @@ class Runner:
         self.state = ExecutionState()
         self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._files: dict[str, str] = {}
 
     def _record(self, type_: EventType, data: dict[str, Any], actor: str = "rb-executor") -> Event:
         execution_id = self.state.execution_id or data.get("execution_id", "")
-        event = Event(id=new_id(), execution_id=execution_id, seq=self.state.seq + 1, type=type_,
-                      time=self.clock.now(), actor=actor, data=data)
+        event = Event(
+            id=new_id(),
+            execution_id=execution_id,
+            seq=self.state.seq + 1,
+            type=type_,
+            time=self.clock.now(),
+            actor=actor,
+            data=data,
+        )
         self.store.append(event)
         self.state = evolve(self.state, event)
         if self.on_event:
@@ -124,6 +136,7 @@ class Runner:
     async def run(self, request: RunRequest) -> ExecutionState:
         execution_id = request.execution_id or new_id()
         self.state = ExecutionState(execution_id=execution_id)
+        self._files = request.files
         self._record(EventType.EXECUTION_REQUESTED, request.event_data(), actor=request.actor)
         try:
             while True:
@@ -161,8 +174,9 @@ class Runner:
         if outcome.type in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED):
             self._tasks.pop(data["step_id"], None)
         if outcome.type == EventType.STEP_FAILED and data.get("phase") == "main":
-            will_retry, delay = retry_plan(self.state, data["step_id"], data["attempt"],
-                                           bool(data.get("retryable")))
+            will_retry, delay = retry_plan(
+                self.state, data["step_id"], data["attempt"], bool(data.get("retryable"))
+            )
             data.update(will_retry=will_retry, retry_delay=delay)
         self._record(outcome.type, data)
 
@@ -174,25 +188,42 @@ class Runner:
                 await self.clock.sleep((command.not_before - self.clock.now()).total_seconds())
             self._outcomes.put_nowait(_Outcome(EventType.STEP_STARTED, dict(base)))
             ctx = StepContext(
-                execution_id=self.state.execution_id, step_id=command.step_id,
-                attempt=command.attempt, idempotency_key=command.idempotency_key,
-                settings=self.settings, clock=self.clock, base_dir=self.base_dir,
-                http_transport=self.http_transport, evaluate=self._evaluator(),
+                execution_id=self.state.execution_id,
+                step_id=command.step_id,
+                attempt=command.attempt,
+                idempotency_key=command.idempotency_key,
+                settings=self.settings,
+                clock=self.clock,
+                base_dir=self.base_dir,
+                http_transport=self.http_transport,
+                evaluate=self._evaluator(),
+                files=self._files,
             )
-            inputs = command.inputs
-            if mentions_secrets(inputs):
-                inputs = render(inputs, expression_context(self.state, self.secrets))
+            inputs = self._resolve_secrets(command)
             raw = await asyncio.wait_for(self.executor.execute(command, inputs, ctx), command.timeout)
             raw = mask(raw, secret_values)
             outputs: dict[str, Any] = {}
             if command.phase == "main":
                 outputs = extract_outputs(self.state.definition.step(command.step_id).outputs, raw)
-            self._outcomes.put_nowait(_Outcome(EventType.STEP_SUCCEEDED, {
-                **base, "result": raw, "outputs": outputs, "digest": digest(raw),
-                "meta": mask(ctx.meta, secret_values)}))
+            self._outcomes.put_nowait(
+                _Outcome(
+                    EventType.STEP_SUCCEEDED,
+                    {
+                        **base,
+                        "result": raw,
+                        "outputs": outputs,
+                        "digest": digest(raw),
+                        "meta": mask(ctx.meta, secret_values),
+                    },
+                )
+            )
         except asyncio.CancelledError:
-            self._outcomes.put_nowait(_Outcome(EventType.STEP_FAILED, {
-                **base, "error": "cancelled", "cancelled": True, "retryable": False}))
+            self._outcomes.put_nowait(
+                _Outcome(
+                    EventType.STEP_FAILED,
+                    {**base, "error": "cancelled", "cancelled": True, "retryable": False},
+                )
+            )
         except TimeoutError:
             self._fail(base, f"timed out after {command.timeout:g}s", True, timed_out=True)
         except StepFailed as exc:
@@ -202,9 +233,20 @@ class Runner:
         except Exception as exc:  # a plugin bug must fail the step, not the runner
             self._fail(base, mask(f"{type(exc).__name__}: {exc}", secret_values), False)
 
+    def _resolve_secrets(self, command: RunStep) -> Any:
+        """Second pass over inputs: the expressions that read secrets, resolved only now."""
+        inputs = command.inputs
+        if not isinstance(inputs, dict) or not mentions_secrets(inputs):
+            return inputs
+        spec = SPECS.get(command.step_type)
+        deferred = spec.deferred if spec else ()
+        context = expression_context(self.state, self.secrets)
+        return {k: v if k in deferred else render(v, context) for k, v in inputs.items()}
+
     def _fail(self, base: dict[str, Any], error: str, retryable: bool, **extra: Any) -> None:
-        self._outcomes.put_nowait(_Outcome(EventType.STEP_FAILED, {
-            **base, "error": error, "retryable": retryable, **extra}))
+        self._outcomes.put_nowait(
+            _Outcome(EventType.STEP_FAILED, {**base, "error": error, "retryable": retryable, **extra})
+        )
 
     def _evaluator(self) -> Callable[[str], Any]:
         return lambda expression: evaluate_in(self.state, expression, self.secrets)

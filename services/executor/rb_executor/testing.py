@@ -35,8 +35,12 @@ class TestOutcome:
         return all(c.ok for c in self.checks)
 
 
-def check_execution(runbook: Runbook, state: ExecutionState, expect: Expectations | None,
-                    expected_output: tuple[str, Any] | None = None) -> list[Check]:
+def check_execution(
+    runbook: Runbook,
+    state: ExecutionState,
+    expect: Expectations | None,
+    expected_output: tuple[str, Any] | None = None,
+) -> list[Check]:
     expect = expect or Expectations()
     checks: list[Check] = []
     for a in runbook.assumptions:
@@ -54,12 +58,19 @@ def check_execution(runbook: Runbook, state: ExecutionState, expect: Expectation
         value = kpi.get("value")
         shown = f"{value:.3g}" if isinstance(value, float) else json.dumps(value, default=str)
         target = f" (target {kpi['target']})" if kpi.get("target") is not None else ""
-        detail = kpi.get("error", "") or ("" if kpi.get("ok") == want else
-                                          f"expected {'met' if want else 'breached'}")
+        detail = kpi.get("error", "") or (
+            "" if kpi.get("ok") == want else f"expected {'met' if want else 'breached'}"
+        )
         checks.append(Check(kpi.get("ok") == want, f"kpi {name} = {shown}{target}", detail))
-    checks.append(Check(state.status == expect.status, f"execution {state.status.lower()}",
-                        "" if state.status == expect.status else
-                        f"expected {expect.status}; {state.reason or ''}".strip()))
+    checks.append(
+        Check(
+            state.status == expect.status,
+            f"execution {state.status.lower()}",
+            ""
+            if state.status == expect.status
+            else f"expected {expect.status}; {state.reason or ''}".strip(),
+        )
+    )
     if expect.reason_contains is not None:
         ok = expect.reason_contains in (state.reason or "")
         checks.append(Check(ok, f"reason mentions {expect.reason_contains!r}", state.reason or ""))
@@ -70,8 +81,9 @@ def check_execution(runbook: Runbook, state: ExecutionState, expect: Expectation
     return checks
 
 
-def _step_check(runbook: Runbook, state: ExecutionState, sid: str,
-                expected: StepExpectation | str | None) -> Check:
+def _step_check(
+    runbook: Runbook, state: ExecutionState, sid: str, expected: StepExpectation | str | None
+) -> Check:
     s = state.steps[sid]
     label = f"step {sid}: {s.status.lower()}" + (f" after {s.attempt} attempts" if s.attempt > 1 else "")
     if isinstance(expected, str):
@@ -86,8 +98,10 @@ def _step_check(runbook: Runbook, state: ExecutionState, sid: str,
         problems.append(f"expected {expected.attempts} attempts")
     for key, value in (expected.outputs or {}).items():
         if s.outputs.get(key) != value:
-            problems.append(f"output {key} = {json.dumps(s.outputs.get(key), default=str)}, "
-                            f"expected {json.dumps(value, default=str)}")
+            problems.append(
+                f"output {key} = {json.dumps(s.outputs.get(key), default=str)}, "
+                f"expected {json.dumps(value, default=str)}"
+            )
     if expected.error_contains and expected.error_contains not in (s.error or ""):
         problems.append(f"error {s.error!r} lacks {expected.error_contains!r}")
     detail = "; ".join(problems) or (s.error or s.skip_reason or "")

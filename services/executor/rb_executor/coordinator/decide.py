@@ -11,8 +11,9 @@ from typing import Any
 
 from rb_common.errors import ExpressionError
 from rb_common.events import EventType
-from rb_common.expressions import evaluate, expressions_in, mentions_secrets, render
+from rb_common.expressions import evaluate, mentions_secrets, render
 from rb_common.model import Assumption, Step
+from rb_common.step_specs import SPECS
 from rb_executor.coordinator import state as st
 from rb_executor.coordinator.commands import CancelStep, Command, Emit, RunStep
 from rb_executor.coordinator.context import expression_context
@@ -30,18 +31,19 @@ def decide(state: ExecutionState) -> list[Command]:
     pending_checks = [a for a in state.definition.assumptions if a.name not in state.assumptions]
     if pending_checks:
         context = expression_context(state)
-        return [Emit(EventType.ASSUMPTION_CHECKED, check_assumption(a, state, context))
-                for a in pending_checks]
+        return [
+            Emit(EventType.ASSUMPTION_CHECKED, check_assumption(a, state, context)) for a in pending_checks
+        ]
     unmet = [name for name, ok in state.assumptions.items() if not ok]
     if unmet:
-        return _wind_down(state, EventType.EXECUTION_ABORTED,
-                          {"reason": f"assumption '{unmet[0]}' not met", "unmet": unmet})
+        return _wind_down(
+            state, EventType.EXECUTION_ABORTED, {"reason": f"assumption '{unmet[0]}' not met", "unmet": unmet}
+        )
     if state.cancel_requested:
         return _wind_down(state, EventType.EXECUTION_CANCELLED, {"reason": "cancel requested"})
     if state.failure is not None:
         failure = state.failure
-        data = {"reason": f"step '{failure.step_id}' failed: {failure.error}",
-                "failed_step": failure.step_id}
+        data = {"reason": f"step '{failure.step_id}' failed: {failure.error}", "failed_step": failure.step_id}
         return _wind_down(state, EventType.EXECUTION_FAILED, data)
     if state.status == st.PAUSED:
         return []
@@ -59,12 +61,16 @@ def check_assumption(a: Assumption, state: ExecutionState, context: dict[str, An
         try:
             actual = render(a.expect, context)
         except ExpressionError as exc:
-            return {"name": a.name, "expected": a.expect, "actual": None, "ok": False,
-                    "error": str(exc)}
+            return {"name": a.name, "expected": a.expect, "actual": None, "ok": False, "error": str(exc)}
         return {"name": a.name, "expected": a.expect, "actual": actual, "ok": bool(actual)}
     if a.name not in state.facts:
-        return {"name": a.name, "expected": a.expect, "actual": None, "ok": False,
-                "error": "no fact supplied for this assumption"}
+        return {
+            "name": a.name,
+            "expected": a.expect,
+            "actual": None,
+            "ok": False,
+            "error": "no fact supplied for this assumption",
+        }
     actual = state.facts[a.name]
     return {"name": a.name, "expected": a.expect, "actual": actual, "ok": actual == a.expect}
 
@@ -107,8 +113,9 @@ def _schedule(state: ExecutionState) -> list[Command]:
         if current.status == st.RETRY_WAIT:
             if capacity > 0:
                 step = rb.step(sid)
-                commands.append(_run(state, step, current.attempt + 1, current.inputs,
-                                     not_before=current.retry_at))
+                commands.append(
+                    _run(state, step, current.attempt + 1, current.inputs, not_before=current.retry_at)
+                )
                 capacity -= 1
             continue
         if current.status != st.PENDING:
@@ -127,11 +134,14 @@ def _schedule(state: ExecutionState) -> list[Command]:
                 continue
             if capacity <= 0:
                 continue
-            inputs = _render_inputs(step.inputs, context)
+            inputs = _render_step_inputs(step.type, step.inputs, context)
         except ExpressionError as exc:
-            commands.append(Emit(EventType.STEP_FAILED, {
-                "step_id": sid, "attempt": 1, "error": str(exc), "will_retry": False,
-                "stage": "inputs"}))
+            commands.append(
+                Emit(
+                    EventType.STEP_FAILED,
+                    {"step_id": sid, "attempt": 1, "error": str(exc), "will_retry": False, "stage": "inputs"},
+                )
+            )
             continue
         commands.append(_run(state, step, 1, inputs))
         capacity -= 1
@@ -144,6 +154,12 @@ def _condition(when: str | bool, context: Callable[[], dict[str, Any]]) -> bool:
     if "${" in when:
         return bool(render(when, context()))
     return bool(evaluate(when, context()))
+
+
+def _render_step_inputs(step_type: str, inputs: dict[str, Any], context: Callable[[], dict[str, Any]]) -> Any:
+    spec = SPECS.get(step_type)
+    deferred = spec.deferred if spec else ()
+    return {k: v if k in deferred else _render_inputs(v, context) for k, v in inputs.items()}
 
 
 def _render_inputs(inputs: Any, context: Callable[[], dict[str, Any]]) -> Any:
@@ -160,8 +176,7 @@ def _render_inputs(inputs: Any, context: Callable[[], dict[str, Any]]) -> Any:
     return inputs
 
 
-def _run(state: ExecutionState, step: Step, attempt: int, inputs: Any, *,
-         not_before: Any = None) -> RunStep:
+def _run(state: ExecutionState, step: Step, attempt: int, inputs: Any, *, not_before: Any = None) -> RunStep:
     return RunStep(
         step_id=step.id,
         step_type=step.type,
@@ -184,9 +199,15 @@ def _wind_down(state: ExecutionState, terminal: EventType, data: dict[str, Any])
     rollback = state.failure is not None and state.failure.mode == "rollback"
     if rollback and not state.rollback_started:
         assert state.failure is not None
-        commands.append(Emit(EventType.ROLLBACK_STARTED, {
-            "failed_step": state.failure.step_id,
-            "compensate": [sid for sid in _compensation_order(state)]}))
+        commands.append(
+            Emit(
+                EventType.ROLLBACK_STARTED,
+                {
+                    "failed_step": state.failure.step_id,
+                    "compensate": [sid for sid in _compensation_order(state)],
+                },
+            )
+        )
     active = False
     for sid in state.order:
         current = state.steps[sid]
@@ -207,8 +228,11 @@ def _wind_down(state: ExecutionState, terminal: EventType, data: dict[str, Any])
 
 def _compensation_order(state: ExecutionState) -> list[str]:
     rb = state.definition
-    return [sid for sid in reversed(state.order)
-            if state.steps[sid].status == st.SUCCEEDED and rb.step(sid).rollback is not None]
+    return [
+        sid
+        for sid in reversed(state.order)
+        if state.steps[sid].status == st.SUCCEEDED and rb.step(sid).rollback is not None
+    ]
 
 
 def _next_compensation(state: ExecutionState) -> list[Command] | None:
@@ -223,15 +247,32 @@ def _next_compensation(state: ExecutionState) -> list[Command] | None:
             assert spec is not None
             context = _LazyContext(state)
             try:
-                inputs = _render_inputs(spec.inputs, context)
+                inputs = _render_step_inputs(spec.type, spec.inputs, context)
             except ExpressionError as exc:
-                return [Emit(EventType.STEP_FAILED, {
-                    "step_id": sid, "attempt": 1, "phase": "rollback", "error": str(exc),
-                    "will_retry": False, "stage": "inputs"})]
-            return [RunStep(
-                step_id=sid, step_type=spec.type, attempt=1, phase="rollback", inputs=inputs,
-                timeout=spec.timeout or rb.defaults.timeout,
-                idempotency_key=idempotency_key(state.execution_id, sid, 1, "rollback"))]
+                return [
+                    Emit(
+                        EventType.STEP_FAILED,
+                        {
+                            "step_id": sid,
+                            "attempt": 1,
+                            "phase": "rollback",
+                            "error": str(exc),
+                            "will_retry": False,
+                            "stage": "inputs",
+                        },
+                    )
+                ]
+            return [
+                RunStep(
+                    step_id=sid,
+                    step_type=spec.type,
+                    attempt=1,
+                    phase="rollback",
+                    inputs=inputs,
+                    timeout=spec.timeout or rb.defaults.timeout,
+                    idempotency_key=idempotency_key(state.execution_id, sid, 1, "rollback"),
+                )
+            ]
     return None
 
 
@@ -249,4 +290,3 @@ def _finish(state: ExecutionState, terminal: EventType, data: dict[str, Any]) ->
         commands.append(Emit(EventType.KPI_EVALUATED, evaluate_kpis(state)))
     commands.append(Emit(terminal, data))
     return commands
-

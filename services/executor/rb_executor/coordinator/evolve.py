@@ -12,7 +12,6 @@ from rb_common.model import Runbook
 from rb_executor.coordinator import state as st
 from rb_executor.coordinator.state import ExecutionState, Failure, StepState
 
-
 Changes = dict[str, Any]
 
 
@@ -108,23 +107,35 @@ def _rollback_phase(data: dict[str, Any]) -> bool:
 def _scheduled(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.SCHEDULED)
-    return _step(state, data["step_id"], status=st.SCHEDULED, attempt=data["attempt"],
-                 inputs=data.get("inputs"), retry_at=None)
+    return _step(
+        state,
+        data["step_id"],
+        status=st.SCHEDULED,
+        attempt=data["attempt"],
+        inputs=data.get("inputs"),
+        retry_at=None,
+    )
 
 
 def _step_started(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.RUNNING)
     current = state.steps[data["step_id"]]
-    return _step(state, data["step_id"], status=st.RUNNING,
-                 started_at=current.started_at or event.time)
+    return _step(state, data["step_id"], status=st.RUNNING, started_at=current.started_at or event.time)
 
 
 def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.SUCCEEDED)
-    return _step(state, data["step_id"], status=st.SUCCEEDED, outputs=data.get("outputs", {}),
-                 result=data.get("result"), error=None, completed_at=event.time)
+    return _step(
+        state,
+        data["step_id"],
+        status=st.SUCCEEDED,
+        outputs=data.get("outputs", {}),
+        result=data.get("result"),
+        error=None,
+        completed_at=event.time,
+    )
 
 
 def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
@@ -135,11 +146,22 @@ def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Change
         retry_at = datetime.fromtimestamp(
             event.time.timestamp() + float(data.get("retry_delay", 0)), tz=event.time.tzinfo
         )
-        return _step(state, step_id, status=st.RETRY_WAIT, error=data.get("error"),
-                     attempt=data.get("attempt", state.steps[step_id].attempt), retry_at=retry_at)
-    changes = _step(state, step_id, status=st.FAILED, error=data.get("error"),
-                    completed_at=event.time,
-                    attempt=max(data.get("attempt", 0), state.steps[step_id].attempt))
+        return _step(
+            state,
+            step_id,
+            status=st.RETRY_WAIT,
+            error=data.get("error"),
+            attempt=data.get("attempt", state.steps[step_id].attempt),
+            retry_at=retry_at,
+        )
+    changes = _step(
+        state,
+        step_id,
+        status=st.FAILED,
+        error=data.get("error"),
+        completed_at=event.time,
+        attempt=max(data.get("attempt", 0), state.steps[step_id].attempt),
+    )
     mode = state.definition.step(step_id).on_failure
     if mode != "continue" and not data.get("cancelled") and state.failure is None:
         changes["failure"] = Failure(step_id=step_id, mode=mode, error=data.get("error", ""))
@@ -147,8 +169,9 @@ def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Change
 
 
 def _skipped(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
-    return _step(state, data["step_id"], status=st.SKIPPED, skip_reason=data.get("reason"),
-                 completed_at=event.time)
+    return _step(
+        state, data["step_id"], status=st.SKIPPED, skip_reason=data.get("reason"), completed_at=event.time
+    )
 
 
 def _rollback(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:

@@ -18,12 +18,21 @@ def evaluate_kpis(state: ExecutionState) -> dict[str, Any]:
     success_rate = succeeded / executed if executed else 1.0
     duration = state.duration()
     results: dict[str, Any] = {
-        "duration_seconds": {"value": duration, "target": kpis.max_duration_seconds,
-                             "ok": _le(duration, kpis.max_duration_seconds)},
-        "success_rate": {"value": round(success_rate, 6), "target": kpis.min_success_rate,
-                         "ok": _ge(success_rate, kpis.min_success_rate)},
-        "error_rate": {"value": round(1 - success_rate, 6), "target": kpis.max_error_rate,
-                       "ok": _le(1 - success_rate, kpis.max_error_rate)},
+        "duration_seconds": {
+            "value": duration,
+            "target": kpis.max_duration_seconds,
+            "ok": _le(duration, kpis.max_duration_seconds),
+        },
+        "success_rate": {
+            "value": round(success_rate, 6),
+            "target": kpis.min_success_rate,
+            "ok": _ge(success_rate, kpis.min_success_rate),
+        },
+        "error_rate": {
+            "value": round(1 - success_rate, 6),
+            "target": kpis.max_error_rate,
+            "ok": _le(1 - success_rate, kpis.max_error_rate),
+        },
     }
     context = expression_context(state)
     for name, spec in kpis.custom.items():

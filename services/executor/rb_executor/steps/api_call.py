@@ -11,20 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from rb_common.step_specs import SPECS
-
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 from rb_executor.steps.http import response_body, send_request
 
 _GRAPHQL_SUFFIXES = (".graphql", ".gql")
 
 
-def _graphql_document(query: str, base_dir: Path) -> str:
+def _graphql_document(query: str, ctx: StepContext) -> str:
     """Inline documents are used as written; `*.graphql` / `*.gql` names are files."""
     if not query.strip().lower().endswith(_GRAPHQL_SUFFIXES):
         return query
-    path = base_dir / query.strip()
+    path = ctx.base_dir / query.strip()
     try:
-        return path.read_text(encoding="utf-8")
+        return ctx.read_file(query.strip())[1]
     except FileNotFoundError:
         raise StepFailed(f"GraphQL file not found: {path}", retryable=False) from None
     except OSError as exc:
@@ -74,7 +73,7 @@ class ApiCallStep(SpecValidated):
     ) -> Any:
         if not isinstance(query, str):
             raise StepFailed("'query' must be a GraphQL document or file name", retryable=False)
-        document = _graphql_document(query, ctx.base_dir)
+        document = _graphql_document(query, ctx)
         # Explicit `variables` win over same-named extra inputs.
         all_variables = {**extras, **(variables or {})}
         if method == "GET":
@@ -87,13 +86,9 @@ class ApiCallStep(SpecValidated):
         try:
             result = response.json()
         except ValueError:
-            raise StepFailed(
-                f"GraphQL response from {common['url']} is not JSON", retryable=False
-            ) from None
+            raise StepFailed(f"GraphQL response from {common['url']} is not JSON", retryable=False) from None
         if not isinstance(result, dict):
-            raise StepFailed(
-                f"GraphQL response from {common['url']} is not an object", retryable=False
-            )
+            raise StepFailed(f"GraphQL response from {common['url']} is not an object", retryable=False)
         if result.get("errors"):
             raise StepFailed(
                 f"GraphQL errors from {common['url']}: {_error_messages(result['errors'])}",

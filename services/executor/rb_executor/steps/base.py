@@ -38,6 +38,16 @@ class StepContext:
     evaluate: Callable[[str], Any] | None = None
     # Status, headers and other facts about the call, recorded beside the raw result.
     meta: dict[str, Any] = field(default_factory=dict)
+    # Files the runbook references (schemas, GraphQL documents), snapshotted with the definition
+    # so that a later edit of a file changes neither a running execution nor its replay.
+    files: dict[str, str] = field(default_factory=dict)
+
+    def read_file(self, name: str) -> tuple[Path, str]:
+        """(path, text) of a runbook-relative file: the snapshot first, then the disk."""
+        path = self.base_dir / name
+        if name in self.files:
+            return path, self.files[name]
+        return path, path.read_text(encoding="utf-8")
 
 
 class StepPlugin(Protocol):

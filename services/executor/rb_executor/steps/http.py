@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from rb_common.step_specs import SPECS, StepSpec
 
+from rb_common.step_specs import SPECS, StepSpec
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 
 # The runner enforces step timeouts by cancelling the coroutine; this only stops a dead peer
@@ -87,6 +87,9 @@ async def send_request(
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
         raise StepFailed(f"HTTP request to {url} failed: {detail}", retryable=True) from exc
+    except httpx.HTTPError as exc:  # too many redirects, undecodable body: retrying won't help
+        detail = str(exc) or type(exc).__name__
+        raise StepFailed(f"HTTP request to {url} failed: {detail}", retryable=False) from exc
     ctx.meta["status"] = response.status_code
     ctx.meta["headers"] = dict(response.headers)
     if not _status_expected(response.status_code, expect_status):

@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import quote
 
 from rb_common.step_specs import SPECS
-
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 from rb_executor.steps.http import send_request
 
@@ -72,14 +71,10 @@ class MetricsPublishStep(SpecValidated):
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
         gateway = inputs.get("gateway_url") or ctx.settings.pushgateway_url
         if not gateway:
-            raise StepFailed(
-                "no Pushgateway: set 'gateway_url' or RB_PUSHGATEWAY_URL", retryable=False
-            )
+            raise StepFailed("no Pushgateway: set 'gateway_url' or RB_PUSHGATEWAY_URL", retryable=False)
         metrics = inputs.get("metrics")
         if not isinstance(metrics, dict) or not metrics:
-            raise StepFailed(
-                "'metrics' must be a non-empty mapping name -> number", retryable=False
-            )
+            raise StepFailed("'metrics' must be a non-empty mapping name -> number", retryable=False)
         try:
             body = exposition(metrics)
             url = push_url(gateway, inputs.get("job") or "rb", inputs.get("labels") or {})

@@ -13,19 +13,19 @@ from typing import Any
 import jsonschema
 import yaml
 from jsonschema.protocols import Validator
-from rb_common.step_specs import SPECS
 
+from rb_common.step_specs import SPECS
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 
 
-def _load_schema(schema: Any, base_dir: Path) -> dict[str, Any]:
+def _load_schema(schema: Any, ctx: StepContext) -> dict[str, Any]:
     if isinstance(schema, dict):
         return schema
     if not isinstance(schema, str):
         raise StepFailed("'schema' must be a file name or an inline object", retryable=False)
-    path = base_dir / schema
+    path = ctx.base_dir / schema
     try:
-        text = path.read_text(encoding="utf-8")
+        path, text = ctx.read_file(schema)
     except FileNotFoundError:
         raise StepFailed(f"schema file not found: {path}", retryable=False) from None
     except OSError as exc:
@@ -53,7 +53,7 @@ class SchemaCheckStep(SpecValidated):
     spec = SPECS["schema_check"]
 
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
-        validator = _validator(_load_schema(inputs.get("schema"), ctx.base_dir))
+        validator = _validator(_load_schema(inputs.get("schema"), ctx))
         if "entities" in inputs:
             entities = inputs["entities"]
             if not isinstance(entities, list):
@@ -71,8 +71,7 @@ class SchemaCheckStep(SpecValidated):
             if not found:
                 valid.append(entity)
             errors.extend(
-                {"index": index, "path": error.json_path, "message": error.message}
-                for error in found
+                {"index": index, "path": error.json_path, "message": error.message} for error in found
             )
         return {
             "valid": valid,

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from rb_common.step_specs import SPECS
-
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 
 OUTPUT_LIMIT = 64 * 1024
 _TAIL_LIMIT = 4096
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _CHUNK = 65536
+_REAP_SECONDS = 5.0
+_PIPE_GRACE_SECONDS = 2.0
+_EXIT_POLL_SECONDS = 0.05
 
 
 def scrubbed_env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -59,9 +61,7 @@ class _Capture:
         return self.total > len(self.head)
 
     def last_line(self) -> str:
-        lines = [
-            ln for ln in self.tail.decode("utf-8", errors="replace").splitlines() if ln.strip()
-        ]
+        lines = [ln for ln in self.tail.decode("utf-8", errors="replace").splitlines() if ln.strip()]
         return lines[-1].strip() if lines else ""
 
 
@@ -75,6 +75,13 @@ async def _feed(stream: asyncio.StreamWriter | None, data: bytes) -> None:
     stream.close()
 
 
+async def _exited(process: asyncio.subprocess.Process) -> None:
+    # Process.wait() also waits for the pipes to close on some Python versions, so it cannot
+    # tell "the command exited" from "its background children still hold stdout".
+    while process.returncode is None:
+        await asyncio.sleep(_EXIT_POLL_SECONDS)
+
+
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -85,11 +92,7 @@ class ShellStep(SpecValidated):
 
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
         command = inputs.get("command")
-        if (
-            not isinstance(command, list)
-            or not command
-            or not all(isinstance(a, str) for a in command)
-        ):
+        if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
             raise StepFailed("'command' must be a non-empty list of strings", retryable=False)
         cwd = ctx.base_dir / Path(inputs["cwd"]) if inputs.get("cwd") else ctx.base_dir
         if not cwd.is_dir():
@@ -114,20 +117,36 @@ class ShellStep(SpecValidated):
             raise StepFailed(f"cannot start {command[0]}: {exc}", retryable=False) from None
 
         out, err = _Capture(), _Capture()
+        io = asyncio.gather(
+            _feed(process.stdin, (stdin or "").encode("utf-8")),
+            out.drain(process.stdout),
+            err.drain(process.stderr),
+        )
+        # Outcome collected on every path, so cancellation logs no "never retrieved" noise.
+        io.add_done_callback(lambda f: f.cancelled() or f.exception())
+        exited = asyncio.ensure_future(_exited(process))
         try:
-            await asyncio.gather(
-                _feed(process.stdin, (stdin or "").encode("utf-8")),
-                out.drain(process.stdout),
-                err.drain(process.stderr),
-            )
+            either: set[asyncio.Future[Any]] = {io, exited}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not io.done():
+                # The command exited but background children it left hold the pipes: they get
+                # a short grace, then the group dies rather than holding the step open forever.
+                done, _ = await asyncio.wait({io}, timeout=_PIPE_GRACE_SECONDS)
+                if not done:
+                    _kill_group(process)
+            await io
             exit_code = await process.wait()
         except BaseException:
             # Cancellation (step timeout) or anything else: leave nothing running behind us.
+            io.cancel()
             _kill_group(process)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-            await asyncio.shield(process.wait())
+            # Reap it; bounded, so a descendant that escaped the group cannot stall us.
+            await asyncio.wait({asyncio.ensure_future(process.wait())}, timeout=_REAP_SECONDS)
             raise
+        finally:
+            exited.cancel()
 
         ctx.meta["exit_code"] = exit_code
         ctx.meta["stdout_truncated"] = out.truncated

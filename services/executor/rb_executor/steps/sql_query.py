@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from rb_common.step_specs import SPECS
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
+from rb_common.step_specs import SPECS
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 
 # How long a cancelled step waits for the database to acknowledge the cancel.
@@ -55,6 +56,19 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [json_safe(v) for v in value]
     return str(value)
+
+
+def _is_sqlite_memory(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def _create_engine(url: str) -> Engine:
+    if _is_sqlite_memory(url):
+        # Statements run on pool threads; one shared connection keeps one in-memory database
+        # for the whole run instead of a fresh empty one per thread (callers serialise use).
+        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    return create_engine(url, pool_pre_ping=True)
 
 
 def _db_message(exc: SQLAlchemyError) -> str:
@@ -107,28 +121,29 @@ class SqlQueryStep(SpecValidated):
     spec = SPECS["sql_query"]
 
     def __init__(self) -> None:
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, tuple[Engine, threading.Lock | None]] = {}
         self._lock = threading.Lock()
 
-    def _engine(self, url: str) -> Engine:
+    def _engine(self, url: str) -> tuple[Engine, threading.Lock | None]:
+        """The URL's engine, and a lock when its single shared connection must not be
+        used by two statements at once."""
         with self._lock:
-            engine = self._engines.get(url)
-            if engine is None:
-                engine = create_engine(url, pool_pre_ping=True)
-                self._engines[url] = engine
-            return engine
+            entry = self._engines.get(url)
+            if entry is None:
+                entry = (_create_engine(url), threading.Lock() if _is_sqlite_memory(url) else None)
+                self._engines[url] = entry
+            return entry
 
     def dispose(self) -> None:
         """Close every pooled connection; call when the executor shuts down."""
         with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
+            engines, self._engines = [e for e, _ in self._engines.values()], {}
         for engine in engines:
             engine.dispose()
 
-    def _execute(
-        self, url: str, query: str, params: dict[str, Any], running: _Running
-    ) -> dict[str, Any]:
-        with self._engine(url).begin() as conn:
+    def _execute(self, url: str, query: str, params: dict[str, Any], running: _Running) -> dict[str, Any]:
+        engine, serial = self._engine(url)
+        with serial or contextlib.nullcontext(), engine.begin() as conn:
             running.attach(conn.connection.dbapi_connection)
             result = conn.execute(text(query), params)
             if result.returns_rows:
@@ -143,9 +158,7 @@ class SqlQueryStep(SpecValidated):
         if url is None:
             if "://" not in connection:
                 known = ", ".join(sorted(ctx.settings.connections)) or "none configured"
-                raise StepFailed(
-                    f"unknown connection '{connection}' (known: {known})", retryable=False
-                )
+                raise StepFailed(f"unknown connection '{connection}' (known: {known})", retryable=False)
             url = connection
         return normalize_url(url)
 
@@ -169,9 +182,7 @@ class SqlQueryStep(SpecValidated):
             await asyncio.wait({task}, timeout=_CANCEL_GRACE_SECONDS)
             raise
         except OperationalError as exc:
-            raise StepFailed(
-                f"database error: {_db_message(exc)}", retryable=_transient(exc)
-            ) from None
+            raise StepFailed(f"database error: {_db_message(exc)}", retryable=_transient(exc)) from None
         except DBAPIError as exc:
             raise StepFailed(f"database error: {_db_message(exc)}", retryable=False) from None
         except SQLAlchemyError as exc:

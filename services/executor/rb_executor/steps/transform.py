@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rb_common.step_specs import SPECS
-
 from rb_executor.steps.base import SpecValidated, StepContext
 
 

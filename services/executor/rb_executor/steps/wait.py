@@ -11,7 +11,6 @@ from rb_common.durations import parse_duration
 from rb_common.errors import ExpressionError
 from rb_common.expressions import iter_expressions
 from rb_common.step_specs import SPECS
-
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
 
 DEFAULT_POLL_INTERVAL = 5.0
@@ -36,9 +35,7 @@ def expression_body(until: str) -> str:
     if len(parts) == 1 and parts[0][0] == 0 and parts[0][1] == len(text):
         return parts[0][2]
     if parts:
-        raise StepFailed(
-            f"input 'until' must be one expression, not a template: {until!r}", retryable=False
-        )
+        raise StepFailed(f"input 'until' must be one expression, not a template: {until!r}", retryable=False)
     return text
 
 
@@ -78,9 +75,7 @@ class WaitStep(SpecValidated):
         if not isinstance(until, str):
             raise StepFailed("'until' must be an expression string", retryable=False)
         if ctx.evaluate is None:
-            raise StepFailed(
-                "'until' needs an expression evaluator in the step context", retryable=False
-            )
+            raise StepFailed("'until' needs an expression evaluator in the step context", retryable=False)
         body = expression_body(until)
         while True:
             try:

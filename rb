@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# rb from a fresh clone: creates .venv on first use, then runs the rb CLI.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bash "$ROOT/scripts/bootstrap.sh"
+exec "$ROOT/.venv/bin/rb" "$@"
