@@ -47,6 +47,7 @@ class PluginExecutor:
             raise StepFailed(
                 f"step type '{command.step_type}' is not supported by this executor", retryable=False
             )
+        inputs = ctx.resolve_secrets(inputs)
         problems = plugin.validate(inputs)
         if problems:
             raise StepFailed("invalid inputs: " + "; ".join(problems), retryable=False)
@@ -198,9 +199,9 @@ class Runner:
                 http_transport=self.http_transport,
                 evaluate=self._evaluator(),
                 files=self._files,
+                resolve_secrets=lambda inputs: self._resolve_secrets(command.step_type, inputs),
             )
-            inputs = self._resolve_secrets(command)
-            raw = await asyncio.wait_for(self.executor.execute(command, inputs, ctx), command.timeout)
+            raw = await asyncio.wait_for(self.executor.execute(command, command.inputs, ctx), command.timeout)
             raw = mask(raw, secret_values)
             outputs: dict[str, Any] = {}
             if command.phase == "main":
@@ -233,12 +234,11 @@ class Runner:
         except Exception as exc:  # a plugin bug must fail the step, not the runner
             self._fail(base, mask(f"{type(exc).__name__}: {exc}", secret_values), False)
 
-    def _resolve_secrets(self, command: RunStep) -> Any:
+    def _resolve_secrets(self, step_type: str, inputs: Any) -> Any:
         """Second pass over inputs: the expressions that read secrets, resolved only now."""
-        inputs = command.inputs
         if not isinstance(inputs, dict) or not mentions_secrets(inputs):
             return inputs
-        spec = SPECS.get(command.step_type)
+        spec = SPECS.get(step_type)
         deferred = spec.deferred if spec else ()
         context = expression_context(self.state, self.secrets)
         return {k: v if k in deferred else render(v, context) for k, v in inputs.items()}

@@ -41,6 +41,9 @@ class StepContext:
     # Files the runbook references (schemas, GraphQL documents), snapshotted with the definition
     # so that a later edit of a file changes neither a running execution nor its replay.
     files: dict[str, str] = field(default_factory=dict)
+    # Resolves `${secrets.X}` left in the inputs; called by whoever really runs the step, so a
+    # stubbed step never needs the secret and a secret never leaves the step.
+    resolve_secrets: Callable[[Any], Any] = lambda inputs: inputs
 
     def read_file(self, name: str) -> tuple[Path, str]:
         """(path, text) of a runbook-relative file: the snapshot first, then the disk."""

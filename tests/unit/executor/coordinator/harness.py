@@ -30,15 +30,23 @@ class Drive:
 
     def record(self, type_: EventType, data: dict[str, Any]) -> None:
         self.tick += 0.001
-        event = Event(id=f"e{len(self.events) + 1}", execution_id="ex1", seq=len(self.events) + 1,
-                      type=type_, time=T0 + timedelta(seconds=self.tick), data=data)
+        event = Event(
+            id=f"e{len(self.events) + 1}",
+            execution_id="ex1",
+            seq=len(self.events) + 1,
+            type=type_,
+            time=T0 + timedelta(seconds=self.tick),
+            data=data,
+        )
         self.events.append(event)
         self.state = evolve(self.state, event)
 
     def run(self, max_rounds: int = 1000) -> ExecutionState:
         runbook, _ = load_runbook_text(self.yaml_text)
-        self.record(EventType.EXECUTION_REQUESTED, {"runbook": runbook.snapshot(), "params": self.params,
-                                                    "facts": self.facts})
+        self.record(
+            EventType.EXECUTION_REQUESTED,
+            {"runbook": runbook.snapshot(), "params": self.params, "facts": self.facts},
+        )
         running: dict[str, RunStep] = {}
         for _ in range(max_rounds):
             started: list[str] = []
@@ -50,17 +58,27 @@ class Drive:
                         if command.step_id in running and command.step_id not in self.cancelled:
                             self.cancelled.append(command.step_id)
                             run = running.pop(command.step_id)
-                            self.record(EventType.STEP_FAILED, {"step_id": run.step_id, "attempt": run.attempt,
-                                                                "phase": run.phase, "error": "cancelled",
-                                                                "cancelled": True, "retryable": False})
+                            self.record(
+                                EventType.STEP_FAILED,
+                                {
+                                    "step_id": run.step_id,
+                                    "attempt": run.attempt,
+                                    "phase": run.phase,
+                                    "error": "cancelled",
+                                    "cancelled": True,
+                                    "retryable": False,
+                                },
+                            )
                             progressed = True
                         continue
                     if isinstance(command, Emit):
                         self.record(command.type, command.data)
                     else:
                         self.record(EventType.STEP_SCHEDULED, command.event_data())
-                        self.record(EventType.STEP_STARTED, {"step_id": command.step_id,
-                                                             "attempt": command.attempt, "phase": command.phase})
+                        self.record(
+                            EventType.STEP_STARTED,
+                            {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase},
+                        )
                         running[command.step_id] = command
                         started.append(command.step_id)
                     progressed = True
@@ -81,9 +99,16 @@ class Drive:
                 if isinstance(outcome, tuple):
                     self._fail(run, "failed", outcome[1])
                 else:
-                    self.record(EventType.STEP_SUCCEEDED, {"step_id": run.step_id, "attempt": run.attempt,
-                                                           "phase": run.phase, "result": outcome,
-                                                           "outputs": outcome if run.phase == "main" else {}})
+                    self.record(
+                        EventType.STEP_SUCCEEDED,
+                        {
+                            "step_id": run.step_id,
+                            "attempt": run.attempt,
+                            "phase": run.phase,
+                            "result": outcome,
+                            "outputs": outcome if run.phase == "main" else {},
+                        },
+                    )
         raise AssertionError("coordinator did not finish")
 
     def _outcome(self, run: RunStep) -> Any:
@@ -92,8 +117,13 @@ class Drive:
         return outcomes[min(run.attempt, len(outcomes)) - 1]
 
     def _fail(self, run: RunStep, error: str, retryable: bool) -> None:
-        data: dict[str, Any] = {"step_id": run.step_id, "attempt": run.attempt, "phase": run.phase,
-                                "error": error, "retryable": retryable}
+        data: dict[str, Any] = {
+            "step_id": run.step_id,
+            "attempt": run.attempt,
+            "phase": run.phase,
+            "error": error,
+            "retryable": retryable,
+        }
         if run.phase == "main":
             will_retry, delay = retry_plan(self.state, run.step_id, run.attempt, retryable)
             data.update(will_retry=will_retry, retry_delay=delay)

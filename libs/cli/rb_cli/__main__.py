@@ -1,0 +1,3 @@
+from rb_cli.main import main
+
+main()
