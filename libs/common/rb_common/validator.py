@@ -43,9 +43,11 @@ _BARE_NAME = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*$")
 _BARE_EXPRESSION_INPUTS = {"wait": ("until",), "branch": ("if",)}
 
 # The syntax the evaluator can run: anything else parses but fails at run time, so reject it now.
-_PROBE = simpleeval.EvalWithCompoundTypes()
+_PROBE = simpleeval.EvalWithCompoundTypes(functions={})
 _SUPPORTED_NODES = frozenset(_PROBE.nodes)
 _SUPPORTED_OPERATORS = frozenset(_PROBE.operators)
+# FUNCTIONS plus the constructors (list, dict, ...) the compound-types evaluator always adds.
+_FUNCTION_NAMES = frozenset(FUNCTIONS) | frozenset(_PROBE.functions)
 del _PROBE
 
 
@@ -273,7 +275,7 @@ class _Checker:
             return
         for problem in _unsupported_syntax(tree):
             self.error(f"{scope.what}: {problem} in '{shown}'", sid, loc)
-        if _BARE_NAME.match(body) and body.strip() not in ROOT_NAMES | FUNCTIONS.keys():
+        if _BARE_NAME.match(body) and body.strip() not in ROOT_NAMES | _FUNCTION_NAMES:
             return  # `${NAME}`: a parameter, else an environment variable
         local = _comprehension_names(tree)
         called = {
@@ -286,15 +288,15 @@ class _Checker:
             if root in local:
                 continue
             if root in called:
-                if root not in FUNCTIONS:
-                    functions = ", ".join(sorted(FUNCTIONS))
+                if root not in _FUNCTION_NAMES:
+                    functions = ", ".join(sorted(_FUNCTION_NAMES))
                     self.error(
                         f"{scope.what}: unknown function '{root}' in '{shown}' (functions: {functions})",
                         sid,
                         loc,
                     )
                 continue
-            if root in FUNCTIONS:
+            if root in _FUNCTION_NAMES:
                 continue
             if root not in ROOT_NAMES:
                 names = ", ".join(sorted(ROOT_NAMES))
@@ -338,8 +340,8 @@ class _Checker:
             if scope.step is None:
                 reason = "assumptions are checked before any step runs"
             elif target == sid:
-                reason = f"a step cannot read its own {'outputs' if len(ref) > 2 else 'result'}"
-                reason += " (only its rollback can)"
+                own = ref[2] if len(ref) > 2 else "result"
+                reason = f"a step cannot read its own {own} (only its rollback can)"
             else:
                 reason = (
                     f"'{target}' is not upstream of '{sid}': add it to depends_on "

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+
 from rb_common.errors import ExpressionError
 from rb_common.expressions import (
     FUNCTIONS,
@@ -111,7 +112,7 @@ def test_dotted_keys_read_mappings_even_when_named_like_methods() -> None:
     assert evaluate("steps.ingest.outputs['items'][0]['id']", CTX) == 7
     with pytest.raises(ExpressionError, match="no key 'get' \\(have: items, keys, values\\)"):
         evaluate("params.nested.get", CTX)
-    with pytest.raises(ExpressionError, match="cannot read '.upper' of a str"):
+    with pytest.raises(ExpressionError, match=r"cannot read '\.upper' of a str"):
         evaluate("params.nested.keys.upper()", CTX)
 
 
@@ -120,9 +121,7 @@ def test_hyphenated_step_ids() -> None:
     assert evaluate("len(steps.fetch-data.outputs.rows) - 1", CTX) == 2
     assert evaluate("steps['fetch-data'].status == 'succeeded'", CTX) is True
     assert render("${steps.fetch-data.outputs.rows[0]}", CTX) == 1
-    assert ("steps", "fetch-data", "outputs", "rows") in set(
-        references("steps.fetch-data.outputs.rows")
-    )
+    assert ("steps", "fetch-data", "outputs", "rows") in set(references("steps.fetch-data.outputs.rows"))
 
 
 def test_step_status_and_error() -> None:
@@ -159,7 +158,8 @@ def test_every_function_is_tested() -> None:
         "len", "sum", "min", "max", "any", "all", "abs", "round", "sorted",
         "int", "float", "str", "bool", "lower", "upper", "json",
     }  # fmt: skip
-    assert set(FUNCTIONS) == tested
+    # simpleeval's compound-types evaluator adds these constructors to the table it is given.
+    assert set(FUNCTIONS) - {"list", "tuple", "dict", "set"} == tested
     assert "now" not in FUNCTIONS
 
 
@@ -167,7 +167,8 @@ def test_operators_and_literals() -> None:
     assert evaluate("params.n if params.flag else 0", CTX) == 3
     assert evaluate("'a' in params.names and 'z' not in params.names", CTX) is True
     assert evaluate("[x * 2 for x in params.nested.items if x > 1]", CTX) == [4]
-    assert evaluate("{k: v for k, v in {'a': 1}.items()}" if False else "{'a': 1}['a']", CTX) == 1
+    assert evaluate("{'a': 1}['a']", CTX) == 1
+    assert evaluate("{k: k * 2 for k in params.nested.items}", CTX) == {1: 2, 2: 4}
     assert evaluate("1 < params.n <= 3", CTX) is True
     assert evaluate("f'{params.n}-{env.ONLY_ENV}'", CTX) == "3-e"
     assert evaluate("[*params.names, 'c']", CTX) == ["b", "a", "c"]
@@ -340,9 +341,13 @@ def test_known_hole_aliased_nested_list_hangs() -> None:
     assert_rejected("[[1] * 99999] * 99999", seconds=2.0)
 
 
-@pytest.mark.xfail(strict=True, reason="sum() concatenates lists quadratically: hangs")
-def test_known_hole_sum_of_lists_hangs() -> None:
-    assert_rejected("sum([[1] * 3000] * 3000, [])", seconds=2.0)
+@pytest.mark.xfail(strict=True, reason="sum() concatenates lists quadratically, in C")
+def test_known_hole_sum_of_lists() -> None:
+    # 250000 elements in ~0.6 s; with 3000 x 3000 it runs for minutes, and no signal or
+    # timeout can interrupt it because the loop is in C. A time limit cannot catch it: the
+    # result must be refused by size, so this only asserts the error.
+    with pytest.raises(ExpressionError):
+        evaluate("sum([[1] * 500] * 500, [])", CTX)
 
 
 @pytest.mark.xfail(strict=True, reason="'%' formatting bypasses the string length limit")
@@ -367,3 +372,11 @@ def test_known_hole_huge_integer() -> None:
 def test_known_hole_huge_integer_interpolated() -> None:
     with time_limit(1.0), pytest.raises(ExpressionError):
         render("n=${2**100000}", CTX)
+
+
+@pytest.mark.xfail(strict=True, reason="simpleeval adds list/tuple/dict/set to FUNCTIONS itself")
+def test_known_hole_functions_table_is_mutated() -> None:
+    # So `${set}` is a bare parameter name until the first evaluation in the process, and a
+    # function after it.
+    evaluate("1", {})
+    assert "set" not in FUNCTIONS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from rb_common.errors import RunbookLoadError
 from rb_common.loader import load_runbook, load_runbook_text, parse_yaml
 
@@ -135,7 +136,9 @@ def test_bad_semver(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["1.0.0", "0.1.0", "2.10.3-rc.1", "1.0.0+build.5"])
 def test_good_semver(version: str) -> None:
-    runbook, _ = load_runbook_text(f"id: rb-x\nname: X\nversion: {version}\nsteps: [{{id: a, type: transform}}]\n")
+    runbook, _ = load_runbook_text(
+        f"id: rb-x\nname: X\nversion: {version}\nsteps: [{{id: a, type: transform}}]\n"
+    )
     assert runbook.version == version
 
 
@@ -212,5 +215,10 @@ def test_load_runbook_from_file(tmp_path: Path) -> None:
 def test_snapshot_round_trips() -> None:
     runbook, _ = load_runbook_text(MINIMAL + "    timeout: 2s\n    on_failure: log_and_continue\n")
     snapshot = runbook.snapshot()
-    assert snapshot["steps"][0] == {"id": "only", "type": "transform", "timeout": 2.0, "on_failure": "continue"}
+    assert snapshot["steps"][0] == {
+        "id": "only",
+        "type": "transform",
+        "timeout": 2.0,
+        "on_failure": "continue",
+    }
     assert type(runbook).model_validate(snapshot) == runbook

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from rb_common.loader import load_runbook_text
 from rb_common.validator import Issue, cron_problem, validate_file, validate_runbook
 
@@ -329,8 +330,7 @@ def test_bad_rollback_inputs(tmp_path: Path) -> None:
             "when: invalid expression '${params.a >}'",
         ),
         (
-            "steps:\n  - id: s\n    type: transform\n"
-            "    rollback: {type: transform, inputs: {v: '${(}'}}\n",
+            "steps:\n  - id: s\n    type: transform\n    rollback: {type: transform, inputs: {v: '${(}'}}\n",
             "rollback inputs: invalid expression '${(}'",
         ),
         (
@@ -369,9 +369,7 @@ def test_expression_syntax_in_assumptions_and_kpis(tmp_path: Path) -> None:
     )
     found = errors(issues)
     assert len(found) == 2
-    assert ":6: error: assumption 'small_batch': invalid expression '${params.batch_size <=}'" in (
-        found[0]
-    )
+    assert ":6: error: assumption 'small_batch': invalid expression '${params.batch_size <=}'" in (found[0])
     assert ":8: error: KPI 'ratio': invalid expression '${1 / }'" in found[1]
 
 
@@ -545,9 +543,7 @@ def test_rollback_may_read_its_own_step_but_inputs_may_not(tmp_path: Path) -> No
     )
     issue = one_error(issues)
     assert issue.line == 8
-    assert "step 'create': error: inputs: '${steps.create.outputs.id}' reads step 'create'" in str(
-        issue
-    )
+    assert "step 'create': error: inputs: '${steps.create.outputs.id}' reads step 'create'" in str(issue)
     assert "cannot read its own outputs" in issue.message
 
 
@@ -914,7 +910,9 @@ def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_the_step(tmp_path: Path) -> None:
-    path = write(tmp_path, "steps:\n  - id: a\n    type: transform\n  - id: b\n    typo: 1\n    type: transform\n")
+    path = write(
+        tmp_path, "steps:\n  - id: a\n    type: transform\n  - id: b\n    typo: 1\n    type: transform\n"
+    )
     runbook, issues = validate_file(path)
     assert runbook is None
     (issue,) = issues
@@ -925,7 +923,9 @@ def test_unknown_key_names_the_step(tmp_path: Path) -> None:
 
 
 def test_load_error_outside_steps_names_no_step(tmp_path: Path) -> None:
-    path = write(tmp_path, "steps:\n  - id: a\n    type: transform\ntriggers:\n  - {cron: '* * * * *', x: 1}\n")
+    path = write(
+        tmp_path, "steps:\n  - id: a\n    type: transform\ntriggers:\n  - {cron: '* * * * *', x: 1}\n"
+    )
     _, issues = validate_file(path)
     (issue,) = issues
     assert issue.step is None
@@ -933,7 +933,9 @@ def test_load_error_outside_steps_names_no_step(tmp_path: Path) -> None:
 
 
 def test_deeply_nested_yaml_does_not_crash(tmp_path: Path) -> None:
-    path = write(tmp_path, "steps:\n  - id: a\n    type: transform\n    inputs: {v: " + "[" * 3000 + "]" * 3000 + "}\n")
+    path = write(
+        tmp_path, "steps:\n  - id: a\n    type: transform\n    inputs: {v: " + "[" * 3000 + "]" * 3000 + "}\n"
+    )
     runbook, issues = validate_file(path)
     assert runbook is None
     assert len(issues) == 1 and issues[0].level == "error"

@@ -1,0 +1,153 @@
+"""NATS JetStream: stream layout, connection, and the append/read primitives of the event log."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, BadRequestError, NotFoundError
+
+from rb_common.events import Event
+from rb_common.ports import ConcurrencyError
+
+EVENTS_STREAM = "RB_EVENTS"
+TRIGGERS_STREAM = "RB_TRIGGERS"
+TASKS_STREAM = "RB_TASKS"
+INBOX_STREAM = "RB_INBOX"
+
+# JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+WRONG_LAST_SEQUENCE = 10071
+
+
+def exec_subject(execution_id: str) -> str:
+    return f"rb.exec.{execution_id}"
+
+
+def trigger_subject(runbook_id: str) -> str:
+    return f"rb.trigger.{runbook_id}"
+
+
+def task_subject(step_type: str) -> str:
+    return f"rb.task.{step_type}"
+
+
+def result_subject(execution_id: str) -> str:
+    return f"rb.result.{execution_id}"
+
+
+def control_subject(execution_id: str) -> str:
+    return f"rb.control.{execution_id}"
+
+
+STREAMS = [
+    # The record: one subject per execution, kept, deduplicated by event id.
+    StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=["rb.exec.*"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        duplicate_window=600.0,
+        allow_direct=True,
+    ),
+    # Requests to start executions; a long window so cron fires and alerts dedupe.
+    StreamConfig(
+        name=TRIGGERS_STREAM,
+        subjects=["rb.trigger.*"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=3600.0,
+    ),
+    # Step attempts for workers.
+    StreamConfig(
+        name=TASKS_STREAM,
+        subjects=["rb.task.*"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=3600.0,
+    ),
+    # What the coordinator consumes besides triggers: worker outcomes and operator commands.
+    StreamConfig(
+        name=INBOX_STREAM,
+        subjects=["rb.result.*", "rb.control.*"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=600.0,
+    ),
+]
+
+
+@dataclass
+class Bus:
+    nc: Client
+    js: JetStreamContext
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+
+async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
+    nc = await nats.connect(
+        url,
+        name=name,
+        connect_timeout=connect_timeout,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+    )
+    js = nc.jetstream(timeout=10.0)
+    await ensure_streams(js)
+    return Bus(nc, js)
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    for config in STREAMS:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+async def append_event(js: JetStreamContext, event: Event, expected_last_subject_seq: int) -> int:
+    """Append to the execution's subject iff its last stream sequence is the expected one."""
+    headers = {
+        "Nats-Msg-Id": event.id,
+        "Nats-Expected-Last-Subject-Sequence": str(expected_last_subject_seq),
+    }
+    try:
+        ack = await js.publish(
+            exec_subject(event.execution_id), event.to_json().encode(), headers=headers, stream=EVENTS_STREAM
+        )
+    except APIError as exc:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            raise ConcurrencyError(f"{event.execution_id}: another writer appended first") from None
+        raise
+    if ack.duplicate:
+        raise ConcurrencyError(f"{event.execution_id}: event {event.id} was already appended")
+    return ack.seq
+
+
+async def read_execution(
+    js: JetStreamContext, execution_id: str, timeout: float = 10.0
+) -> list[tuple[Event, int]]:
+    """Every event of an execution with its stream sequence, oldest first ([] if none)."""
+    subject = exec_subject(execution_id)
+    try:
+        last = await js.get_last_msg(EVENTS_STREAM, subject)
+    except NotFoundError:
+        return []
+    last_seq = last.seq or 0
+    out: list[tuple[Event, int]] = []
+    sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    try:
+        while True:
+            msg = await asyncio.wait_for(sub.next_msg(timeout=timeout), timeout)
+            seq = msg.metadata.sequence.stream
+            out.append((Event.from_json(msg.data), seq))
+            if seq >= last_seq:
+                return out
+    finally:
+        await sub.unsubscribe()

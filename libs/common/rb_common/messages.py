@@ -1,0 +1,50 @@
+"""Messages services exchange besides events: triggers, step tasks, step outcomes, control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class TriggerRequest(_Message):
+    """Start an execution: the data of its execution.requested event, decided by the sender."""
+
+    execution_id: str
+    actor: str
+    data: dict[str, Any]
+
+
+class StepTask(_Message):
+    """One attempt of one step for a worker; `step` is the step.scheduled event data."""
+
+    execution_id: str
+    step: dict[str, Any]
+    files: dict[str, str] = {}
+    # The expression context (without secrets), only when inputs still hold `${secrets...}`.
+    context: dict[str, Any] | None = None
+
+
+class StepOutcome(_Message):
+    """What a worker reports: step.started, step.succeeded or step.failed, for the coordinator
+    to record."""
+
+    execution_id: str
+    type: str
+    data: dict[str, Any]
+
+
+class ControlCommand(_Message):
+    """An operator's request: execution.cancel_requested | execution.paused | execution.resumed."""
+
+    execution_id: str
+    type: str
+    actor: str
+    data: dict[str, Any] = {}

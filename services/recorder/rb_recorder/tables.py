@@ -1,0 +1,122 @@
+"""The PostgreSQL / SQLite schema: event store, projections, runbook registry.
+
+One MetaData for Alembic. The recorder writes `events` and the projections; the API owns the
+registry tables and reads the projections.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("execution_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("event", JSON, nullable=False),
+)
+
+runbook_executions = Table(
+    "runbook_executions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("runbook_id", String(100), nullable=False, index=True),
+    Column("runbook_version", String(50), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("requested_at", DateTime(timezone=True), index=True),
+    Column("status", String(32), nullable=False, index=True),
+    Column("actor_id", String(200)),
+    Column("trigger", JSON),
+    Column("kpis", JSON),
+    Column("reason", Text),
+    Column("last_seq", Integer, nullable=False),
+    Column("metadata", JSON),
+)
+
+runbook_step_logs = Table(
+    "runbook_step_logs",
+    metadata,
+    Column("execution_id", String(64), primary_key=True),
+    Column("step_id", String(100), primary_key=True),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("status", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("inputs", JSON),
+    Column("outputs", JSON),
+    Column("errors", JSON),
+    Column("rollback_status", String(32)),
+)
+
+runbooks = Table(
+    "runbooks",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("status", String(32), nullable=False),  # DRAFT | APPROVED | DEPRECATED
+    Column("current_revision", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+runbook_versions = Table(
+    "runbook_versions",
+    metadata,
+    Column("runbook_id", String(100), primary_key=True),
+    Column("revision", Integer, primary_key=True, autoincrement=False),
+    Column("version", String(50), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("source", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200)),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("execution_id", String(64), primary_key=True),
+    Column("step_id", String(100), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("approvers", JSON),
+    Column("decisions", JSON),
+    Column("requested_at", DateTime(timezone=True)),
+    Column("decided_at", DateTime(timezone=True)),
+)
+
+# Idempotency keys of the API's execute calls: the same key gives the same execution.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("runbook_id", String(100), nullable=False),
+    Column("execution_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Last stream sequence each projection consumer has applied, so redelivery is a no-op.
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("stream_seq", BigInteger, nullable=False),
+    UniqueConstraint("consumer"),
+)
+
+Index("ix_events_type", events.c.type)
