@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
@@ -19,6 +20,11 @@ from rb_common.errors import ExpressionError
 
 MAX_EXPRESSION_LENGTH = 4000
 MAX_NESTING = 50
+# Bounds on what one evaluation may build: names hold JSON data, so these are generous for
+# real outputs and stop memory and CPU bombs early.
+MAX_RESULT_ITEMS = 1_000_000
+MAX_RESULT_CHARS = 10_000_000
+MAX_INT_BITS = 10_000
 
 # `steps.my-step.outputs` must mean the step named "my-step", not a subtraction.
 _HYPHEN_STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+)")
@@ -31,9 +37,41 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _bits(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return math.log2(abs(value)) if value else 0.0
+
+
+def _safe_pow(a: Any, b: Any) -> Any:
+    if isinstance(b, int | float) and _bits(a) * abs(b) > MAX_INT_BITS:
+        raise ExpressionError(f"{a} ** {b} is too large")
+    return simpleeval.safe_power(a, b)
+
+
+def _safe_mult(a: Any, b: Any) -> Any:
+    if _bits(a) + _bits(b) > MAX_INT_BITS:
+        raise ExpressionError("product is too large")
+    return simpleeval.safe_mult(a, b)
+
+
+def _safe_mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str | bytes):
+        raise ExpressionError("'%' string formatting is not supported")
+    return a % b
+
+
+def _sum(values: Any, start: Any = 0) -> Any:
+    """Numbers only: list concatenation through sum() is quadratic and cannot be interrupted."""
+    items = list(values)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in [*items, start]):
+        raise ExpressionError("sum() adds numbers only")
+    return sum(items, start)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len,
-    "sum": sum,
+    "sum": _sum,
     "min": min,
     "max": max,
     "any": any,
@@ -51,7 +89,57 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+OPERATORS = {
+    **simpleeval.DEFAULT_OPERATORS,
+    ast.Pow: _safe_pow,
+    ast.Mult: _safe_mult,
+    ast.Mod: _safe_mod,
+}
+
+
 class _Evaluator(simpleeval.EvalWithCompoundTypes):
+    def __init__(self, names: dict[str, Any]) -> None:
+        # A copy: simpleeval adds list/tuple/dict/set to the mapping it is given.
+        super().__init__(names=names, functions=dict(FUNCTIONS), operators=OPERATORS)
+        # id -> (object, expanded items, expanded chars); the object is kept so ids stay unique.
+        self._sizes: dict[int, tuple[Any, int, int]] = {}
+
+    def _check_disallowed_items(self, item: Any) -> None:
+        """Refuse any intermediate result whose JSON expansion would be too large; shared
+        references are measured once, so the check is linear in the distinct objects."""
+        try:
+            items, chars = self._size(item)
+        except RecursionError:
+            raise ExpressionError("expression result is nested too deeply") from None
+        if items > MAX_RESULT_ITEMS or chars > MAX_RESULT_CHARS:
+            raise ExpressionError("expression result is too large")
+
+    def _size(self, item: Any) -> tuple[int, int]:
+        kind = type(item)
+        if kind is str:
+            return 1, len(item)
+        if kind in (int, float, bool, type(None)):
+            return 1, 0
+        if kind not in (list, tuple, set, frozenset, dict):
+            super()._check_disallowed_items(item)
+            return 1, 0
+        known = self._sizes.get(id(item))
+        if known is not None and known[0] is item:
+            return known[1], known[2]
+        items, chars = 1, 0
+        children = list(item.items()) if kind is dict else item
+        for child in children:
+            if kind is dict:
+                key, child = child
+                chars += len(key) if isinstance(key, str) else 0
+            sub_items, sub_chars = self._size(child)
+            items += sub_items
+            chars += sub_chars
+            if items > MAX_RESULT_ITEMS or chars > MAX_RESULT_CHARS:
+                break
+        self._sizes[id(item)] = (item, items, chars)
+        return items, chars
+
     def _eval_attribute(self, node: ast.Attribute) -> Any:
         if node.attr.startswith("_"):
             raise ExpressionError(f"access to '{node.attr}' is not allowed")
@@ -103,8 +191,7 @@ def parse_expression(source: str) -> ast.expr:
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression body (without `${}`) against `context`."""
     tree = parse_expression(source)
-    names = dict(context)
-    evaluator = _Evaluator(names=names, functions=FUNCTIONS)
+    evaluator = _Evaluator(dict(context))
     try:
         return evaluator.eval(source, previously_parsed=tree)
     except ExpressionError as exc:
@@ -175,7 +262,10 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         for start, end, body in parts:
             out.append(value[last:start])
             result = _bare_name_context(body, context)
-            out.append(result if isinstance(result, str) else _json(result))
+            try:
+                out.append(result if isinstance(result, str) else _json(result))
+            except ValueError as exc:  # e.g. an int too long to print
+                raise ExpressionError(f"in '${{{body}}}': {exc}") from None
             last = end
         out.append(value[last:])
         return "".join(out)

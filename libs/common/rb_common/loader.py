@@ -12,6 +12,7 @@ from rb_common.errors import RunbookLoadError
 from rb_common.model import Runbook
 
 Location = tuple[Any, ...]
+MAX_NODES = 100_000
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -22,11 +23,19 @@ class _LineLoader(yaml.SafeLoader):
         self.lines: dict[Location, int] = {}
 
     def construct_document(self, node: yaml.Node) -> Any:
+        self._nodes = 0
         self._index(node, ())
         return super().construct_document(node)
 
     def _index(self, node: yaml.Node, loc: Location) -> None:
-        self.lines[loc] = node.start_mark.line + 1
+        # Counted with aliases expanded: an alias bomb is refused before anything expands it.
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise yaml.MarkedYAMLError(
+                problem=f"document too large (over {MAX_NODES} nodes, aliases expanded)",
+                problem_mark=node.start_mark,
+            )
+        self.lines.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, value_node in node.value:
@@ -54,6 +63,8 @@ def parse_yaml(text: str, path: str) -> tuple[Any, dict[Location, int]]:
         raise RunbookLoadError(path, f"invalid YAML: {exc.problem or exc}", line) from None
     except yaml.YAMLError as exc:
         raise RunbookLoadError(path, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise RunbookLoadError(path, "invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     return data, loader.lines
