@@ -66,12 +66,12 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _params(pairs: list[str]) -> dict[str, Any]:
+def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise RbError(f"--param takes key=value, got {pair!r}")
+            raise RbError(f"{option} takes key=value, got {pair!r}")
         params[key] = coerce_cli_value(value)
     return params
 
@@ -126,6 +126,7 @@ def run(
     param: Annotated[list[str], typer.Option("--param", "-p", help="key=value")] = [],  # noqa: B006
     params_file: Annotated[Path | None, typer.Option(help="JSON or YAML file of params")] = None,
     fixture: Annotated[Path | None, typer.Option(help="stub external steps from a fixture")] = None,
+    fact: Annotated[list[str], typer.Option("--fact", "-f", help="assumption fact name=value")] = [],  # noqa: B006
 ) -> None:
     """Run a runbook in this process and print its progress; exit 0 if it succeeds."""
     settings = Settings()
@@ -138,7 +139,13 @@ def run(
     console = _console()
     state = asyncio.run(
         run_local(
-            model, settings, base_dir=path.parent, params=params, fixture=fx, on_event=Progress(console)
+            model,
+            settings,
+            base_dir=path.parent,
+            params=params,
+            facts=_params(fact, "--fact"),
+            fixture=fx,
+            on_event=Progress(console),
         )
     )
     console.print(f"execution id: {state.execution_id}")

@@ -28,6 +28,7 @@ class StepTask(_Message):
     execution_id: str
     step: dict[str, Any]
     files: dict[str, str] = {}
+    outputs: dict[str, Any] = {}  # the step's output specs: the worker extracts them
     # The expression context (without secrets), only when inputs still hold `${secrets...}`.
     context: dict[str, Any] | None = None
 

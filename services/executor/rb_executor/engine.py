@@ -26,6 +26,7 @@ async def run_local(
     *,
     base_dir: Path,
     params: dict[str, Any] | None = None,
+    facts: dict[str, Any] | None = None,
     fixture: Fixture | None = None,
     live: bool = False,
     actor: str = "cli",
@@ -44,7 +45,8 @@ async def run_local(
         clock = SystemClock()
         env = env_snapshot(runbook, os.environ)
         secrets = {k[len("RB_SECRET_") :]: v for k, v in os.environ.items() if k.startswith("RB_SECRET_")}
-        facts, trigger = {}, {"type": "manual", "actor": actor}
+        trigger = {"type": "manual", "actor": actor}
+        facts = dict(facts or {})
     request = RunRequest(
         runbook=runbook,
         params=resolve_params(runbook, merged),

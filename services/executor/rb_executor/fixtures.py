@@ -42,6 +42,7 @@ class StepExpectation(BaseModel):
     attempts: int | None = None
     outputs: dict[str, Any] | None = None
     error_contains: str | None = None
+    rollback: str | None = None  # status of the step's compensation
 
 
 class Expectations(BaseModel):

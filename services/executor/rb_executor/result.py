@@ -23,6 +23,8 @@ def canonical_result(state: ExecutionState) -> dict[str, Any]:
             entry["skip_reason"] = s.skip_reason
         if s.rollback_status:
             entry["rollback"] = s.rollback_status
+        if s.rollback_error:
+            entry["rollback_error"] = s.rollback_error
         steps[sid] = entry
     kpis = {}
     for name, kpi in ((state.kpis or {}).get("kpis") or {}).items():

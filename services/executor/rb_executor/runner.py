@@ -11,28 +11,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from rb_common.canonical import digest
-from rb_common.errors import ExpressionError
 from rb_common.events import Event, EventType
-from rb_common.expressions import mentions_secrets, render
 from rb_common.model import Runbook
-from rb_common.outputs import OutputError, extract_outputs
 from rb_common.ports import EventStore
-from rb_common.secrets import mask
 from rb_common.settings import Settings
-from rb_common.step_specs import SPECS
+from rb_executor.attempt import StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
 from rb_executor.clock import Clock
 from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
 from rb_executor.coordinator.context import evaluate_in, expression_context
 from rb_executor.steps.base import StepContext, StepFailed, StepPlugin
-
-
-class StepExecutor(Protocol):
-    async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any: ...
 
 
 class PluginExecutor:
@@ -182,12 +173,11 @@ class Runner:
         self._record(outcome.type, data)
 
     async def _attempt(self, command: RunStep) -> None:
-        base = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
-        secret_values = list(self.secrets.values())
         try:
             if command.not_before is not None:
                 await self.clock.sleep((command.not_before - self.clock.now()).total_seconds())
-            self._outcomes.put_nowait(_Outcome(EventType.STEP_STARTED, dict(base)))
+            started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+            self._outcomes.put_nowait(_Outcome(EventType.STEP_STARTED, started))
             ctx = StepContext(
                 execution_id=self.state.execution_id,
                 step_id=command.step_id,
@@ -199,54 +189,15 @@ class Runner:
                 http_transport=self.http_transport,
                 evaluate=self._evaluator(),
                 files=self._files,
-                resolve_secrets=lambda inputs: self._resolve_secrets(command.step_type, inputs),
+                resolve_secrets=lambda inputs: resolve_secrets(
+                    command.step_type, inputs, expression_context(self.state, self.secrets)
+                ),
             )
-            raw = await asyncio.wait_for(self.executor.execute(command, command.inputs, ctx), command.timeout)
-            raw = mask(raw, secret_values)
-            outputs: dict[str, Any] = {}
-            if command.phase == "main":
-                outputs = extract_outputs(self.state.definition.step(command.step_id).outputs, raw)
-            self._outcomes.put_nowait(
-                _Outcome(
-                    EventType.STEP_SUCCEEDED,
-                    {
-                        **base,
-                        "result": raw,
-                        "outputs": outputs,
-                        "digest": digest(raw),
-                        "meta": mask(ctx.meta, secret_values),
-                    },
-                )
-            )
+            specs = self.state.definition.step(command.step_id).outputs
+            type_, data = await run_attempt(command, self.executor, ctx, specs, self.secrets.values())
         except asyncio.CancelledError:
-            self._outcomes.put_nowait(
-                _Outcome(
-                    EventType.STEP_FAILED,
-                    {**base, "error": "cancelled", "cancelled": True, "retryable": False},
-                )
-            )
-        except TimeoutError:
-            self._fail(base, f"timed out after {command.timeout:g}s", True, timed_out=True)
-        except StepFailed as exc:
-            self._fail(base, mask(exc.message, secret_values), exc.retryable)
-        except (ExpressionError, OutputError) as exc:
-            self._fail(base, mask(str(exc), secret_values), False)
-        except Exception as exc:  # a plugin bug must fail the step, not the runner
-            self._fail(base, mask(f"{type(exc).__name__}: {exc}", secret_values), False)
-
-    def _resolve_secrets(self, step_type: str, inputs: Any) -> Any:
-        """Second pass over inputs: the expressions that read secrets, resolved only now."""
-        if not isinstance(inputs, dict) or not mentions_secrets(inputs):
-            return inputs
-        spec = SPECS.get(step_type)
-        deferred = spec.deferred if spec else ()
-        context = expression_context(self.state, self.secrets)
-        return {k: v if k in deferred else render(v, context) for k, v in inputs.items()}
-
-    def _fail(self, base: dict[str, Any], error: str, retryable: bool, **extra: Any) -> None:
-        self._outcomes.put_nowait(
-            _Outcome(EventType.STEP_FAILED, {**base, "error": error, "retryable": retryable, **extra})
-        )
+            type_, data = cancelled_outcome(command)
+        self._outcomes.put_nowait(_Outcome(type_, data))
 
     def _evaluator(self) -> Callable[[str], Any]:
         return lambda expression: evaluate_in(self.state, expression, self.secrets)

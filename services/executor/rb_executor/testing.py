@@ -86,6 +86,8 @@ def _step_check(
 ) -> Check:
     s = state.steps[sid]
     label = f"step {sid}: {s.status.lower()}" + (f" after {s.attempt} attempts" if s.attempt > 1 else "")
+    if s.rollback_status:
+        label += f", compensation {s.rollback_status.lower()}"
     if isinstance(expected, str):
         expected = StepExpectation(status=expected)
     if expected is None:
@@ -102,6 +104,10 @@ def _step_check(
                 f"output {key} = {json.dumps(s.outputs.get(key), default=str)}, "
                 f"expected {json.dumps(value, default=str)}"
             )
+    if expected.rollback and expected.rollback.upper() != (s.rollback_status or "NONE"):
+        problems.append(
+            f"compensation {(s.rollback_status or 'not run').lower()}, expected {expected.rollback.upper()}"
+        )
     if expected.error_contains and expected.error_contains not in (s.error or ""):
         problems.append(f"error {s.error!r} lacks {expected.error_contains!r}")
     detail = "; ".join(problems) or (s.error or s.skip_reason or "")

@@ -52,6 +52,7 @@ def _requested(state: ExecutionState, event: Event, data: dict[str, Any]) -> Cha
         env=data.get("env", {}),
         trigger=data.get("trigger", {}),
         facts=data.get("facts", {}),
+        files=data.get("files") or {},
         concurrency=data.get("concurrency") or runbook.defaults.concurrency,
         order=tuple(order),
         deps=deps,
@@ -106,10 +107,11 @@ def _rollback_phase(data: dict[str, Any]) -> bool:
 
 def _scheduled(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
-        return _step(state, data["step_id"], rollback_status=st.SCHEDULED)
+        return _step(state, data["step_id"], rollback_status=st.SCHEDULED, scheduled=data)
     return _step(
         state,
         data["step_id"],
+        scheduled=data,
         status=st.SCHEDULED,
         attempt=data["attempt"],
         inputs=data.get("inputs"),

@@ -47,6 +47,7 @@ class StepState:
     skip_reason: str | None = None
     rollback_status: str | None = None
     rollback_error: str | None = None
+    scheduled: dict[str, Any] | None = None  # the latest step.scheduled data: what to run
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class ExecutionState:
     env: dict[str, Any] = field(default_factory=dict)
     trigger: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
     concurrency: int = 8
     order: tuple[str, ...] = ()
     deps: dict[str, tuple[str, ...]] = field(default_factory=dict)

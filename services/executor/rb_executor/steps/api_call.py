@@ -7,7 +7,6 @@ anything the spec does not know is data for the remote API, not a typo.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from rb_common.step_specs import SPECS

@@ -7,7 +7,6 @@ what to do with them. Only a broken schema or a bad input shape fails the step.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema

@@ -1,0 +1,87 @@
+"""Durable pull consumers: fetch batches, hand each message to a handler, ack or nak."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+def durable_config(
+    name: str,
+    filter_subject: str,
+    *,
+    ack_wait: float = 30.0,
+    max_deliver: int = -1,
+    backoff: list[float] | None = None,
+    max_ack_pending: int = 1000,
+) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=name,
+        filter_subject=filter_subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait,
+        max_deliver=max_deliver,
+        backoff=backoff,
+        max_ack_pending=max_ack_pending,
+    )
+
+
+async def consume(
+    js: JetStreamContext,
+    stream: str,
+    config: ConsumerConfig,
+    handler: Handler,
+    stop: asyncio.Event,
+    *,
+    batch: int = 64,
+    parallel: bool = True,
+) -> None:
+    """Pull until `stop` is set. The handler acks; an exception naks for redelivery."""
+    assert config.durable_name and config.filter_subject
+    sub = await js.pull_subscribe(
+        config.filter_subject, durable=config.durable_name, stream=stream, config=config
+    )
+
+    async def guarded(msg: Msg) -> None:
+        try:
+            await handler(msg)
+        except Exception:
+            log.exception("handler failed for %s; message will be redelivered", msg.subject)
+            try:
+                await msg.nak(delay=1.0)
+            except Exception:
+                log.debug("nak failed", exc_info=True)
+
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=0.5)
+            except NatsTimeout:
+                continue
+            except Exception:
+                if stop.is_set():
+                    break
+                log.exception("fetch from %s failed", config.durable_name)
+                await asyncio.sleep(0.5)
+                continue
+            if parallel:
+                await asyncio.gather(*(guarded(m) for m in msgs))
+            else:
+                for m in msgs:
+                    await guarded(m)
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            log.debug("unsubscribe failed", exc_info=True)

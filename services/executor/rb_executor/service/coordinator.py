@@ -1,0 +1,296 @@
+"""The executor's coordinator over JetStream: the same pure decide/evolve as `rb run`.
+
+It is the only writer of `rb.exec.<id>`: every append carries the expected last subject
+sequence, so when two replicas race on one execution, one wins and the other reloads the
+stream and re-decides (no lost or duplicated decision). It consumes trigger requests and the
+inbox (worker outcomes, operator commands), records them as events, applies the decisions and
+publishes step tasks for the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from rb_common import bus as nats_bus
+from rb_common.bus import Bus
+from rb_common.events import Event, EventType
+from rb_common.expressions import mentions_secrets
+from rb_common.messages import ControlCommand, StepOutcome, StepTask, TriggerRequest
+from rb_common.ports import ConcurrencyError
+from rb_common.step_specs import SPECS
+from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
+from rb_executor.coordinator import state as st
+from rb_executor.coordinator.context import expression_context
+from rb_executor.service.consumers import consume, durable_config
+
+log = logging.getLogger(__name__)
+
+CONTROL_TYPES = {
+    EventType.EXECUTION_CANCEL_REQUESTED.value,
+    EventType.EXECUTION_PAUSED.value,
+    EventType.EXECUTION_RESUMED.value,
+}
+
+
+@dataclass
+class _Entry:
+    state: ExecutionState
+    last_stream_seq: int
+    published: set[str] = field(default_factory=set)  # idempotency keys of tasks sent
+
+
+Decision = Callable[[ExecutionState], list[tuple[EventType, dict[str, Any], str]]]
+
+
+class Coordinator:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        cache_size: int = 10_000,
+        clock: Callable[[], datetime] | None = None,
+        consumer_prefix: str = "executor",
+    ) -> None:
+        self.bus = bus
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.cache: OrderedDict[str, _Entry] = OrderedDict()
+        self.cache_size = cache_size
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.consumer_prefix = consumer_prefix
+
+    async def run(self, stop: asyncio.Event) -> None:
+        js = self.bus.js
+        await asyncio.gather(
+            consume(
+                js,
+                nats_bus.TRIGGERS_STREAM,
+                durable_config(f"{self.consumer_prefix}-triggers", "rb.trigger.*"),
+                self.on_trigger,
+                stop,
+            ),
+            consume(
+                js,
+                nats_bus.INBOX_STREAM,
+                durable_config(f"{self.consumer_prefix}-results", "rb.result.*"),
+                self.on_outcome,
+                stop,
+            ),
+            consume(
+                js,
+                nats_bus.INBOX_STREAM,
+                durable_config(f"{self.consumer_prefix}-control", "rb.control.*"),
+                self.on_control,
+                stop,
+            ),
+        )
+
+    # -- message handlers -------------------------------------------------------------------
+
+    async def on_trigger(self, msg: Msg) -> None:
+        try:
+            request = TriggerRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error("dropping malformed trigger on %s: %s", msg.subject, exc.errors()[0]["msg"])
+            await msg.term()
+            return
+
+        def requested(state: ExecutionState) -> list[tuple[EventType, dict[str, Any], str]]:
+            if state.status != st.NEW:
+                return []  # redelivered or duplicate trigger: the execution exists already
+            return [(EventType.EXECUTION_REQUESTED, request.data, request.actor)]
+
+        await self.advance(request.execution_id, requested)
+        await msg.ack()
+
+    async def on_outcome(self, msg: Msg) -> None:
+        try:
+            outcome = StepOutcome.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error("dropping malformed outcome: %s", exc.errors()[0]["msg"])
+            await msg.term()
+            return
+        await self.advance(outcome.execution_id, lambda state: self._outcome_events(state, outcome))
+        await msg.ack()
+
+    async def on_control(self, msg: Msg) -> None:
+        try:
+            command = ControlCommand.model_validate_json(msg.data)
+            if command.type not in CONTROL_TYPES:
+                raise ValueError(f"unknown control type {command.type!r}")
+        except (ValidationError, ValueError) as exc:
+            log.error("dropping malformed control command: %s", exc)
+            await msg.term()
+            return
+
+        def control(state: ExecutionState) -> list[tuple[EventType, dict[str, Any], str]]:
+            if state.status == st.NEW or state.terminal:
+                return []
+            return [(EventType(command.type), command.data, command.actor)]
+
+        await self.advance(command.execution_id, control)
+        await msg.ack()
+
+    # -- the core ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _outcome_events(
+        state: ExecutionState, outcome: StepOutcome
+    ) -> list[tuple[EventType, dict[str, Any], str]]:
+        """The outcome as an event, if it is news: stale or repeated reports are dropped."""
+        if state.status == st.NEW or state.terminal:
+            return []
+        data = dict(outcome.data)
+        step = state.steps.get(data.get("step_id", ""))
+        if step is None:
+            return []
+        phase = data.get("phase", "main")
+        current = step.rollback_status if phase == "rollback" else step.status
+        if phase == "main" and step.attempt != data.get("attempt"):
+            return []
+        if outcome.type == EventType.STEP_STARTED.value:
+            return [(EventType.STEP_STARTED, data, "rb-worker")] if current == st.SCHEDULED else []
+        if outcome.type not in (EventType.STEP_SUCCEEDED.value, EventType.STEP_FAILED.value):
+            return []
+        if current not in st.ACTIVE:
+            return []
+        if outcome.type == EventType.STEP_FAILED.value and phase == "main":
+            will_retry, delay = retry_plan(
+                state, data["step_id"], data["attempt"], bool(data.get("retryable"))
+            )
+            data.update(will_retry=will_retry, retry_delay=delay)
+        return [(EventType(outcome.type), data, "rb-worker")]
+
+    async def advance(self, execution_id: str, decision: Decision) -> None:
+        """Record what `decision` makes of the current state, then everything decide() asks
+        for; retried from a fresh read of the stream when another writer got there first."""
+        lock = self.locks.setdefault(execution_id, asyncio.Lock())
+        async with lock:
+            for _ in range(20):
+                entry = await self._entry(execution_id)
+                try:
+                    tasks = await self._advance(entry, execution_id, decision)
+                except ConcurrencyError:
+                    self.cache.pop(execution_id, None)
+                    continue
+                await self._publish_tasks(entry, tasks)
+                if entry.state.terminal:
+                    self.locks.pop(execution_id, None)
+                return
+            raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
+
+    async def _entry(self, execution_id: str) -> _Entry:
+        entry = self.cache.get(execution_id)
+        if entry is not None:
+            self.cache.move_to_end(execution_id)
+            return entry
+        state, last = ExecutionState(execution_id=execution_id), 0
+        for event, stream_seq in await nats_bus.read_execution(self.bus.js, execution_id):
+            state, last = evolve(state, event), stream_seq
+        entry = _Entry(state, last)
+        self.cache[execution_id] = entry
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return entry
+
+    async def _append(
+        self,
+        entry: _Entry,
+        execution_id: str,
+        type_: EventType,
+        data: dict[str, Any],
+        actor: str = "rb-executor",
+    ) -> None:
+        event = Event(
+            id=uuid.uuid4().hex,
+            execution_id=execution_id,
+            seq=entry.state.seq + 1,
+            type=type_,
+            time=self.clock(),
+            actor=actor,
+            data=data,
+        )
+        entry.last_stream_seq = await nats_bus.append_event(self.bus.js, event, entry.last_stream_seq)
+        entry.state = evolve(entry.state, event)
+
+    async def _advance(self, entry: _Entry, execution_id: str, decision: Decision) -> list[RunStep]:
+        for type_, data, actor in decision(entry.state):
+            await self._append(entry, execution_id, type_, data, actor)
+        while True:
+            progressed = False
+            for command in decide(entry.state):
+                if isinstance(command, Emit):
+                    await self._append(entry, execution_id, command.type, command.data)
+                elif isinstance(command, RunStep):
+                    await self._append(entry, execution_id, EventType.STEP_SCHEDULED, command.event_data())
+                elif isinstance(command, CancelStep):
+                    # Recorded here rather than by the worker: a dead worker must not keep the
+                    # execution open. A late report from the worker is then stale and dropped.
+                    step = entry.state.steps[command.step_id]
+                    await self._append(
+                        entry,
+                        execution_id,
+                        EventType.STEP_FAILED,
+                        {
+                            "step_id": command.step_id,
+                            "attempt": step.attempt,
+                            "phase": "rollback" if step.rollback_status in st.ACTIVE else "main",
+                            "error": "cancelled",
+                            "cancelled": True,
+                            "retryable": False,
+                        },
+                    )
+                    await self.bus.nc.publish(f"rb.cancel.{execution_id}.{command.step_id}", b"")
+                progressed = True
+                break  # re-decide after every append: the state moved
+            if not progressed:
+                break
+        return self._pending_tasks(entry)
+
+    @staticmethod
+    def _pending_tasks(entry: _Entry) -> list[RunStep]:
+        """Steps recorded as scheduled whose task this process has not sent (after a crash or a
+        cache miss, they are sent again: JetStream drops the duplicates by message id)."""
+        state = entry.state
+        commands = []
+        for sid in state.active:
+            step = state.steps[sid]
+            waiting = step.status == st.SCHEDULED or step.rollback_status == st.SCHEDULED
+            data = step.scheduled
+            if waiting and data and data["idempotency_key"] not in entry.published:
+                commands.append(RunStep.from_event_data(data))
+        return commands
+
+    async def _publish_tasks(self, entry: _Entry, commands: list[RunStep]) -> None:
+        state = entry.state
+        for command in commands:
+            context = None
+            if mentions_secrets(command.inputs):
+                context = expression_context(state)
+                context.pop("secrets", None)
+            spec = SPECS.get(command.step_type)
+            files = state.files if spec and spec.file_inputs else {}
+            outputs = state.definition.step(command.step_id).outputs if command.phase == "main" else {}
+            task = StepTask(
+                execution_id=state.execution_id,
+                step=command.event_data(),
+                files=files,
+                context=context,
+                outputs=outputs,
+            )
+            await self.bus.js.publish(
+                nats_bus.task_subject(command.step_type),
+                task.encode(),
+                headers={"Nats-Msg-Id": command.idempotency_key},
+                stream=nats_bus.TASKS_STREAM,
+            )
+            entry.published.add(command.idempotency_key)
