@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -276,3 +278,131 @@ def replay(
 
 def main() -> None:
     app()
+
+
+@app.command("serve")
+@user_errors
+def serve_command(
+    service: Annotated[str, typer.Argument(help="api | executor | worker | recorder")],
+) -> None:
+    """Run one service in the foreground (for docker-compose, Kubernetes, or by hand)."""
+    from rb_cli.services import serve
+
+    serve(service, Settings())
+
+
+@app.command()
+@user_errors
+def up(
+    load: Annotated[
+        bool, typer.Option(help="register and approve the runbooks under RB_RUNBOOKS_DIR")
+    ] = True,
+) -> None:
+    """The whole stack on this machine: NATS (started if none answers), recorder, executor, API."""
+    from rb_cli.services import up as run_up
+
+    run_up(Settings(), load_runbooks=load)
+
+
+def _api(settings: Settings) -> str:
+    return os.environ.get("RB_API_URL") or f"http://{settings.api_addr}"
+
+
+def _call(method: str, url: str, **kwargs: Any) -> Any:
+    import httpx
+
+    try:
+        response = httpx.request(method, url, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise RbError(f"cannot reach the API at {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+            detail = problem.get("detail") or problem.get("title")
+            errors = problem.get("errors")
+        except ValueError:
+            detail, errors = response.text[:300], None
+        extra = "".join(f"\n  {e}" for e in errors or [])
+        raise RbError(f"{response.status_code}: {detail}{extra}")
+    return response.json()
+
+
+@app.command()
+@user_errors
+def trigger(
+    runbook_id: Annotated[str, typer.Argument(help="runbook id registered in the API")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="key=value")] = [],  # noqa: B006
+    fact: Annotated[list[str], typer.Option("--fact", "-f", help="assumption fact name=value")] = [],  # noqa: B006
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="the same key never starts a second run")
+    ] = None,
+) -> None:
+    """Execute a registered runbook through the API; prints the execution id."""
+    settings = Settings()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    body = {"params": _params(param), "assumptions": _params(fact, "--fact")}
+    result = _call(
+        "POST", f"{_api(settings)}/api/v1/runbooks/{runbook_id}/execute", json=body, headers=headers
+    )
+    _console().print(f"execution id: {result['execution_id']} ({result['status']})")
+
+
+@app.command()
+@user_errors
+def executions(
+    runbook_id: Annotated[str | None, typer.Option("--runbook", help="only this runbook")] = None,
+    status: Annotated[str | None, typer.Option(help="only this status")] = None,
+    limit: Annotated[int, typer.Option(help="how many")] = 20,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent executions, newest first, from the API."""
+    settings = Settings()
+    query = {k: v for k, v in {"runbook_id": runbook_id, "status": status, "limit": limit}.items() if v}
+    result = _call("GET", f"{_api(settings)}/api/v1/executions", params=query)
+    if json_output:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    console = _console()
+    for item in result.get("items", []):
+        console.print(
+            f"{item['id']}  {item['runbook_id']:<32} {item['status']:<16} {item.get('started_at') or '-'}"
+        )
+    console.print(f"{len(result.get('items', []))} of {result.get('total', 0)}")
+
+
+@app.command()
+@user_errors
+def logs(
+    execution_id: Annotated[str, typer.Argument()],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream events until the run ends")] = False,
+) -> None:
+    """The events of an execution from the API; --follow streams them live (SSE)."""
+    import httpx
+
+    settings = Settings()
+    console = _console()
+    url = f"{_api(settings)}/api/v1/executions/{execution_id}"
+    if not follow:
+        for event in _call("GET", f"{url}/events"):
+            _print_event(console, event)
+        return
+    try:
+        with httpx.stream("GET", f"{url}/stream", timeout=httpx.Timeout(10, read=None)) as response:
+            if response.status_code >= 400:
+                raise RbError(f"{response.status_code}: {response.read().decode()[:300]}")
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    _print_event(console, json.loads(line[5:]))
+    except httpx.HTTPError as exc:
+        raise RbError(f"cannot reach the API at {url}: {exc}") from None
+
+
+def _print_event(console: Console, event: dict[str, Any]) -> None:
+    data = event.get("data") or {}
+    what = data.get("step_id") or data.get("name") or data.get("reason") or ""
+    extra = f" attempt {data['attempt']}" if data.get("attempt", 1) > 1 else ""
+    error = f": {data['error']}" if data.get("error") else ""
+    console.print(
+        f"{event.get('seq', ''):>4} {event.get('time', '')} {event.get('type', ''):<24} "
+        f"{escape(str(what))}{extra}{escape(error)}"
+    )

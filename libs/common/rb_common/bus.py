@@ -43,6 +43,10 @@ def control_subject(execution_id: str) -> str:
     return f"rb.control.{execution_id}"
 
 
+DAY = 86_400.0
+
+# Limits retention everywhere (not work queues): consumers may overlap (several executors,
+# tests, tools reading the same subjects) and acknowledged messages simply age out.
 STREAMS = [
     # The record: one subject per execution, kept, deduplicated by event id.
     StreamConfig(
@@ -57,7 +61,8 @@ STREAMS = [
     StreamConfig(
         name=TRIGGERS_STREAM,
         subjects=["rb.trigger.*"],
-        retention=RetentionPolicy.WORK_QUEUE,
+        retention=RetentionPolicy.LIMITS,
+        max_age=7 * DAY,
         storage=StorageType.FILE,
         duplicate_window=3600.0,
     ),
@@ -65,7 +70,8 @@ STREAMS = [
     StreamConfig(
         name=TASKS_STREAM,
         subjects=["rb.task.*"],
-        retention=RetentionPolicy.WORK_QUEUE,
+        retention=RetentionPolicy.LIMITS,
+        max_age=DAY,
         storage=StorageType.FILE,
         duplicate_window=3600.0,
     ),
@@ -73,7 +79,8 @@ STREAMS = [
     StreamConfig(
         name=INBOX_STREAM,
         subjects=["rb.result.*", "rb.control.*"],
-        retention=RetentionPolicy.WORK_QUEUE,
+        retention=RetentionPolicy.LIMITS,
+        max_age=DAY,
         storage=StorageType.FILE,
         duplicate_window=600.0,
     ),
@@ -128,6 +135,15 @@ async def append_event(js: JetStreamContext, event: Event, expected_last_subject
     if ack.duplicate:
         raise ConcurrencyError(f"{event.execution_id}: event {event.id} was already appended")
     return ack.seq
+
+
+async def last_subject_seq(js: JetStreamContext, execution_id: str) -> int:
+    """Stream sequence of the execution's last event (0 if it has none)."""
+    try:
+        last = await js.get_last_msg(EVENTS_STREAM, exec_subject(execution_id), direct=True)
+    except NotFoundError:
+        return 0
+    return last.seq or 0
 
 
 async def read_execution(

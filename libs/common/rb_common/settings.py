@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     # Named SQL connections for sql_query steps: RB_CONNECTIONS='{"reporting": "postgresql://..."}'
     connections: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = Field(default=8, ge=1)
+    worker_concurrency: int = Field(default=32, ge=1)
+    # How long a task stays with a silent worker before another one gets it (workers heartbeat
+    # while a step runs, so this bounds recovery from a crash, not the length of a step).
+    task_ack_wait: float = Field(default=30.0, gt=0)
 
     @property
     def events_dir(self) -> Path:

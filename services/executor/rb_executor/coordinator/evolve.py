@@ -196,7 +196,7 @@ def _cancel(state: ExecutionState, event: Event, data: dict[str, Any]) -> Change
     return {} if state.terminal else {"cancel_requested": True}
 
 
-def _terminal(status: str):  # type: ignore[no-untyped-def]
+def _terminal(status: str):
     def handler(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
         return {"status": status, "completed_at": event.time, "reason": data.get("reason")}
 

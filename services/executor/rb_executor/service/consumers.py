@@ -37,6 +37,15 @@ def durable_config(
     )
 
 
+async def bind_pull(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> JetStreamContext.PullSubscription:
+    """Create the durable consumer, or update it to `config` (e.g. a new AckWait), and bind."""
+    assert config.durable_name
+    await js.add_consumer(stream, config)
+    return await js.pull_subscribe_bind(durable=config.durable_name, stream=stream)
+
+
 async def consume(
     js: JetStreamContext,
     stream: str,
@@ -48,10 +57,7 @@ async def consume(
     parallel: bool = True,
 ) -> None:
     """Pull until `stop` is set. The handler acks; an exception naks for redelivery."""
-    assert config.durable_name and config.filter_subject
-    sub = await js.pull_subscribe(
-        config.filter_subject, durable=config.durable_name, stream=stream, config=config
-    )
+    sub = await bind_pull(js, stream, config)
 
     async def guarded(msg: Msg) -> None:
         try:
@@ -67,7 +73,7 @@ async def consume(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=0.5)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):
                 continue
             except Exception:
                 if stop.is_set():

@@ -47,6 +47,7 @@ class _Entry:
     state: ExecutionState
     last_stream_seq: int
     published: set[str] = field(default_factory=set)  # idempotency keys of tasks sent
+    fresh: bool = False  # just read from the stream
 
 
 Decision = Callable[[ExecutionState], list[tuple[EventType, dict[str, Any], str]]]
@@ -177,6 +178,11 @@ class Coordinator:
         async with lock:
             for _ in range(20):
                 entry = await self._entry(execution_id)
+                if not decision(entry.state) and not await self._is_current(entry, execution_id):
+                    # The message looks stale, but only to a stale cache: another replica may
+                    # have moved this execution on. Judge it against the stream instead.
+                    self.cache.pop(execution_id, None)
+                    continue
                 try:
                     tasks = await self._advance(entry, execution_id, decision)
                 except ConcurrencyError:
@@ -188,15 +194,24 @@ class Coordinator:
                 return
             raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
 
+    async def _is_current(self, entry: _Entry, execution_id: str) -> bool:
+        """Whether the cached state has folded the last event on the execution's subject."""
+        if entry.fresh:
+            return True
+        last = await nats_bus.last_subject_seq(self.bus.js, execution_id)
+        entry.fresh = last == entry.last_stream_seq
+        return entry.fresh
+
     async def _entry(self, execution_id: str) -> _Entry:
         entry = self.cache.get(execution_id)
         if entry is not None:
             self.cache.move_to_end(execution_id)
+            entry.fresh = False  # until proven otherwise: another replica may have appended
             return entry
         state, last = ExecutionState(execution_id=execution_id), 0
         for event, stream_seq in await nats_bus.read_execution(self.bus.js, execution_id):
             state, last = evolve(state, event), stream_seq
-        entry = _Entry(state, last)
+        entry = _Entry(state, last, fresh=True)
         self.cache[execution_id] = entry
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)

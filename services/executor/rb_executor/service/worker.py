@@ -1,0 +1,183 @@
+"""Step workers: pull tasks from RB_TASKS, run one attempt each, report the outcome.
+
+Delivery is at-least-once: a worker that dies mid-step leaves its task unacked and another
+worker runs the same attempt again, with the same Idempotency-Key. Outcomes are published with
+a message id derived from that key, so a re-run after a successful report is not recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import ValidationError
+
+from rb_common import bus as nats_bus
+from rb_common.bus import Bus
+from rb_common.events import EventType
+from rb_common.expressions import render
+from rb_common.messages import StepOutcome, StepTask
+from rb_common.settings import Settings
+from rb_executor.attempt import resolve_secrets, run_attempt
+from rb_executor.clock import SystemClock
+from rb_executor.coordinator import RunStep
+from rb_executor.runner import PluginExecutor
+from rb_executor.service.consumers import bind_pull, durable_config
+from rb_executor.steps.base import StepContext, StepPlugin
+
+log = logging.getLogger(__name__)
+
+
+def worker_secrets(environ: dict[str, str]) -> dict[str, str]:
+    """Secrets live with the workers (RB_SECRET_<NAME>); they never travel over NATS."""
+    return {k[len("RB_SECRET_") :]: v for k, v in environ.items() if k.startswith("RB_SECRET_")}
+
+
+class Worker:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        registry: dict[str, StepPlugin],
+        *,
+        concurrency: int = 32,
+        consumer: str = "workers",
+        secrets: dict[str, str] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.executor = PluginExecutor(registry)
+        self.concurrency = concurrency
+        self.consumer = consumer
+        self.secrets = worker_secrets(dict(os.environ)) if secrets is None else secrets
+        self.clock = SystemClock()
+        self.ack_wait = settings.task_ack_wait
+        self.running: dict[str, asyncio.Task[Any]] = {}
+        self.cancelled: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = durable_config(
+            self.consumer,
+            "rb.task.*",
+            ack_wait=self.ack_wait,
+            max_deliver=10,
+            max_ack_pending=max(self.concurrency * 4, 64),
+        )
+        sub = await bind_pull(self.bus.js, nats_bus.TASKS_STREAM, config)
+        cancels = await self.bus.nc.subscribe("rb.cancel.>", cb=self._on_cancel)
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(inflight)
+                if free <= 0:
+                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await sub.fetch(free, timeout=0.5)
+                except (NatsTimeout, TimeoutError):
+                    continue
+                except Exception:
+                    if stop.is_set():
+                        break
+                    log.exception("fetching tasks failed")
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self.handle(msg))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+        finally:
+            await cancels.unsubscribe()
+            for task in list(inflight):
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        _, _, execution_id, step_id = msg.subject.split(".", 3)
+        key = f"{execution_id}:{step_id}"
+        task = self.running.get(key)
+        if task is not None:
+            self.cancelled.add(key)
+            task.cancel()
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            task = StepTask.model_validate_json(msg.data)
+            command = RunStep.from_event_data(task.step)
+        except (ValidationError, KeyError, ValueError) as exc:
+            log.error("dropping malformed task on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        if command.not_before is not None:
+            wait = (command.not_before - datetime.now(UTC)).total_seconds()
+            if wait > 0.005:
+                # Not due yet (retry backoff): let JetStream hand it back when it is.
+                await msg.nak(delay=wait)
+                return
+        key = f"{task.execution_id}:{command.step_id}"
+        current = asyncio.current_task()
+        assert current is not None
+        self.running[key] = current
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+            await self._report(task.execution_id, command, EventType.STEP_STARTED, started)
+            type_, data = await run_attempt(
+                command, self.executor, self._context(task, command), task.outputs, self.secrets.values()
+            )
+            await self._report(task.execution_id, command, type_, data)
+            await msg.ack()
+        except asyncio.CancelledError:
+            if key not in self.cancelled:
+                raise  # shutting down: unacked, the task goes to another worker
+            # The coordinator recorded the cancellation itself; nothing to report.
+            self.cancelled.discard(key)
+            await msg.ack()
+        finally:
+            heartbeat.cancel()
+            self.running.pop(key, None)
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        """Long steps keep their task: AckWait only runs out when the worker is gone."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    def _context(self, task: StepTask, command: RunStep) -> StepContext:
+        context: dict[str, Any] = {**(task.context or {}), "secrets": self.secrets}
+        return StepContext(
+            execution_id=task.execution_id,
+            step_id=command.step_id,
+            attempt=command.attempt,
+            idempotency_key=command.idempotency_key,
+            settings=self.settings,
+            clock=self.clock,
+            base_dir=Path("."),
+            files=task.files,
+            evaluate=lambda expression: render(
+                expression if "${" in expression else "${" + expression + "}", context
+            ),
+            resolve_secrets=lambda inputs: resolve_secrets(command.step_type, inputs, context),
+        )
+
+    async def _report(
+        self, execution_id: str, command: RunStep, type_: EventType, data: dict[str, Any]
+    ) -> None:
+        outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=data)
+        suffix = "started" if type_ == EventType.STEP_STARTED else "done"
+        await self.bus.js.publish(
+            nats_bus.result_subject(execution_id),
+            outcome.encode(),
+            headers={"Nats-Msg-Id": f"{command.idempotency_key}:{suffix}"},
+            stream=nats_bus.INBOX_STREAM,
+        )
