@@ -16,13 +16,17 @@ from rich.console import Console
 from rich.markup import escape
 
 from rb_cli.output import Progress, check_line
-from rb_cli.resolve import find_execution, resolve_runbook
+from rb_cli.resolve import resolve_runbook
+from rb_cli.sources import load_events, local_executions_of
+from rb_common.audit import audit_record, verify_chain
+from rb_common.canonical import canonical_json
 from rb_common.errors import RbError
+from rb_common.loader import referenced_files
 from rb_common.params import coerce_cli_value
 from rb_common.settings import Settings
 from rb_common.validator import validate_file
 from rb_executor.engine import run_local
-from rb_executor.eventlog import FileEventStore
+from rb_executor.export import export_fixture
 from rb_executor.fixtures import Fixture, load_fixture
 from rb_executor.replay import Replayer
 from rb_executor.result import canonical_result_json
@@ -239,23 +243,53 @@ def test(
 @app.command()
 @user_errors
 def replay(
-    execution_id: Annotated[str, typer.Argument(help="execution id (or a unique prefix)")],
+    execution_id: Annotated[str | None, typer.Argument(help="execution id (or a unique prefix)")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the canonical result")] = False,
+    against: Annotated[Path | None, typer.Option(help="what-if: replay against this runbook file")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="every recorded run of --runbook")] = False,
+    runbook: Annotated[str | None, typer.Option("--runbook", help="runbook id, with --all")] = None,
+    source: Annotated[str, typer.Option(help="auto | local | nats | db")] = "auto",
 ) -> None:
     """Re-run an execution from its recorded events and compare, step by step (exit 0 / 1)."""
     settings = Settings()
-    store = FileEventStore(settings.events_dir)
-    events = find_execution(store, execution_id)
+    new_definition = None
+    if against is not None:
+        _, new_definition = _load_checked(str(against), settings)
+        new_files = referenced_files(new_definition, against.parent)
+    if all_runs:
+        if not runbook:
+            raise RbError("--all needs --runbook ID")
+        ids = local_executions_of(settings, runbook)
+        if not ids:
+            raise RbError(f"no recorded executions of {runbook!r} in {settings.events_dir}")
+    elif execution_id:
+        ids = [execution_id]
+    else:
+        raise RbError("give an EXECUTION_ID, or --all --runbook ID")
     replayer = Replayer(PluginExecutor(default_registry()), settings)
-    try:
-        report = asyncio.run(replayer.replay(events))
-    except ValueError as exc:
-        raise RbError(f"execution {execution_id}: {exc}") from None
-    if json_output:
-        sys.stdout.write(canonical_result_json(report.state))
-        raise typer.Exit(0 if report.verified else 1)
     console = _console()
-    console.print(f"replaying execution {report.execution_id} ({len(events)} events)")
+    failed = 0
+    for ref in ids:
+        events, where = load_events(ref, settings, source)
+        if new_definition is not None:
+            requested = events[0]
+            data = {**requested.data, "runbook": new_definition.snapshot(), "files": new_files}
+            events = [requested.model_copy(update={"data": data}), *events[1:]]
+        try:
+            report = asyncio.run(replayer.replay(events))
+        except ValueError as exc:
+            raise RbError(f"execution {ref}: {exc}") from None
+        failed += not report.verified
+        if json_output:
+            sys.stdout.write(canonical_result_json(report.state))
+            continue
+        _print_replay(console, report, len(events), where, against)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _print_replay(console: Console, report: Any, count: int, where: str, against: Path | None) -> None:
+    what = f" against {against}" if against else ""
+    console.print(f"replaying execution {report.execution_id}{what} ({count} events from {where})")
     by_step: dict[str | None, list[str]] = {}
     for deviation in report.deviations:
         by_step.setdefault(deviation.step, []).append(str(deviation))
@@ -268,12 +302,75 @@ def replay(
         console.print(f"  [red]✗ {escape(line)}[/red]")
     if report.verified:
         console.print("[green]REPLAY VERIFIED[/green]")
-        raise typer.Exit(0)
+    else:
+        console.print(
+            f"[red]REPLAY DEVIATES[/red]: {len(report.deviations)} deviation(s) in "
+            f"{', '.join(sorted(s or 'execution' for s in by_step))}"
+        )
+
+
+audit_app = typer.Typer(help="Tamper evidence for recorded executions.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@user_errors
+def audit_verify(
+    execution_id: Annotated[str, typer.Argument()],
+    source: Annotated[str, typer.Option(help="auto | local | nats | db")] = "auto",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check the hash chain: exit 0 intact, 1 naming each edited, removed, inserted or moved event."""
+    settings = Settings()
+    events, where = load_events(execution_id, settings, source)
+    problems = verify_chain(events)
+    if json_output:
+        record = {
+            **audit_record(events),
+            "source": where,
+            "intact": not problems,
+            "problems": [{"seq": p.seq, "event_id": p.event_id, "problem": p.problem} for p in problems],
+        }
+        sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
+        raise typer.Exit(1 if problems else 0)
+    console = _console()
+    record = audit_record(events)
+    console.print(f"execution {record['execution_id']} ({len(events)} events from {where})")
     console.print(
-        f"[red]REPLAY DEVIATES[/red]: {len(report.deviations)} deviation(s) in "
-        f"{', '.join(sorted(s or 'execution' for s in by_step))}"
+        f"  runbook {record['runbook_id']} {record['runbook_version']}, actor {record['actor']}, "
+        f"legal basis: {record['legal_basis']}"
     )
-    raise typer.Exit(1)
+    for problem in problems:
+        console.print(f"  [red]✗ {escape(str(problem))}[/red]")
+    if problems:
+        console.print(f"[red]AUDIT FAILED[/red]: {len(problems)} problem(s)")
+        raise typer.Exit(1)
+    console.print(f"[green]AUDIT OK[/green]: hash chain intact, head {record['head_hash']}")
+
+
+fixture_app = typer.Typer(help="Fixtures for rb test.", no_args_is_help=True)
+app.add_typer(fixture_app, name="fixture")
+
+
+@fixture_app.command("export")
+@user_errors
+def fixture_export(
+    execution_id: Annotated[str, typer.Argument()],
+    out: Annotated[Path, typer.Option(help="directory for fixture.yaml and expected.json")] = Path("."),
+    source: Annotated[str, typer.Option(help="auto | local | nats | db")] = "auto",
+) -> None:
+    """Write a fixture (stubs from recorded results, params, facts) and the expected result."""
+    import yaml
+
+    settings = Settings()
+    events, _ = load_events(execution_id, settings, source)
+    fixture, expected = export_fixture(events)
+    out.mkdir(parents=True, exist_ok=True)
+    name = events[0].execution_id[:12]
+    fixture_path, expected_path = out / f"{name}.yaml", out / f"{name}.json"
+    fixture_path.write_text(yaml.safe_dump(fixture, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    expected_path.write_text(canonical_json(expected, indent=2) + "\n", encoding="utf-8")
+    _console().print(f"wrote {fixture_path} and {expected_path}")
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rb_common.canonical import digest
+
 SCHEMA_VERSION = 1
 
 
@@ -69,6 +71,18 @@ class Event(BaseModel):
     actor: str = "rb"
     data: dict[str, Any] = {}
     schema_version: int = SCHEMA_VERSION
+    # Hash chain for tamper evidence: each event names its predecessor's hash.
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    @classmethod
+    def sealed(cls, *, prev_hash: str | None, **fields: Any) -> Event:
+        """A new event whose hash covers every field, including the link to its predecessor."""
+        event = cls(prev_hash=prev_hash, **fields)
+        return event.model_copy(update={"hash": event.computed_hash()})
+
+    def computed_hash(self) -> str:
+        return digest(self.model_dump(mode="json", exclude={"hash"}))
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -110,7 +110,8 @@ class Runner:
 
     def _record(self, type_: EventType, data: dict[str, Any], actor: str = "rb-executor") -> Event:
         execution_id = self.state.execution_id or data.get("execution_id", "")
-        event = Event(
+        event = Event.sealed(
+            prev_hash=self.state.last_hash,
             id=new_id(),
             execution_id=execution_id,
             seq=self.state.seq + 1,

@@ -18,7 +18,7 @@ Changes = dict[str, Any]
 def evolve(state: ExecutionState, event: Event) -> ExecutionState:
     handler = _HANDLERS.get(event.type)
     changes = handler(state, event, event.data) if handler else {}
-    return replace(state, now=event.time, seq=event.seq, **changes)
+    return replace(state, now=event.time, seq=event.seq, last_hash=event.hash, **changes)
 
 
 def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionState:

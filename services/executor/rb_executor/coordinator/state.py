@@ -90,6 +90,7 @@ class ExecutionState:
     completed_at: datetime | None = None
     now: datetime | None = None
     seq: int = 0
+    last_hash: str | None = None
 
     @property
     def definition(self) -> Runbook:

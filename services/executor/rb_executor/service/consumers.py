@@ -91,3 +91,42 @@ async def consume(
             await sub.unsubscribe()
         except Exception:
             log.debug("unsubscribe failed", exc_info=True)
+
+
+async def consume_push(
+    js: JetStreamContext, stream: str, config: ConsumerConfig, handler: Handler, stop: asyncio.Event
+) -> None:
+    """A durable push consumer shared by every replica through a queue group.
+
+    The server pushes each message as soon as it is stored: no pull round trip per batch, which
+    is most of the latency of a step. Each message is handled in its own task; max_ack_pending
+    bounds how many are in flight."""
+    assert config.durable_name
+    config.deliver_subject = f"rb.deliver.{config.durable_name}"
+    config.deliver_group = config.durable_name
+    config.flow_control = None
+    await js.add_consumer(stream, config)
+    inflight: set[asyncio.Task[None]] = set()
+
+    async def guarded(msg: Msg) -> None:
+        try:
+            await handler(msg)
+        except Exception:
+            log.exception("handler failed for %s; message will be redelivered", msg.subject)
+            try:
+                await msg.nak(delay=1.0)
+            except Exception:
+                log.debug("nak failed", exc_info=True)
+
+    async def on_message(msg: Msg) -> None:
+        task = asyncio.create_task(guarded(msg))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+
+    sub = await js._nc.subscribe(config.deliver_subject, queue=config.deliver_group, cb=on_message)
+    try:
+        await stop.wait()
+    finally:
+        await sub.unsubscribe()
+        if inflight:
+            await asyncio.wait(inflight, timeout=10)

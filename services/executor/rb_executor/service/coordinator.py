@@ -31,7 +31,7 @@ from rb_common.step_specs import SPECS
 from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
 from rb_executor.coordinator import state as st
 from rb_executor.coordinator.context import expression_context
-from rb_executor.service.consumers import consume, durable_config
+from rb_executor.service.consumers import consume_push, durable_config
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +72,24 @@ class Coordinator:
     async def run(self, stop: asyncio.Event) -> None:
         js = self.bus.js
         await asyncio.gather(
-            consume(
+            consume_push(
                 js,
                 nats_bus.TRIGGERS_STREAM,
-                durable_config(f"{self.consumer_prefix}-triggers", "rb.trigger.*"),
+                durable_config(f"{self.consumer_prefix}-triggers-q", "rb.trigger.*"),
                 self.on_trigger,
                 stop,
             ),
-            consume(
+            consume_push(
                 js,
                 nats_bus.INBOX_STREAM,
-                durable_config(f"{self.consumer_prefix}-results", "rb.result.*"),
+                durable_config(f"{self.consumer_prefix}-results-q", "rb.result.*"),
                 self.on_outcome,
                 stop,
             ),
-            consume(
+            consume_push(
                 js,
                 nats_bus.INBOX_STREAM,
-                durable_config(f"{self.consumer_prefix}-control", "rb.control.*"),
+                durable_config(f"{self.consumer_prefix}-control-q", "rb.control.*"),
                 self.on_control,
                 stop,
             ),
@@ -169,7 +169,13 @@ class Coordinator:
                 state, data["step_id"], data["attempt"], bool(data.get("retryable"))
             )
             data.update(will_retry=will_retry, retry_delay=delay)
-        return [(EventType(outcome.type), data, "rb-worker")]
+        events: list[tuple[EventType, dict[str, Any], str]] = []
+        if current == st.SCHEDULED:
+            # The worker finished before it needed to say it had started.
+            start = {"step_id": data["step_id"], "attempt": data.get("attempt"), "phase": phase}
+            events.append((EventType.STEP_STARTED, start, "rb-worker"))
+        events.append((EventType(outcome.type), data, "rb-worker"))
+        return events
 
     async def advance(self, execution_id: str, decision: Decision) -> None:
         """Record what `decision` makes of the current state, then everything decide() asks
@@ -225,7 +231,8 @@ class Coordinator:
         data: dict[str, Any],
         actor: str = "rb-executor",
     ) -> None:
-        event = Event(
+        event = Event.sealed(
+            prev_hash=entry.state.last_hash,
             id=uuid.uuid4().hex,
             execution_id=execution_id,
             seq=entry.state.seq + 1,

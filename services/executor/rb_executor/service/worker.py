@@ -34,6 +34,8 @@ from rb_executor.steps.base import StepContext, StepPlugin
 
 log = logging.getLogger(__name__)
 
+START_REPORT_AFTER = 0.05
+
 
 def worker_secrets(environ: dict[str, str]) -> dict[str, str]:
     """Secrets live with the workers (RB_SECRET_<NAME>); they never travel over NATS."""
@@ -130,10 +132,20 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
-            await self._report(task.execution_id, command, EventType.STEP_STARTED, started)
-            type_, data = await run_attempt(
-                command, self.executor, self._context(task, command), task.outputs, self.secrets.values()
+            # A quick step reports once, its outcome implying the start; a slow one says it has
+            # started, so the execution shows it running. Saves two hops on most steps.
+            report_start = asyncio.get_running_loop().call_later(
+                START_REPORT_AFTER,
+                lambda: asyncio.ensure_future(
+                    self._report(task.execution_id, command, EventType.STEP_STARTED, started)
+                ),
             )
+            try:
+                type_, data = await run_attempt(
+                    command, self.executor, self._context(task, command), task.outputs, self.secrets.values()
+                )
+            finally:
+                report_start.cancel()
             await self._report(task.execution_id, command, type_, data)
             await msg.ack()
         except asyncio.CancelledError:

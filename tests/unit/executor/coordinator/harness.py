@@ -30,7 +30,8 @@ class Drive:
 
     def record(self, type_: EventType, data: dict[str, Any]) -> None:
         self.tick += 0.001
-        event = Event(
+        event = Event.sealed(
+            prev_hash=self.state.last_hash,
             id=f"e{len(self.events) + 1}",
             execution_id="ex1",
             seq=len(self.events) + 1,
