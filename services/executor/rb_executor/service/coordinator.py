@@ -35,6 +35,7 @@ from rb_executor.service.consumers import consume_push, durable_config
 
 log = logging.getLogger(__name__)
 
+NOTIFICATION_TYPES = {EventType.NOTIFICATION_SENT.value, EventType.NOTIFICATION_FAILED.value}
 CONTROL_TYPES = {
     EventType.EXECUTION_CANCEL_REQUESTED.value,
     EventType.EXECUTION_PAUSED.value,
@@ -148,6 +149,12 @@ class Coordinator:
         state: ExecutionState, outcome: StepOutcome
     ) -> list[tuple[EventType, dict[str, Any], str]]:
         """The outcome as an event, if it is news: stale or repeated reports are dropped."""
+        if outcome.type in NOTIFICATION_TYPES:
+            # Notifications are facts about the record, appended even after the end; the
+            # notifier's message ids make a repeated report a duplicate the inbox drops.
+            if state.status == st.NEW:
+                return []
+            return [(EventType(outcome.type), dict(outcome.data), "rb-notifier")]
         if state.status == st.NEW or state.terminal:
             return []
         data = dict(outcome.data)
