@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rb_common.errors import RbError, RunbookLoadError
@@ -130,7 +132,12 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     bad_json = any(e.get("type") == "json_invalid" for e in errors)
     if bad_json:
         return problem_response(
-            request, 400, "the request body is not valid JSON", slug="invalid-body", errors=errors
+            request,
+            400,
+            "the request body is not valid JSON",
+            slug="invalid-body",
+            title="Malformed request body",
+            errors=errors,
         )
     shown = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return problem_response(
@@ -165,6 +172,19 @@ async def _on_rb_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 422, str(exc), slug="rb-error", title="Request cannot be processed")
 
 
+async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return problem_response(
+        request,
+        503,
+        f"the database is unavailable: {first}",
+        slug="database-unavailable",
+        title="Database unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -177,4 +197,6 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(RbError, _on_rb_error)
+    for db_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(db_error, _on_database_down)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,167 @@
+"""/api/v1/executions: list, detail, events, step logs, live SSE stream, cancel/pause/resume."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from rb_api import control, executions
+from rb_api.dbutil import in_thread
+from rb_api.deps import ActorDep, ServicesDep
+from rb_api.problems import ProblemError
+from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
+from rb_api.streaming import SSE_HEADERS, ExecutionStream, parse_last_event_id
+from rb_common.bus import EVENTS_STREAM, exec_subject
+
+router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
+
+ExecutionId = Annotated[str, Path(max_length=64, description="the execution's id")]
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": "problem+json (RFC 9457)"} for code in (400, 404, 409, 422, 503)
+}
+
+
+@router.get("", summary="List executions, newest first", responses=_PROBLEMS)
+async def list_all(
+    svc: ServicesDep,
+    runbook_id: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[str | None, Query(max_length=32, description=", ".join(EXECUTION_STATUSES))] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> dict[str, Any]:
+    wanted = status.strip().upper() if status else None
+    if wanted is not None and wanted not in EXECUTION_STATUSES:
+        raise ProblemError(
+            422,
+            f"unknown status {status!r} (one of {', '.join(EXECUTION_STATUSES)})",
+            slug="invalid-request",
+            title="Invalid request",
+            errors=[{"field": "query.status", "message": "unknown status"}],
+        )
+    return await in_thread(
+        list_executions, svc.engine, runbook_id=runbook_id, status=wanted, limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/{execution_id}",
+    summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis}",
+    responses=_PROBLEMS,
+)
+async def get_one(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]:
+    return await executions.detail(svc, execution_id)
+
+
+@router.get("/{execution_id}/events", summary="The recorded events, in order", responses=_PROBLEMS)
+async def get_events(
+    execution_id: ExecutionId,
+    svc: ServicesDep,
+    after_seq: Annotated[int, Query(ge=0, le=2**31 - 1, description="only events after this seq")] = 0,
+) -> dict[str, Any]:
+    items = await executions.events_of(svc, execution_id, after_seq)
+    return {"execution_id": execution_id, "items": items}
+
+
+@router.get(
+    "/{execution_id}/logs", summary="Step logs: inputs, outputs, errors per step", responses=_PROBLEMS
+)
+async def get_logs(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]:
+    items = await executions.logs_of(svc, execution_id)
+    return {"execution_id": execution_id, "items": items}
+
+
+async def _known(svc: ServicesDep, execution_id: str) -> bool:
+    if await in_thread(projected_execution, svc.engine, execution_id) is not None:
+        return True
+    try:
+        await svc.bus.js.get_last_msg(EVENTS_STREAM, exec_subject(execution_id))
+    except Exception:
+        return False
+    return True
+
+
+@router.get(
+    "/{execution_id}/stream",
+    summary="Server-Sent Events of the execution, live; ends after the terminal event",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **_PROBLEMS},
+)
+async def stream(
+    execution_id: ExecutionId,
+    svc: ServicesDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+) -> StreamingResponse:
+    executions.check_id(execution_id)
+    # A just-triggered execution may have no event yet: wait a little for its first one.
+    wait = 0.0 if await _known(svc, execution_id) else svc.options.stream_wait_seconds
+    try:
+        opened = await ExecutionStream.open(svc, execution_id, wait)
+    except Exception as exc:
+        raise ProblemError(
+            503,
+            f"cannot subscribe to the execution on NATS ({type(exc).__name__})",
+            slug="bus-unavailable",
+            title="Message bus unavailable",
+        ) from None
+    if wait > 0 and opened.first is None:
+        await opened.close()
+        raise executions.missing(execution_id)
+    frames = opened.events(parse_last_event_id(last_event_id), svc.options.keepalive_seconds)
+    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _control(
+    svc: ServicesDep,
+    execution_id: str,
+    action: str,
+    actor: str,
+    body: control.ControlBody | None,
+    key: str | None,
+) -> JSONResponse:
+    detail = await executions.detail(svc, execution_id)  # 404 for unknown executions
+    if detail["status"] in TERMINAL_STATUSES:
+        raise ProblemError(
+            409,
+            f"execution {execution_id!r} already finished ({detail['status']}); nothing to {action}",
+            slug="execution-finished",
+            title="Execution already finished",
+        )
+    command = control.build_command(execution_id, action, actor, body)
+    msg_id = f"{execution_id}:{action}:{key}" if key else None
+    await control.publish_command(svc.bus, command, msg_id)
+    return JSONResponse(
+        {"execution_id": execution_id, "action": action, "command": command.type, "status": "ACCEPTED"},
+        status_code=202,
+        headers={"Location": f"/api/v1/executions/{execution_id}"},
+    )
+
+
+_ControlBody = Annotated[control.ControlBody | None, Body()]
+_Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post("/{execution_id}/cancel", status_code=202, summary="Request cancellation", responses=_PROBLEMS)
+async def cancel(
+    execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
+) -> JSONResponse:
+    return await _control(svc, execution_id, "cancel", actor, body, key)
+
+
+@router.post(
+    "/{execution_id}/pause", status_code=202, summary="Pause (running steps finish)", responses=_PROBLEMS
+)
+async def pause(
+    execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
+) -> JSONResponse:
+    return await _control(svc, execution_id, "pause", actor, body, key)
+
+
+@router.post(
+    "/{execution_id}/resume", status_code=202, summary="Resume a paused execution", responses=_PROBLEMS
+)
+async def resume(
+    execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
+) -> JSONResponse:
+    return await _control(svc, execution_id, "resume", actor, body, key)

@@ -1,0 +1,76 @@
+"""Liveness, readiness (NATS + database) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import Engine, text
+
+from rb_api.dbutil import in_thread
+from rb_api.deps import Services, ServicesDep
+from rb_api.problems import problem_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live", summary="The process is up")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _select_one(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1")).scalar_one()
+
+
+async def _check_nats(svc: Services) -> str | None:
+    nc = svc.bus.nc
+    if not nc.is_connected:
+        return "not connected"
+    try:
+        await nc.flush(timeout=max(1, round(svc.options.ready_timeout)))
+    except Exception as exc:
+        return f"flush failed: {type(exc).__name__}: {exc}".rstrip(": ")
+    return None
+
+
+async def _check_db(svc: Services) -> str | None:
+    try:
+        await asyncio.wait_for(in_thread(_select_one, svc.engine), svc.options.ready_timeout * 2)
+    except Exception as exc:
+        return (
+            f"SELECT 1 failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(
+                ": "
+            )
+        )
+    return None
+
+
+@router.get(
+    "/health/ready",
+    summary="NATS answers a flush and the database a SELECT 1",
+    responses={503: {"description": "a dependency is down (problem+json naming it)"}},
+)
+async def ready(request: Request, svc: ServicesDep) -> Any:
+    nats_problem, db_problem = await asyncio.gather(_check_nats(svc), _check_db(svc))
+    checks = {"nats": nats_problem or "ok", "database": db_problem or "ok"}
+    failed = [name for name, problem in (("nats", nats_problem), ("database", db_problem)) if problem]
+    if failed:
+        return problem_response(
+            request,
+            503,
+            "not ready: " + "; ".join(f"{name}: {checks[name]}" for name in failed),
+            slug="not-ready",
+            title="Service not ready",
+            errors=[{"check": name, "message": checks[name]} for name in failed],
+            extra={"checks": checks},
+        )
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(svc: ServicesDep) -> PlainTextResponse:
+    return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,165 @@
+"""/api/v1/runbooks: the registry (create, revise, list, versions, rollback, lifecycle) and execute."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from rb_api import registry, triggering
+from rb_api.dbutil import in_thread
+from rb_api.definitions import REQUEST_BODY_DOC, parse_submission
+from rb_api.deps import ActorDep, ServicesDep
+from rb_api.problems import not_found
+from rb_common.model import ID_PATTERN
+
+router = APIRouter(prefix="/api/v1/runbooks", tags=["runbooks"])
+_RUNBOOK_ID = re.compile(ID_PATTERN)
+
+RunbookId = Annotated[str, Path(max_length=100, description="the runbook's id")]
+Revision = Annotated[int, Path(ge=1, le=2**31 - 1)]
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": "problem+json (RFC 9457)"} for code in (400, 404, 409, 413, 415, 422)
+}
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    revision: int = Field(ge=1, le=2**31 - 1, description="the revision to make current again")
+
+
+def _location(runbook_id: str) -> dict[str, str]:
+    return {"Location": f"/api/v1/runbooks/{runbook_id}"}
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Register a runbook (YAML or JSON body); 201 {id, revision, status}",
+    openapi_extra=REQUEST_BODY_DOC,
+    responses=_PROBLEMS,
+)
+async def create_runbook(request: Request, svc: ServicesDep, actor: ActorDep) -> JSONResponse:
+    sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
+    result = await in_thread(registry.create, svc.engine, sub, actor)
+    return JSONResponse(result, status_code=201, headers=_location(sub.runbook.id))
+
+
+@router.put(
+    "/{runbook_id}",
+    summary="New revision of a runbook (same body as POST); unchanged bodies keep the revision",
+    openapi_extra=REQUEST_BODY_DOC,
+    responses=_PROBLEMS,
+)
+async def update_runbook(
+    runbook_id: RunbookId, request: Request, svc: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
+    return await in_thread(registry.update_definition, svc.engine, runbook_id, sub, actor)
+
+
+@router.get("", summary="List runbooks", responses=_PROBLEMS)
+async def list_runbooks(
+    svc: ServicesDep,
+    status: Annotated[Literal["DRAFT", "APPROVED", "DEPRECATED"] | None, Query()] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> dict[str, Any]:
+    return await in_thread(
+        registry.list_runbooks, svc.engine, status=status, tag=tag, limit=limit, offset=offset
+    )
+
+
+@router.get("/{runbook_id}", summary="The current definition and metadata", responses=_PROBLEMS)
+async def get_runbook(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
+    return await in_thread(registry.get, svc.engine, runbook_id)
+
+
+@router.delete(
+    "/{runbook_id}", status_code=204, summary="Delete a runbook and its revisions", responses=_PROBLEMS
+)
+async def delete_runbook(runbook_id: RunbookId, svc: ServicesDep) -> Response:
+    await in_thread(registry.remove, svc.engine, runbook_id)
+    return Response(status_code=204)
+
+
+@router.get("/{runbook_id}/versions", summary="All revisions", responses=_PROBLEMS)
+async def list_versions(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
+    return await in_thread(registry.versions, svc.engine, runbook_id)
+
+
+@router.get("/{runbook_id}/versions/{revision}", summary="One revision", responses=_PROBLEMS)
+async def get_version(runbook_id: RunbookId, revision: Revision, svc: ServicesDep) -> dict[str, Any]:
+    return await in_thread(registry.version, svc.engine, runbook_id, revision)
+
+
+@router.post(
+    "/{runbook_id}/rollback",
+    summary="Make a new revision equal to an old one (status DRAFT)",
+    responses=_PROBLEMS,
+)
+async def rollback(
+    runbook_id: RunbookId, body: RollbackBody, svc: ServicesDep, actor: ActorDep
+) -> dict[str, Any]:
+    return await in_thread(registry.rollback, svc.engine, runbook_id, body.revision, actor)
+
+
+@router.post("/{runbook_id}/approve", summary="Status APPROVED", responses=_PROBLEMS)
+async def approve(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
+    return await in_thread(registry.set_status, svc.engine, runbook_id, registry.APPROVED)
+
+
+@router.post("/{runbook_id}/deprecate", summary="Status DEPRECATED (no more executions)", responses=_PROBLEMS)
+async def deprecate(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
+    return await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED)
+
+
+@router.post(
+    "/{runbook_id}/execute",
+    status_code=202,
+    summary="Trigger an execution of the current revision; 202 {execution_id, status: QUEUED}",
+    responses=_PROBLEMS | {503: {"description": "NATS unavailable (problem+json)"}},
+)
+async def execute(
+    runbook_id: RunbookId,
+    svc: ServicesDep,
+    actor: ActorDep,
+    body: Annotated[triggering.ExecuteBody | None, Body()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=triggering.MAX_KEY_LENGTH,
+            description="the same key gives the same execution",
+        ),
+    ] = None,
+) -> JSONResponse:
+    if not _RUNBOOK_ID.match(runbook_id):
+        raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
+    key = triggering.check_key(idempotency_key)
+    current = await in_thread(registry.current, svc.engine, runbook_id)
+    # Validate (and build) before storing the key, so a rejected request claims nothing.
+    request = await in_thread(
+        triggering.build_trigger,
+        current,
+        body or triggering.ExecuteBody(),
+        actor=actor,
+        execution_id=triggering.new_execution_id(),
+        idempotency_key=key,
+    )
+    claim = triggering.Claim(request.execution_id, fresh=True)
+    if key is not None:
+        claim = await in_thread(triggering.claim_key, svc.engine, key, runbook_id, request.execution_id)
+        request = request.model_copy(update={"execution_id": claim.execution_id})
+    if triggering.should_publish(claim):
+        await triggering.publish_trigger(svc.bus, runbook_id, request)
+    return JSONResponse(
+        {"execution_id": claim.execution_id, "status": "QUEUED"},
+        status_code=202,
+        headers={"Location": f"/api/v1/executions/{claim.execution_id}"},
+    )

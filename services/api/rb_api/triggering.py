@@ -1,0 +1,188 @@
+"""`POST /runbooks/{id}/execute`: validate the inputs, build the TriggerRequest, publish it once.
+
+The trigger carries the exact data of the execution's first event (`execution.requested`):
+`RunRequest.event_data()` of the executor, with the definition snapshot of the runbook's current
+revision. Idempotency: an `Idempotency-Key` maps to one execution id in `idempotency_keys` (the
+primary key settles concurrent first uses), and the trigger is published with
+`Nats-Msg-Id = execution id`, so JetStream drops a repeated publish inside its duplicate window.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from rb_api.dbutil import utcnow
+from rb_api.problems import ProblemError
+from rb_api.registry import DEPRECATED, Current
+from rb_common.bus import STREAMS, TRIGGERS_STREAM, Bus, trigger_subject
+from rb_common.messages import TriggerRequest
+from rb_common.model import Runbook
+from rb_common.params import ParamsError, resolve_params
+from rb_executor.runner import RunRequest
+from rb_recorder.tables import idempotency_keys
+
+log = logging.getLogger("rb_api")
+
+MAX_KEY_LENGTH = 200
+_TRIGGER_WINDOW = next(c.duplicate_window or 120.0 for c in STREAMS if c.name == TRIGGERS_STREAM)
+# A repeated key re-publishes (deduplicated by JetStream) only well inside the duplicate window,
+# so a first attempt that stored the key but never published still gets its trigger out.
+REPUBLISH_WITHIN = timedelta(seconds=_TRIGGER_WINDOW * 0.9)
+
+
+class ExecuteBody(BaseModel):
+    """Body of POST /runbooks/{id}/execute; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(default_factory=dict, description="validated against `parameters`")
+    legal_basis: str | None = Field(default=None, description="defaults to the runbook's legal_basis")
+    assumptions: dict[str, Any] = Field(
+        default_factory=dict, description="facts for the runbook's assumptions (name -> value)"
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    execution_id: str
+    fresh: bool  # this request created the key (or there was no key)
+    created_at: datetime | None = None
+
+
+def new_execution_id() -> str:
+    return uuid.uuid4().hex
+
+
+def build_trigger(
+    current: Current,
+    body: ExecuteBody,
+    *,
+    actor: str,
+    execution_id: str,
+    idempotency_key: str | None = None,
+) -> TriggerRequest:
+    """The TriggerRequest for the current revision; ParamsError names every failing field."""
+    if current.status == DEPRECATED:
+        raise ProblemError(
+            409,
+            f"runbook {current.id!r} is DEPRECATED and cannot be executed",
+            slug="runbook-deprecated",
+            title="Runbook is deprecated",
+        )
+    try:
+        runbook = Runbook.model_validate(current.definition)
+    except ValidationError as exc:
+        raise ProblemError(
+            409,
+            f"the stored definition of revision {current.revision} no longer loads: {exc.errors()[0]['msg']}; "
+            "PUT a corrected definition",
+            slug="stale-definition",
+        ) from None
+    try:
+        params = resolve_params(runbook, body.params)
+    except ParamsError:
+        raise
+    except Exception as exc:  # e.g. an unresolvable $ref in the parameters schema
+        raise ProblemError(
+            422,
+            f"the parameters cannot be checked against the runbook's schema: {type(exc).__name__}: {exc}",
+            slug="invalid-params",
+            title="Invalid parameters",
+        ) from None
+    trigger: dict[str, Any] = {"type": "api", "actor": actor, "revision": current.revision}
+    if idempotency_key is not None:
+        trigger["idempotency_key"] = idempotency_key
+    request = RunRequest(
+        runbook=runbook,
+        params=params,
+        env={},
+        trigger=trigger,
+        facts=dict(body.assumptions),
+        actor=actor,
+        legal_basis=body.legal_basis,
+        execution_id=execution_id,
+    )
+    return TriggerRequest(execution_id=execution_id, actor=actor, data=request.event_data())
+
+
+def check_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ProblemError(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            slug="invalid-idempotency-key",
+        )
+    return key
+
+
+def claim_key(engine: Engine, key: str, runbook_id: str, candidate: str) -> Claim:
+    """The execution id for `key`: an existing one, or `candidate` if this call stored it first."""
+    for _ in range(3):
+        with engine.connect() as conn:
+            row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
+        if row is not None:
+            if row.runbook_id != runbook_id:
+                raise ProblemError(
+                    422,
+                    f"Idempotency-Key {key!r} was already used to execute runbook {row.runbook_id!r}",
+                    slug="idempotency-key-reused",
+                    title="Idempotency-Key reused",
+                )
+            created = row.created_at
+            if created is not None and created.tzinfo is None:
+                created = created.replace(tzinfo=UTC)
+            return Claim(row.execution_id, False, created)
+        try:
+            with engine.begin() as conn:
+                now = utcnow()
+                conn.execute(
+                    insert(idempotency_keys).values(
+                        key=key, runbook_id=runbook_id, execution_id=candidate, created_at=now
+                    )
+                )
+            return Claim(candidate, True, now)
+        except IntegrityError:
+            continue  # another request stored the key first: read its execution id
+    raise ProblemError(
+        409, f"Idempotency-Key {key!r} is being used concurrently; retry", slug="concurrent-change"
+    )
+
+
+def should_publish(claim: Claim) -> bool:
+    if claim.fresh:
+        return True
+    return claim.created_at is None or utcnow() - claim.created_at < REPUBLISH_WITHIN
+
+
+async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) -> bool:
+    """Publish to rb.trigger.<runbook_id>; True if JetStream stored it, False if it was a duplicate."""
+    try:
+        ack = await bus.js.publish(
+            trigger_subject(runbook_id),
+            request.encode(),
+            headers={"Nats-Msg-Id": request.execution_id},
+            stream=TRIGGERS_STREAM,
+            timeout=5.0,
+        )
+    except Exception as exc:
+        log.warning("cannot publish trigger for %s: %s", runbook_id, exc)
+        raise ProblemError(
+            503,
+            f"the trigger could not be published to NATS ({type(exc).__name__}); retry, with the same "
+            "Idempotency-Key to avoid a second execution",
+            slug="bus-unavailable",
+            title="Message bus unavailable",
+            headers={"Retry-After": "1"},
+        ) from None
+    return not ack.duplicate

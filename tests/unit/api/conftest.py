@@ -1,0 +1,250 @@
+"""API test fixtures: the real app (create_app + its lifespan) on a SQLite file and the REAL local
+NATS, driven through httpx's ASGI transport.
+
+The NATS server is shared with other suites, so every test uses unique runbook / execution ids
+and removes what it put on the streams. RB_TRIGGERS and RB_INBOX are work queues: a probe
+consumer filters on exactly one test subject (never overlapping anybody else's) and is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Engine
+
+from rb_api.app import create_app
+from rb_api.deps import ApiOptions
+from rb_common.bus import (
+    EVENTS_STREAM,
+    INBOX_STREAM,
+    TRIGGERS_STREAM,
+    Bus,
+    append_event,
+    connect,
+    control_subject,
+    exec_subject,
+    trigger_subject,
+)
+from rb_common.events import Event
+from rb_common.loader import load_runbook_text
+from rb_common.ports import InMemoryEventStore
+from rb_common.settings import Settings
+from rb_executor.clock import FakeClock
+from rb_executor.runner import PluginExecutor, Runner, RunRequest
+from rb_executor.steps.registry import default_registry
+from rb_recorder.db import make_engine
+
+NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def runbook_yaml(runbook_id: str, *, extra: str = "", steps: str | None = None) -> str:
+    """A small valid runbook: parameters with defaults, two transform steps."""
+    steps = steps or (
+        "  - id: first\n"
+        "    type: transform\n"
+        "    inputs: {size: '${params.batch_size}'}\n"
+        "    outputs: {size: $.size}\n"
+        "  - id: second\n"
+        "    type: transform\n"
+        "    depends_on: [first]\n"
+        "    inputs: {doubled: '${steps.first.outputs.size * 2}'}\n"
+    )
+    return (
+        f"id: {runbook_id}\n"
+        "name: API test runbook\n"
+        "version: 1.0.0\n"
+        "owner: api-tests\n"
+        "legal_basis: Tests of the rb API\n"
+        "tags: [api-test, enrichment]\n"
+        "parameters:\n"
+        "  type: object\n"
+        "  required: [region]\n"
+        "  properties:\n"
+        "    region: {type: string, enum: [eu, us]}\n"
+        "    batch_size: {type: integer, default: 200, maximum: 10000}\n"
+        f"{extra}"
+        "steps:\n"
+        f"{steps}"
+    )
+
+
+@pytest.fixture
+def make_yaml() -> Callable[..., str]:
+    return runbook_yaml
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    try:
+        b = await connect(NATS_URL, name="rb-api-tests", connect_timeout=5)
+    except Exception as exc:
+        pytest.fail(f"NATS at {NATS_URL} is not reachable: {exc}")
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    e = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    yield e
+    e.dispose()
+
+
+@pytest.fixture
+def api_options() -> ApiOptions:
+    return ApiOptions(max_body_bytes=64 * 1024, stream_wait_seconds=1.0, keepalive_seconds=0.3)
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(home=tmp_path / ".rb", nats_url=NATS_URL)
+    app = create_app(settings, engine=engine, bus=bus, options=api_options)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20) as c,
+    ):
+        yield c
+
+
+@pytest.fixture
+async def runbook_id(bus: Bus) -> AsyncIterator[str]:
+    """A unique runbook id; its trigger subject is purged afterwards."""
+    rid = f"t-api-{uuid.uuid4().hex[:12]}"
+    yield rid
+    await bus.js.purge_stream(TRIGGERS_STREAM, subject=trigger_subject(rid))
+
+
+class SubjectProbe:
+    """Reads what reached one subject of a work-queue stream through a private pull consumer."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.made: list[tuple[str, str, str]] = []  # (stream, consumer, subject)
+
+    async def take(
+        self, stream: str, subject: str, want: int = 1, timeout: float = 5.0
+    ) -> tuple[list[Any], int]:
+        """(messages, num_pending when the consumer was made); waits for `want` messages."""
+        name = f"api-probe-{uuid.uuid4().hex[:12]}"
+        deadline = asyncio.get_running_loop().time() + timeout
+        info = None
+        while True:
+            count = await self.count(stream, subject)
+            if count >= want or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        info = await self.bus.js.add_consumer(
+            stream,
+            ConsumerConfig(
+                name=name,
+                filter_subject=subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=60.0,
+            ),
+        )
+        self.made.append((stream, name, subject))
+        pending = info.num_pending or 0
+        sub = await self.bus.js.pull_subscribe_bind(name, stream=stream)
+        msgs: list[Any] = []
+        if pending:
+            msgs = await sub.fetch(pending, timeout=timeout)
+            for msg in msgs:
+                await msg.ack()
+        await sub.unsubscribe()
+        return msgs, pending
+
+    async def count(self, stream: str, subject: str) -> int:
+        info = await self.bus.js.stream_info(stream, subjects_filter=subject)
+        return (info.state.subjects or {}).get(subject, 0)
+
+    async def triggers(self, runbook_id: str, want: int = 1) -> tuple[list[dict[str, Any]], int]:
+        msgs, pending = await self.take(TRIGGERS_STREAM, trigger_subject(runbook_id), want)
+        return [{"headers": m.headers or {}, "body": json.loads(m.data)} for m in msgs], pending
+
+    async def commands(self, execution_id: str, want: int = 1) -> tuple[list[dict[str, Any]], int]:
+        msgs, pending = await self.take(INBOX_STREAM, control_subject(execution_id), want)
+        return [json.loads(m.data) for m in msgs], pending
+
+    async def cleanup(self) -> None:
+        for stream, name, subject in self.made:
+            with contextlib.suppress(Exception):
+                await self.bus.js.delete_consumer(stream, name)
+            await self.bus.js.purge_stream(stream, subject=subject)
+
+
+@pytest.fixture
+async def probe(bus: Bus) -> AsyncIterator[SubjectProbe]:
+    p = SubjectProbe(bus)
+    yield p
+    await p.cleanup()
+
+
+class Executions:
+    """Real executions: run in-process by the executor's Runner (fake clock, pure transform
+    steps), then written to the execution's JetStream subject exactly as the executor does."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.ids: list[str] = []
+
+    async def run(self, runbook_id: str | None = None, params: dict[str, Any] | None = None) -> list[Event]:
+        rid = runbook_id or f"t-api-run-{uuid.uuid4().hex[:8]}"
+        runbook = load_runbook_text(runbook_yaml(rid))[0]
+        store = InMemoryEventStore()
+        runner = Runner(
+            store,
+            PluginExecutor(default_registry()),
+            FakeClock(datetime(2025, 11, 29, tzinfo=UTC)),
+            Settings(),
+        )
+        execution_id = uuid.uuid4().hex
+        self.ids.append(execution_id)
+        await runner.run(
+            RunRequest(
+                runbook=runbook,
+                params=params or {"region": "eu", "batch_size": 21},
+                trigger={"type": "api", "actor": "tester"},
+                actor="tester",
+                execution_id=execution_id,
+            )
+        )
+        return store.read(execution_id)
+
+    async def publish(self, events: list[Event]) -> None:
+        for event in events:
+            await append_event(self.bus.js, event, await self._last_seq(event.execution_id))
+
+    async def _last_seq(self, execution_id: str) -> int:
+        """Stream sequence of the subject's last message (0 for none), as the executor checks it."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            last = await self.bus.js.get_last_msg(EVENTS_STREAM, exec_subject(execution_id))
+        except NotFoundError:
+            return 0
+        return last.seq or 0
+
+    async def cleanup(self) -> None:
+        for execution_id in self.ids:
+            await self.bus.js.purge_stream(EVENTS_STREAM, subject=exec_subject(execution_id))
+
+
+@pytest.fixture
+async def executions(bus: Bus) -> AsyncIterator[Executions]:
+    e = Executions(bus)
+    yield e
+    await e.cleanup()

@@ -1,0 +1,192 @@
+"""POST /runbooks/{id}/execute: validated params, the trigger really reaches NATS, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from rb_common.loader import load_runbook_text
+
+YAML = {"content-type": "application/yaml"}
+PROBLEM = "application/problem+json"
+
+
+async def register(client: httpx.AsyncClient, text: str) -> None:
+    r = await client.post("/api/v1/runbooks", content=text, headers=YAML)
+    assert r.status_code == 201, r.text
+
+
+async def test_execute_publishes_the_trigger(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    text = make_yaml(runbook_id)
+    await register(client, text)
+    r = await client.post(
+        f"/api/v1/runbooks/{runbook_id}/execute",
+        json={"params": {"region": "eu"}, "assumptions": {"source_ok": True}},
+        headers={"X-RB-Actor": "alice"},
+    )
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert set(body) == {"execution_id", "status"}
+    assert body["status"] == "QUEUED"
+    execution_id = body["execution_id"]
+    assert r.headers["location"] == f"/api/v1/executions/{execution_id}"
+
+    triggers, pending = await probe.triggers(runbook_id)
+    assert pending == 1
+    [trigger] = triggers
+    assert trigger["headers"]["Nats-Msg-Id"] == execution_id
+    msg = trigger["body"]
+    assert (msg["execution_id"], msg["actor"]) == (execution_id, "alice")
+    data = msg["data"]
+    assert data["params"] == {"region": "eu", "batch_size": 200}  # the schema default is applied
+    assert data["runbook"] == load_runbook_text(text)[0].snapshot()
+    assert data["trigger"] == {"type": "api", "actor": "alice", "revision": 1}
+    assert data["actor"] == "alice"
+    assert data["legal_basis"] == "Tests of the rb API"  # the runbook's, when the body has none
+    assert data["facts"] == {"source_ok": True}
+    assert (data["env"], data["files"], data["concurrency"]) == ({}, {}, None)
+    assert set(data) == {
+        "runbook",
+        "params",
+        "env",
+        "trigger",
+        "facts",
+        "actor",
+        "legal_basis",
+        "concurrency",
+        "files",
+    }
+
+
+async def test_execute_uses_the_current_revision_and_given_legal_basis(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    await register(client, make_yaml(runbook_id))
+    v2 = make_yaml(runbook_id).replace("version: 1.0.0", "version: 2.0.0")
+    await client.put(f"/api/v1/runbooks/{runbook_id}", content=v2, headers=YAML)
+    r = await client.post(
+        f"/api/v1/runbooks/{runbook_id}/execute",
+        json={"params": {"region": "us", "batch_size": 7}, "legal_basis": "Incident 42"},
+    )
+    assert r.status_code == 202
+    [trigger], _ = await probe.triggers(runbook_id)
+    data = trigger["body"]["data"]
+    assert data["runbook"]["version"] == "2.0.0"
+    assert data["trigger"]["revision"] == 2
+    assert (data["legal_basis"], data["actor"], data["params"]) == (
+        "Incident 42",
+        "api",
+        {"region": "us", "batch_size": 7},
+    )
+
+
+async def test_bad_params_name_the_fields(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    await register(client, make_yaml(runbook_id))
+    r = await client.post(
+        f"/api/v1/runbooks/{runbook_id}/execute", json={"params": {"region": "mars", "batch_size": 99999}}
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith(PROBLEM)
+    fields = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert set(fields) == {"region", "batch_size"}
+    assert "mars" in fields["region"]
+    r = await client.post(f"/api/v1/runbooks/{runbook_id}/execute", json={})
+    assert r.status_code == 422
+    assert "region" in r.json()["detail"]
+    assert await probe.count("RB_TRIGGERS", f"rb.trigger.{runbook_id}") == 0
+
+
+async def test_bad_execute_bodies(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str]
+) -> None:
+    await register(client, make_yaml(runbook_id))
+    url = f"/api/v1/runbooks/{runbook_id}/execute"
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"json": {"params": [1, 2]}}, 422),
+        ({"json": {"parameters": {}}}, 422),  # unknown key
+        ({"json": [1]}, 422),
+        ({"content": b"{nope", "headers": {"content-type": "application/json"}}, 400),
+        ({"json": {"params": {"region": "eu"}}, "headers": {"Idempotency-Key": "x" * 201}}, 422),
+        ({"json": {"params": {"region": "eu"}}, "headers": {"Idempotency-Key": "   "}}, 400),
+    ]
+    for kwargs, status in cases:
+        r = await client.post(url, **kwargs)
+        assert r.status_code == status, (kwargs, r.text)
+        assert r.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_idempotency_key_gives_one_execution(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    await register(client, make_yaml(runbook_id))
+    key = f"key-{uuid.uuid4().hex}"
+    url = f"/api/v1/runbooks/{runbook_id}/execute"
+    body = {"params": {"region": "eu"}}
+    first = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    second = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json() == second.json()
+    assert first.headers["location"] == second.headers["location"]
+    # Concurrent first uses of another key also agree on one execution.
+    other = f"key-{uuid.uuid4().hex}"
+    racing = await asyncio.gather(
+        *(client.post(url, json=body, headers={"Idempotency-Key": other}) for _ in range(5))
+    )
+    assert {r.status_code for r in racing} == {202}
+    assert len({r.json()["execution_id"] for r in racing}) == 1
+
+    triggers, pending = await probe.triggers(runbook_id, want=2)
+    assert pending == 2  # one message per key, not per request
+    ids = sorted(t["body"]["execution_id"] for t in triggers)
+    assert ids == sorted([first.json()["execution_id"], racing[0].json()["execution_id"]])
+    assert {t["body"]["data"]["trigger"]["idempotency_key"] for t in triggers} == {key, other}
+
+    # Without a key, every call is a new execution.
+    a = await client.post(url, json=body)
+    b = await client.post(url, json=body)
+    assert a.json()["execution_id"] != b.json()["execution_id"]
+
+
+async def test_idempotency_key_reused_for_another_runbook(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], bus: Any
+) -> None:
+    other = runbook_id + "-b"
+    await register(client, make_yaml(runbook_id))
+    await register(client, make_yaml(other))
+    key = f"key-{uuid.uuid4().hex}"
+    body = {"params": {"region": "eu"}}
+    try:
+        r = await client.post(
+            f"/api/v1/runbooks/{runbook_id}/execute", json=body, headers={"Idempotency-Key": key}
+        )
+        assert r.status_code == 202
+        r = await client.post(
+            f"/api/v1/runbooks/{other}/execute", json=body, headers={"Idempotency-Key": key}
+        )
+        assert r.status_code == 422
+        assert r.json()["type"].endswith("idempotency-key-reused")
+    finally:
+        await bus.js.purge_stream("RB_TRIGGERS", subject=f"rb.trigger.{other}")
+
+
+async def test_rejected_request_does_not_claim_the_key(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    await register(client, make_yaml(runbook_id))
+    key = f"key-{uuid.uuid4().hex}"
+    url = f"/api/v1/runbooks/{runbook_id}/execute"
+    r = await client.post(url, json={"params": {"region": "mars"}}, headers={"Idempotency-Key": key})
+    assert r.status_code == 422
+    r = await client.post(url, json={"params": {"region": "eu"}}, headers={"Idempotency-Key": key})
+    assert r.status_code == 202
+    [trigger], _ = await probe.triggers(runbook_id)
+    assert trigger["body"]["execution_id"] == r.json()["execution_id"]
+    assert trigger["body"]["data"]["params"]["region"] == "eu"
