@@ -1,0 +1,222 @@
+"""The recorder service: a durable pull consumer on RB_EVENTS feeding `Recorder.apply`.
+
+Each message is acked only after its transaction committed, so a crash between commit and ack
+means a redelivery, which `apply` recognises as a duplicate. Transient database errors and
+sequence gaps are NAKed with a delay; unreadable messages are terminated (they can never apply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from rb_common.bus import EVENTS_STREAM, connect
+from rb_common.events import Event
+from rb_common.settings import Settings
+from rb_recorder.db import database_url, make_engine, migrate
+from rb_recorder.recorder import DEFAULT_CONSUMER, Recorder, SequenceGap
+
+log = logging.getLogger(__name__)
+
+ALL_EXECUTIONS = "rb.exec.*"
+ACK_WAIT_SECONDS = 30.0
+MAX_ACK_PENDING = 1000
+
+
+def gap_delay(deliveries: int) -> float:
+    """Redelivery delay for an event ahead of its predecessor: short, the gap fills fast."""
+    return min(2.0, 0.1 * 2 ** max(0, deliveries - 1))
+
+
+def error_delay(deliveries: int) -> float:
+    """Redelivery delay after a failed apply (database down, ...): exponential, capped."""
+    return min(30.0, 0.5 * 2 ** max(0, deliveries - 1))
+
+
+def consumer_config(consumer: str, subjects: Sequence[str]) -> ConsumerConfig:
+    config = ConsumerConfig(
+        durable_name=consumer,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ACK_WAIT_SECONDS,
+        max_ack_pending=MAX_ACK_PENDING,
+        description="rb recorder: events -> event store + projections",
+    )
+    if len(subjects) == 1:
+        config.filter_subject = subjects[0]
+    else:
+        config.filter_subjects = list(subjects)  # needs nats-server >= 2.10
+    return config
+
+
+async def ensure_consumer(
+    js: JetStreamContext, recorder: Recorder, consumer: str, subjects: Sequence[str]
+) -> JetStreamContext.PullSubscription:
+    """Bind to the durable consumer, creating it if needed.
+
+    If the consumer's ack floor is ahead of what this database has applied (a fresh or restored
+    database behind an old consumer), the consumer is recreated to deliver the stream from the
+    start: applying is idempotent, and otherwise those events would never reach this database.
+    """
+    try:
+        info = await js.consumer_info(EVENTS_STREAM, consumer)
+    except NotFoundError:
+        info = None
+    if info is not None:
+        applied = await asyncio.to_thread(recorder.offset)
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        if floor > (applied or 0):
+            log.warning(
+                "consumer %s has acked up to stream seq %d but this database has applied %s; "
+                "replaying %s from the start",
+                consumer,
+                floor,
+                applied,
+                EVENTS_STREAM,
+            )
+            await js.delete_consumer(EVENTS_STREAM, consumer)
+            info = None
+    if info is None:
+        await js.add_consumer(EVENTS_STREAM, consumer_config(consumer, subjects))
+        log.info("created durable consumer %s on %s (%s)", consumer, EVENTS_STREAM, ", ".join(subjects))
+    return await js.pull_subscribe_bind(durable=consumer, stream=EVENTS_STREAM)
+
+
+async def handle_message(msg: Msg, recorder: Recorder, blocked: set[str]) -> None:
+    """Apply one message and ack, NAK or terminate it. `blocked` holds executions with a NAKed
+    event in the current batch: their later events cannot apply before it, so they wait too."""
+    try:
+        event = Event.from_json(msg.data)
+    except ValidationError as exc:
+        log.error("unreadable event on %s, terminating it: %s", msg.subject, exc.errors()[0]["msg"])
+        await msg.term()
+        return
+    metadata = msg.metadata
+    deliveries = metadata.num_delivered or 1
+    if event.execution_id in blocked:
+        await msg.nak(delay=gap_delay(deliveries))
+        return
+    try:
+        result = await asyncio.to_thread(recorder.apply, event, metadata.sequence.stream)
+    except SequenceGap as gap:
+        blocked.add(event.execution_id)
+        log.info("%s; redelivering later (delivery %d)", gap, deliveries)
+        await msg.nak(delay=gap_delay(deliveries))
+        return
+    except SQLAlchemyError as exc:
+        blocked.add(event.execution_id)
+        log.warning(
+            "database error recording %s seq %d (delivery %d), retrying: %s",
+            event.execution_id,
+            event.seq,
+            deliveries,
+            exc.__class__.__name__ + ": " + str(exc).splitlines()[0],
+        )
+        await msg.nak(delay=error_delay(deliveries))
+        return
+    except Exception:
+        blocked.add(event.execution_id)
+        log.exception("failed to record %s seq %d (delivery %d)", event.execution_id, event.seq, deliveries)
+        await msg.nak(delay=error_delay(deliveries))
+        return
+    log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
+    await msg.ack()
+
+
+async def consume(
+    sub: JetStreamContext.PullSubscription,
+    recorder: Recorder,
+    stop: asyncio.Event,
+    *,
+    batch_size: int = 100,
+    fetch_timeout: float = 1.0,
+) -> None:
+    while not stop.is_set():
+        try:
+            msgs = await sub.fetch(batch_size, timeout=fetch_timeout)
+        except TimeoutError:  # nothing to fetch (nats raises both its own and asyncio's)
+            continue
+        except nats.errors.Error as exc:
+            log.warning("fetch from %s failed, retrying: %r", EVENTS_STREAM, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            continue
+        blocked: set[str] = set()
+        for index, msg in enumerate(msgs):
+            if stop.is_set():
+                # Hand the rest back now rather than after the ack wait.
+                for rest in msgs[index:]:
+                    with contextlib.suppress(nats.errors.Error):
+                        await rest.nak()
+                return
+            try:
+                await handle_message(msg, recorder, blocked)
+            except nats.errors.Error as exc:
+                # Ack/NAK lost (connection trouble): the message comes back after the ack wait.
+                log.warning("could not acknowledge a message on %s: %r", msg.subject, exc)
+
+
+async def migrate_when_reachable(engine: Engine, stop: asyncio.Event) -> bool:
+    """Migrate, retrying while the database is unreachable or busy (a PostgreSQL still starting
+    under docker-compose; a fresh SQLite file being opened by another process). False if `stop`
+    was set first."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(migrate, engine)
+            return True
+        except OperationalError as exc:
+            log.warning("database not ready (%s), retrying in %.1fs", str(exc).splitlines()[0], delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+    return False
+
+
+async def run_recorder(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    consumer: str = DEFAULT_CONSUMER,
+    subjects: Sequence[str] = (ALL_EXECUTIONS,),
+    batch_size: int = 100,
+    fetch_timeout: float = 1.0,
+    engine: Engine | None = None,
+) -> None:
+    """Record every execution event into the database until `stop` is set.
+
+    `consumer` and `subjects` exist for tests (a private durable consumer on their own
+    executions); production uses the shared durable "recorder" on every execution subject.
+    `engine` defaults to one built from `settings` (and disposed at the end).
+    """
+    own_engine = engine is None
+    db = engine if engine is not None else make_engine(database_url(settings))
+    try:
+        if not await migrate_when_reachable(db, stop):
+            return
+        recorder = Recorder(db, consumer=consumer)
+        bus = await connect(settings.nats_url, name="rb-recorder")
+        try:
+            sub = await ensure_consumer(bus.js, recorder, consumer, subjects)
+            log.info("recorder consuming %s as %s", EVENTS_STREAM, consumer)
+            await consume(sub, recorder, stop, batch_size=batch_size, fetch_timeout=fetch_timeout)
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await bus.close()
+        log.info("recorder stopped")
+    finally:
+        if own_engine:
+            db.dispose()
