@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -45,8 +46,15 @@ from rb_executor.steps.registry import default_registry
 
 NATS = os.environ.get("RB_NATS_URL", "nats://127.0.0.1:4222")
 PG_ADMIN = os.environ.get("RB_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-TERMINAL = {t.value for t in (EventType.EXECUTION_SUCCEEDED, EventType.EXECUTION_FAILED,
-                              EventType.EXECUTION_ABORTED, EventType.EXECUTION_CANCELLED)}
+TERMINAL = {
+    t.value
+    for t in (
+        EventType.EXECUTION_SUCCEEDED,
+        EventType.EXECUTION_FAILED,
+        EventType.EXECUTION_ABORTED,
+        EventType.EXECUTION_CANCELLED,
+    )
+}
 
 
 def fan_runbook(name: str) -> str:
@@ -60,8 +68,9 @@ def fan_runbook(name: str) -> str:
 
 
 def chain_runbook(name: str, n: int = 40) -> str:
-    steps = "".join(f"  - {{id: s{i}, type: transform{f', depends_on: [s{i - 1}]' if i else ''}}}\n"
-                    for i in range(n))
+    steps = "".join(
+        f"  - {{id: s{i}, type: transform{f', depends_on: [s{i - 1}]' if i else ''}}}\n" for i in range(n)
+    )
     return f"id: {name}\nname: bench\nsteps:\n{steps}"
 
 
@@ -86,10 +95,15 @@ class Watcher:
 
 async def trigger(bus: Bus, text: str, execution_id: str) -> None:
     runbook, _ = load_runbook_text(text)
-    message = TriggerRequest(execution_id=execution_id, actor="bench",
-                             data=RunRequest(runbook=runbook).event_data())
-    await bus.js.publish(trigger_subject(runbook.id), message.encode(), headers={"Nats-Msg-Id": execution_id},
-                         stream=TRIGGERS_STREAM)
+    message = TriggerRequest(
+        execution_id=execution_id, actor="bench", data=RunRequest(runbook=runbook).event_data()
+    )
+    await bus.js.publish(
+        trigger_subject(runbook.id),
+        message.encode(),
+        headers={"Nats-Msg-Id": execution_id},
+        stream=TRIGGERS_STREAM,
+    )
 
 
 async def in_process_baseline(text: str, runs: int) -> float:
@@ -104,25 +118,41 @@ async def in_process_baseline(text: str, runs: int) -> float:
 
 
 def start_services(home: Path, database_url: str, replicas: int) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "RB_HOME": str(home), "RB_NATS_URL": NATS, "RB_DATABASE_URL": database_url,
-           "RB_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "RB_HOME": str(home),
+        "RB_NATS_URL": NATS,
+        "RB_DATABASE_URL": database_url,
+        "RB_LOG_LEVEL": "WARNING",
+        "RB_RECORDER_CONSUMER": f"recorder-{home.name}",
+        "RB_RECORDER_DELIVER": "new",
+    }
     procs = []
     for service in ["recorder"] + ["executor"] * replicas:
         log = (home / f"{service}-{len(procs)}.log").open("ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", "rb_cli", "serve", service], env=env,
-                                      stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "rb_cli", "serve", service],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     return procs
 
 
 def recorded_executions(database_url: str, ids: list[str]) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM runbook_executions WHERE id = ANY(%s) AND status = 'SUCCEEDED'",
-                           (ids,)).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM runbook_executions WHERE id = ANY(%s) AND status = 'SUCCEEDED'", (ids,)
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--executions", type=int, default=200)
     parser.add_argument("--chains", type=int, default=20)
     parser.add_argument("--replicas", type=int, default=1, help="executor processes")
@@ -179,15 +209,23 @@ async def main() -> None:
         base_fan = await in_process_baseline(fan, 20)
         base_chain = await in_process_baseline(chain, 20)
         print(f"executor replicas: {args.replicas}; recorder: 1 (PostgreSQL {db})")
-        print(f"throughput: {succeeded}/{args.executions} executions x 10 steps in {elapsed:.2f} s "
-              f"= {steps_per_s:.0f} steps/s (target >= 500); recorder had projected {recorded} "
-              f"after {recorded_elapsed:.2f} s")
-        print(f"  in-process baseline: {10 / base_fan:.0f} steps/s for one execution at a time "
-              f"({base_fan * 1000:.1f} ms per 10-step run)")
-        print(f"latency 40-step chain: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms; "
-              f"overhead per step {p50 / 40 * 1000:.2f} ms (target < 2 ms)")
-        print(f"  in-process baseline: {base_chain * 1000:.1f} ms per chain = {base_chain / 40 * 1000:.3f} ms/step; "
-              f"ratio distributed/in-process {p50 / base_chain:.1f}x")
+        print(
+            f"throughput: {succeeded}/{args.executions} executions x 10 steps in {elapsed:.2f} s "
+            f"= {steps_per_s:.0f} steps/s (target >= 500); recorder had projected {recorded} "
+            f"after {recorded_elapsed:.2f} s"
+        )
+        print(
+            f"  in-process baseline: {10 / base_fan:.0f} steps/s for one execution at a time "
+            f"({base_fan * 1000:.1f} ms per 10-step run)"
+        )
+        print(
+            f"latency 40-step chain: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms; "
+            f"overhead per step {p50 / 40 * 1000:.2f} ms (target < 2 ms)"
+        )
+        print(
+            f"  in-process baseline: {base_chain * 1000:.1f} ms per chain = {base_chain / 40 * 1000:.3f} ms/step; "
+            f"ratio distributed/in-process {p50 / base_chain:.1f}x"
+        )
     finally:
         await sub.unsubscribe()
         await bus.close()
@@ -200,6 +238,10 @@ async def main() -> None:
                 p.kill()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        cleanup = await connect(NATS, name="rb-bench-cleanup")
+        with contextlib.suppress(Exception):
+            await cleanup.js.delete_consumer("RB_EVENTS", f"recorder-{home.name}")
+        await cleanup.close()
 
 
 if __name__ == "__main__":

@@ -480,7 +480,7 @@ def logs(
     console = _console()
     url = f"{_api(settings)}/api/v1/executions/{execution_id}"
     if not follow:
-        for event in _call("GET", f"{url}/events"):
+        for event in _call("GET", f"{url}/events")["items"]:
             _print_event(console, event)
         return
     try:

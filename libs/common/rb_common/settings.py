@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,10 @@ class Settings(BaseSettings):
     # How long a task stays with a silent worker before another one gets it (workers heartbeat
     # while a step runs, so this bounds recovery from a crash, not the length of a step).
     task_ack_wait: float = Field(default=30.0, gt=0)
+    # The recorder's durable consumer; one per database. "new" starts a NEW consumer at the end
+    # of the stream instead of replaying it (for throwaway databases in tests and benchmarks).
+    recorder_consumer: str = "recorder"
+    recorder_deliver: Literal["all", "new"] = "all"
 
     @property
     def events_dir(self) -> Path:

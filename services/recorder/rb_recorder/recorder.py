@@ -85,6 +85,10 @@ class _LRU:
         with self._lock:
             self._items.pop(key, None)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -184,6 +188,68 @@ class Recorder:
         if after.problems and after.problems != before.problems:
             log.error("execution %s: the fold rejected an event: %s", execution_id, after.problems[-1])
         return ApplyResult.APPLIED
+
+    def apply_batch(self, items: Sequence[tuple[Event, int | None]]) -> list[ApplyResult | SequenceGap]:
+        """Record many events in ONE transaction (one commit instead of one per event), writing
+        each execution's projection rows once. Results line up with `items`; an execution whose
+        event is ahead of its predecessor gets SequenceGap for it and for its later events."""
+        try:
+            return self._apply_batch(items)
+        except IntegrityError:
+            # Raced by another recorder: fall back to one transaction per event.
+            self._cache.clear()
+            results: list[ApplyResult | SequenceGap] = []
+            for event, stream_seq in items:
+                try:
+                    results.append(self.apply(event, stream_seq))
+                except SequenceGap as gap:
+                    results.append(gap)
+            return results
+
+    def _apply_batch(self, items: Sequence[tuple[Event, int | None]]) -> list[ApplyResult | SequenceGap]:
+        results: list[ApplyResult | SequenceGap] = []
+        firsts: dict[str, Projection] = {}
+        latest: dict[str, Projection] = {}
+        lasts: dict[str, int] = {}
+        blocked: dict[str, SequenceGap] = {}
+        offset: int | None = None
+        rows: list[dict[str, Any]] = []
+        with self.engine.begin() as connection:
+            for event, stream_seq in items:
+                execution_id = event.execution_id
+                if stream_seq is not None:
+                    offset = max(offset or 0, stream_seq)
+                if execution_id in blocked:
+                    results.append(blocked[execution_id])
+                    continue
+                if execution_id not in lasts:
+                    lasts[execution_id] = last_seq(connection, execution_id)
+                last = lasts[execution_id]
+                if event.seq <= last:
+                    results.append(self._classify_old(connection, event))
+                    continue
+                if event.seq > last + 1:
+                    blocked[execution_id] = SequenceGap(execution_id, last + 1, event.seq)
+                    results.append(blocked[execution_id])
+                    continue
+                before = latest.get(execution_id) or self._current(connection, execution_id, last)
+                firsts.setdefault(execution_id, before)
+                latest[execution_id] = advance(before, event)
+                rows.append(event_row(event))
+                lasts[execution_id] = event.seq
+                results.append(ApplyResult.APPLIED)
+            if rows:
+                connection.execute(insert(events), rows)
+            for execution_id, after in latest.items():
+                self._write(connection, firsts[execution_id], after)
+            if offset is not None:
+                save_offset(connection, self.consumer, offset)
+        for execution_id, after in latest.items():
+            self._cache.put(execution_id, after)
+            before = firsts[execution_id]
+            if after.problems and after.problems != before.problems:
+                log.error("execution %s: the fold rejected an event: %s", execution_id, after.problems[-1])
+        return results
 
     def _classify_old(self, connection: Connection, event: Event) -> ApplyResult:
         stored = connection.scalar(

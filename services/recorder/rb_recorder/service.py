@@ -25,7 +25,7 @@ from rb_common.bus import EVENTS_STREAM, connect
 from rb_common.events import Event
 from rb_common.settings import Settings
 from rb_recorder.db import database_url, make_engine, migrate
-from rb_recorder.recorder import DEFAULT_CONSUMER, Recorder, SequenceGap
+from rb_recorder.recorder import Recorder, SequenceGap
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ def error_delay(deliveries: int) -> float:
     return min(30.0, 0.5 * 2 ** max(0, deliveries - 1))
 
 
-def consumer_config(consumer: str, subjects: Sequence[str]) -> ConsumerConfig:
+def consumer_config(consumer: str, subjects: Sequence[str], deliver: str = "all") -> ConsumerConfig:
     config = ConsumerConfig(
         durable_name=consumer,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW if deliver == "new" else DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT_SECONDS,
         max_ack_pending=MAX_ACK_PENDING,
@@ -61,7 +61,7 @@ def consumer_config(consumer: str, subjects: Sequence[str]) -> ConsumerConfig:
 
 
 async def ensure_consumer(
-    js: JetStreamContext, recorder: Recorder, consumer: str, subjects: Sequence[str]
+    js: JetStreamContext, recorder: Recorder, consumer: str, subjects: Sequence[str], deliver: str = "all"
 ) -> JetStreamContext.PullSubscription:
     """Bind to the durable consumer, creating it if needed.
 
@@ -76,7 +76,7 @@ async def ensure_consumer(
     if info is not None:
         applied = await asyncio.to_thread(recorder.offset)
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
-        if floor > (applied or 0):
+        if floor > (applied or 0) and deliver == "all":
             log.warning(
                 "consumer %s has acked up to stream seq %d but this database has applied %s; "
                 "replaying %s from the start",
@@ -88,7 +88,7 @@ async def ensure_consumer(
             await js.delete_consumer(EVENTS_STREAM, consumer)
             info = None
     if info is None:
-        await js.add_consumer(EVENTS_STREAM, consumer_config(consumer, subjects))
+        await js.add_consumer(EVENTS_STREAM, consumer_config(consumer, subjects, deliver))
         log.info("created durable consumer %s on %s (%s)", consumer, EVENTS_STREAM, ", ".join(subjects))
     return await js.pull_subscribe_bind(durable=consumer, stream=EVENTS_STREAM)
 
@@ -152,19 +152,43 @@ async def consume(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             continue
-        blocked: set[str] = set()
-        for index, msg in enumerate(msgs):
-            if stop.is_set():
-                # Hand the rest back now rather than after the ack wait.
-                for rest in msgs[index:]:
-                    with contextlib.suppress(nats.errors.Error):
-                        await rest.nak()
-                return
-            try:
-                await handle_message(msg, recorder, blocked)
-            except nats.errors.Error as exc:
-                # Ack/NAK lost (connection trouble): the message comes back after the ack wait.
-                log.warning("could not acknowledge a message on %s: %r", msg.subject, exc)
+        try:
+            await handle_batch(msgs, recorder)
+        except nats.errors.Error as exc:
+            # Ack/NAK lost (connection trouble): the messages come back after the ack wait.
+            log.warning("could not acknowledge messages on %s: %r", EVENTS_STREAM, exc)
+
+
+async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
+    """Apply a fetched batch in one transaction, then ack, NAK or terminate each message."""
+    readable: list[tuple[Msg, Event]] = []
+    for msg in msgs:
+        try:
+            readable.append((msg, Event.from_json(msg.data)))
+        except ValidationError as exc:
+            log.error("unreadable event on %s, terminating it: %s", msg.subject, exc.errors()[0]["msg"])
+            await msg.term()
+    if not readable:
+        return
+    items = [(event, msg.metadata.sequence.stream) for msg, event in readable]
+    try:
+        results = await asyncio.to_thread(recorder.apply_batch, items)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "database error recording a batch of %d, retrying: %s",
+            len(items),
+            exc.__class__.__name__ + ": " + str(exc).splitlines()[0],
+        )
+        for msg, _ in readable:
+            await msg.nak(delay=error_delay(msg.metadata.num_delivered or 1))
+        return
+    for (msg, event), result in zip(readable, results, strict=True):
+        if isinstance(result, SequenceGap):
+            log.info("%s; redelivering later", result)
+            await msg.nak(delay=gap_delay(msg.metadata.num_delivered or 1))
+        else:
+            log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
+            await msg.ack()
 
 
 async def migrate_when_reachable(engine: Engine, stop: asyncio.Event) -> bool:
@@ -188,7 +212,7 @@ async def run_recorder(
     settings: Settings,
     stop: asyncio.Event,
     *,
-    consumer: str = DEFAULT_CONSUMER,
+    consumer: str | None = None,
     subjects: Sequence[str] = (ALL_EXECUTIONS,),
     batch_size: int = 100,
     fetch_timeout: float = 1.0,
@@ -200,6 +224,7 @@ async def run_recorder(
     executions); production uses the shared durable "recorder" on every execution subject.
     `engine` defaults to one built from `settings` (and disposed at the end).
     """
+    consumer = consumer or settings.recorder_consumer
     own_engine = engine is None
     db = engine if engine is not None else make_engine(database_url(settings))
     try:
@@ -208,7 +233,9 @@ async def run_recorder(
         recorder = Recorder(db, consumer=consumer)
         bus = await connect(settings.nats_url, name="rb-recorder")
         try:
-            sub = await ensure_consumer(bus.js, recorder, consumer, subjects)
+            sub = await ensure_consumer(
+                bus.js, recorder, consumer, subjects, deliver=settings.recorder_deliver
+            )
             log.info("recorder consuming %s as %s", EVENTS_STREAM, consumer)
             await consume(sub, recorder, stop, batch_size=batch_size, fetch_timeout=fetch_timeout)
             with contextlib.suppress(nats.errors.Error):

@@ -68,17 +68,33 @@ class Services:
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
+    consumer = f"recorder-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "RB_HOME": str(tmp_path),
         "RB_NATS_URL": NATS_URL,
         "RB_TASK_ACK_WAIT": "3",
         "RB_LOG_LEVEL": "INFO",
+        "RB_RECORDER_CONSUMER": consumer,
+        "RB_RECORDER_DELIVER": "new",
     }
     env.pop("RB_DATABASE_URL", None)
     manager = Services(tmp_path, env)
     yield manager
     manager.stop_all()
+    asyncio.run(_delete_consumer(consumer))
+
+
+async def _delete_consumer(name: str) -> None:
+    from rb_common.bus import EVENTS_STREAM
+
+    connection = await connect(NATS_URL, name="rb-tests-cleanup")
+    try:
+        await connection.js.delete_consumer(EVENTS_STREAM, name)
+    except Exception:  # never created (the test started no recorder)
+        pass
+    finally:
+        await connection.close()
 
 
 @pytest.fixture

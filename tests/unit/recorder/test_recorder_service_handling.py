@@ -135,21 +135,21 @@ async def test_consume_applies_batches_in_order_until_stopped(engine: Engine) ->
     assert len(get_events(engine, stream[0].execution_id)) == len(stream)
 
 
-async def test_consume_hands_back_the_rest_of_a_batch_when_stopped(engine: Engine) -> None:
+async def test_consume_applies_a_fetched_batch_in_one_go_and_acks_each(engine: Engine) -> None:
     stream = await ascenario_events("continue_then_succeeds")
     msgs = [FakeMsg.of(e) for e in stream]
     stop = asyncio.Event()
     recorder = Recorder(engine)
-    real_apply = recorder.apply
+    real_batch = recorder.apply_batch
+    batches: list[int] = []
 
-    def apply_then_stop(event: Event, stream_seq: int | None = None) -> ApplyResult:
-        result = real_apply(event, stream_seq)
-        if event.seq == 3:
-            stop.set()
-        return result
+    def record_batch(items):  # type: ignore[no-untyped-def]
+        batches.append(len(items))
+        stop.set()
+        return real_batch(items)
 
-    recorder.apply = apply_then_stop  # type: ignore[method-assign]
+    recorder.apply_batch = record_batch  # type: ignore[method-assign]
     sub: Any = FakeSubscription([msgs], stop)
     await asyncio.wait_for(consume(sub, recorder, stop), 5)
-    assert [m.outcome for m in msgs[:3]] == [("ack", None)] * 3
-    assert all(m.outcome == ("nak", None) for m in msgs[3:])
+    assert batches == [len(msgs)]
+    assert all(m.outcome == ("ack", None) for m in msgs)
