@@ -133,11 +133,21 @@ def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> Cha
         state,
         data["step_id"],
         status=st.SUCCEEDED,
+        started_at=_started_at(state, data, event),
         outputs=data.get("outputs", {}),
         result=data.get("result"),
         error=None,
         completed_at=event.time,
     )
+
+
+def _started_at(state: ExecutionState, data: dict[str, Any], event: Event) -> datetime:
+    """When the step first started: its step.started event, else what its outcome reports."""
+    current = state.steps[data["step_id"]].started_at
+    if current is not None:
+        return current
+    reported = data.get("started_at")
+    return datetime.fromisoformat(reported) if reported else event.time
 
 
 def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
@@ -161,6 +171,7 @@ def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Change
         step_id,
         status=st.FAILED,
         error=data.get("error"),
+        started_at=_started_at(state, data, event) if not data.get("stage") else None,
         completed_at=event.time,
         attempt=max(data.get("attempt", 0), state.steps[step_id].attempt),
     )

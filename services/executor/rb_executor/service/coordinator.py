@@ -176,13 +176,8 @@ class Coordinator:
                 state, data["step_id"], data["attempt"], bool(data.get("retryable"))
             )
             data.update(will_retry=will_retry, retry_delay=delay)
-        events: list[tuple[EventType, dict[str, Any], str]] = []
-        if current == st.SCHEDULED:
-            # The worker finished before it needed to say it had started.
-            start = {"step_id": data["step_id"], "attempt": data.get("attempt"), "phase": phase}
-            events.append((EventType.STEP_STARTED, start, "rb-worker"))
-        events.append((EventType(outcome.type), data, "rb-worker"))
-        return events
+        # A quick step never said it had started: its outcome carries `started_at` instead.
+        return [(EventType(outcome.type), data, "rb-worker")]
 
     async def advance(self, execution_id: str, decision: Decision) -> None:
         """Record what `decision` makes of the current state, then everything decide() asks

@@ -34,7 +34,7 @@ from rb_executor.steps.base import StepContext, StepPlugin
 
 log = logging.getLogger(__name__)
 
-START_REPORT_AFTER = 0.05
+START_REPORT_AFTER = 1.0
 
 
 def worker_secrets(environ: dict[str, str]) -> dict[str, str]:
@@ -132,6 +132,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+            started_at = datetime.now(UTC).isoformat()
             # A quick step reports once, its outcome implying the start; a slow one says it has
             # started, so the execution shows it running. Saves two hops on most steps.
             report_start = asyncio.get_running_loop().call_later(
@@ -146,7 +147,7 @@ class Worker:
                 )
             finally:
                 report_start.cancel()
-            await self._report(task.execution_id, command, type_, data)
+            await self._report(task.execution_id, command, type_, {**data, "started_at": started_at})
             await msg.ack()
         except asyncio.CancelledError:
             if key not in self.cancelled:
