@@ -39,6 +39,10 @@ def result_subject(execution_id: str) -> str:
     return f"rb.result.{execution_id}"
 
 
+def alert_subject(source: str) -> str:
+    return f"rb.alert.{source}"
+
+
 def control_subject(execution_id: str) -> str:
     return f"rb.control.{execution_id}"
 
@@ -60,7 +64,7 @@ STREAMS = [
     # Requests to start executions; a long window so cron fires and alerts dedupe.
     StreamConfig(
         name=TRIGGERS_STREAM,
-        subjects=["rb.trigger.*"],
+        subjects=["rb.trigger.*", "rb.alert.*"],
         retention=RetentionPolicy.LIMITS,
         max_age=7 * DAY,
         storage=StorageType.FILE,

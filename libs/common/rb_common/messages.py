@@ -49,3 +49,23 @@ class ControlCommand(_Message):
     type: str
     actor: str
     data: dict[str, Any] = {}
+
+
+class AlertEvent(_Message):
+    """One alert (or webhook event) from an alerting system, normalised; published by the API
+    to `rb.alert.<source>` and matched to runbooks asynchronously by the trigger router."""
+
+    source: str  # alertmanager | grafana | pagerduty | cloudevents | webhook
+    dedupe_id: str  # fingerprint+startsAt, PagerDuty event id, CloudEvents source+id, header id
+    status: str = "firing"  # firing | resolved
+    name: str | None = None  # alertname, PagerDuty incident title, CloudEvents type
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    starts_at: str | None = None
+    group_key: str | None = None
+    # Dedupe ids of every alert in the same notification, so a per-group trigger computes the same
+    # execution id from whichever of the group's alerts it sees.
+    group: list[str] = []
+    runbook_id: str | None = None  # generic webhooks address one runbook
+    payload: dict[str, Any] = {}  # the alert as received, for ${trigger.payload...}
+    received_at: str | None = None
