@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # The recorder's durable consumer; one per database. "new" starts a NEW consumer at the end
     # of the stream instead of replaying it (for throwaway databases in tests and benchmarks).
     recorder_consumer: str = "recorder"
+    # Scheduler: how late a missed cron fire may still run, whether missed fires collapse into
+    # one, and how often the registry is re-read for new, changed or paused schedules.
+    scheduler_misfire_grace: float = Field(default=30.0, gt=0)
+    scheduler_coalesce: bool = True
+    scheduler_reload_seconds: float = Field(default=2.0, gt=0)
     recorder_deliver: Literal["all", "new"] = "all"
 
     @property

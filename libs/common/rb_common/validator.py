@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import jsonschema
 import networkx as nx
 import simpleeval
-from apscheduler.triggers.cron import CronTrigger
 
+from rb_common.cron import cron_problem
 from rb_common.errors import ExpressionError, RunbookLoadError
 from rb_common.expressions import (
     FUNCTIONS,
@@ -454,33 +454,6 @@ class _Checker:
     def check_legal_basis(self) -> None:
         if not (self.runbook.legal_basis or "").strip():
             self.warning("no legal_basis: say under which authority this runbook runs", None, ("id",))
-
-
-def cron_problem(expr: str) -> str | None:
-    """Why `expr` is not a valid cron string (5 fields, or 6 with seconds first), or None."""
-    fields = expr.split()
-    try:
-        if len(fields) == 6:
-            second, minute, hour, day, month, day_of_week = fields
-            CronTrigger(
-                second=second,
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=day_of_week,
-                timezone="UTC",
-            )
-        elif len(fields) == 5:
-            CronTrigger.from_crontab(expr, timezone="UTC")
-        else:
-            return (
-                f"invalid cron {expr!r}: expected 5 fields (minute hour day month weekday) "
-                f"or 6 with seconds first, got {len(fields)}"
-            )
-    except Exception as exc:
-        return f"invalid cron {expr!r}: {exc}"
-    return None
 
 
 def _sid(scope: _Scope) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -108,6 +109,17 @@ idempotency_keys = Table(
     Column("runbook_id", String(100), nullable=False),
     Column("execution_id", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Operators pause and resume cron schedules; one row per (runbook, trigger index) touched.
+schedule_state = Table(
+    "schedule_state",
+    metadata,
+    Column("runbook_id", String(100), primary_key=True),
+    Column("trigger_index", Integer, primary_key=True, autoincrement=False),
+    Column("paused", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(200)),
 )
 
 # Last stream sequence each projection consumer has applied, so redelivery is a no-op.
