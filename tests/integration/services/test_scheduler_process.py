@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -67,4 +68,4 @@ async def test_two_schedulers_start_one_execution_per_fire_time(stack: Stack) ->
     # up to 0.5 s, hence one either way at the edges.
     assert window - 2 <= len(fire_times) <= window + 1, (len(fire_times), window)
     seconds = [t.timestamp() for t in fire_times]
-    assert all(b - a == 1 for a, b in zip(seconds, seconds[1:], strict=False)), fire_times
+    assert all(b - a == 1 for a, b in itertools.pairwise(seconds)), fire_times
