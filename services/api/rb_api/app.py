@@ -21,7 +21,7 @@ from rb_api.deps import ApiOptions, Services
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from rb_api.problems import install_handlers
-from rb_api.routes import executions, health, runbooks
+from rb_api.routes import executions, health, runbooks, schedules
 from rb_common.bus import Bus, connect
 from rb_common.settings import Settings
 from rb_recorder.db import database_url, make_engine, migrate
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(runbooks.router)
     app.include_router(executions.router)
     app.include_router(health.router)
+    app.include_router(schedules.router)
     # Added last = outermost: metrics see every answer, including the 413s of the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
