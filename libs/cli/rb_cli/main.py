@@ -427,21 +427,70 @@ def _call(method: str, url: str, **kwargs: Any) -> Any:
 @app.command()
 @user_errors
 def trigger(
-    runbook_id: Annotated[str, typer.Argument(help="runbook id registered in the API")],
+    runbook_id: Annotated[str | None, typer.Argument(help="runbook id registered in the API")] = None,
     param: Annotated[list[str], typer.Option("--param", "-p", help="key=value")] = [],  # noqa: B006
     fact: Annotated[list[str], typer.Option("--fact", "-f", help="assumption fact name=value")] = [],  # noqa: B006
     idempotency_key: Annotated[
         str | None, typer.Option(help="the same key never starts a second run")
     ] = None,
+    event: Annotated[
+        Path | None, typer.Option(help="publish this alert event (JSON/YAML) to NATS for routing")
+    ] = None,
 ) -> None:
-    """Execute a registered runbook through the API; prints the execution id."""
+    """Execute a registered runbook through the API, or publish a raw alert event with --event."""
     settings = Settings()
+    if event is not None:
+        _publish_event(event, settings)
+        return
+    if not runbook_id:
+        raise RbError("give a RUNBOOK_ID, or --event FILE")
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     body = {"params": _params(param), "assumptions": _params(fact, "--fact")}
     result = _call(
         "POST", f"{_api(settings)}/api/v1/runbooks/{runbook_id}/execute", json=body, headers=headers
     )
     _console().print(f"execution id: {result['execution_id']} ({result['status']})")
+
+
+def _publish_event(path: Path, settings: Settings) -> None:
+    """An AlertEvent from a file onto rb.alert.<source>: the scheduler's router matches it to
+    approved runbooks exactly as alerts posted to the API."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from rb_common.bus import TRIGGERS_STREAM, alert_subject, connect
+    from rb_common.messages import AlertEvent
+
+    data = _read_mapping(path)
+    data.setdefault("dedupe_id", uuid.uuid4().hex)
+    data.setdefault("received_at", datetime.now(UTC).isoformat())
+    try:
+        alert = AlertEvent.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise RbError(f"{path}: {'.'.join(map(str, err['loc'])) or '(document)'}: {err['msg']}") from None
+
+    async def publish() -> bool:
+        bus = await connect(settings.nats_url, name="rb-cli", connect_timeout=3)
+        try:
+            ack = await bus.js.publish(
+                alert_subject(alert.source),
+                alert.encode(),
+                headers={"Nats-Msg-Id": f"{alert.source}:{alert.dedupe_id}"},
+                stream=TRIGGERS_STREAM,
+            )
+            return bool(ack.duplicate)
+        finally:
+            await bus.close()
+
+    try:
+        duplicate = asyncio.run(publish())
+    except OSError as exc:
+        raise RbError(f"cannot reach NATS at {settings.nats_url}: {exc}") from None
+    state = "duplicate (already published)" if duplicate else "published"
+    _console().print(f"alert {alert.source}:{alert.dedupe_id} {state}")
 
 
 @app.command()
