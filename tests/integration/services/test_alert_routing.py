@@ -1,0 +1,107 @@
+"""Alerts reach runbooks: published events are matched by the scheduler's router, asynchronously,
+and start exactly one execution per alert with the mapped params."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Services
+from test_stack_e2e import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(services: Services, postgres_database: str) -> Stack:
+    return Stack(services, postgres_database)
+
+
+def routed_runbook(runbook_id: str, source: str) -> str:
+    return f"""
+id: {runbook_id}
+name: Restart on alert
+triggers:
+  - alert: {{source: {source}, match: {{alertname: HighErrorRate, severity: "~crit.*"}}}}
+    params: {{instance: "${{trigger.labels.instance}}", summary: "${{trigger.annotations.summary}}"}}
+parameters:
+  type: object
+  required: [instance]
+  properties: {{instance: {{type: string}}, summary: {{type: string}}}}
+steps:
+  - {{id: note, type: transform, inputs: {{instance: "${{params.instance}}"}}, outputs: {{instance: $.instance}}}}
+"""
+
+
+def register(stack: Stack, text: str) -> None:
+    response = httpx.post(
+        f"{stack.base}/runbooks", content=text, headers={"Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 201, response.text
+    rid = response.json()["id"]
+    assert httpx.post(f"{stack.base}/runbooks/{rid}/approve").status_code == 200
+
+
+async def executions_of(
+    stack: Stack, runbook_id: str, count: int, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Waits until `count` executions of the runbook are recorded as finished, then a little
+    longer to catch any extra one."""
+    deadline = time.monotonic() + timeout
+    items: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"]
+        if len([i for i in items if i["status"] == "SUCCEEDED"]) >= count:
+            await asyncio.sleep(2)
+            return httpx.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"]
+        await asyncio.sleep(0.3)
+    return items
+
+
+def publish(env: dict[str, str], tmp_path: Path, event: dict[str, Any]) -> str:
+    path = tmp_path / f"{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(event))
+    result = subprocess.run(
+        [sys.executable, "-m", "rb_cli", "trigger", "--event", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_a_published_alert_starts_the_matching_runbook_once(stack: Stack, tmp_path: Path) -> None:
+    stack.start("recorder", "executor", "scheduler", "api")
+    stack.wait_ready()
+    source = "webhook"
+    runbook_id = f"alert-{uuid.uuid4().hex[:8]}"
+    register(stack, routed_runbook(runbook_id, source))
+    await asyncio.sleep(2.5)  # the router reloads the registry every 2 s
+    dedupe = uuid.uuid4().hex
+    alert = {
+        "source": source,
+        "runbook_id": runbook_id,
+        "dedupe_id": dedupe,
+        "name": "HighErrorRate",
+        "labels": {"alertname": "HighErrorRate", "severity": "critical", "instance": "web-7:9100"},
+        "annotations": {"summary": "5xx above 5%"},
+    }
+    assert "published" in publish(stack.services.env, tmp_path, alert)
+    assert "duplicate" in publish(stack.services.env, tmp_path, alert)
+    ignored = {**alert, "dedupe_id": uuid.uuid4().hex, "labels": {**alert["labels"], "severity": "warning"}}
+    publish(stack.services.env, tmp_path, ignored)
+    items = await executions_of(stack, runbook_id, 1)
+    assert len(items) == 1, items
+    detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
+    assert detail["steps"][0]["outputs"] == {"instance": "web-7:9100"}
+    assert detail["trigger"]["type"] == "alert" and detail["trigger"]["dedupe_id"] == dedupe
