@@ -240,8 +240,15 @@ class Recorder:
                 results.append(ApplyResult.APPLIED)
             if rows:
                 connection.execute(insert(events), rows)
+            execution_rows, steps = [], []
             for execution_id, after in latest.items():
-                self._write(connection, firsts[execution_id], after)
+                row = execution_row(after)
+                if row is not None:
+                    execution_rows.append(row)
+                steps += step_rows(after, changed_steps(firsts[execution_id], after))
+            # One multi-row upsert per table for the whole batch, not one per execution.
+            upsert(connection, runbook_executions, execution_rows, ["id"])
+            upsert(connection, runbook_step_logs, steps, ["execution_id", "step_id"])
             if offset is not None:
                 save_offset(connection, self.consumer, offset)
         for execution_id, after in latest.items():
