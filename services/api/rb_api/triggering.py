@@ -186,3 +186,26 @@ async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) ->
             headers={"Retry-After": "1"},
         ) from None
     return not ack.duplicate
+
+
+async def execute(
+    svc: Any, runbook_id: str, body: ExecuteBody, actor: str, idempotency_key: str | None
+) -> str:
+    """Start an execution of the runbook's current revision (REST and GraphQL both come here):
+    params validated, the definition snapshotted, the key honoured; returns the execution id."""
+    from rb_api import registry
+    from rb_api.dbutil import in_thread
+
+    key = check_key(idempotency_key)
+    current = await in_thread(registry.current, svc.engine, runbook_id)
+    # Validate (and build) before storing the key, so a rejected request claims nothing.
+    request = await in_thread(
+        build_trigger, current, body, actor=actor, execution_id=new_execution_id(), idempotency_key=key
+    )
+    claim = Claim(request.execution_id, fresh=True)
+    if key is not None:
+        claim = await in_thread(claim_key, svc.engine, key, runbook_id, request.execution_id)
+        request = request.model_copy(update={"execution_id": claim.execution_id})
+    if should_publish(claim):
+        await publish_trigger(svc.bus, runbook_id, request)
+    return claim.execution_id

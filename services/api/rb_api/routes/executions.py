@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rb_api import control, executions
+from rb_api import audit, control, executions
 from rb_api.dbutil import in_thread
 from rb_api.deps import ActorDep, ServicesDep
 from rb_api.problems import ProblemError
@@ -165,3 +165,30 @@ async def resume(
     execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
 ) -> JSONResponse:
     return await _control(svc, execution_id, "resume", actor, body, key)
+
+
+@router.post(
+    "/{execution_id}/replay",
+    summary="Replay the recorded events and compare, step by step",
+    responses=_PROBLEMS,
+)
+async def replay(
+    execution_id: ExecutionId,
+    svc: ServicesDep,
+    body: Annotated[
+        dict[str, Any] | None, Body(description='optional {"against": runbook definition}')
+    ] = None,
+) -> dict[str, Any]:
+    against = (body or {}).get("against")
+    if against is not None and not isinstance(against, dict):
+        raise ProblemError(422, "'against' must be a runbook definition object", slug="invalid-runbook")
+    return await audit.replay_report(svc, execution_id, against)
+
+
+@router.get(
+    "/{execution_id}/audit",
+    summary="Verify the hash chain; who, why, under which assumptions",
+    responses=_PROBLEMS,
+)
+async def audit_execution(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]:
+    return await audit.audit_report(svc, execution_id)

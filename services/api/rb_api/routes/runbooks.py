@@ -141,25 +141,11 @@ async def execute(
 ) -> JSONResponse:
     if not _RUNBOOK_ID.match(runbook_id):
         raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
-    key = triggering.check_key(idempotency_key)
-    current = await in_thread(registry.current, svc.engine, runbook_id)
-    # Validate (and build) before storing the key, so a rejected request claims nothing.
-    request = await in_thread(
-        triggering.build_trigger,
-        current,
-        body or triggering.ExecuteBody(),
-        actor=actor,
-        execution_id=triggering.new_execution_id(),
-        idempotency_key=key,
+    execution_id = await triggering.execute(
+        svc, runbook_id, body or triggering.ExecuteBody(), actor, idempotency_key
     )
-    claim = triggering.Claim(request.execution_id, fresh=True)
-    if key is not None:
-        claim = await in_thread(triggering.claim_key, svc.engine, key, runbook_id, request.execution_id)
-        request = request.model_copy(update={"execution_id": claim.execution_id})
-    if triggering.should_publish(claim):
-        await triggering.publish_trigger(svc.bus, runbook_id, request)
     return JSONResponse(
-        {"execution_id": claim.execution_id, "status": "QUEUED"},
+        {"execution_id": execution_id, "status": "QUEUED"},
         status_code=202,
-        headers={"Location": f"/api/v1/executions/{claim.execution_id}"},
+        headers={"Location": f"/api/v1/executions/{execution_id}"},
     )

@@ -1,0 +1,181 @@
+"""GraphQL over the same code paths as REST: runbook and execution queries, execute and replay
+mutations (strawberry)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import strawberry
+from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.scalars import JSON
+
+from rb_api import audit, executions, registry, triggering
+from rb_api.dbutil import in_thread
+from rb_api.deps import Services
+from rb_api.problems import ProblemError
+
+
+class Context(BaseContext):
+    @property
+    def services(self) -> Services:
+        assert self.request is not None
+        services: Services = self.request.app.state.services
+        return services
+
+
+@strawberry.type
+class StepRun:
+    id: str
+    status: str
+    attempts: int
+    started_at: str | None
+    completed_at: str | None
+    outputs: JSON | None
+    error: str | None
+
+
+@strawberry.type
+class RunbookExecution:
+    id: str
+    runbook_id: str
+    runbook_version: str | None
+    status: str
+    started_at: str | None
+    completed_at: str | None
+    trigger: JSON | None
+    kpis: JSON | None
+    steps: list[StepRun]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> RunbookExecution:
+        steps = [
+            StepRun(
+                id=s["id"],
+                status=s["status"],
+                attempts=s.get("attempts") or 0,
+                started_at=s.get("started_at"),
+                completed_at=s.get("completed_at"),
+                outputs=s.get("outputs"),
+                error=s.get("error"),
+            )
+            for s in data.get("steps", [])
+        ]
+        return cls(
+            id=data["id"],
+            runbook_id=data["runbook_id"],
+            runbook_version=data.get("runbook_version"),
+            status=data["status"],
+            started_at=data.get("started_at"),
+            completed_at=data.get("completed_at"),
+            trigger=data.get("trigger"),
+            kpis=data.get("kpis"),
+            steps=steps,
+        )
+
+
+@strawberry.type
+class Runbook:
+    id: str
+    name: str
+    version: str
+    status: str
+    revision: int
+    definition: JSON
+
+
+@strawberry.type
+class ExecutionTicket:
+    execution_id: str
+    status: str
+
+
+@strawberry.type
+class Deviation:
+    step: str | None
+    field: str
+    recorded: JSON | None
+    replayed: JSON | None
+    seq: int | None
+
+
+@strawberry.type
+class ReplayReport:
+    execution_id: str
+    verified: bool
+    deviations: list[Deviation]
+    result: JSON
+
+
+def _problem(exc: ProblemError) -> Exception:
+    return Exception(f"{exc.status}: {exc.detail}")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def runbook(self, info: strawberry.Info[Context, None], id: str) -> Runbook | None:
+        try:
+            data = await in_thread(registry.get, info.context.services.engine, id)
+        except ProblemError as exc:
+            if exc.status == 404:
+                return None
+            raise _problem(exc) from None
+        definition = data.get("definition") or {}
+        return Runbook(
+            id=data["id"],
+            name=definition.get("name", data["id"]),
+            version=data.get("version") or definition.get("version", ""),
+            status=data["status"],
+            revision=data.get("revision") or data.get("current_revision") or 0,
+            definition=cast(JSON, definition),
+        )
+
+    @strawberry.field
+    async def runbook_execution(
+        self, info: strawberry.Info[Context, None], id: str
+    ) -> RunbookExecution | None:
+        try:
+            return RunbookExecution.of(await executions.detail(info.context.services, id))
+        except ProblemError as exc:
+            if exc.status == 404:
+                return None
+            raise _problem(exc) from None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def execute_runbook(
+        self,
+        info: strawberry.Info[Context, None],
+        id: str,
+        params: JSON | None = None,
+        legal_basis: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ExecutionTicket:
+        try:
+            body = triggering.ExecuteBody.model_validate({"params": params or {}, "legal_basis": legal_basis})
+            execution_id = await triggering.execute(
+                info.context.services, id, body, "graphql", idempotency_key
+            )
+        except ProblemError as exc:
+            raise _problem(exc) from None
+        return ExecutionTicket(execution_id=execution_id, status="QUEUED")
+
+    @strawberry.mutation
+    async def replay_execution(self, info: strawberry.Info[Context, None], id: str) -> ReplayReport:
+        try:
+            report = await audit.replay_report(info.context.services, id)
+        except ProblemError as exc:
+            raise _problem(exc) from None
+        return ReplayReport(
+            execution_id=report["execution_id"],
+            verified=report["verified"],
+            deviations=[Deviation(**d) for d in report["deviations"]],
+            result=report["result"],
+        )
+
+
+def graphql_router() -> GraphQLRouter[Context, None]:
+    schema = strawberry.Schema(query=Query, mutation=Mutation)
+    return GraphQLRouter(schema, path="/graphql", context_getter=lambda: Context())
