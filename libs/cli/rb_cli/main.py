@@ -249,6 +249,7 @@ def replay(
     all_runs: Annotated[bool, typer.Option("--all", help="every recorded run of --runbook")] = False,
     runbook: Annotated[str | None, typer.Option("--runbook", help="runbook id, with --all")] = None,
     source: Annotated[str, typer.Option(help="auto | local | nats | db")] = "auto",
+    live: Annotated[bool, typer.Option(help="re-run external steps for real and diff their results")] = False,
 ) -> None:
     """Re-run an execution from its recorded events and compare, step by step (exit 0 / 1)."""
     settings = Settings()
@@ -266,7 +267,8 @@ def replay(
         ids = [execution_id]
     else:
         raise RbError("give an EXECUTION_ID, or --all --runbook ID")
-    replayer = Replayer(PluginExecutor(default_registry()), settings)
+    secrets = {k[len("RB_SECRET_") :]: v for k, v in os.environ.items() if k.startswith("RB_SECRET_")}
+    replayer = Replayer(PluginExecutor(default_registry()), settings, live=live, secrets=secrets)
     console = _console()
     failed = 0
     for ref in ids:

@@ -7,17 +7,20 @@ raw results, from which outputs are extracted again.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 from rb_common.canonical import canonical_json, digest
 from rb_common.events import DECIDED_EVENTS, Event, EventType
 from rb_common.outputs import OutputError, extract_outputs
+from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_common.step_specs import SPECS
+from rb_executor.attempt import resolve_secrets
 from rb_executor.clock import FakeClock
 from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
-from rb_executor.coordinator.context import evaluate_in
+from rb_executor.coordinator.context import evaluate_in, expression_context
 from rb_executor.runner import StepExecutor
 from rb_executor.steps.base import StepContext, StepFailed
 
@@ -75,9 +78,20 @@ def _key(type_: EventType, data: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class Replayer:
-    def __init__(self, pure_executor: StepExecutor, settings: Settings) -> None:
+    def __init__(
+        self,
+        pure_executor: StepExecutor,
+        settings: Settings,
+        *,
+        live: bool = False,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
         self.pure_executor = pure_executor
         self.settings = settings
+        # --live: external steps run again for real, with their recorded inputs, and their
+        # results are diffed against the recorded ones (did the world change?).
+        self.live = live
+        self.secrets = secrets or {}
         self._files: dict[str, str] = {}
 
     async def replay(self, events: list[Event]) -> ReplayReport:
@@ -158,11 +172,12 @@ class Replayer:
                     )
         command_data = scheduled.get((step_id, phase))
         spec = SPECS.get(command_data["step_type"]) if command_data else None
-        if command_data is None or spec is None or spec.external:
+        if command_data is None or spec is None or (spec.external and not self.live):
             return
         replayed = await self._rerun(state, RunStep.from_event_data(command_data))
         if canonical_json(replayed) != canonical_json(raw):
-            report.deviations.append(Deviation(step_id, "result (re-executed)", raw, replayed, event.seq))
+            what = "result (live)" if spec.external else "result (re-executed)"
+            report.deviations.append(Deviation(step_id, what, raw, replayed, event.seq))
 
     async def _rerun(self, state: ExecutionState, command: RunStep) -> Any:
         assert state.now is not None, "replayed state has folded at least one event"
@@ -176,11 +191,19 @@ class Replayer:
             clock=clock,
             files=self._files,
             evaluate=lambda expr: evaluate_in(state, expr),
+            resolve_secrets=lambda inputs: resolve_secrets(
+                command.step_type, inputs, expression_context(state, self.secrets)
+            ),
         )
         try:
-            return await self.pure_executor.execute(command, command.inputs, ctx)
+            raw = await asyncio.wait_for(
+                self.pure_executor.execute(command, command.inputs, ctx), command.timeout
+            )
         except StepFailed as exc:
             return {"error": exc.message}
+        except TimeoutError:
+            return {"error": f"timed out after {command.timeout:g}s"}
+        return mask(raw, self.secrets.values())
 
     def _check_failure(self, state: ExecutionState, event: Event, report: ReplayReport) -> None:
         data = event.data
