@@ -1,4 +1,4 @@
-"""Durable pull consumers: fetch batches, hand each message to a handler, ack or nak."""
+"""Durable consumers: configuration, binding, and the push consumer the coordinator uses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -46,51 +45,16 @@ async def bind_pull(
     return await js.pull_subscribe_bind(durable=config.durable_name, stream=stream)
 
 
-async def consume(
-    js: JetStreamContext,
-    stream: str,
-    config: ConsumerConfig,
-    handler: Handler,
-    stop: asyncio.Event,
-    *,
-    batch: int = 64,
-    parallel: bool = True,
-) -> None:
-    """Pull until `stop` is set. The handler acks; an exception naks for redelivery."""
-    sub = await bind_pull(js, stream, config)
-
-    async def guarded(msg: Msg) -> None:
-        try:
-            await handler(msg)
-        except Exception:
-            log.exception("handler failed for %s; message will be redelivered", msg.subject)
-            try:
-                await msg.nak(delay=1.0)
-            except Exception:
-                log.debug("nak failed", exc_info=True)
-
+async def _handle(handler: Handler, msg: Msg) -> None:
+    """Run the handler; on any error the message is NAKed to come back a second later."""
     try:
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(batch, timeout=0.5)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except Exception:
-                if stop.is_set():
-                    break
-                log.exception("fetch from %s failed", config.durable_name)
-                await asyncio.sleep(0.5)
-                continue
-            if parallel:
-                await asyncio.gather(*(guarded(m) for m in msgs))
-            else:
-                for m in msgs:
-                    await guarded(m)
-    finally:
+        await handler(msg)
+    except Exception:
+        log.exception("handler failed for %s; message will be redelivered", msg.subject)
         try:
-            await sub.unsubscribe()
+            await msg.nak(delay=1.0)
         except Exception:
-            log.debug("unsubscribe failed", exc_info=True)
+            log.debug("nak failed", exc_info=True)
 
 
 async def consume_push(
@@ -108,18 +72,8 @@ async def consume_push(
     await js.add_consumer(stream, config)
     inflight: set[asyncio.Task[None]] = set()
 
-    async def guarded(msg: Msg) -> None:
-        try:
-            await handler(msg)
-        except Exception:
-            log.exception("handler failed for %s; message will be redelivered", msg.subject)
-            try:
-                await msg.nak(delay=1.0)
-            except Exception:
-                log.debug("nak failed", exc_info=True)
-
     async def on_message(msg: Msg) -> None:
-        task = asyncio.create_task(guarded(msg))
+        task = asyncio.create_task(_handle(handler, msg))
         inflight.add(task)
         task.add_done_callback(inflight.discard)
 
