@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     api_addr: str = "127.0.0.1:8080"
     secret_key: str | None = None
+    # HMAC secrets of signed trigger sources (PagerDuty V3 webhooks, generic webhooks).
+    pagerduty_webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
     slack_token: str | None = None
     slack_base_url: str | None = None
     smtp_url: str | None = None

@@ -1,0 +1,122 @@
+"""/api/v1/triggers: alerts and webhook events in, AlertEvents on `rb.alert.<source>` out.
+
+Each endpoint verifies (signed sources), parses, validates and normalises the request
+(rb_api.alerts.<source>), publishes one AlertEvent per alert and answers 202
+`{accepted, duplicates, trigger_ids, duplicate_ids}`. Runbooks are matched asynchronously by the
+trigger router; nothing is published for a request that is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from rb_api.alerts import alertmanager, base, cloudevents, grafana, pagerduty, signatures, webhook
+from rb_api.alerts.publish import publish_alerts
+from rb_api.deps import ServicesDep
+from rb_common.messages import AlertEvent
+from rb_common.model import ID_PATTERN
+
+router = APIRouter(prefix="/api/v1/triggers", tags=["triggers"])
+
+RunbookId = Annotated[str, Path(max_length=100, pattern=ID_PATTERN, description="the runbook to trigger")]
+
+
+class Accepted(BaseModel):
+    accepted: int
+    duplicates: int
+    trigger_ids: list[str]
+    duplicate_ids: list[str]
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {
+        202: {"model": Accepted, "description": "published; duplicates were already on the stream"}
+    }
+    out.update({code: {"description": "problem+json (RFC 9457)"} for code in (400, 413, 422, 503, *codes)})
+    return out
+
+
+def _body(description: str, *media: str) -> dict[str, Any]:
+    content = {m: {"schema": {"type": "array" if "batch" in m else "object"}} for m in media}
+    return {"requestBody": {"required": True, "description": description, "content": content}}
+
+
+async def _accept(svc: ServicesDep, events: list[AlertEvent]) -> JSONResponse:
+    outcome = await publish_alerts(svc.bus, events)
+    return JSONResponse(outcome.body(), status_code=202)
+
+
+@router.post(
+    "/alertmanager",
+    status_code=202,
+    summary="Alertmanager webhook (version 4): one trigger per alert",
+    openapi_extra=_body("An Alertmanager webhook notification, version 4", "application/json"),
+    responses=_responses(),
+)
+async def from_alertmanager(request: Request, svc: ServicesDep) -> JSONResponse:
+    payload = base.parse(alertmanager.Notification, await request.body(), what="Alertmanager notification")
+    return await _accept(svc, alertmanager.normalise(payload, request.headers))
+
+
+@router.post(
+    "/grafana",
+    status_code=202,
+    summary="Grafana unified alerting webhook (version 1): one trigger per alert",
+    openapi_extra=_body("A Grafana webhook contact point notification", "application/json"),
+    responses=_responses(),
+)
+async def from_grafana(request: Request, svc: ServicesDep) -> JSONResponse:
+    payload = base.parse(grafana.GrafanaNotification, await request.body(), what="Grafana notification")
+    return await _accept(svc, grafana.normalise(payload, request.headers))
+
+
+@router.post(
+    "/pagerduty",
+    status_code=202,
+    summary="PagerDuty V3 webhook, signed (X-PagerDuty-Signature)",
+    openapi_extra=_body("A PagerDuty V3 webhook delivery: {event: {...}}", "application/json"),
+    responses=_responses(401),
+)
+async def from_pagerduty(request: Request, svc: ServicesDep) -> JSONResponse:
+    body = await request.body()
+    signatures.require(signatures.PAGERDUTY, svc.settings, body, request.headers)
+    payload = base.parse(pagerduty.Webhook, body, what="PagerDuty webhook")
+    return await _accept(svc, pagerduty.normalise(payload, request.headers))
+
+
+@router.post(
+    "/cloudevents",
+    status_code=202,
+    summary="CloudEvents 1.0: structured, batch or binary (ce-* headers) mode",
+    openapi_extra=_body(
+        "A CloudEvent (structured), a JSON array of them (batch), or the event's data with ce-* "
+        "headers (binary)",
+        cloudevents.STRUCTURED,
+        cloudevents.BATCH,
+        "application/json",
+    ),
+    responses=_responses(415),
+)
+async def from_cloudevents(request: Request, svc: ServicesDep) -> JSONResponse:
+    events = cloudevents.parse(await request.body(), request.headers)
+    return await _accept(svc, cloudevents.normalise(events, request.headers))
+
+
+@router.post(
+    "/webhook/{runbook_id}",
+    status_code=202,
+    summary="Generic webhook for one runbook, signed (X-RB-Signature: sha256=<hex>)",
+    openapi_extra=_body(
+        "Any JSON object; optional X-RB-Event-Id header for deduplication", "application/json"
+    ),
+    responses=_responses(401),
+)
+async def from_webhook(runbook_id: RunbookId, request: Request, svc: ServicesDep) -> JSONResponse:
+    body = await request.body()
+    signatures.require(signatures.WEBHOOK, svc.settings, body, request.headers)
+    payload = base.parse(webhook.WebhookBody, body, what="webhook body")
+    return await _accept(svc, webhook.normalise(payload, request.headers, runbook_id=runbook_id))

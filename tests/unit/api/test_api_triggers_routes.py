@@ -1,0 +1,612 @@
+"""POST /api/v1/triggers/*: the real app (SQLite + the REAL local NATS) through httpx's ASGI
+transport, asserting what reaches `rb.alert.<source>` on the RB_TRIGGERS stream.
+
+The subjects are shared with other suites (and a trigger router may be reading them), so each
+test watches them through its own ephemeral ordered consumer (DeliverPolicy.NEW, created before
+posting), keeps only messages carrying its unique token, and reads up to a marker it publishes
+itself: everything published before the marker has been seen, so "nothing was published" is
+exact, not a timeout. Afterwards it deletes exactly the messages it saw (and its markers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from nats.js.api import DeliverPolicy
+from sqlalchemy import Engine
+from test_api_triggers_payloads import (
+    PD_SECRET,
+    RB_SECRET,
+    alertmanager_ids,
+    alertmanager_notification,
+    binary_event,
+    encode,
+    fingerprint,
+    grafana_notification,
+    pagerduty_webhook,
+    signed,
+    structured_event,
+    webhook_body,
+)
+
+from rb_api.alerts import signatures
+from rb_api.app import create_app
+from rb_api.deps import ApiOptions
+from rb_common.bus import TRIGGERS_STREAM, Bus, alert_subject
+from rb_common.messages import AlertEvent
+from rb_common.settings import Settings
+
+NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+PROBLEM = "application/problem+json"
+SOURCES = ("alertmanager", "grafana", "pagerduty", "cloudevents", "webhook")
+BASE = "/api/v1/triggers"
+JSON = {"content-type": "application/json"}
+
+
+class AlertTap:
+    """What one test published on rb.alert.<source>, read through ephemeral ordered consumers."""
+
+    def __init__(self, bus: Bus, token: str) -> None:
+        self.bus = bus
+        self.token = token
+        self.subs: dict[str, Any] = {}
+        self.seqs: list[int] = []
+
+    async def watch(self, *sources: str) -> None:
+        for source in sources or SOURCES:
+            self.subs[source] = await self.bus.js.subscribe(
+                alert_subject(source), ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+            )
+
+    async def settle(self, source: str) -> list[dict[str, Any]]:
+        """Every message with this test's token stored on the subject so far, in stream order."""
+        marker = f"rb-test-marker-{uuid.uuid4().hex}"
+        event = AlertEvent(source=source, dedupe_id=marker, name=marker, labels={"rb_test_marker": marker})
+        ack = await self.bus.js.publish(
+            alert_subject(source), event.encode(), headers={"Nats-Msg-Id": marker}, stream=TRIGGERS_STREAM
+        )
+        self.seqs.append(ack.seq)
+        found: list[dict[str, Any]] = []
+        while True:
+            msg = await self.subs[source].next_msg(timeout=5)
+            seq = msg.metadata.sequence.stream
+            if seq >= ack.seq:
+                return found
+            if self.token.encode() in msg.data:
+                self.seqs.append(seq)
+                found.append(
+                    {"headers": dict(msg.headers or {}), "event": AlertEvent.model_validate_json(msg.data)}
+                )
+
+    async def nothing_published(self) -> None:
+        for source in self.subs:
+            assert await self.settle(source) == [], f"something was published on {alert_subject(source)}"
+
+    async def close(self) -> None:
+        for sub in self.subs.values():
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for seq in self.seqs:
+            with contextlib.suppress(Exception):
+                await self.bus.js.delete_msg(TRIGGERS_STREAM, seq)
+
+
+@pytest.fixture
+def token() -> str:
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+async def tap(bus: Bus, token: str) -> AsyncIterator[AlertTap]:
+    t = AlertTap(bus, token)
+    await t.watch()
+    yield t
+    await t.close()
+
+
+ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(
+    tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ClientFactory]:
+    """make_client(secrets=True, bus=None): the app with (or without) the HMAC secrets; they are
+    set as RB_* environment variables, which a Settings field or the env fallback both read."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(*, secrets: bool = True, use_bus: Bus | None = None) -> httpx.AsyncClient:
+            for name, value in (("RB_PAGERDUTY_WEBHOOK_SECRET", PD_SECRET), ("RB_WEBHOOK_SECRET", RB_SECRET)):
+                if secrets:
+                    monkeypatch.setenv(name, value)
+                else:
+                    monkeypatch.delenv(name, raising=False)
+            settings = Settings(home=tmp_path / ".rb", nats_url=NATS_URL)
+            app = create_app(settings, engine=engine, bus=use_bus or bus, options=api_options)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20)
+            )
+
+        yield make
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> httpx.AsyncClient:
+    return await make_client()
+
+
+def accepted(ids: list[str], duplicates: list[str] | None = None) -> dict[str, Any]:
+    duplicates = duplicates or []
+    return {
+        "accepted": len(ids),
+        "duplicates": len(duplicates),
+        "trigger_ids": ids,
+        "duplicate_ids": duplicates,
+    }
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    return body
+
+
+async def test_the_tap_sees_what_is_published(tap: AlertTap, bus: Bus, token: str) -> None:
+    """The probe the refusal tests rely on does see a publish carrying the token."""
+    event = AlertEvent(source="webhook", dedupe_id=f"probe-{token}", labels={"rb_test": token})
+    await bus.js.publish(alert_subject("webhook"), event.encode(), stream=TRIGGERS_STREAM)
+    with pytest.raises(AssertionError):
+        await tap.nothing_published()
+
+
+# -- Alertmanager -------------------------------------------------------------------------------
+
+
+async def test_alertmanager_publishes_one_alert_event_per_alert(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    notification = alertmanager_notification(token)
+    ids = alertmanager_ids(notification)
+    r = await client.post(f"{BASE}/alertmanager", json=notification)
+    assert r.status_code == 202, r.text
+    assert r.json() == accepted(ids)
+
+    published = await tap.settle("alertmanager")
+    # published concurrently: the stream order of one notification's alerts is not fixed
+    assert sorted(m["headers"]["Nats-Msg-Id"] for m in published) == sorted(f"alertmanager:{i}" for i in ids)
+    events = {m["event"].dedupe_id: m["event"] for m in published}
+    assert set(events) == set(ids)
+    resolved = events[ids[2]]
+    assert resolved.status == "resolved"
+    assert resolved.labels["instance"] == "api-3:8080"
+    assert all(e.group == ids and e.group_key == notification["groupKey"] for e in events.values())
+    assert all(e.source == "alertmanager" and e.received_at for e in events.values())
+    assert events[ids[0]].payload["externalURL"] == "http://alertmanager:9093"
+
+
+async def test_the_same_notification_three_times_is_stored_once(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    notification = alertmanager_notification(token)
+    ids = alertmanager_ids(notification)
+    answers = [(await client.post(f"{BASE}/alertmanager", json=notification)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert answers[0].json() == accepted(ids)
+    assert answers[1].json() == accepted([], ids)
+    assert answers[2].json() == accepted([], ids)
+    published = await tap.settle("alertmanager")
+    assert sorted(m["event"].dedupe_id for m in published) == sorted(ids)  # one message per alert
+
+
+async def test_a_growing_group_publishes_only_the_new_alert(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    first = alertmanager_notification(token)
+    first_ids = alertmanager_ids(first)
+    assert (await client.post(f"{BASE}/alertmanager", json=first)).json() == accepted(first_ids)
+    grown = alertmanager_notification(token)
+    extra = {**grown["alerts"][0], "fingerprint": fingerprint(token, 4), "startsAt": "2025-11-29T10:02:00Z"}
+    grown["alerts"].append(extra)
+    r = await client.post(f"{BASE}/alertmanager", json=grown)
+    new_id = f"{extra['fingerprint']}:2025-11-29T10:02:00Z"
+    assert r.json() == accepted([new_id], first_ids)
+    published = await tap.settle("alertmanager")
+    assert [m["event"].dedupe_id for m in published][-1] == new_id
+    assert len(published) == 4
+    assert published[-1]["event"].group == [*first_ids, new_id]
+
+
+async def test_alertmanager_other_version_is_422_naming_the_field(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    notification = alertmanager_notification(token)
+    notification["version"] = "3"
+    problem = assert_problem(await client.post(f"{BASE}/alertmanager", json=notification), 422)
+    assert [e["field"] for e in problem["errors"]] == ["body.version"]
+    assert "body.version" in problem["detail"]
+    assert problem["type"] == "urn:rb:problem:invalid-request"
+    await tap.nothing_published()
+
+
+# -- Grafana ------------------------------------------------------------------------------------
+
+
+async def test_grafana_alert_is_published(client: httpx.AsyncClient, tap: AlertTap, token: str) -> None:
+    notification = grafana_notification(token)
+    alert = notification["alerts"][0]
+    expected = f"{alert['fingerprint']}:{alert['startsAt']}"
+    r = await client.post(f"{BASE}/grafana", json=notification)
+    assert r.status_code == 202, r.text
+    assert r.json() == accepted([expected])
+    [message] = await tap.settle("grafana")
+    assert message["headers"]["Nats-Msg-Id"] == f"grafana:{expected}"
+    event = message["event"]
+    assert (event.source, event.name, event.status) == ("grafana", "RbTriggersTestDiskFull", "firing")
+    assert event.payload["panelURL"] == alert["panelURL"]
+
+
+# -- PagerDuty ----------------------------------------------------------------------------------
+
+
+async def test_pagerduty_signed_incident_is_published_once(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    body = encode(pagerduty_webhook(token))
+    headers = signed(signatures.PAGERDUTY, PD_SECRET, body)
+    event_id = f"01DEN{token.upper()}"
+    r = await client.post(f"{BASE}/pagerduty", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    assert r.json() == accepted([event_id])
+    again = await client.post(f"{BASE}/pagerduty", content=body, headers=headers)  # PagerDuty retries
+    assert again.json() == accepted([], [event_id])
+    [message] = await tap.settle("pagerduty")
+    assert message["headers"]["Nats-Msg-Id"] == f"pagerduty:{event_id}"
+    event = message["event"]
+    assert event.status == "firing"
+    assert event.labels["event_type"] == "incident.triggered"
+    assert event.labels["service"] == "Checkout API"
+    assert event.name == "Checkout API error rate above 5%"
+
+
+async def test_pagerduty_webhook_id_header_is_the_dedupe_id(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    body = encode(pagerduty_webhook(token, "incident.resolved"))
+    headers = {**signed(signatures.PAGERDUTY, PD_SECRET, body), "X-Webhook-Id": f"whk-{token}"}
+    r = await client.post(f"{BASE}/pagerduty", content=body, headers=headers)
+    assert r.json() == accepted([f"whk-{token}"])
+    [message] = await tap.settle("pagerduty")
+    assert message["event"].status == "resolved"
+
+
+async def test_pagerduty_accepts_any_of_several_signatures(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    body = encode(pagerduty_webhook(token))
+    old = signatures.sign(signatures.PAGERDUTY, "the-previous-secret", body)
+    new = signatures.sign(signatures.PAGERDUTY, PD_SECRET, body)
+    r = await client.post(
+        f"{BASE}/pagerduty", content=body, headers={"X-PagerDuty-Signature": f"{old},{new}"}
+    )
+    assert r.status_code == 202, r.text
+    assert len(await tap.settle("pagerduty")) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "slug"),
+    [
+        (None, "signature-required"),
+        ("v1=" + "0" * 64, "invalid-signature"),
+        ("sig", "invalid-signature"),
+        ("wrong-secret", "invalid-signature"),
+        ("other-body", "invalid-signature"),
+    ],
+)
+async def test_pagerduty_bad_signatures_are_401_and_publish_nothing(
+    client: httpx.AsyncClient, tap: AlertTap, token: str, header: str | None, slug: str
+) -> None:
+    body = encode(pagerduty_webhook(token))
+    if header == "wrong-secret":
+        header = signatures.sign(signatures.PAGERDUTY, "not-the-secret", body)
+    elif header == "other-body":
+        header = signatures.sign(signatures.PAGERDUTY, PD_SECRET, body + b" ")
+    headers = {**JSON, **({"X-PagerDuty-Signature": header} if header else {})}
+    problem = assert_problem(await client.post(f"{BASE}/pagerduty", content=body, headers=headers), 401)
+    assert problem["type"] == f"urn:rb:problem:{slug}"
+    assert "X-PagerDuty-Signature" in problem["detail"]
+    await tap.nothing_published()
+
+
+async def test_signature_is_checked_before_the_body(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    bad = b"{not json " + token.encode()
+    r = await client.post(f"{BASE}/pagerduty", content=bad, headers=JSON)
+    assert_problem(r, 401)
+    r = await client.post(
+        f"{BASE}/pagerduty", content=bad, headers=signed(signatures.PAGERDUTY, PD_SECRET, bad)
+    )
+    assert_problem(r, 400)
+    await tap.nothing_published()
+
+
+async def test_without_secrets_signed_sources_refuse_everything(
+    make_client: ClientFactory, tap: AlertTap, token: str
+) -> None:
+    client = await make_client(secrets=False)
+    body = encode(pagerduty_webhook(token))
+    r = await client.post(
+        f"{BASE}/pagerduty", content=body, headers=signed(signatures.PAGERDUTY, PD_SECRET, body)
+    )
+    problem = assert_problem(r, 401)
+    assert problem["type"] == "urn:rb:problem:signature-not-configured"
+    assert "RB_PAGERDUTY_WEBHOOK_SECRET" in problem["detail"]
+    body = encode(webhook_body(token))
+    r = await client.post(
+        f"{BASE}/webhook/rb-x", content=body, headers=signed(signatures.WEBHOOK, RB_SECRET, body)
+    )
+    problem = assert_problem(r, 401)
+    assert "RB_WEBHOOK_SECRET" in problem["detail"]
+    r = await client.post(f"{BASE}/webhook/rb-x", content=body, headers=JSON)  # unsigned: no better
+    assert_problem(r, 401)
+    await tap.nothing_published()
+
+
+# -- CloudEvents --------------------------------------------------------------------------------
+
+
+async def test_cloudevents_structured_binary_and_batch(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    structured = structured_event(token, 1)
+    r = await client.post(
+        f"{BASE}/cloudevents",
+        content=encode(structured),
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert r.json() == accepted([f"//rb-tests/deployments:evt-{token}-1"])
+
+    headers, body = binary_event(token)
+    r = await client.post(f"{BASE}/cloudevents", content=body, headers=headers)
+    assert r.json() == accepted([f"https://ci.example.com/pipelines/42:bin-{token}"])
+
+    batch = [structured_event(token, 2), structured_event(token, 3), structured_event(token, 1)]
+    r = await client.post(
+        f"{BASE}/cloudevents",
+        content=encode(batch),
+        headers={"content-type": "application/cloudevents-batch+json"},
+    )
+    ids = [f"//rb-tests/deployments:evt-{token}-{n}" for n in (2, 3)]
+    assert r.json() == accepted(ids, [f"//rb-tests/deployments:evt-{token}-1"])
+
+    published = await tap.settle("cloudevents")
+    assert len(published) == 4
+    by_id = {m["event"].dedupe_id: m for m in published}
+    binary = by_id[f"https://ci.example.com/pipelines/42:bin-{token}"]
+    assert binary["headers"]["Nats-Msg-Id"] == f"cloudevents:https://ci.example.com/pipelines/42:bin-{token}"
+    assert binary["event"].payload["data"] == {"pipeline": 42, "stage": "deploy"}
+    assert binary["event"].labels["subject"] == "build #42"
+    first = by_id[f"//rb-tests/deployments:evt-{token}-1"]["event"]
+    assert first.name == "com.example.deployment.failed"
+    assert first.payload == structured
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "fields"),
+    [
+        (
+            b'{"specversion": "1.0", "rbtest": "TOKEN"',
+            {"content-type": "application/cloudevents+json"},
+            400,
+            ["body"],
+        ),
+        (
+            encode({"specversion": "1.0", "source": "s", "type": "t", "rbtest": "TOKEN"}),
+            {"content-type": "application/cloudevents+json"},
+            422,
+            ["body.id"],
+        ),
+        (
+            encode(
+                [{"specversion": "1.0", "id": "TOKEN", "source": "s", "type": "t"}, {"specversion": "2.0"}]
+            ),
+            {"content-type": "application/cloudevents-batch+json"},
+            422,
+            ["body.1.specversion", "body.1.id", "body.1.source", "body.1.type"],
+        ),
+        (
+            b'{"rbtest": "TOKEN"}',
+            {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "TOKEN"},
+            422,
+            ["header.ce-source", "header.ce-type"],
+        ),
+    ],
+)
+async def test_cloudevents_refusals_publish_nothing(
+    client: httpx.AsyncClient,
+    tap: AlertTap,
+    token: str,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    fields: list[str],
+) -> None:
+    content = content.replace(b"TOKEN", token.encode())
+    problem = assert_problem(
+        await client.post(f"{BASE}/cloudevents", content=content, headers=headers), status
+    )
+    assert [e["field"] for e in problem["errors"]] == fields
+    await tap.nothing_published()
+
+
+# -- generic webhook ----------------------------------------------------------------------------
+
+
+async def test_webhook_signed_with_event_id(client: httpx.AsyncClient, tap: AlertTap, token: str) -> None:
+    body = encode(webhook_body(token))
+    headers = {**signed(signatures.WEBHOOK, RB_SECRET, body), "X-RB-Event-Id": f"deploy-{token}"}
+    r = await client.post(f"{BASE}/webhook/rb-deploy-guard", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    assert r.json() == accepted([f"deploy-{token}"])
+    again = await client.post(f"{BASE}/webhook/rb-deploy-guard", content=body, headers=headers)
+    assert again.json() == accepted([], [f"deploy-{token}"])
+    other = await client.post(f"{BASE}/webhook/rb-other", content=body, headers=headers)
+    assert other.json() == accepted([f"deploy-{token}"])  # another runbook: another event
+
+    published = await tap.settle("webhook")
+    assert [m["headers"]["Nats-Msg-Id"] for m in published] == [
+        f"webhook:rb-deploy-guard:deploy-{token}",
+        f"webhook:rb-other:deploy-{token}",
+    ]
+    event = published[0]["event"]
+    assert event.runbook_id == "rb-deploy-guard"
+    assert event.labels == {"event": "deploy.failed", "service": "checkout", "rb_test": token}
+    assert event.payload == webhook_body(token)
+
+
+async def test_webhook_without_event_id_is_never_a_duplicate(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    body = encode(webhook_body(token))
+    headers = signed(signatures.WEBHOOK, RB_SECRET, body)
+    answers = [
+        (await client.post(f"{BASE}/webhook/rb-x", content=body, headers=headers)).json() for _ in range(2)
+    ]
+    assert [a["accepted"] for a in answers] == [1, 1]
+    assert answers[0]["trigger_ids"] != answers[1]["trigger_ids"]
+    assert len(await tap.settle("webhook")) == 2
+
+
+@pytest.mark.parametrize("header", [None, "sha256=" + "0" * 64, "v1=abc", "sha256=zz"])
+async def test_webhook_bad_signatures_are_401(
+    client: httpx.AsyncClient, tap: AlertTap, token: str, header: str | None
+) -> None:
+    body = encode(webhook_body(token))
+    headers = {**JSON, **({"X-RB-Signature": header} if header else {})}
+    problem = assert_problem(await client.post(f"{BASE}/webhook/rb-x", content=body, headers=headers), 401)
+    assert "X-RB-Signature" in problem["detail"]
+    await tap.nothing_published()
+
+
+async def test_webhook_refusals(client: httpx.AsyncClient, tap: AlertTap, token: str) -> None:
+    listed = encode(["not", "an", "object", token])
+    r = await client.post(
+        f"{BASE}/webhook/rb-x", content=listed, headers=signed(signatures.WEBHOOK, RB_SECRET, listed)
+    )
+    assert [e["field"] for e in assert_problem(r, 422)["errors"]] == ["body"]
+    body = encode(webhook_body(token))
+    r = await client.post(
+        f"{BASE}/webhook/Not_A_Runbook", content=body, headers=signed(signatures.WEBHOOK, RB_SECRET, body)
+    )
+    assert_problem(r, 422)
+    r = await client.post(
+        f"{BASE}/webhook/rb-x",
+        content=body,
+        headers={**signed(signatures.WEBHOOK, RB_SECRET, body), "X-RB-Event-Id": "x" * 300},
+    )
+    assert_problem(r, 400)
+    await tap.nothing_published()
+
+
+# -- every source: malformed, invalid, oversized ------------------------------------------------
+
+
+def _signed_for(path: str, body: bytes) -> dict[str, str]:
+    if path == "pagerduty":
+        return signed(signatures.PAGERDUTY, PD_SECRET, body)
+    if path.startswith("webhook"):
+        return signed(signatures.WEBHOOK, RB_SECRET, body)
+    if path == "cloudevents":
+        return {"content-type": "application/cloudevents+json"}
+    return dict(JSON)
+
+
+PATHS = ["alertmanager", "grafana", "pagerduty", "cloudevents", "webhook/rb-x"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    "body", [b"{not json TOKEN", b"", b'{"a": "TOKEN"', b'{"a": NaN, "b": "TOKEN"}', b"\xff\xfe\x00TOKEN"]
+)
+async def test_malformed_json_is_400_everywhere(
+    client: httpx.AsyncClient, tap: AlertTap, token: str, path: str, body: bytes
+) -> None:
+    body = body.replace(b"TOKEN", token.encode())
+    problem = assert_problem(
+        await client.post(f"{BASE}/{path}", content=body, headers=_signed_for(path, body)), 400
+    )
+    assert problem["type"] == "urn:rb:problem:invalid-body"
+    await tap.nothing_published()
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        (
+            "alertmanager",
+            {"version": "4", "alerts": [{"status": "firing", "x": "TOKEN"}]},
+            "body.alerts.0.labels",
+        ),
+        ("alertmanager", [1, "TOKEN"], "body"),
+        ("grafana", {"version": "1", "alerts": "TOKEN"}, "body.alerts"),
+        ("pagerduty", {"event": {"id": "TOKEN", "event_type": "incident.triggered"}}, "body.event.data"),
+        ("pagerduty", {"messages": ["TOKEN"]}, "body.event"),
+        ("cloudevents", {"specversion": "1.0", "id": "TOKEN", "type": "t"}, "body.source"),
+        ("webhook/rb-x", "TOKEN", "body"),
+    ],
+)
+async def test_schema_violations_are_422_listing_fields(
+    client: httpx.AsyncClient, tap: AlertTap, token: str, path: str, payload: Any, field: str
+) -> None:
+    body = encode(payload).replace(b"TOKEN", token.encode())
+    problem = assert_problem(
+        await client.post(f"{BASE}/{path}", content=body, headers=_signed_for(path, body)), 422
+    )
+    assert field in [e["field"] for e in problem["errors"]]
+    await tap.nothing_published()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_oversized_bodies_are_413_everywhere(
+    client: httpx.AsyncClient, tap: AlertTap, token: str, path: str, api_options: ApiOptions
+) -> None:
+    notification = alertmanager_notification(token)
+    notification["alerts"][0]["annotations"]["description"] = "x" * api_options.max_body_bytes
+    body = encode(notification)
+    headers = _signed_for(path, body)
+    assert_problem(await client.post(f"{BASE}/{path}", content=body, headers=headers), 413)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while reading
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    assert_problem(await client.post(f"{BASE}/{path}", content=chunks(), headers=headers), 413)
+    await tap.nothing_published()
+
+
+async def test_a_bus_that_is_down_is_503_with_retry_after(make_client: ClientFactory, token: str) -> None:
+    dead = await nats.connect(NATS_URL, allow_reconnect=False)
+    await dead.close()
+    client = await make_client(use_bus=Bus(dead, dead.jetstream()))
+    r = await client.post(f"{BASE}/alertmanager", json=alertmanager_notification(token))
+    problem = assert_problem(r, 503)
+    assert problem["type"] == "urn:rb:problem:bus-unavailable"
+    assert r.headers["retry-after"] == "1"
+
+
+async def test_triggers_are_documented_in_openapi(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in PATHS:
+        route = f"{BASE}/{path}".replace("rb-x", "{runbook_id}")
+        assert "202" in paths[route]["post"]["responses"], route
