@@ -382,7 +382,7 @@ def main() -> None:
 @app.command("serve")
 @user_errors
 def serve_command(
-    service: Annotated[str, typer.Argument(help="api | executor | worker | recorder")],
+    service: Annotated[str, typer.Argument(help="api | executor | worker | recorder | scheduler | notifier")],
 ) -> None:
     """Run one service in the foreground (for docker-compose, Kubernetes, or by hand)."""
     from rb_cli.services import serve

@@ -21,7 +21,7 @@ import httpx
 from rb_common.errors import RbError
 from rb_common.settings import Settings
 
-SERVICES = ("api", "executor", "worker", "recorder", "scheduler")
+SERVICES = ("api", "executor", "worker", "recorder", "scheduler", "notifier")
 
 
 def _runner(service: str) -> Callable[[Settings, asyncio.Event], Awaitable[None]]:
@@ -38,6 +38,10 @@ def _runner(service: str) -> Callable[[Settings, asyncio.Event], Awaitable[None]
         from rb_recorder.service import run_recorder
 
         return run_recorder
+    if service == "notifier":
+        from rb_notifier.service import run_notifier
+
+        return run_notifier
     if service == "scheduler":
         from rb_scheduler.service import run_scheduler
 
@@ -142,7 +146,7 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        for service in ("recorder", "executor", "scheduler", "api"):
+        for service in ("recorder", "executor", "scheduler", "notifier", "api"):
             spawn(service)
         base = f"http://{settings.api_addr}"
         _wait_ready(base, children, logs)

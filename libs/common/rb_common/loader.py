@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,20 @@ from rb_common.errors import RunbookLoadError
 from rb_common.model import Runbook
 
 Location = tuple[Any, ...]
+_BOOL_1_2 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 MAX_NODES = 100_000
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and remembers where each node starts."""
+    """SafeLoader that rejects duplicate keys and remembers where each node starts.
+
+    Booleans are YAML 1.2's `true`/`false` only: YAML 1.1 would read `on:` (the key of a notify
+    rule), `yes`, `no` and `off` as booleans."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own per-class table
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -149,3 +159,6 @@ def referenced_files(runbook: Runbook, base_dir: Path) -> dict[str, str]:
                 except (OSError, UnicodeDecodeError) as exc:
                     raise RunbookLoadError(str(path), f"cannot read: {exc}") from None
     return files
+
+
+_LineLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_1_2, list("tTfF"))

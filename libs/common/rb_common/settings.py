@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     scheduler_misfire_grace: float = Field(default=30.0, gt=0)
     scheduler_coalesce: bool = True
     scheduler_reload_seconds: float = Field(default=2.0, gt=0)
+    # Notifier: sender, defaults for runbooks without notify rules, links, delivery.
+    notify_from: str = "rb@localhost"
+    notify_default_slack_channel: str | None = None
+    notify_default_on: str = "failed,aborted,approval_requested"  # comma-separated
+    public_url: str | None = None
+    notifier_consumer: str = "notifier"
+    notifier_deliver: Literal["all", "new"] = "new"
+    notify_max_attempts: int = Field(default=5, ge=1)
+    notify_retry_initial: float = Field(default=1.0, gt=0)
+    notify_retry_max: float = Field(default=30.0, gt=0)
     recorder_deliver: Literal["all", "new"] = "all"
 
     @property

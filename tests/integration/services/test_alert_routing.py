@@ -105,3 +105,92 @@ async def test_a_published_alert_starts_the_matching_runbook_once(stack: Stack, 
     detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
     assert detail["steps"][0]["outputs"] == {"instance": "web-7:9100"}
     assert detail["trigger"]["type"] == "alert" and detail["trigger"]["dedupe_id"] == dedupe
+
+
+def alertmanager_notification(fingerprints: list[str], runbook_marker: str) -> dict[str, Any]:
+    """Alertmanager webhook v4: a group of two firing alerts (one matching) and a resolved one."""
+
+    def alert(fp: str, status: str, severity: str, instance: str) -> dict[str, Any]:
+        return {
+            "status": status,
+            "fingerprint": fp,
+            "startsAt": "2026-11-22T03:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-22T03:05:00Z",
+            "generatorURL": "http://prometheus.example/graph",
+            "labels": {
+                "alertname": "HighErrorRate",
+                "severity": severity,
+                "instance": instance,
+                "team": runbook_marker,
+            },
+            "annotations": {"summary": f"5xx on {instance}"},
+        }
+
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="HighErrorRate",team="{runbook_marker}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "rb",
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {"alertname": "HighErrorRate"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example",
+        "alerts": [
+            alert(fingerprints[0], "firing", "critical", "web-1:9100"),
+            alert(fingerprints[1], "firing", "warning", "web-2:9100"),
+            alert(fingerprints[2], "resolved", "critical", "web-3:9100"),
+        ],
+    }
+
+
+async def test_the_same_alertmanager_notification_three_times_is_one_execution(stack: Stack) -> None:
+    stack.start("recorder", "executor", "scheduler", "api")
+    stack.wait_ready()
+    runbook_id = f"am-{uuid.uuid4().hex[:8]}"
+    register(
+        stack,
+        routed_runbook(runbook_id, "alertmanager").replace(
+            'severity: "~crit.*"}', f'severity: "~crit.*", team: {runbook_id}}}'
+        ),
+    )
+    await asyncio.sleep(2.5)  # the router reloads the registry every 2 s
+    body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
+    answers = [httpx.post(f"{stack.base}/triggers/alertmanager", json=body).json() for _ in range(3)]
+    assert answers[0]["accepted"] == 3 and answers[0]["duplicates"] == 0
+    assert answers[1]["accepted"] == 0 and answers[1]["duplicates"] == 3
+    assert answers[2]["duplicates"] == 3
+    items = await executions_of(stack, runbook_id, 1)
+    assert len(items) == 1, items  # only the firing critical alert matches; resolved starts nothing
+    detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
+    assert detail["steps"][0]["outputs"] == {"instance": "web-1:9100"}
+    assert detail["trigger"]["source"] == "alertmanager"
+
+
+async def test_refused_alerts_publish_nothing_and_start_nothing(stack: Stack) -> None:
+    stack.start("recorder", "executor", "scheduler", "api")
+    stack.wait_ready()
+    runbook_id = f"am-{uuid.uuid4().hex[:8]}"
+    register(
+        stack,
+        routed_runbook(runbook_id, "alertmanager").replace(
+            'severity: "~crit.*"}', f'severity: "~crit.*", team: {runbook_id}}}'
+        ),
+    )
+    body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
+    bad_version = httpx.post(f"{stack.base}/triggers/alertmanager", json={**body, "version": "3"})
+    assert bad_version.status_code == 422
+    assert (
+        httpx.post(
+            f"{stack.base}/triggers/alertmanager",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        ).status_code
+        == 400
+    )
+    huge = {**body, "commonAnnotations": {"x": "y" * 2_000_000}}
+    assert httpx.post(f"{stack.base}/triggers/alertmanager", json=huge).status_code == 413
+    unsigned = httpx.post(f"{stack.base}/triggers/webhook/{runbook_id}", json={"a": "b"})
+    assert unsigned.status_code == 401
+    await asyncio.sleep(4)
+    assert httpx.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"] == []

@@ -1,0 +1,33 @@
+"""`python -m rb_notifier`: the notifier service alone, configured from RB_* variables, until
+SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from rb_common.settings import Settings
+from rb_notifier.service import run_notifier
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("RB_LOG_LEVEL", "INFO"),
+        format="%(asctime)s notifier %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_notifier(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

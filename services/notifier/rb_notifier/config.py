@@ -1,0 +1,159 @@
+"""The notifier's configuration: Settings plus RB_* environment variables, read once at start-up.
+
+Fields that Settings already has (slack_token, slack_base_url, smtp_url) come from it; the rest
+are read from Settings when it grows them and from the environment until then.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from rb_common.model import NotifyEvent
+from rb_common.settings import Settings
+
+DEFAULT_ON: tuple[NotifyEvent, ...] = ("failed", "aborted", "approval_requested")
+_EVENTS = ("started", "succeeded", "failed", "aborted", "cancelled", "approval_requested")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """smtp://user:pass@host:port?starttls=true  or  smtps://user:pass@host:465 (implicit TLS)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    use_tls: bool = False
+    start_tls: bool | None = None  # None: STARTTLS when the server offers it
+    validate_certs: bool = True
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpConfig:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ConfigError("RB_SMTP_URL must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ConfigError("RB_SMTP_URL has no host")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        implicit = parts.scheme == "smtps"
+        start_tls = _flag(query.get("starttls"), "starttls")
+        if implicit and start_tls:
+            raise ConfigError("RB_SMTP_URL: smtps:// is TLS from the start; starttls=true contradicts it")
+        try:
+            port = parts.port or (465 if implicit else 25)
+        except ValueError:
+            raise ConfigError("RB_SMTP_URL has an invalid port") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=implicit,
+            start_tls=False if implicit else start_tls,
+            validate_certs=_flag(query.get("validate_certs"), "validate_certs") is not False,
+            timeout=float(query.get("timeout", 30.0)),
+        )
+
+    def describe(self) -> str:
+        """For logs: never the password."""
+        scheme = "smtps" if self.use_tls else "smtp"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def _flag(value: str | None, name: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(f"RB_SMTP_URL: {name}={value!r} is not true/false")
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    slack_token: str | None = field(default=None, repr=False)
+    slack_base_url: str | None = None
+    smtp: SmtpConfig | None = None
+    notify_from: str = "rb@localhost"
+    default_slack_channel: str | None = None
+    default_on: tuple[NotifyEvent, ...] = DEFAULT_ON
+    public_url: str | None = None
+    # Values never to show in a message: RB_SECRET_* plus the notifier's own credentials.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The durable JetStream consumer.
+    consumer: str = "notifier"
+    filter_subject: str = "rb.exec.*"
+    deliver_all: bool = False  # a NEW consumer starts with new events unless this is set
+    ack_wait: float = 60.0
+    max_in_flight: int = 64
+    # Delivery.
+    max_attempts: int = 5
+    retry_initial: float = 1.0
+    retry_max: float = 30.0
+    send_timeout: float = 30.0
+    max_event_age: float = 86_400.0  # older events are not announced (0 = no limit)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> NotifierConfig:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: Any = None) -> Any:
+            value = getattr(settings, name, None)  # a field Settings may grow
+            if value is not None:
+                return value
+            raw = env.get(f"RB_{name.upper()}")
+            return default if raw is None or raw == "" else raw
+
+        smtp_url = get("smtp_url")
+        slack_token = get("slack_token")
+        smtp = SmtpConfig.from_url(smtp_url) if smtp_url else None
+        secrets = [v for k, v in env.items() if k.startswith("RB_SECRET_") and v]
+        secrets += [s for s in (slack_token, smtp.password if smtp else None) if s]
+        secret_key = getattr(settings, "secret_key", None)
+        if secret_key:
+            secrets.append(secret_key)
+        default_on = get("notify_default_on")
+        return cls(
+            slack_token=slack_token,
+            slack_base_url=get("slack_base_url"),
+            smtp=smtp,
+            notify_from=get("notify_from", "rb@localhost"),
+            default_slack_channel=get("notify_default_slack_channel"),
+            default_on=_events(default_on) if default_on is not None else DEFAULT_ON,
+            public_url=(get("public_url") or "").rstrip("/") or None,
+            secrets=tuple(dict.fromkeys(secrets)),
+            consumer=get("notifier_consumer", "notifier"),
+            filter_subject=get("notifier_filter_subject", "rb.exec.*"),
+            deliver_all=str(get("notifier_deliver", "new")).lower() == "all",
+            ack_wait=float(get("notifier_ack_wait", 60.0)),
+            max_in_flight=int(get("notifier_max_in_flight", 64)),
+            max_attempts=int(get("notify_max_attempts", 5)),
+            retry_initial=float(get("notify_retry_initial", 1.0)),
+            retry_max=float(get("notify_retry_max", 30.0)),
+            send_timeout=float(get("notify_send_timeout", 30.0)),
+            max_event_age=float(get("notify_max_event_age", 86_400.0)),
+        )
+
+
+def _events(value: str | list[str] | tuple[str, ...]) -> tuple[NotifyEvent, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[NotifyEvent] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if item not in _EVENTS:
+            raise ConfigError(f"RB_NOTIFY_DEFAULT_ON: unknown event {item!r} (one of {', '.join(_EVENTS)})")
+        out.append(item)  # type: ignore[arg-type]
+    return tuple(out)

@@ -1,0 +1,389 @@
+"""Real peers for the notifier: a loopback server speaking the Slack Web API, aiosmtpd, the
+notifier as its own OS process (`python -m rb_notifier`), and the local NATS JetStream.
+
+The fixtures are re-exported by this directory's conftest; tests import the helpers from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from rb_common.bus import EVENTS_STREAM, INBOX_STREAM, Bus, append_event, connect, last_subject_seq
+from rb_common.events import Event
+from rb_common.ports import ConcurrencyError
+
+NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- Slack Web API ------------------------------------------------------------------------------
+
+
+@dataclass
+class SlackCall:
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    status: int | None = None  # what the server answered; None: no answer (stalled, killed)
+    ts: str | None = None
+
+
+class SlackApi:
+    """`POST /api/chat.postMessage` as Slack answers it. Optionally the first call is answered
+    429 with Retry-After: 1, or stalls until `release` and is then dropped without an answer."""
+
+    def __init__(self, *, rate_limit_first: bool = False, stall_first: bool = False) -> None:
+        self.rate_limit_first = rate_limit_first
+        self.stall_first = stall_first
+        self.calls: list[SlackCall] = []
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/api/"
+
+    @property
+    def delivered(self) -> list[SlackCall]:
+        """The messages Slack accepted: answered 200 with ok and a ts."""
+        with self._lock:
+            return [c for c in self.calls if c.status == 200]
+
+    def close(self) -> None:
+        self.release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _answer(self, call: SlackCall, index: int) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        if call.path != "/api/chat.postMessage":
+            return 404, {"ok": False, "error": "unknown_method"}, {}
+        if index == 0 and self.stall_first:
+            self.stalled.set()
+            self.release.wait(60)
+            return None
+        if index == 0 and self.rate_limit_first:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+        with self._lock:
+            n = sum(1 for c in self.calls if c.ts) + 1
+        ts = f"17000{n:05d}.{n:06d}"
+        call.ts = ts
+        channel = "C0OPS" if call.body.get("channel") in ("#ops", "C0OPS") else "C0OTHER"
+        return 200, {"ok": True, "channel": channel, "ts": ts, "message": {"text": call.body.get("text")}}, {}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    body = json.loads(raw or b"{}")
+                else:
+                    body = dict(parse_qsl(raw.decode()))
+                call = SlackCall(
+                    self.path, body, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
+                )
+                with api._lock:
+                    index = len(api.calls)
+                    api.calls.append(call)
+                answer = api._answer(call, index)
+                if answer is None:
+                    self.close_connection = True
+                    return
+                status, payload, headers = answer
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                call.status = status  # only once the answer is out
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def slack_api(request: pytest.FixtureRequest) -> Iterator[SlackApi]:
+    options = getattr(request, "param", {})
+    api = SlackApi(**options)
+    yield api
+    api.close()
+
+
+# -- SMTP -------------------------------------------------------------------------------------
+
+SMTP_USER, SMTP_PASSWORD = "rb-bot", "smtp-pass-7c1e"
+
+
+@dataclass
+class Mailbox:
+    """An aiosmtpd handler: records mail, refuses the first `busy` DATA commands with 451."""
+
+    busy: int = 0
+    attempts: int = 0
+    messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        self.attempts += 1
+        if self.attempts <= self.busy:
+            return "451 4.3.0 Mailbox busy, try again later"
+        content = envelope.original_content or envelope.content
+        assert isinstance(content, bytes)
+        message = message_from_bytes(content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append((envelope, message))
+        return "250 2.0.0 OK: queued"
+
+    def authenticate(
+        self, server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == SMTP_USER.encode()
+            and auth_data.password == SMTP_PASSWORD.encode()
+        )
+        if ok:
+            self.logins.append(SMTP_USER)
+        return AuthResult(success=ok)
+
+
+class SmtpServer:
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self.port = free_port()
+        self.controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{self.port}?starttls=false&timeout=5"
+
+    def start(self) -> None:
+        self.controller = Controller(
+            self.mailbox,
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=self.mailbox.authenticate,
+            auth_require_tls=False,
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """Not started: the test starts it (now, or later to simulate an outage)."""
+    server = SmtpServer(Mailbox())
+    yield server
+    server.stop()
+
+
+# -- NATS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    b = await connect(NATS_URL, name="rb-notifier-tests")
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def consumers(bus: Bus) -> AsyncIterator[list[str]]:
+    """Durable consumer names the test uses; all deleted at the end."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        with contextlib.suppress(NotFoundError):
+            await bus.js.delete_consumer(EVENTS_STREAM, name)
+
+
+async def publish(bus: Bus, events: list[Event]) -> None:
+    """Append to rb.exec.<id> as the coordinator would (expected last subject sequence).
+
+    An executor may be running on the shared NATS: it appends the notifier's outcomes to the
+    execution as notification.sent events, so an append can race with it (and is retried)."""
+    for event in events:
+        for _ in range(20):
+            try:
+                await append_event(bus.js, event, await last_subject_seq(bus.js, event.execution_id))
+                break
+            except ConcurrencyError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"could not append {event.type} to {event.execution_id}")
+
+
+@dataclass
+class Recorded:
+    type: str
+    data: dict[str, Any]
+    msg_id: str | None
+
+
+async def recorded_outcomes(bus: Bus, execution_id: str) -> list[Recorded]:
+    """The notification outcomes stored on rb.result.<execution_id> (JetStream dedupes them);
+    step outcomes there (workers of an executor on the shared NATS) are left out."""
+    subject = f"rb.result.{execution_id}"
+    try:
+        last = (await bus.js.get_last_msg(INBOX_STREAM, subject)).seq or 0
+    except NotFoundError:
+        return []
+    sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    out: list[Recorded] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=5)
+            body = json.loads(msg.data)
+            if body["type"].startswith("notification."):
+                out.append(Recorded(body["type"], body["data"], (msg.headers or {}).get("Nats-Msg-Id")))
+            if msg.metadata.sequence.stream >= last:
+                return out
+    finally:
+        await sub.unsubscribe()
+
+
+# -- the notifier process ---------------------------------------------------------------------
+
+
+class Notifiers:
+    """`python -m rb_notifier` processes; every one is stopped at the end of the test."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RB_SLACK", "RB_SMTP", "RB_SECRET_", "RB_NOTIF", "RB_PUBLIC"))
+        }
+        self.env = {
+            **inherited,
+            "RB_NATS_URL": NATS_URL,
+            "RB_HOME": str(home),
+            "RB_NOTIFIER_DELIVER": "all",
+            "RB_NOTIFIER_ACK_WAIT": "3",
+            "RB_NOTIFY_RETRY_INITIAL": "0.3",
+            "RB_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self, **env: str) -> subprocess.Popen[bytes]:
+        log = self.home / f"notifier-{len(self.processes)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rb_notifier"],
+            env={**self.env, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append((process, log))
+        return process
+
+    def log_of(self, process: subprocess.Popen[bytes]) -> str:
+        path = next(p for proc, p in self.processes if proc is process)
+        return path.read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for _, p in self.processes)
+
+    async def wait_log(self, process: subprocess.Popen[bytes], text: str, timeout: float = 30.0) -> None:
+        def seen() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"notifier exited with {process.returncode}:\n{self.log_of(process)}")
+            return text in self.log_of(process)
+
+        await wait_until(seen, timeout, f"{text!r} in the notifier's log")
+
+    async def started(self, **env: str) -> subprocess.Popen[bytes]:
+        process = self.start(**env)
+        await self.wait_log(process, "rb-notifier ready")
+        return process
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    @staticmethod
+    def stop(process: subprocess.Popen[bytes]) -> int:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for process, _ in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def notifiers(tmp_path: Path) -> Iterator[Notifiers]:
+    manager = Notifiers(tmp_path)
+    yield manager
+    manager.stop_all()
+
+
+def new_execution_id() -> str:
+    return "ntf" + uuid.uuid4().hex[:20]
