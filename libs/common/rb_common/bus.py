@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass
 
 import nats
@@ -115,11 +116,17 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the streams, or bring their config up to date. An operator's higher replica count
+    (e.g. `nats stream edit RB_EVENTS --replicas 3` on a cluster) is kept, never reduced."""
     for config in STREAMS:
         try:
+            info = await js.stream_info(config.name)
+        except NotFoundError:
             await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+            continue
+        wanted = copy.copy(config)
+        wanted.num_replicas = max(info.config.num_replicas or 1, config.num_replicas or 1)
+        await js.update_stream(wanted)
 
 
 async def append_event(js: JetStreamContext, event: Event, expected_last_subject_seq: int) -> int:
