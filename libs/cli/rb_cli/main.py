@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from rb_cli.output import Progress, check_line
 from rb_cli.resolve import resolve_runbook
-from rb_cli.sources import load_events, local_executions_of
+from rb_cli.sources import executions_of, load_events
 from rb_common.audit import audit_record, verify_chain
 from rb_common.canonical import canonical_json
 from rb_common.errors import RbError
@@ -260,9 +260,9 @@ def replay(
     if all_runs:
         if not runbook:
             raise RbError("--all needs --runbook ID")
-        ids = local_executions_of(settings, runbook)
+        ids = executions_of(settings, runbook)
         if not ids:
-            raise RbError(f"no recorded executions of {runbook!r} in {settings.events_dir}")
+            raise RbError(f"no recorded executions of {runbook!r} (local log or recorder database)")
     elif execution_id:
         ids = [execution_id]
     else:

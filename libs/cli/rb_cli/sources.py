@@ -77,6 +77,29 @@ def load_events(ref: str, settings: Settings, source: str = "auto") -> tuple[lis
     )
 
 
+def executions_of(settings: Settings, runbook_id: str) -> list[str]:
+    """Recorded executions of a runbook: the local log's, then the recorder database's."""
+    ids = local_executions_of(settings, runbook_id)
+    if settings.database_url or (settings.home / "rb.db").exists():
+        from rb_recorder.db import database_url, make_engine
+        from rb_recorder.queries import list_executions
+
+        engine = make_engine(database_url(settings))
+        try:
+            offset = 0
+            while True:
+                items, total = list_executions(engine, runbook_id=runbook_id, limit=500, offset=offset)
+                ids += [item["id"] for item in items if item["id"] not in ids]
+                offset += len(items)
+                if not items or offset >= total:
+                    break
+        except Exception:  # no schema yet, database down: nothing recorded there
+            pass
+        finally:
+            engine.dispose()
+    return ids
+
+
 def local_executions_of(settings: Settings, runbook_id: str) -> list[str]:
     store = FileEventStore(settings.events_dir)
     ids = []
