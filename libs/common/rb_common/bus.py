@@ -119,6 +119,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
     """Create the streams, or bring their config up to date. An operator's higher replica count
     (e.g. `nats stream edit RB_EVENTS --replicas 3` on a cluster) is kept, never reduced."""
     for config in STREAMS:
+        assert config.name
         try:
             info = await js.stream_info(config.name)
         except NotFoundError:
