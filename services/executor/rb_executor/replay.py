@@ -192,7 +192,7 @@ class Replayer:
             files=self._files,
             evaluate=lambda expr: evaluate_in(state, expr),
             resolve_secrets=lambda inputs: resolve_secrets(
-                command.step_type, inputs, expression_context(state, self.secrets)
+                command.step_type, inputs, lambda: expression_context(state, self.secrets)
             ),
         )
         try:

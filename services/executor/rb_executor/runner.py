@@ -191,7 +191,7 @@ class Runner:
                 evaluate=self._evaluator(),
                 files=self._files,
                 resolve_secrets=lambda inputs: resolve_secrets(
-                    command.step_type, inputs, expression_context(self.state, self.secrets)
+                    command.step_type, inputs, lambda: expression_context(self.state, self.secrets)
                 ),
             )
             specs = self.state.definition.step(command.step_id).outputs

@@ -180,7 +180,7 @@ class Worker:
             evaluate=lambda expression: render(
                 expression if "${" in expression else "${" + expression + "}", context
             ),
-            resolve_secrets=lambda inputs: resolve_secrets(command.step_type, inputs, context),
+            resolve_secrets=lambda inputs: resolve_secrets(command.step_type, inputs, lambda: context),
         )
 
     async def _report(
