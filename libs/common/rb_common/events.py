@@ -79,8 +79,10 @@ class Event(BaseModel):
     def sealed(cls, *, prev_hash: str | None, **fields: Any) -> Event:
         """A new event whose hash covers every field, including the link to its predecessor."""
         event = cls(prev_hash=prev_hash, **fields)
-        # Validated once above; the sealed copy only adds the hash, so no second validation.
-        return cls.model_construct(**{**event.__dict__, "hash": event.computed_hash()})
+        # The hash is set on the event just built (never on one already shared): no second
+        # validation or copy on the hot path.
+        event.__dict__["hash"] = event.computed_hash()
+        return event
 
     def computed_hash(self) -> str:
         return digest(self.model_dump(mode="json", exclude={"hash"}))

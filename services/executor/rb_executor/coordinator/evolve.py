@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from graphlib import TopologicalSorter
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from rb_common.events import Event, EventType
 from rb_common.model import Runbook
 from rb_executor.coordinator import state as st
-from rb_executor.coordinator.state import ExecutionState, Failure, StepState
+from rb_executor.coordinator.state import ExecutionState, Failure, StepState, updated
 
 Changes = dict[str, Any]
 
@@ -18,7 +17,7 @@ Changes = dict[str, Any]
 def evolve(state: ExecutionState, event: Event) -> ExecutionState:
     handler = _HANDLERS.get(event.type)
     changes = handler(state, event, event.data) if handler else {}
-    return replace(state, now=event.time, seq=event.seq, last_hash=event.hash, **changes)
+    return updated(state, now=event.time, seq=event.seq, last_hash=event.hash, **changes)
 
 
 def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionState:
@@ -77,7 +76,7 @@ def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
     """Changes to one step; keeps the ready set and the finished count in step with statuses."""
     steps = dict(state.steps)
     before = steps[step_id]
-    after = steps[step_id] = replace(before, **changes)
+    after = steps[step_id] = updated(before, **changes)
     out: Changes = {"steps": steps}
     is_active = after.status in st.ACTIVE or after.rollback_status in st.ACTIVE
     if is_active != (step_id in state.active):
