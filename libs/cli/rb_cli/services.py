@@ -21,6 +21,7 @@ import httpx
 from rb_common.errors import RbError
 from rb_common.settings import Settings
 
+SHUTDOWN_GRACE = 20.0
 SERVICES = ("api", "executor", "worker", "recorder", "scheduler", "notifier")
 
 
@@ -65,7 +66,19 @@ def serve(service: str, settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await runner(settings, stop)
+        service: asyncio.Task[None] = asyncio.ensure_future(runner(settings, stop))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({service, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        # A service still connecting (NATS or the database unreachable) would not see `stop`:
+        # give it a grace period to wind down, then cancel it, so SIGTERM always ends the process.
+        done, _ = await asyncio.wait({service}, timeout=SHUTDOWN_GRACE)
+        stopping.cancel()
+        if not done:
+            service.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await service
+        else:
+            service.result()  # re-raises what ended the service
 
     asyncio.run(main())
 
