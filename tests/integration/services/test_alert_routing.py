@@ -86,7 +86,7 @@ async def test_a_published_alert_starts_the_matching_runbook_once(stack: Stack, 
     source = "webhook"
     runbook_id = f"alert-{uuid.uuid4().hex[:8]}"
     register(stack, routed_runbook(runbook_id, source))
-    await asyncio.sleep(2.5)  # the router reloads the registry every 2 s
+    await asyncio.sleep(3)  # the router reloads the registry every 2 s
     dedupe = uuid.uuid4().hex
     alert = {
         "source": source,
@@ -100,7 +100,7 @@ async def test_a_published_alert_starts_the_matching_runbook_once(stack: Stack, 
     assert "duplicate" in publish(stack.services.env, tmp_path, alert)
     ignored = {**alert, "dedupe_id": uuid.uuid4().hex, "labels": {**alert["labels"], "severity": "warning"}}
     publish(stack.services.env, tmp_path, ignored)
-    items = await executions_of(stack, runbook_id, 1)
+    items = await executions_of(stack, runbook_id, 1, timeout=60)
     assert len(items) == 1, items
     detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
     assert detail["steps"][0]["outputs"] == {"instance": "web-7:9100"}
@@ -154,13 +154,13 @@ async def test_the_same_alertmanager_notification_three_times_is_one_execution(s
             'severity: "~crit.*"}', f'severity: "~crit.*", team: {runbook_id}}}'
         ),
     )
-    await asyncio.sleep(2.5)  # the router reloads the registry every 2 s
+    await asyncio.sleep(3)  # the router reloads the registry every 2 s
     body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
     answers = [httpx.post(f"{stack.base}/triggers/alertmanager", json=body).json() for _ in range(3)]
     assert answers[0]["accepted"] == 3 and answers[0]["duplicates"] == 0
     assert answers[1]["accepted"] == 0 and answers[1]["duplicates"] == 3
     assert answers[2]["duplicates"] == 3
-    items = await executions_of(stack, runbook_id, 1)
+    items = await executions_of(stack, runbook_id, 1, timeout=60)
     assert len(items) == 1, items  # only the firing critical alert matches; resolved starts nothing
     detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
     assert detail["steps"][0]["outputs"] == {"instance": "web-1:9100"}
