@@ -23,6 +23,7 @@ from rb_common.canonical import canonical_json
 from rb_common.errors import RbError
 from rb_common.loader import referenced_files
 from rb_common.params import coerce_cli_value
+from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
 from rb_common.validator import validate_file
 from rb_executor.engine import run_local
@@ -267,7 +268,7 @@ def replay(
         ids = [execution_id]
     else:
         raise RbError("give an EXECUTION_ID, or --all --runbook ID")
-    secrets = {k[len("RB_SECRET_") :]: v for k, v in os.environ.items() if k.startswith("RB_SECRET_")}
+    secrets = secrets_from_env(os.environ)
     replayer = Replayer(PluginExecutor(default_registry()), settings, live=live, secrets=secrets)
     console = _console()
     failed = 0

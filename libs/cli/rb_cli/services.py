@@ -83,7 +83,8 @@ def serve(service: str, settings: Settings) -> None:
     asyncio.run(main())
 
 
-def _answers(url: str, timeout: float = 0.5) -> bool:
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether anything accepts TCP connections at the URL's host and port."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=timeout):
@@ -101,7 +102,7 @@ def nats_server_binary() -> str | None:
 
 def start_nats(settings: Settings) -> subprocess.Popen[bytes] | None:
     """Use the NATS at RB_NATS_URL, or start the packaged nats-server with JetStream."""
-    if _answers(settings.nats_url):
+    if answers(settings.nats_url):
         return None
     binary = nats_server_binary()
     if binary is None:
@@ -128,7 +129,7 @@ def start_nats(settings: Settings) -> subprocess.Popen[bytes] | None:
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 15
-    while not _answers(settings.nats_url):
+    while not answers(settings.nats_url):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RbError(f"nats-server did not start; see {settings.home / 'nats.log'}")
         time.sleep(0.1)

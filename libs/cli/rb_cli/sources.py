@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from rb_cli.resolve import find_execution
+from rb_cli.services import answers
 from rb_common.errors import RbError
 from rb_common.events import Event
 from rb_common.settings import Settings
 from rb_executor.eventlog import FileEventStore
-
-
-def _nats_answers(url: str) -> bool:
-    parts = urlsplit(url)
-    with (
-        contextlib.suppress(OSError),
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=0.3),
-    ):
-        return True
-    return False
 
 
 async def _from_nats(url: str, execution_id: str) -> list[Event]:
@@ -61,7 +50,7 @@ def load_events(ref: str, settings: Settings, source: str = "auto") -> tuple[lis
         except RbError:
             if source == "local":
                 raise
-    if source in ("auto", "nats") and _nats_answers(settings.nats_url):
+    if source in ("auto", "nats") and answers(settings.nats_url):
         with contextlib.suppress(Exception):
             events = asyncio.run(_from_nats(settings.nats_url, ref))
             if events:

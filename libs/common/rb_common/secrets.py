@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
+ENV_PREFIX = "RB_SECRET_"
+
+
+def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Step secrets of this process: RB_SECRET_<NAME>=value gives ${secrets.NAME}. They live
+    with whoever runs steps and never travel in an event or a message."""
+    return {k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
 
 
 def mask(value: Any, secrets: Iterable[str]) -> Any:

@@ -11,6 +11,7 @@ from rb_common.events import Event
 from rb_common.loader import referenced_files
 from rb_common.model import Runbook
 from rb_common.params import env_snapshot, resolve_params
+from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
 from rb_executor.clock import FakeClock, SystemClock
 from rb_executor.coordinator import ExecutionState
@@ -44,7 +45,7 @@ async def run_local(
         merged = dict(params or {})
         clock = SystemClock()
         env = env_snapshot(runbook, os.environ)
-        secrets = {k[len("RB_SECRET_") :]: v for k, v in os.environ.items() if k.startswith("RB_SECRET_")}
+        secrets = secrets_from_env(os.environ)
         trigger = {"type": "manual", "actor": actor}
         facts = dict(facts or {})
     request = RunRequest(

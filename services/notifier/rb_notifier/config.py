@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from rb_common.model import NotifyEvent
+from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
 
 DEFAULT_ON: tuple[NotifyEvent, ...] = ("failed", "aborted", "approval_requested")
@@ -119,7 +120,7 @@ class NotifierConfig:
         smtp_url = get("smtp_url")
         slack_token = get("slack_token")
         smtp = SmtpConfig.from_url(smtp_url) if smtp_url else None
-        secrets = [v for k, v in env.items() if k.startswith("RB_SECRET_") and v]
+        secrets = [v for v in secrets_from_env(env).values() if v]
         secrets += [s for s in (slack_token, smtp.password if smtp else None) if s]
         secret_key = getattr(settings, "secret_key", None)
         if secret_key:

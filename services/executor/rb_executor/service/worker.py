@@ -24,6 +24,7 @@ from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_common.expressions import render
 from rb_common.messages import StepOutcome, StepTask
+from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
 from rb_executor.attempt import resolve_secrets, run_attempt
 from rb_executor.clock import SystemClock
@@ -35,11 +36,6 @@ from rb_executor.steps.base import StepContext, StepPlugin
 log = logging.getLogger(__name__)
 
 START_REPORT_AFTER = 1.0
-
-
-def worker_secrets(environ: dict[str, str]) -> dict[str, str]:
-    """Secrets live with the workers (RB_SECRET_<NAME>); they never travel over NATS."""
-    return {k[len("RB_SECRET_") :]: v for k, v in environ.items() if k.startswith("RB_SECRET_")}
 
 
 class Worker:
@@ -58,7 +54,7 @@ class Worker:
         self.executor = PluginExecutor(registry)
         self.concurrency = concurrency
         self.consumer = consumer
-        self.secrets = worker_secrets(dict(os.environ)) if secrets is None else secrets
+        self.secrets = secrets_from_env(os.environ) if secrets is None else secrets
         self.clock = SystemClock()
         self.ack_wait = settings.task_ack_wait
         self.running: dict[str, asyncio.Task[Any]] = {}
