@@ -6,11 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 from rb_common.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x72622D6D6967  # "rb-mig": the advisory lock every migrating service takes
 
 
 def database_url(settings: Settings) -> str:
@@ -52,6 +53,10 @@ def alembic_config(engine: Engine) -> Config:
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest revision (safe to call from every service at start-up)."""
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Services start together: without this lock two of them race to create
+            # alembic_version on a fresh database and one fails. Released at commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
