@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DeliverPolicy, PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
 from rb_common.events import Event
@@ -20,8 +21,9 @@ TRIGGERS_STREAM = "RB_TRIGGERS"
 TASKS_STREAM = "RB_TASKS"
 INBOX_STREAM = "RB_INBOX"
 
-# JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+# JetStream's error codes for failed Nats-Expected-Last-Subject-Sequence / -Last-Msg-Id checks.
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_MSG_ID = 10070
 
 
 def exec_subject(execution_id: str) -> str:
@@ -132,18 +134,75 @@ async def ensure_streams(js: JetStreamContext) -> None:
 
 async def append_event(js: JetStreamContext, event: Event, expected_last_subject_seq: int) -> int:
     """Append to the execution's subject iff its last stream sequence is the expected one."""
-    headers = {
-        "Nats-Msg-Id": event.id,
-        "Nats-Expected-Last-Subject-Sequence": str(expected_last_subject_seq),
-    }
+    return _checked(
+        await _publish_event(js, event, expected_last_subject_seq=expected_last_subject_seq), event
+    )
+
+
+async def append_events(
+    js: JetStreamContext, events: list[Event], expected_last_subject_seq: int, *, pipelined: bool = True
+) -> int:
+    """Append `events` in order, as one writer: the first iff the subject's last sequence is the
+    expected one, each next one iff it directly follows the one before. Returns the last sequence.
+
+    Pipelined, every event after the first is sent without waiting for the previous ack, on the
+    condition that the previous event is the last message of the whole stream (JetStream has no
+    per-subject form of that check). When another execution's event came in between, the
+    condition fails, nothing is stored, and the rest are appended one by one on the subject
+    sequence instead: the pipeline is only ever a shortcut, never a weaker check."""
+    if not events:
+        return expected_last_subject_seq
+    if not pipelined or len(events) == 1:
+        last = expected_last_subject_seq
+        for event in events:
+            last = await append_event(js, event, last)
+        return last
+    sends = [
+        asyncio.ensure_future(
+            _publish_event(js, events[0], expected_last_subject_seq=expected_last_subject_seq)
+        )
+    ]
+    sends += [
+        asyncio.ensure_future(_publish_event(js, event, expected_last_msg_id=previous.id))
+        for previous, event in itertools.pairwise(events)
+    ]
+    acks = await asyncio.gather(*sends, return_exceptions=True)
+    last = expected_last_subject_seq
+    for index, (event, ack) in enumerate(zip(events, acks, strict=True)):
+        if isinstance(ack, APIError) and ack.err_code == WRONG_LAST_MSG_ID and index > 0:
+            # Interleaved with another execution's event: nothing from here on was stored.
+            for rest in events[index:]:
+                last = await append_event(js, rest, last)
+            return last
+        if isinstance(ack, BaseException):
+            raise ack
+        last = _checked(ack, event)
+    return last
+
+
+async def _publish_event(
+    js: JetStreamContext,
+    event: Event,
+    *,
+    expected_last_subject_seq: int | None = None,
+    expected_last_msg_id: str | None = None,
+) -> PubAck:
+    headers = {"Nats-Msg-Id": event.id}
+    if expected_last_subject_seq is not None:
+        headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_subject_seq)
+    if expected_last_msg_id is not None:
+        headers["Nats-Expected-Last-Msg-Id"] = expected_last_msg_id
     try:
-        ack = await js.publish(
+        return await js.publish(
             exec_subject(event.execution_id), event.to_json().encode(), headers=headers, stream=EVENTS_STREAM
         )
     except APIError as exc:
         if exc.err_code == WRONG_LAST_SEQUENCE:
             raise ConcurrencyError(f"{event.execution_id}: another writer appended first") from None
         raise
+
+
+def _checked(ack: PubAck, event: Event) -> int:
     if ack.duplicate:
         raise ConcurrencyError(f"{event.execution_id}: event {event.id} was already appended")
     return ack.seq

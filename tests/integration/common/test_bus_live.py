@@ -1,0 +1,117 @@
+"""The event log's append primitives against the real local NATS JetStream."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from rb_common.bus import Bus, append_event, append_events, connect, exec_subject, read_execution
+from rb_common.events import Event, EventType
+from rb_common.ports import ConcurrencyError
+
+pytestmark = pytest.mark.integration
+
+NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    connection = await connect(NATS_URL, name="rb-tests-bus")
+    yield connection
+    await connection.close()
+
+
+def chain(execution_id: str, count: int, first_seq: int = 1, prev_hash: str | None = None) -> list[Event]:
+    events = []
+    for seq in range(first_seq, first_seq + count):
+        event = Event.sealed(
+            prev_hash=prev_hash,
+            id=uuid.uuid4().hex,
+            execution_id=execution_id,
+            seq=seq,
+            type=EventType.STEP_SCHEDULED,
+            time=datetime.now(UTC),
+            actor="tests",
+            data={"step_id": f"s{seq}"},
+        )
+        events.append(event)
+        prev_hash = event.hash
+    return events
+
+
+class Interleaving:
+    """The real JetStream context, except that just before the n-th publish it stores one message
+    of another execution: what another writer's append looks like between two of ours."""
+
+    def __init__(self, bus: Bus, before_publish: int) -> None:
+        self.bus = bus
+        self.calls = 0
+        self.before_publish = before_publish
+        self.foreign = uuid.uuid4().hex
+
+    async def publish(self, subject: str, payload: bytes, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.before_publish:
+            [event] = chain(self.foreign, 1)
+            # Queued on the connection ahead of our publish, so stored first.
+            await self.bus.nc.publish(exec_subject(self.foreign), event.to_json().encode())
+        return await self.bus.js.publish(subject, payload, **kwargs)
+
+
+async def test_pipelined_events_are_stored_in_order_and_back_to_back(bus: Bus) -> None:
+    execution_id = uuid.uuid4().hex
+    events = chain(execution_id, 5)
+    last = await append_events(bus.js, events, 0)
+    stored = await read_execution(bus.js, execution_id)
+    assert [e.id for e, _ in stored] == [e.id for e in events]
+    assert stored[-1][1] == last
+    seqs = [seq for _, seq in stored]
+    assert seqs == list(range(seqs[0], seqs[0] + 5)), "nothing in between"
+
+
+async def test_an_event_of_another_execution_in_between_falls_back_without_loss(bus: Bus) -> None:
+    execution_id = uuid.uuid4().hex
+    events = chain(execution_id, 4)
+    js = Interleaving(bus, before_publish=3)  # between our second and third event
+    last = await append_events(js, events, 0)  # type: ignore[arg-type]
+    stored = await read_execution(bus.js, execution_id)
+    assert [e.id for e, _ in stored] == [e.id for e in events], "each event once, in order"
+    assert stored[-1][1] == last
+    assert js.calls == 6, "events 3 and 4 were refused once and appended again"
+
+
+async def test_a_stale_writer_stores_nothing(bus: Bus) -> None:
+    execution_id = uuid.uuid4().hex
+    first = chain(execution_id, 2)
+    last = await append_events(bus.js, first, 0)
+    # A second writer that did not see those two events.
+    stale = chain(execution_id, 3, first_seq=1)
+    with pytest.raises(ConcurrencyError):
+        await append_events(bus.js, stale, 0)
+    stored = await read_execution(bus.js, execution_id)
+    assert [e.id for e, _ in stored] == [e.id for e in first]
+    # The writer that is current goes on.
+    more = chain(execution_id, 2, first_seq=3, prev_hash=first[-1].hash)
+    await append_events(bus.js, more, last)
+    assert len(await read_execution(bus.js, execution_id)) == 4
+
+
+async def test_an_event_appended_twice_is_refused(bus: Bus) -> None:
+    execution_id = uuid.uuid4().hex
+    [event] = chain(execution_id, 1)
+    last = await append_event(bus.js, event, 0)
+    with pytest.raises(ConcurrencyError):
+        await append_event(bus.js, event, last)
+
+
+async def test_unpipelined_appends_are_the_same_record(bus: Bus) -> None:
+    execution_id = uuid.uuid4().hex
+    events = chain(execution_id, 3)
+    await append_events(bus.js, events, 0, pipelined=False)
+    stored = await read_execution(bus.js, execution_id)
+    assert [e.id for e, _ in stored] == [e.id for e in events]
