@@ -36,15 +36,6 @@ def durable_config(
     )
 
 
-async def bind_pull(
-    js: JetStreamContext, stream: str, config: ConsumerConfig
-) -> JetStreamContext.PullSubscription:
-    """Create the durable consumer, or update it to `config` (e.g. a new AckWait), and bind."""
-    assert config.durable_name
-    await js.add_consumer(stream, config)
-    return await js.pull_subscribe_bind(durable=config.durable_name, stream=stream)
-
-
 async def _handle(handler: Handler, msg: Msg) -> None:
     """Run the handler; on any error the message is NAKed to come back a second later."""
     try:

@@ -1,0 +1,152 @@
+"""A continuous pull consumer: pull requests kept open, messages handled as they arrive.
+
+nats-py's `fetch()` sends two pull requests per call (a no-wait probe, then a long poll) and
+returns batches; a worker looping on it pays both for every task of a chain. Here requests stay
+outstanding for up to `capacity` messages, each message is handed to its own task the moment it
+arrives, and the request credit is topped up as handlers finish, as the newer NATS clients'
+`consume()` does.
+
+Credit is tracked per request: a request is spent when its batch has been delivered, ends when
+the server says it expired (408) or was refused (409), and is forgotten after its deadline in
+case the server's word was lost (e.g. across a reconnect), so a lost request costs at most
+`expires` seconds of idleness, never a stuck consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Msg], Coroutine[Any, Any, None]]
+
+NO_MESSAGES = "404"
+REQUEST_TIMEOUT = "408"
+CONFLICT = "409"
+HEARTBEAT = "100"
+EXPIRY_GRACE = 1.0  # the server's 408 normally ends a request; this is for when it was lost
+
+
+@dataclass
+class _Request:
+    remaining: int
+    deadline: float
+
+
+class PullFeed:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        durable: str,
+        handler: Handler,
+        *,
+        capacity: int,
+        expires: float = 5.0,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.nc = nc
+        self.handler = handler
+        self.capacity = capacity
+        self.expires = expires
+        self.api_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self.inbox = nc.new_inbox()
+        self.requests: deque[_Request] = deque()
+        self.inflight: set[asyncio.Task[None]] = set()
+        self._top_up_scheduled = False
+        self.requested = 0  # pull requests sent
+
+    @property
+    def credit(self) -> int:
+        return sum(request.remaining for request in self.requests)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sub = await self.nc.subscribe(self.inbox, cb=self._on_message)
+        try:
+            while not stop.is_set():
+                self._forget_expired()
+                await self._top_up()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.expires / 2))
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            for task in list(self.inflight):
+                task.cancel()
+            await asyncio.gather(*self.inflight, return_exceptions=True)
+
+    async def _on_message(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self._delivered()
+            task = asyncio.create_task(self.handler(msg))
+            self.inflight.add(task)
+            task.add_done_callback(self._finished)
+            return
+        if status == HEARTBEAT:
+            return
+        if status in (REQUEST_TIMEOUT, NO_MESSAGES, CONFLICT):
+            self._ended(msg)
+            if status == CONFLICT:
+                log.debug("pull request refused: %s", msg.headers.get("Description") if msg.headers else "")
+        await self._top_up()
+
+    def _delivered(self) -> None:
+        # The server serves pull requests in the order it received them.
+        if self.requests:
+            self.requests[0].remaining -= 1
+            if self.requests[0].remaining <= 0:
+                self.requests.popleft()
+
+    def _ended(self, msg: Msg) -> None:
+        """A request the server has closed: the one whose undelivered count it reports, else
+        the oldest."""
+        pending = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
+        for request in self.requests:
+            if pending is not None and str(request.remaining) == pending:
+                self.requests.remove(request)
+                return
+        if self.requests:
+            self.requests.popleft()
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic() - EXPIRY_GRACE
+        while self.requests and self.requests[0].deadline < now:
+            self.requests.popleft()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handler failed", exc_info=task.exception())
+        if not self._top_up_scheduled:
+            self._top_up_scheduled = True
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._top_up()))
+
+    async def _top_up(self) -> None:
+        """Ask for what the free capacity allows, once enough of it is free to be worth a
+        request (a quarter), or at once when nothing at all is requested."""
+        self._top_up_scheduled = False
+        want = self.capacity - len(self.inflight) - self.credit
+        if want <= 0 or (self.requests and want < max(1, self.capacity // 4)):
+            return
+        request = _Request(remaining=want, deadline=time.monotonic() + self.expires)
+        self.requests.append(request)
+        self.requested += 1
+        payload = orjson.dumps({"batch": want, "expires": int(self.expires * 1e9)})
+        try:
+            await self.nc.publish(self.api_subject, payload, reply=self.inbox)
+        except Exception:
+            self.requests.remove(request)
+            log.warning("pull request failed; retrying", exc_info=True)

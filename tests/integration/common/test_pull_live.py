@@ -1,0 +1,146 @@
+"""The continuous pull consumer against the real local NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from rb_common.pull import PullFeed
+
+pytestmark = pytest.mark.integration
+
+NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@dataclass
+class Queue:
+    nc: Client
+    js: JetStreamContext
+    stream: str
+    subject: str
+    durable: str = "feed"
+
+    async def put(self, count: int) -> None:
+        for i in range(count):
+            await self.js.publish(self.subject, str(i).encode(), stream=self.stream)
+
+    def feed(self, handler: Callable[[Msg], Awaitable[None]], **options: float) -> PullFeed:
+        return PullFeed(self.nc, self.stream, self.durable, handler, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def queue() -> AsyncIterator[Queue]:
+    nc = await nats.connect(NATS_URL, name="rb-tests-pull")
+    js = nc.jetstream()
+    name = f"RB_TEST_PULL_{uuid.uuid4().hex[:8].upper()}"
+    subject = f"rb-test-pull.{name}"
+    await js.add_stream(StreamConfig(name=name, subjects=[subject]))
+    await js.add_consumer(
+        name, ConsumerConfig(durable_name="feed", ack_policy=AckPolicy.EXPLICIT, ack_wait=2)
+    )
+    yield Queue(nc, js, name, subject)
+    await js.delete_stream(name)
+    await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def running(feed: PullFeed) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(feed.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_every_message_is_handled_never_more_at_once_than_the_capacity(queue: Queue) -> None:
+    release = asyncio.Event()
+    handled: list[bytes] = []
+    active, most = 0, 0
+    all_done = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        nonlocal active, most
+        active += 1
+        most = max(most, active)
+        await release.wait()
+        handled.append(msg.data)
+        await msg.ack()
+        active -= 1
+        if len(handled) == 20:
+            all_done.set()
+
+    async with running(queue.feed(handler, capacity=4)):
+        await queue.put(20)
+        async with asyncio.timeout(10):
+            while active < 4:
+                await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.wait_for(all_done.wait(), 10)
+    assert most == 4
+    assert sorted(handled, key=int) == [str(i).encode() for i in range(20)]
+
+
+async def test_messages_after_a_request_expired_still_arrive(queue: Queue) -> None:
+    got = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        await msg.ack()
+        got.set()
+
+    feed = queue.feed(handler, capacity=2, expires=0.3)
+    async with running(feed):
+        # Outlive several requests: the server ends each after 0.3 s and the feed renews it.
+        async with asyncio.timeout(10):
+            while feed.requested < 4:
+                await asyncio.sleep(0.05)
+        await queue.put(1)
+        await asyncio.wait_for(got.wait(), 5)
+    assert len(feed.requests) <= 2
+
+
+async def test_an_unacknowledged_message_comes_back(queue: Queue) -> None:
+    deliveries: list[int] = []
+    redelivered = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        deliveries.append(msg.metadata.num_delivered)
+        if msg.metadata.num_delivered == 1:
+            return  # as if the worker died: no ack
+        await msg.ack()
+        redelivered.set()
+
+    async with running(queue.feed(handler, capacity=2)):
+        await queue.put(1)
+        await asyncio.wait_for(redelivered.wait(), 10)  # after the consumer's 2 s AckWait
+    assert deliveries == [1, 2]
+
+
+async def test_stopping_cancels_the_running_handlers(queue: Queue) -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with running(queue.feed(handler, capacity=1)):
+        await queue.put(1)
+        await asyncio.wait_for(started.wait(), 5)
+    assert cancelled.is_set()
