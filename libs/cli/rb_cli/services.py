@@ -54,6 +54,16 @@ def _runner(service: str) -> Callable[[Settings, asyncio.Event], Awaitable[None]
     raise RbError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): the services spend most of their time in the
+    event loop's socket and callback machinery, which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def serve(service: str, settings: Settings) -> None:
     runner = _runner(service)
     logging.basicConfig(
@@ -80,7 +90,8 @@ def serve(service: str, settings: Settings) -> None:
         else:
             service.result()  # re-raises what ended the service
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner_:
+        runner_.run(main())
 
 
 def answers(url: str, timeout: float = 0.5) -> bool:
