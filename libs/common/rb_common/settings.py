@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     connections: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = Field(default=8, ge=1)
     worker_concurrency: int = Field(default=32, ge=1)
+    # Whether `rb serve executor` runs step workers beside the coordinator (they hand outcomes to
+    # it directly); false leaves the steps to `rb serve worker` processes.
+    executor_workers: bool = True
     # How long a task stays with a silent worker before another one gets it (workers heartbeat
     # while a step runs, so this bounds recovery from a crash, not the length of a step).
     task_ack_wait: float = Field(default=30.0, gt=0)

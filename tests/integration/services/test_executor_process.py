@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import Services, publish_trigger, wait_for_event, wait_terminal
 
-from rb_common.bus import Bus
+from rb_common.bus import INBOX_STREAM, Bus, result_subject
 from rb_common.events import EventType
 from rb_executor.coordinator import fold
 
@@ -77,6 +77,41 @@ async def test_two_replicas_share_the_work_without_running_a_step_twice(
         assert fold(events).status == "SUCCEEDED", services.logs()
         assert sorted(m.read_text().split()) == ["one", "three", "two"]
         assert_clean_stream(events)
+
+
+async def inbox_reports(bus: Bus, execution_id: str) -> int:
+    """How many worker outcomes for the execution went through the inbox stream."""
+    info = await bus.js.stream_info(INBOX_STREAM, subjects_filter=result_subject(execution_id))
+    return sum((info.state.subjects or {}).values())
+
+
+async def test_workers_in_the_executor_hand_outcomes_to_it_directly(
+    services: Services, bus: Bus, tmp_path: Path
+) -> None:
+    services.start("executor")
+    marks = tmp_path / "marks.txt"
+    execution_id = await publish_trigger(bus, marker_runbook("direct-outcomes", marks))
+    events = await wait_terminal(bus, execution_id)
+    assert fold(events).status == "SUCCEEDED", services.logs()
+    assert sorted(marks.read_text().split()) == ["one", "three", "two"]
+    assert_clean_stream(events)
+    assert await inbox_reports(bus, execution_id) == 0
+
+
+async def test_standalone_workers_report_through_the_inbox(
+    services: Services, bus: Bus, tmp_path: Path
+) -> None:
+    services.start("executor", RB_EXECUTOR_WORKERS="false")
+    services.start("worker")
+    services.start("worker")
+    marks = [tmp_path / f"marks-{i}.txt" for i in range(4)]
+    ids = [await publish_trigger(bus, marker_runbook(f"standalone-{i}", m)) for i, m in enumerate(marks)]
+    results = await asyncio.gather(*(wait_terminal(bus, i, timeout=60) for i in ids))
+    for execution_id, events, m in zip(ids, results, marks, strict=True):
+        assert fold(events).status == "SUCCEEDED", services.logs()
+        assert sorted(m.read_text().split()) == ["one", "three", "two"]
+        assert_clean_stream(events)
+        assert await inbox_reports(bus, execution_id) == 3  # one outcome per step
 
 
 async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus: Bus, tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ class Coordinator:
         self.cache_size = cache_size
         self.locks: dict[str, asyncio.Lock] = {}
         self.consumer_prefix = consumer_prefix
+        self.writing = 0  # appends in flight, over all executions
 
     async def run(self, stop: asyncio.Event) -> None:
         js = self.bus.js
@@ -121,8 +122,13 @@ class Coordinator:
             log.error("dropping malformed outcome: %s", exc.errors()[0]["msg"])
             await msg.term()
             return
-        await self.advance(outcome.execution_id, lambda state: self._outcome_events(state, outcome))
+        await self.accept_outcome(outcome)
         await msg.ack()
+
+    async def accept_outcome(self, outcome: StepOutcome) -> None:
+        """Record a worker's or the notifier's report, from the inbox or from a worker in this
+        process; returns once it is recorded and the tasks it leads to are published."""
+        await self.advance(outcome.execution_id, lambda state: self._outcome_events(state, outcome))
 
     async def on_control(self, msg: Msg) -> None:
         try:
@@ -225,59 +231,73 @@ class Coordinator:
             self.cache.popitem(last=False)
         return entry
 
-    async def _append(
-        self,
-        entry: _Entry,
-        execution_id: str,
-        type_: EventType,
-        data: dict[str, Any],
-        actor: str = "rb-executor",
-    ) -> None:
-        event = Event.sealed(
-            prev_hash=entry.state.last_hash,
+    def _next_event(
+        self, state: ExecutionState, type_: EventType, data: dict[str, Any], actor: str = "rb-executor"
+    ) -> Event:
+        return Event.sealed(
+            prev_hash=state.last_hash,
             id=uuid.uuid4().hex,
-            execution_id=execution_id,
-            seq=entry.state.seq + 1,
+            execution_id=state.execution_id,
+            seq=state.seq + 1,
             type=type_,
             time=self.clock(),
             actor=actor,
             data=data,
         )
-        entry.last_stream_seq = await nats_bus.append_event(self.bus.js, event, entry.last_stream_seq)
-        entry.state = evolve(entry.state, event)
 
     async def _advance(self, entry: _Entry, execution_id: str, decision: Decision) -> list[RunStep]:
-        for type_, data, actor in decision(entry.state):
-            await self._append(entry, execution_id, type_, data, actor)
-        while True:
-            progressed = False
-            for command in decide(entry.state):
-                if isinstance(command, Emit):
-                    await self._append(entry, execution_id, command.type, command.data)
-                elif isinstance(command, RunStep):
-                    await self._append(entry, execution_id, EventType.STEP_SCHEDULED, command.event_data())
-                elif isinstance(command, CancelStep):
-                    # Recorded here rather than by the worker: a dead worker must not keep the
-                    # execution open. A late report from the worker is then stale and dropped.
-                    step = entry.state.steps[command.step_id]
-                    await self._append(
-                        entry,
-                        execution_id,
-                        EventType.STEP_FAILED,
-                        {
-                            "step_id": command.step_id,
-                            "attempt": step.attempt,
-                            "phase": "rollback" if step.rollback_status in st.ACTIVE else "main",
-                            "error": "cancelled",
-                            "cancelled": True,
-                            "retryable": False,
-                        },
-                    )
-                    await self.bus.nc.publish(f"rb.cancel.{execution_id}.{command.step_id}", b"")
-                progressed = True
-                break  # re-decide after every append: the state moved
-            if not progressed:
-                break
+        """Fold the decision and everything decide() asks for into the state first, then append
+        the events in one pipelined write; the state is kept only once they are all stored."""
+        state = entry.state
+        events: list[Event] = []
+        cancels: list[str] = []
+
+        def record(type_: EventType, data: dict[str, Any], actor: str = "rb-executor") -> None:
+            nonlocal state
+            event = self._next_event(state, type_, data, actor)
+            events.append(event)
+            state = evolve(state, event)
+
+        for type_, data, actor in decision(state):
+            record(type_, data, actor)
+        while commands := decide(state):
+            command = commands[0]  # re-decide after every event: the state moved
+            if isinstance(command, Emit):
+                record(command.type, command.data)
+            elif isinstance(command, RunStep):
+                record(EventType.STEP_SCHEDULED, command.event_data())
+            elif isinstance(command, CancelStep):
+                # Recorded here rather than by the worker: a dead worker must not keep the
+                # execution open. A late report from the worker is then stale and dropped.
+                step = state.steps[command.step_id]
+                record(
+                    EventType.STEP_FAILED,
+                    {
+                        "step_id": command.step_id,
+                        "attempt": step.attempt,
+                        "phase": "rollback" if step.rollback_status in st.ACTIVE else "main",
+                        "error": "cancelled",
+                        "cancelled": True,
+                        "retryable": False,
+                    },
+                )
+                cancels.append(command.step_id)
+        # Pipelining pays when this execution is the only one being written; under load the
+        # stream interleaves executions and the pipeline would mostly fall back.
+        pipelined = self.writing == 0
+        self.writing += 1
+        try:
+            entry.last_stream_seq = await nats_bus.append_events(
+                self.bus.js, events, entry.last_stream_seq, pipelined=pipelined
+            )
+        except BaseException:
+            self.cache.pop(execution_id, None)  # some of the events may be stored: re-read
+            raise
+        finally:
+            self.writing -= 1
+        entry.state = state
+        for step_id in cancels:
+            await self.bus.nc.publish(f"rb.cancel.{execution_id}.{step_id}", b"")
         return self._pending_tasks(entry)
 
     @staticmethod
@@ -295,7 +315,10 @@ class Coordinator:
         return commands
 
     async def _publish_tasks(self, entry: _Entry, commands: list[RunStep]) -> None:
+        if not commands:
+            return
         state = entry.state
+        sends = []
         for command in commands:
             context = None
             if mentions_secrets(command.inputs):
@@ -311,10 +334,17 @@ class Coordinator:
                 context=context,
                 outputs=outputs,
             )
-            await self.bus.js.publish(
-                nats_bus.task_subject(command.step_type),
-                task.encode(),
-                headers={"Nats-Msg-Id": command.idempotency_key},
-                stream=nats_bus.TASKS_STREAM,
+            sends.append(
+                self.bus.js.publish(
+                    nats_bus.task_subject(command.step_type),
+                    task.encode(),
+                    headers={"Nats-Msg-Id": command.idempotency_key},
+                    stream=nats_bus.TASKS_STREAM,
+                )
             )
+        # A fan-out's tasks go out together; each is marked sent only once it is stored.
+        acks = await asyncio.gather(*sends, return_exceptions=True)
+        for command, ack in zip(commands, acks, strict=True):
+            if isinstance(ack, BaseException):
+                raise ack
             entry.published.add(command.idempotency_key)

@@ -12,13 +12,21 @@ from rb_executor.service.worker import Worker
 from rb_executor.steps.registry import default_registry
 
 
-async def run_executor(settings: Settings, stop: asyncio.Event, *, workers: bool = True) -> None:
-    """The coordinator, plus step workers in the same process unless `workers` is False."""
+async def run_executor(settings: Settings, stop: asyncio.Event) -> None:
+    """The coordinator, plus step workers in the same process unless settings say otherwise."""
     bus = await connect(settings.nats_url, name="rb-executor")
     registry = default_registry()
-    jobs = [Coordinator(bus).run(stop)]
-    if workers:
-        jobs.append(Worker(bus, settings, registry, concurrency=settings.worker_concurrency).run(stop))
+    coordinator = Coordinator(bus)
+    jobs = [coordinator.run(stop)]
+    if settings.executor_workers:
+        worker = Worker(
+            bus,
+            settings,
+            registry,
+            concurrency=settings.worker_concurrency,
+            coordinator=coordinator.accept_outcome,
+        )
+        jobs.append(worker.run(stop))
     try:
         await asyncio.gather(*jobs)
     finally:

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
@@ -24,18 +24,21 @@ from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_common.expressions import render
 from rb_common.messages import StepOutcome, StepTask
+from rb_common.pull import PullFeed
 from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
 from rb_executor.attempt import resolve_secrets, run_attempt
 from rb_executor.clock import SystemClock
 from rb_executor.coordinator import RunStep
 from rb_executor.runner import PluginExecutor
-from rb_executor.service.consumers import bind_pull, durable_config
+from rb_executor.service.consumers import durable_config
 from rb_executor.steps.base import StepContext, StepPlugin
 
 log = logging.getLogger(__name__)
 
 START_REPORT_AFTER = 1.0
+
+OutcomeHandler = Callable[[StepOutcome], Awaitable[None]]
 
 
 class Worker:
@@ -48,6 +51,7 @@ class Worker:
         concurrency: int = 32,
         consumer: str = "workers",
         secrets: dict[str, str] | None = None,
+        coordinator: OutcomeHandler | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
@@ -59,6 +63,7 @@ class Worker:
         self.ack_wait = settings.task_ack_wait
         self.running: dict[str, asyncio.Task[Any]] = {}
         self.cancelled: set[str] = set()
+        self.coordinator = coordinator
 
     async def run(self, stop: asyncio.Event) -> None:
         config = durable_config(
@@ -68,36 +73,15 @@ class Worker:
             max_deliver=10,
             max_ack_pending=max(self.concurrency * 4, 64),
         )
-        sub = await bind_pull(self.bus.js, nats_bus.TASKS_STREAM, config)
+        await self.bus.js.add_consumer(nats_bus.TASKS_STREAM, config)
+        feed = PullFeed(
+            self.bus.nc, nats_bus.TASKS_STREAM, self.consumer, self.handle, capacity=self.concurrency
+        )
         cancels = await self.bus.nc.subscribe("rb.cancel.>", cb=self._on_cancel)
-        inflight: set[asyncio.Task[None]] = set()
         try:
-            while not stop.is_set():
-                free = self.concurrency - len(inflight)
-                if free <= 0:
-                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                try:
-                    msgs = await sub.fetch(free, timeout=0.5)
-                except (NatsTimeout, TimeoutError):
-                    continue
-                except Exception:
-                    if stop.is_set():
-                        break
-                    log.exception("fetching tasks failed")
-                    await asyncio.sleep(0.5)
-                    continue
-                for msg in msgs:
-                    task = asyncio.create_task(self.handle(msg))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
+            await feed.run(stop)  # on stop, running attempts are cancelled and left unacked
         finally:
             await cancels.unsubscribe()
-            for task in list(inflight):
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
     async def _on_cancel(self, msg: Msg) -> None:
         _, _, execution_id, step_id = msg.subject.split(".", 3)
@@ -182,7 +166,21 @@ class Worker:
     async def _report(
         self, execution_id: str, command: RunStep, type_: EventType, data: dict[str, Any]
     ) -> None:
+        """Hand the outcome to the coordinator in this process if there is one, else (or if it
+        fails) publish it to the inbox for whichever coordinator replica takes it.
+
+        In-process, the outcome becomes durable when the coordinator has recorded it as an
+        event; until then the task is unacked, as it is until a published outcome is stored, so
+        a crash in between re-runs the attempt either way. It saves the inbox's store-and-deliver
+        hop on every step."""
         outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=data)
+        if self.coordinator is not None:
+            try:
+                # Shielded: a cancel of this attempt must not interrupt the coordinator mid-write.
+                await asyncio.shield(self.coordinator(outcome))
+                return
+            except Exception:
+                log.warning("in-process coordinator failed on an outcome; publishing it", exc_info=True)
         suffix = "started" if type_ == EventType.STEP_STARTED else "done"
         await self.bus.js.publish(
             nats_bus.result_subject(execution_id),
