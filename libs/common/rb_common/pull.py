@@ -54,7 +54,12 @@ class PullFeed:
         *,
         capacity: int,
         expires: float = 5.0,
+        heartbeat: float | None = None,
+        drain: float = 0.0,
     ) -> None:
+        """`heartbeat`: tell JetStream every so many seconds that a message still being handled
+        is in progress (set it below the consumer's AckWait). `drain`: on stop, how long running
+        handlers may go on before they are cancelled (unacknowledged, they are redelivered)."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.nc = nc
@@ -64,7 +69,10 @@ class PullFeed:
         self.api_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.inbox = nc.new_inbox()
         self.requests: deque[_Request] = deque()
-        self.inflight: set[asyncio.Task[None]] = set()
+        self.heartbeat = heartbeat
+        self.drain = drain
+        # Each running handler's message and when JetStream last heard of it.
+        self.inflight: dict[asyncio.Task[None], tuple[Msg, float]] = {}
         self._top_up_scheduled = False
         self.requested = 0  # pull requests sent
 
@@ -75,24 +83,41 @@ class PullFeed:
     async def run(self, stop: asyncio.Event) -> None:
         sub = await self.nc.subscribe(self.inbox, cb=self._on_message)
         try:
+            tick = min(1.0, self.expires / 2, self.heartbeat or 1.0)
             while not stop.is_set():
                 self._forget_expired()
+                await self._beat()
                 await self._top_up()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.expires / 2))
+                    await asyncio.wait_for(stop.wait(), timeout=tick)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-            for task in list(self.inflight):
+            running = set(self.inflight)
+            if running and self.drain > 0:
+                _, running = await asyncio.wait(running, timeout=self.drain)
+            for task in running:
                 task.cancel()
-            await asyncio.gather(*self.inflight, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _beat(self) -> None:
+        """In-progress acks for handlers running longer than the heartbeat: AckWait only runs out
+        when the process is gone, however long a step takes."""
+        if self.heartbeat is None:
+            return
+        now = time.monotonic()
+        for task, (msg, heard) in list(self.inflight.items()):
+            if now - heard >= self.heartbeat and not task.done():
+                self.inflight[task] = (msg, now)
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
 
     async def _on_message(self, msg: Msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
             self._delivered()
             task = asyncio.create_task(self.handler(msg))
-            self.inflight.add(task)
+            self.inflight[task] = (msg, time.monotonic())
             task.add_done_callback(self._finished)
             return
         if status == HEARTBEAT:
@@ -127,7 +152,7 @@ class PullFeed:
             self.requests.popleft()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self.inflight.discard(task)
+        self.inflight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("handler failed", exc_info=task.exception())
         if not self._top_up_scheduled:

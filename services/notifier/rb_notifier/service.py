@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -28,6 +26,7 @@ from rb_common import bus as nats_bus
 from rb_common.events import Event, EventType
 from rb_common.messages import StepOutcome
 from rb_common.model import NotifyEvent
+from rb_common.pull import PullFeed
 from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_executor.coordinator import fold
@@ -297,11 +296,9 @@ def _consumer_config(config: NotifierConfig, name: str, deliver: DeliverPolicy) 
     )
 
 
-async def bind_consumer(
-    js: JetStreamContext, config: NotifierConfig, name: str
-) -> JetStreamContext.PullSubscription:
+async def ensure_consumer(js: JetStreamContext, config: NotifierConfig, name: str) -> None:
     """Create the durable consumer, or bring an existing one's settings up to date (keeping
-    where it starts, which cannot change), and bind to it."""
+    where it starts, which cannot change)."""
     try:
         info = await js.consumer_info(nats_bus.EVENTS_STREAM, name)
     except NotFoundError:
@@ -309,25 +306,15 @@ async def bind_consumer(
     else:
         deliver = info.config.deliver_policy or DeliverPolicy.ALL
     await js.add_consumer(nats_bus.EVENTS_STREAM, _consumer_config(config, name, deliver))
-    return await js.pull_subscribe_bind(durable=name, stream=nats_bus.EVENTS_STREAM)
 
 
-async def _heartbeat(msg: Msg, every: float) -> None:
-    """Tell JetStream the message is still being worked on (retries may take a while)."""
-    while True:
-        await asyncio.sleep(every)
-        with contextlib.suppress(Exception):
-            await msg.in_progress()
-
-
-async def process_message(notifier: Notifier, msg: Msg, ack_wait: float) -> None:
+async def process_message(notifier: Notifier, msg: Msg) -> None:
     try:
         event = Event.from_json(msg.data)
     except ValidationError as exc:
         log.error("dropping unreadable event on %s: %s", msg.subject, exc.errors()[0]["msg"])
         await msg.term()
         return
-    beat = asyncio.create_task(_heartbeat(msg, max(0.5, ack_wait / 3)))
     try:
         await notifier.handle(event)
     except asyncio.CancelledError:
@@ -337,58 +324,29 @@ async def process_message(notifier: Notifier, msg: Msg, ack_wait: float) -> None
         with contextlib.suppress(Exception):
             await msg.nak(delay=2.0)
         return
-    finally:
-        beat.cancel()
     await msg.ack()
 
 
-async def consume(
-    sub: JetStreamContext.PullSubscription, notifier: Notifier, config: NotifierConfig, stop: asyncio.Event
-) -> None:
-    """Fetch until `stop`; one execution's events in order, different executions in parallel."""
-    inflight: set[asyncio.Task[None]] = set()
-    chains: dict[str, asyncio.Task[None]] = {}
+class InOrder:
+    """The feed's handler: one execution's events in order, different executions in parallel."""
 
-    async def chained(previous: asyncio.Task[None] | None, msg: Msg) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        await process_message(notifier, msg, config.ack_wait)
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.chains: dict[str, asyncio.Future[None]] = {}
 
-    def forget(execution_id: str, task: asyncio.Task[None]) -> None:
-        inflight.discard(task)
-        if chains.get(execution_id) is task:
-            del chains[execution_id]
-
-    try:
-        while not stop.is_set():
-            if len(inflight) >= config.max_in_flight:
-                await asyncio.wait(inflight, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                msgs = await sub.fetch(min(64, config.max_in_flight - len(inflight)), timeout=0.5)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except Exception:
-                if stop.is_set():
-                    break
-                log.exception("fetching events failed")
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                execution_id = msg.subject.rsplit(".", 1)[-1]
-                task = asyncio.create_task(chained(chains.get(execution_id), msg))
-                chains[execution_id] = task
-                inflight.add(task)
-                task.add_done_callback(functools.partial(forget, execution_id))
-    finally:
-        if inflight:
-            _, pending = await asyncio.wait(inflight, timeout=10)
-            for task in pending:
-                task.cancel()  # unacknowledged: redelivered after AckWait
-            if pending:
-                await asyncio.wait(pending, timeout=2)
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    async def __call__(self, msg: Msg) -> None:
+        execution_id = msg.subject.rsplit(".", 1)[-1]
+        previous = self.chains.get(execution_id)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.chains[execution_id] = mine
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await process_message(self.notifier, msg)
+        finally:
+            mine.set_result(None)
+            if self.chains.get(execution_id) is mine:
+                del self.chains[execution_id]
 
 
 async def run_notifier(settings: Settings, stop: asyncio.Event, *, consumer: str = "notifier") -> None:
@@ -411,7 +369,7 @@ async def serve(
     email = EmailSender(config.smtp, config.notify_from) if config.smtp else None
     webhook = WebhookSender(timeout=config.send_timeout)
     try:
-        sub = await bind_consumer(bus.js, config, name)
+        await ensure_consumer(bus.js, config, name)
         notifier = Notifier(bus.js, config, slack=slack, email=email, webhook=webhook)
         log.info(
             "rb-notifier ready: consumer %s on %s (slack %s, email %s)",
@@ -420,7 +378,16 @@ async def serve(
             "on" if slack else "off",
             config.smtp.describe() if config.smtp else "off",
         )
-        await consume(sub, notifier, config, stop)
+        feed = PullFeed(
+            bus.nc,
+            nats_bus.EVENTS_STREAM,
+            name,
+            InOrder(notifier),
+            capacity=config.max_in_flight,
+            heartbeat=max(0.5, config.ack_wait / 3),
+            drain=10.0,  # a message being sent is let finish: fewer repeats after a restart
+        )
+        await feed.run(stop)
     finally:
         await webhook.close()
         with contextlib.suppress(Exception):

@@ -144,3 +144,35 @@ async def test_stopping_cancels_the_running_handlers(queue: Queue) -> None:
         await queue.put(1)
         await asyncio.wait_for(started.wait(), 5)
     assert cancelled.is_set()
+
+
+async def test_a_long_handler_keeps_its_message_past_the_ack_wait(queue: Queue) -> None:
+    deliveries: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        deliveries.append(msg.metadata.num_delivered)
+        await asyncio.sleep(3.5)  # the step itself: longer than the consumer's 2 s AckWait
+        await msg.ack()
+        done.set()
+
+    async with running(queue.feed(handler, capacity=2, heartbeat=0.5)):
+        await queue.put(1)
+        await asyncio.wait_for(done.wait(), 10)
+    assert deliveries == [1], "heartbeats keep the message with its handler"
+
+
+async def test_stopping_lets_running_handlers_finish_within_the_drain_period(queue: Queue) -> None:
+    started = asyncio.Event()
+    finished: list[bytes] = []
+
+    async def handler(msg: Msg) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        await msg.ack()
+        finished.append(msg.data)
+
+    async with running(queue.feed(handler, capacity=1, drain=5)):
+        await queue.put(1)
+        await asyncio.wait_for(started.wait(), 5)
+    assert finished == [b"0"]

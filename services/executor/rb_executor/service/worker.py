@@ -8,7 +8,6 @@ a message id derived from that key, so a re-run after a successful report is not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -109,7 +108,6 @@ class Worker:
         current = asyncio.current_task()
         assert current is not None
         self.running[key] = current
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
             started_at = datetime.now(UTC).isoformat()
@@ -136,15 +134,7 @@ class Worker:
             self.cancelled.discard(key)
             await msg.ack()
         finally:
-            heartbeat.cancel()
             self.running.pop(key, None)
-
-    async def _heartbeat(self, msg: Msg) -> None:
-        """Long steps keep their task: AckWait only runs out when the worker is gone."""
-        while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
 
     def _context(self, task: StepTask, command: RunStep) -> StepContext:
         context: dict[str, Any] = {**(task.context or {}), "secrets": self.secrets}
