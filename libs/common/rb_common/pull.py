@@ -33,7 +33,6 @@ Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 
 NO_MESSAGES = "404"
 REQUEST_TIMEOUT = "408"
-CONFLICT = "409"
 HEARTBEAT = "100"
 EXPIRY_GRACE = 1.0  # the server's 408 normally ends a request; this is for when it was lost
 
@@ -122,11 +121,17 @@ class PullFeed:
             return
         if status == HEARTBEAT:
             return
-        if status in (REQUEST_TIMEOUT, NO_MESSAGES, CONFLICT):
-            self._ended(msg)
-            if status == CONFLICT:
-                log.debug("pull request refused: %s", msg.headers.get("Description") if msg.headers else "")
-        await self._top_up()
+        self._ended(msg)
+        if status in (REQUEST_TIMEOUT, NO_MESSAGES):
+            await self._top_up()  # a request ran its course: renew it at once
+        else:
+            # Refused (409: consumer deleted, leadership change...) or no responder (503): ask
+            # again on the next tick rather than in a loop with the server.
+            log.warning(
+                "pull request ended with %s %s",
+                status,
+                msg.headers.get("Description", "") if msg.headers else "",
+            )
 
     def _delivered(self) -> None:
         # The server serves pull requests in the order it received them.

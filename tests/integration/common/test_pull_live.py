@@ -176,3 +176,25 @@ async def test_stopping_lets_running_handlers_finish_within_the_drain_period(que
         await queue.put(1)
         await asyncio.wait_for(started.wait(), 5)
     assert finished == [b"0"]
+
+
+async def test_a_consumer_deleted_and_created_again_is_picked_up_again(queue: Queue) -> None:
+    got = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        await msg.ack()
+        got.set()
+
+    feed = queue.feed(handler, capacity=2, expires=0.5)
+    async with running(feed):
+        await queue.js.delete_consumer(queue.stream, queue.durable)
+        before = feed.requested
+        async with asyncio.timeout(10):  # requests to the missing consumer go unanswered
+            while feed.requested < before + 2:
+                await asyncio.sleep(0.05)
+        await queue.js.add_consumer(
+            queue.stream,
+            ConsumerConfig(durable_name=queue.durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=2),
+        )
+        await queue.put(1)
+        await asyncio.wait_for(got.wait(), 10)
