@@ -58,7 +58,7 @@ class PullFeed:
     ) -> None:
         """`heartbeat`: tell JetStream every so many seconds that a message still being handled
         is in progress (set it below the consumer's AckWait). `drain`: on stop, how long running
-        handlers may go on before they are cancelled (unacknowledged, they are redelivered)."""
+        handlers may go on before they are cancelled and their messages handed back (NAK)."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.nc = nc
@@ -95,9 +95,15 @@ class PullFeed:
             running = set(self.inflight)
             if running and self.drain > 0:
                 _, running = await asyncio.wait(running, timeout=self.drain)
+            messages = [self.inflight[task][0] for task in running if task in self.inflight]
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            # Handed back at once rather than after AckWait: another consumer takes them now.
+            # (A message its handler acknowledged just before is not affected.)
+            for msg in messages:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
 
     async def _beat(self) -> None:
         """In-progress acks for handlers running longer than the heartbeat: AckWait only runs out

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # How long a task stays with a silent worker before another one gets it (workers heartbeat
     # while a step runs, so this bounds recovery from a crash, not the length of a step).
     task_ack_wait: float = Field(default=30.0, gt=0)
+    # On SIGTERM, how long running steps may finish before they are stopped and their tasks
+    # handed back to the other workers.
+    worker_shutdown_grace: float = Field(default=5.0, ge=0)
     # The recorder's durable consumer; one per database. "new" starts a NEW consumer at the end
     # of the stream instead of replaying it (for throwaway databases in tests and benchmarks).
     recorder_consumer: str = "recorder"

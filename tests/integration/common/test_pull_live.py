@@ -128,11 +128,11 @@ async def test_an_unacknowledged_message_comes_back(queue: Queue) -> None:
     assert deliveries == [1, 2]
 
 
-async def test_stopping_cancels_the_running_handlers(queue: Queue) -> None:
+async def test_stopping_cancels_the_running_handlers_and_hands_their_messages_back(queue: Queue) -> None:
     started = asyncio.Event()
     cancelled = asyncio.Event()
 
-    async def handler(msg: Msg) -> None:
+    async def stuck(msg: Msg) -> None:
         started.set()
         try:
             await asyncio.sleep(60)
@@ -140,10 +140,24 @@ async def test_stopping_cancels_the_running_handlers(queue: Queue) -> None:
             cancelled.set()
             raise
 
-    async with running(queue.feed(handler, capacity=1)):
+    async with running(queue.feed(stuck, capacity=1)):
         await queue.put(1)
         await asyncio.wait_for(started.wait(), 5)
     assert cancelled.is_set()
+
+    # The next consumer gets the message at once, not after the 2 s AckWait.
+    redelivered = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    stopped_at = loop.time()
+
+    async def takes_over(msg: Msg) -> None:
+        assert msg.metadata.num_delivered == 2
+        await msg.ack()
+        redelivered.set()
+
+    async with running(queue.feed(takes_over, capacity=1)):
+        await asyncio.wait_for(redelivered.wait(), 5)
+    assert loop.time() - stopped_at < 1.5
 
 
 async def test_a_long_handler_keeps_its_message_past_the_ack_wait(queue: Queue) -> None:

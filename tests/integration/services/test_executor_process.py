@@ -15,11 +15,13 @@ from rb_executor.coordinator import fold
 pytestmark = pytest.mark.integration
 
 
-def marker_runbook(runbook_id: str, marks: Path, slow_seconds: float = 0) -> str:
-    """Three shell steps that each append their name to `marks` when they run."""
+def marker_runbook(runbook_id: str, marks: Path, slow_seconds: float = 0, *, slow_once: bool = False) -> str:
+    """Three shell steps that each append their name to `marks` when they run; "two" then sleeps
+    `slow_seconds` (if `slow_once`, only the first time it runs)."""
 
     def step(name: str, deps: str, sleep: float = 0) -> str:
-        code = f"open({str(marks)!r}, 'a').write({name!r} + chr(10)); import time; time.sleep({sleep})"
+        pause = f"{sleep} if open(p).read().split().count({name!r}) == 1 else 0" if slow_once else str(sleep)
+        code = f"import time; p = {str(marks)!r}; open(p, 'a').write({name!r} + chr(10)); time.sleep({pause})"
         return (
             f"  - {{id: {name}, type: shell, depends_on: [{deps}], retry: {{max_attempts: 1}},"
             f" inputs: {{command: [python3, -c, {code!r}]}}}}\n"
@@ -77,6 +79,25 @@ async def test_two_replicas_share_the_work_without_running_a_step_twice(
         assert fold(events).status == "SUCCEEDED", services.logs()
         assert sorted(m.read_text().split()) == ["one", "three", "two"]
         assert_clean_stream(events)
+
+
+async def test_a_stopping_executor_hands_its_running_step_to_another_at_once(
+    services: Services, bus: Bus, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks.txt"
+    text = marker_runbook("handover", marks, slow_seconds=60, slow_once=True)
+    slow = {"RB_TASK_ACK_WAIT": "60", "RB_WORKER_SHUTDOWN_GRACE": "0"}  # only a hand-back is quick
+    first = services.start("executor", **slow)
+    execution_id = await publish_trigger(bus, text)
+    await wait_for_event(
+        bus, execution_id, lambda e: e.type == EventType.STEP_STARTED and e.data["step_id"] == "two"
+    )
+    services.start("executor", **slow)
+    first.terminate()
+    events = await wait_terminal(bus, execution_id, timeout=20)
+    assert fold(events).status == "SUCCEEDED", services.logs()
+    assert marks.read_text().split().count("two") == 2
+    assert_clean_stream(events)
 
 
 async def inbox_reports(bus: Bus, execution_id: str) -> int:

@@ -78,7 +78,7 @@ class Worker:
         )
         cancels = await self.bus.nc.subscribe("rb.cancel.>", cb=self._on_cancel)
         try:
-            await feed.run(stop)  # on stop, running attempts are cancelled and left unacked
+            await feed.run(stop)
         finally:
             await cancels.unsubscribe()
 
@@ -129,7 +129,7 @@ class Worker:
             await msg.ack()
         except asyncio.CancelledError:
             if key not in self.cancelled:
-                raise  # shutting down: unacked, the task goes to another worker
+                raise  # shutting down: the feed hands the task back to the other workers
             # The coordinator recorded the cancellation itself; nothing to report.
             self.cancelled.discard(key)
             await msg.ack()
