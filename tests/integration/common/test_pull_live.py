@@ -54,6 +54,23 @@ async def queue() -> AsyncIterator[Queue]:
     await nc.close()
 
 
+def acking() -> tuple[Callable[[Msg], Awaitable[None]], asyncio.Event]:
+    """A handler that acknowledges, and the event it sets when it has."""
+    got = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        await msg.ack()
+        got.set()
+
+    return handler, got
+
+
+async def wait_requests(feed: PullFeed, count: int) -> None:
+    async with asyncio.timeout(10):
+        while feed.requested < count:
+            await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def running(feed: PullFeed) -> AsyncIterator[None]:
     stop = asyncio.Event()
@@ -94,18 +111,11 @@ async def test_every_message_is_handled_never_more_at_once_than_the_capacity(que
 
 
 async def test_messages_after_a_request_expired_still_arrive(queue: Queue) -> None:
-    got = asyncio.Event()
-
-    async def handler(msg: Msg) -> None:
-        await msg.ack()
-        got.set()
-
+    handler, got = acking()
     feed = queue.feed(handler, capacity=2, expires=0.3)
     async with running(feed):
         # Outlive several requests: the server ends each after 0.3 s and the feed renews it.
-        async with asyncio.timeout(10):
-            while feed.requested < 4:
-                await asyncio.sleep(0.05)
+        await wait_requests(feed, 4)
         await queue.put(1)
         await asyncio.wait_for(got.wait(), 5)
     assert len(feed.requests) <= 2
@@ -193,19 +203,12 @@ async def test_stopping_lets_running_handlers_finish_within_the_drain_period(que
 
 
 async def test_a_consumer_deleted_and_created_again_is_picked_up_again(queue: Queue) -> None:
-    got = asyncio.Event()
-
-    async def handler(msg: Msg) -> None:
-        await msg.ack()
-        got.set()
-
+    handler, got = acking()
     feed = queue.feed(handler, capacity=2, expires=0.5)
     async with running(feed):
         await queue.js.delete_consumer(queue.stream, queue.durable)
-        before = feed.requested
-        async with asyncio.timeout(10):  # requests to the missing consumer go unanswered
-            while feed.requested < before + 2:
-                await asyncio.sleep(0.05)
+        # Requests to the missing consumer go unanswered: the feed forgets them and asks again.
+        await wait_requests(feed, feed.requested + 2)
         await queue.js.add_consumer(
             queue.stream,
             ConsumerConfig(durable_name=queue.durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=2),
