@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need answer: PostgreSQL on 127.0.0.1:5432 (database `test`,
-# trust auth for the local test user) and NATS with JetStream on 127.0.0.1:4222.
+# trust auth for the local test user) and NATS with JetStream on 127.0.0.1:4222; installs Debian's
+# prometheus-alertmanager for the test that drives a real one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -38,5 +39,16 @@ ensure_nats() {
   wait_for 4222 || { echo "services: nats-server did not start, see $dir/nats.log" >&2; return 1; }
 }
 
+ensure_alertmanager() {
+  # For the end-to-end test with a real Alertmanager; best effort: without it that test skips.
+  command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { echo "services: prometheus-alertmanager missing (not root): its test will skip" >&2; return 0; }
+  echo "services: installing prometheus-alertmanager ..." >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus-alertmanager; } >/dev/null 2>&1 \
+    || echo "services: could not install prometheus-alertmanager: its test will skip" >&2
+}
+
 ensure_postgres
 ensure_nats
+ensure_alertmanager
