@@ -50,6 +50,11 @@ def control_subject(execution_id: str) -> str:
     return f"rb.control.{execution_id}"
 
 
+# What JetStream says when a task has been delivered MaxDeliver times and never acknowledged
+# (its workers crashed or were killed each time); kept in RB_INBOX so no coordinator misses it.
+LOST_TASK_ADVISORIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{TASKS_STREAM}.*"
+
+
 DAY = 86_400.0
 
 # Limits retention everywhere (not work queues): consumers may overlap (several executors,
@@ -82,10 +87,11 @@ STREAMS = [
         storage=StorageType.FILE,
         duplicate_window=3600.0,
     ),
-    # What the coordinator consumes besides triggers: worker outcomes and operator commands.
+    # What the coordinator consumes besides triggers: worker outcomes, operator commands and
+    # tasks no worker could finish.
     StreamConfig(
         name=INBOX_STREAM,
-        subjects=["rb.result.*", "rb.control.*"],
+        subjects=["rb.result.*", "rb.control.*", LOST_TASK_ADVISORIES],
         retention=RetentionPolicy.LIMITS,
         max_age=DAY,
         storage=StorageType.FILE,

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # How long a task stays with a silent worker before another one gets it (workers heartbeat
     # while a step runs, so this bounds recovery from a crash, not the length of a step).
     task_ack_wait: float = Field(default=30.0, gt=0)
+    # How many times a task is handed out before its step is failed as lost (a step that kills
+    # or hangs its worker every time); the waits between deliveries double from task_ack_wait.
+    task_max_deliver: int = Field(default=10, ge=2)
     # On SIGTERM, how long running steps may finish before they are stopped and their tasks
     # handed back to the other workers.
     worker_shutdown_grace: float = Field(default=5.0, ge=0)

@@ -100,6 +100,36 @@ async def test_a_stopping_executor_hands_its_running_step_to_another_at_once(
     assert_clean_stream(events)
 
 
+async def test_a_step_that_kills_its_worker_every_time_fails_as_lost(
+    services: Services, bus: Bus, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks.txt"
+    kill_parent = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
+    text = (
+        "id: poison\nname: Poison\nsteps:\n"
+        f"  - {{id: poison, type: shell, inputs: {{command: [python3, -c, {kill_parent!r}]}}}}\n"
+        f"  - {{id: after, type: shell, depends_on: [poison], inputs: {{command: [touch, {str(marks)!r}]}}}}\n"
+    )
+    env = {"RB_TASK_ACK_WAIT": "1", "RB_TASK_MAX_DELIVER": "3"}
+    services.start("executor", RB_EXECUTOR_WORKERS="false", **env)
+    execution_id = await publish_trigger(bus, text)
+    deaths = 0
+    terminal = asyncio.ensure_future(wait_terminal(bus, execution_id, timeout=60))
+    while not terminal.done() and deaths < 10:
+        worker = services.start("worker", **env)
+        while worker.poll() is None and not terminal.done():
+            await asyncio.wait([terminal], timeout=0.1)
+        deaths += worker.poll() is not None
+    events = await terminal
+    state = fold(events)
+    assert state.status == "FAILED", services.logs()
+    assert state.steps["poison"].status == "FAILED"
+    [failure] = [e for e in events if e.type == EventType.STEP_FAILED]
+    assert failure.data["lost"] is True and "3 times" in failure.data["error"]
+    assert deaths == 3, "one worker killed per delivery, then no more deliveries"
+    assert not marks.exists(), "nothing after the lost step ran"
+
+
 async def inbox_reports(bus: Bus, execution_id: str) -> int:
     """How many worker outcomes for the execution went through the inbox stream."""
     info = await bus.js.stream_info(INBOX_STREAM, subjects_filter=result_subject(execution_id))

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
@@ -95,6 +97,13 @@ class Coordinator:
                 self.on_control,
                 stop,
             ),
+            consume_push(
+                js,
+                nats_bus.INBOX_STREAM,
+                durable_config(f"{self.consumer_prefix}-lost-q", nats_bus.LOST_TASK_ADVISORIES),
+                self.on_lost_task,
+                stop,
+            ),
         )
 
     # -- message handlers -------------------------------------------------------------------
@@ -146,6 +155,62 @@ class Coordinator:
             return [(EventType(command.type), command.data, command.actor)]
 
         await self.advance(command.execution_id, control)
+        await msg.ack()
+
+    async def on_lost_task(self, msg: Msg) -> None:
+        """JetStream gave up on a task (MaxDeliver reached, never acknowledged): fail its
+        attempt, so the execution goes on to its failure policy instead of waiting forever."""
+        try:
+            advisory = orjson.loads(msg.data)
+            stored = await self.bus.js.get_msg(nats_bus.TASKS_STREAM, int(advisory["stream_seq"]))
+            task = StepTask.model_validate_json(stored.data or b"")
+            command = RunStep.from_event_data(task.step)
+        except (
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            ValidationError,
+            NotFoundError,
+        ) as exc:
+            log.error("dropping a lost-task advisory that leads to no task: %s", exc)
+            await msg.term()
+            return
+        deliveries = advisory.get("deliveries")
+        log.warning(
+            "%s: step %s attempt %s was delivered %s times without an outcome; failing it",
+            task.execution_id,
+            command.step_id,
+            command.attempt,
+            deliveries,
+        )
+
+        def lost(state: ExecutionState) -> list[tuple[EventType, dict[str, Any], str]]:
+            step = state.steps.get(command.step_id)
+            if step is None or state.terminal:
+                return []
+            current = step.rollback_status if command.phase == "rollback" else step.status
+            if current not in st.ACTIVE or (command.phase == "main" and step.attempt != command.attempt):
+                return []  # its outcome did arrive after all, or the step has moved on
+            return [
+                (
+                    EventType.STEP_FAILED,
+                    {
+                        "step_id": command.step_id,
+                        "attempt": command.attempt,
+                        "phase": command.phase,
+                        "error": f"lost: delivered to workers {deliveries} times, never finished "
+                        "(the step crashed or hung its worker each time)",
+                        "lost": True,
+                        "retryable": False,
+                        "will_retry": False,
+                        "retry_delay": 0.0,
+                    },
+                    "rb-executor",
+                )
+            ]
+
+        await self.advance(task.execution_id, lost)
         await msg.ack()
 
     # -- the core ---------------------------------------------------------------------------

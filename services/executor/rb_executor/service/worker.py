@@ -65,11 +65,15 @@ class Worker:
         self.coordinator = coordinator
 
     async def run(self, stop: asyncio.Event) -> None:
+        max_deliver = self.settings.task_max_deliver
         config = durable_config(
             self.consumer,
             "rb.task.*",
             ack_wait=self.ack_wait,
-            max_deliver=10,
+            max_deliver=max_deliver,
+            # After a lost delivery, wait longer each time before the next (a crash loop calms
+            # down); then JetStream's max-deliveries advisory has the coordinator fail the step.
+            backoff=[self.ack_wait * 2**n for n in range(min(4, max_deliver - 1))],
             max_ack_pending=max(self.concurrency * 4, 64),
         )
         await self.bus.js.add_consumer(nats_bus.TASKS_STREAM, config)
