@@ -14,18 +14,25 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
+from rb_cli.health_server import health_server
 from rb_common.errors import RbError
+from rb_common.health import Health
 from rb_common.settings import Settings
 
 SHUTDOWN_GRACE = 20.0
 SERVICES = ("api", "executor", "worker", "recorder", "scheduler", "notifier")
 
 
-def _runner(service: str) -> Callable[[Settings, asyncio.Event], Awaitable[None]]:
+class ServiceRunner(Protocol):
+    def __call__(self, settings: Settings, stop: asyncio.Event, *, health: Health) -> Awaitable[None]: ...
+
+
+def _runner(service: str) -> ServiceRunner:
     # Imported lazily: each service pulls in only what it needs.
     if service == "executor":
         from rb_executor.service.main import run_executor
@@ -50,7 +57,10 @@ def _runner(service: str) -> Callable[[Settings, asyncio.Event], Awaitable[None]
     if service == "api":
         from rb_api.server import serve_api
 
-        return serve_api
+        def api(settings: Settings, stop: asyncio.Event, *, health: Health) -> Awaitable[None]:
+            return serve_api(settings, stop)  # the API answers /health/* itself
+
+        return api
     raise RbError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
 
 
@@ -64,19 +74,30 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def serve(service: str, settings: Settings) -> None:
-    runner = _runner(service)
+def serve(service_name: str, settings: Settings) -> None:
+    runner = _runner(service_name)
     logging.basicConfig(
         level=os.environ.get("RB_LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {service_name} %(levelname)s %(name)s: %(message)s",
     )
 
+    health = Health()
+
     async def main() -> None:
+        probes = (
+            health_server(service_name, health, settings.health_addr)
+            if settings.health_addr and service_name != "api"
+            else contextlib.nullcontext()
+        )
+        async with probes:
+            await run()
+
+    async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        service: asyncio.Task[None] = asyncio.ensure_future(runner(settings, stop))
+        service: asyncio.Task[None] = asyncio.ensure_future(runner(settings, stop, health=health))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({service, stopping}, return_when=asyncio.FIRST_COMPLETED)
         # A service still connecting (NATS or the database unreachable) would not see `stop`:

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str | None = None
     api_addr: str = "127.0.0.1:8080"
+    # Where `rb serve executor|worker|recorder|scheduler|notifier` answer /health/live and
+    # /health/ready (HOST:PORT); unset, they serve no HTTP at all.
+    health_addr: str | None = None
     secret_key: str | None = None
     # HMAC secrets of signed trigger sources (PagerDuty V3 webhooks, generic webhooks).
     pagerduty_webhook_secret: SecretStr | None = None

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
 from rb_common.events import Event, EventType
+from rb_common.health import Health, nats_answers
 from rb_common.messages import StepOutcome
 from rb_common.model import NotifyEvent
 from rb_common.pull import PullFeed
@@ -349,18 +350,29 @@ class InOrder:
                 del self.chains[execution_id]
 
 
-async def run_notifier(settings: Settings, stop: asyncio.Event, *, consumer: str = "notifier") -> None:
+async def run_notifier(
+    settings: Settings, stop: asyncio.Event, *, consumer: str = "notifier", health: Health | None = None
+) -> None:
     """The notifier service until `stop` is set. The durable consumer is `consumer`, or
     RB_NOTIFIER_CONSUMER when `consumer` is left at its default."""
     config = NotifierConfig.from_settings(settings)
-    await serve(settings.nats_url, config, stop, consumer=consumer if consumer != "notifier" else None)
+    await serve(
+        settings.nats_url, config, stop, consumer=consumer if consumer != "notifier" else None, health=health
+    )
 
 
 async def serve(
-    nats_url: str, config: NotifierConfig, stop: asyncio.Event, *, consumer: str | None = None
+    nats_url: str,
+    config: NotifierConfig,
+    stop: asyncio.Event,
+    *,
+    consumer: str | None = None,
+    health: Health | None = None,
 ) -> None:
     name = consumer or config.consumer
     bus = await nats_bus.connect(nats_url, name=f"rb-notifier-{name}")
+    if health is not None:
+        health.add("nats", lambda: nats_answers(bus.nc))
     slack = (
         SlackSender(config.slack_token, config.slack_base_url, timeout=config.send_timeout)
         if config.slack_token or config.slack_base_url

@@ -43,6 +43,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def select_one(engine: Engine) -> bool:
+    """The database answers (a readiness check; blocking, run it in a thread)."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1")).scalar_one()
+    return True
+
+
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -23,8 +23,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from rb_common.bus import EVENTS_STREAM, connect
 from rb_common.events import Event
+from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
-from rb_recorder.db import database_url, make_engine, migrate
+from rb_recorder.db import database_url, make_engine, migrate, select_one
 from rb_recorder.recorder import Recorder, SequenceGap
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ async def run_recorder(
     batch_size: int = 100,
     fetch_timeout: float = 1.0,
     engine: Engine | None = None,
+    health: Health | None = None,
 ) -> None:
     """Record every execution event into the database until `stop` is set.
 
@@ -232,6 +234,9 @@ async def run_recorder(
             return
         recorder = Recorder(db, consumer=consumer)
         bus = await connect(settings.nats_url, name="rb-recorder")
+        if health is not None:
+            health.add("database", lambda: asyncio.to_thread(select_one, db))
+            health.add("nats", lambda: nats_answers(bus.nc))
         try:
             sub = await ensure_consumer(
                 bus.js, recorder, consumer, subjects, deliver=settings.recorder_deliver

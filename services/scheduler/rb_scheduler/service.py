@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from rb_common.bus import TRIGGERS_STREAM, Bus, connect, trigger_subject
 from rb_common.errors import RbError
+from rb_common.health import Health, nats_answers
 from rb_common.messages import AlertEvent, TriggerRequest
 from rb_common.model import Runbook, Trigger
 from rb_common.params import resolve_params
@@ -25,7 +26,7 @@ from rb_common.routing import route
 from rb_common.settings import Settings
 from rb_executor.runner import RunRequest
 from rb_executor.service.consumers import consume_push, durable_config
-from rb_recorder.db import database_url, make_engine
+from rb_recorder.db import database_url, make_engine, select_one
 from rb_recorder.service import migrate_when_reachable
 from rb_scheduler.cron import CronSchedules
 from rb_scheduler.registry import Registered, approved, paused
@@ -108,11 +109,14 @@ class Scheduler:
         await msg.ack()
 
 
-async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
+async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
     engine = make_engine(database_url(settings))
     if not await migrate_when_reachable(engine, stop):
         return
     bus = await connect(settings.nats_url, name="rb-scheduler")
+    if health is not None:
+        health.add("database", lambda: asyncio.to_thread(select_one, engine))
+        health.add("nats", lambda: nats_answers(bus.nc))
     scheduler = Scheduler(bus, settings)
     scheduler.cron.start()
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import Engine, text
 
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services, ServicesDep
 from rb_api.problems import problem_response
+from rb_recorder.db import select_one
 
 router = APIRouter(tags=["health"])
 
@@ -19,11 +19,6 @@ router = APIRouter(tags=["health"])
 @router.get("/health/live", summary="The process is up")
 async def live() -> dict[str, str]:
     return {"status": "ok"}
-
-
-def _select_one(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1")).scalar_one()
 
 
 async def _check_nats(svc: Services) -> str | None:
@@ -39,7 +34,7 @@ async def _check_nats(svc: Services) -> str | None:
 
 async def _check_db(svc: Services) -> str | None:
     try:
-        await asyncio.wait_for(in_thread(_select_one, svc.engine), svc.options.ready_timeout * 2)
+        await asyncio.wait_for(in_thread(select_one, svc.engine), svc.options.ready_timeout * 2)
     except Exception as exc:
         return (
             f"SELECT 1 failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from rb_common.bus import connect
+from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
 from rb_executor.engine import close_plugins
 from rb_executor.service.coordinator import Coordinator
@@ -12,9 +13,11 @@ from rb_executor.service.worker import Worker
 from rb_executor.steps.registry import default_registry
 
 
-async def run_executor(settings: Settings, stop: asyncio.Event) -> None:
+async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
     """The coordinator, plus step workers in the same process unless settings say otherwise."""
     bus = await connect(settings.nats_url, name="rb-executor")
+    if health is not None:
+        health.add("nats", lambda: nats_answers(bus.nc))
     registry = default_registry()
     coordinator = Coordinator(bus)
     jobs = [coordinator.run(stop)]
@@ -34,8 +37,10 @@ async def run_executor(settings: Settings, stop: asyncio.Event) -> None:
         await bus.close()
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+async def run_worker(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
     bus = await connect(settings.nats_url, name="rb-worker")
+    if health is not None:
+        health.add("nats", lambda: nats_answers(bus.nc))
     registry = default_registry()
     try:
         await Worker(bus, settings, registry, concurrency=settings.worker_concurrency).run(stop)

@@ -1,0 +1,48 @@
+"""What a service's readiness depends on: named checks it registers as it comes up.
+
+A service is ready once it has registered at least one check and every check passes; before
+that (still migrating, still connecting) it is alive but not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+
+Check = Callable[[], bool | Awaitable[bool]]
+
+
+class Health:
+    def __init__(self, timeout: float = 2.0) -> None:
+        self.timeout = timeout
+        self.checks: dict[str, Check] = {}
+
+    def add(self, name: str, check: Check) -> None:
+        self.checks[name] = check
+
+    async def status(self) -> tuple[bool, dict[str, str]]:
+        """Whether the service is ready, and each check's result ("ok" or why not)."""
+        results: dict[str, str] = {}
+        for name, check in list(self.checks.items()):
+            try:
+                outcome = check()
+                if inspect.isawaitable(outcome):
+                    outcome = await asyncio.wait_for(outcome, self.timeout)
+                results[name] = "ok" if outcome else "failing"
+            except TimeoutError:
+                results[name] = f"no answer within {self.timeout:g} s"
+            except Exception as exc:
+                results[name] = f"{type(exc).__name__}: {exc}"
+        ready = bool(results) and all(value == "ok" for value in results.values())
+        return ready, results
+
+
+async def nats_answers(nc: Client, timeout: float = 2.0) -> bool:
+    """Connected, and the server answers a round trip."""
+    if not nc.is_connected:
+        return False
+    await nc.flush(timeout=max(1, round(timeout)))
+    return True
