@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import re
 from dataclasses import dataclass
 
 import nats
@@ -16,100 +17,151 @@ from nats.js.errors import APIError, NotFoundError
 from rb_common.events import Event
 from rb_common.ports import ConcurrencyError
 
-EVENTS_STREAM = "RB_EVENTS"
-TRIGGERS_STREAM = "RB_TRIGGERS"
-TASKS_STREAM = "RB_TASKS"
-INBOX_STREAM = "RB_INBOX"
-
 # JetStream's error codes for failed Nats-Expected-Last-Subject-Sequence / -Last-Msg-Id checks.
 WRONG_LAST_SEQUENCE = 10071
 WRONG_LAST_MSG_ID = 10070
 
-
-def exec_subject(execution_id: str) -> str:
-    return f"rb.exec.{execution_id}"
-
-
-def trigger_subject(runbook_id: str) -> str:
-    return f"rb.trigger.{runbook_id}"
-
-
-def task_subject(step_type: str) -> str:
-    return f"rb.task.{step_type}"
-
-
-def result_subject(execution_id: str) -> str:
-    return f"rb.result.{execution_id}"
-
-
-def alert_subject(source: str) -> str:
-    return f"rb.alert.{source}"
-
-
-def control_subject(execution_id: str) -> str:
-    return f"rb.control.{execution_id}"
-
-
-# What JetStream says when a task has been delivered MaxDeliver times and never acknowledged
-# (its workers crashed or were killed each time); kept in RB_INBOX so no coordinator misses it.
-LOST_TASK_ADVISORIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{TASKS_STREAM}.*"
-
-
 DAY = 86_400.0
+DEFAULT_NAMESPACE = "rb"
+NAMESPACE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
-# Limits retention everywhere (not work queues): consumers may overlap (several executors,
-# tests, tools reading the same subjects) and acknowledged messages simply age out.
-STREAMS = [
-    # The record: one subject per execution, kept, deduplicated by event id.
-    StreamConfig(
-        name=EVENTS_STREAM,
-        subjects=["rb.exec.*"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        duplicate_window=600.0,
-        allow_direct=True,
-    ),
-    # Requests to start executions; a long window so cron fires and alerts dedupe.
-    StreamConfig(
-        name=TRIGGERS_STREAM,
-        subjects=["rb.trigger.*", "rb.alert.*"],
-        retention=RetentionPolicy.LIMITS,
-        max_age=7 * DAY,
-        storage=StorageType.FILE,
-        duplicate_window=3600.0,
-    ),
-    # Step attempts for workers.
-    StreamConfig(
-        name=TASKS_STREAM,
-        subjects=["rb.task.*"],
-        retention=RetentionPolicy.LIMITS,
-        max_age=DAY,
-        storage=StorageType.FILE,
-        duplicate_window=3600.0,
-    ),
-    # What the coordinator consumes besides triggers: worker outcomes, operator commands and
-    # tasks no worker could finish.
-    StreamConfig(
-        name=INBOX_STREAM,
-        subjects=["rb.result.*", "rb.control.*", LOST_TASK_ADVISORIES],
-        retention=RetentionPolicy.LIMITS,
-        max_age=DAY,
-        storage=StorageType.FILE,
-        duplicate_window=600.0,
-    ),
-]
+
+@dataclass(frozen=True)
+class Names:
+    """Every stream, subject, durable, KV bucket and core subject of one stack, under its namespace
+    (`RB_NAMESPACE`, default `rb`): stacks and test sessions sharing a NATS server never see each
+    other. The one source of truth for the layout; nothing else spells a subject."""
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(NAMESPACE_PATTERN, self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} must match {NAMESPACE_PATTERN}")
+
+    # -- streams --------------------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return self.namespace.upper().replace("-", "_")
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.prefix}_EVENTS"
+
+    @property
+    def triggers_stream(self) -> str:
+        return f"{self.prefix}_TRIGGERS"
+
+    @property
+    def tasks_stream(self) -> str:
+        return f"{self.prefix}_TASKS"
+
+    @property
+    def inbox_stream(self) -> str:
+        return f"{self.prefix}_INBOX"
+
+    # -- subjects -------------------------------------------------------------------------------
+    def exec_subject(self, execution_id: str) -> str:
+        return f"{self.namespace}.exec.{execution_id}"
+
+    def trigger_subject(self, runbook_id: str) -> str:
+        return f"{self.namespace}.trigger.{runbook_id}"
+
+    def task_subject(self, step_type: str) -> str:
+        return f"{self.namespace}.task.{step_type}"
+
+    def result_subject(self, execution_id: str) -> str:
+        return f"{self.namespace}.result.{execution_id}"
+
+    def alert_subject(self, source: str) -> str:
+        return f"{self.namespace}.alert.{source}"
+
+    def control_subject(self, execution_id: str) -> str:
+        return f"{self.namespace}.control.{execution_id}"
+
+    def all_of(self, kind: str) -> str:
+        """The wildcard over one kind of subject: `all_of("exec")` = `rb.exec.*`."""
+        return f"{self.namespace}.{kind}.*"
+
+    # Core NATS (not stored): step cancellations to workers, push consumers' deliveries.
+    def cancel_subject(self, execution_id: str, step_id: str) -> str:
+        return f"{self.namespace}.cancel.{execution_id}.{step_id}"
+
+    @property
+    def all_cancels(self) -> str:
+        return f"{self.namespace}.cancel.>"
+
+    def deliver_subject(self, durable: str) -> str:
+        return f"{self.namespace}.deliver.{durable}"
+
+    @property
+    def lost_task_advisories(self) -> str:
+        """What JetStream says when a task has been delivered MaxDeliver times and never
+        acknowledged (its workers crashed or were killed each time); kept in the inbox stream so
+        no coordinator misses it."""
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.tasks_stream}.*"
+
+    # -- layout ---------------------------------------------------------------------------------
+    def streams(self) -> list[StreamConfig]:
+        # Limits retention everywhere (not work queues): consumers may overlap (several
+        # executors, tests, tools reading the same subjects) and acknowledged messages age out.
+        return [
+            # The record: one subject per execution, kept, deduplicated by event id.
+            StreamConfig(
+                name=self.events_stream,
+                subjects=[self.all_of("exec")],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=600.0,
+                allow_direct=True,
+            ),
+            # Requests to start executions; a long window so cron fires and alerts dedupe.
+            StreamConfig(
+                name=self.triggers_stream,
+                subjects=[self.all_of("trigger"), self.all_of("alert")],
+                retention=RetentionPolicy.LIMITS,
+                max_age=7 * DAY,
+                storage=StorageType.FILE,
+                duplicate_window=TRIGGER_DEDUPE_WINDOW,
+            ),
+            # Step attempts for workers.
+            StreamConfig(
+                name=self.tasks_stream,
+                subjects=[self.all_of("task")],
+                retention=RetentionPolicy.LIMITS,
+                max_age=DAY,
+                storage=StorageType.FILE,
+                duplicate_window=3600.0,
+            ),
+            # What the coordinator consumes besides triggers: worker outcomes, operator commands
+            # and tasks no worker could finish.
+            StreamConfig(
+                name=self.inbox_stream,
+                subjects=[self.all_of("result"), self.all_of("control"), self.lost_task_advisories],
+                retention=RetentionPolicy.LIMITS,
+                max_age=DAY,
+                storage=StorageType.FILE,
+                duplicate_window=600.0,
+            ),
+        ]
+
+
+TRIGGER_DEDUPE_WINDOW = 3600.0
+DEFAULT_NAMES = Names()
 
 
 @dataclass
 class Bus:
     nc: Client
     js: JetStreamContext
+    names: Names = DEFAULT_NAMES
 
     async def close(self) -> None:
         await self.nc.drain()
 
 
-async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
+async def connect(
+    url: str, *, name: str, namespace: str = DEFAULT_NAMESPACE, connect_timeout: float = 5.0
+) -> Bus:
     nc = await nats.connect(
         url,
         name=name,
@@ -119,14 +171,15 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
         allow_reconnect=True,
     )
     js = nc.jetstream(timeout=10.0)
-    await ensure_streams(js)
-    return Bus(nc, js)
+    names = Names(namespace)
+    await ensure_streams(js, names)
+    return Bus(nc, js, names)
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+async def ensure_streams(js: JetStreamContext, names: Names = DEFAULT_NAMES) -> None:
     """Create the streams, or bring their config up to date. An operator's higher replica count
     (e.g. `nats stream edit RB_EVENTS --replicas 3` on a cluster) is kept, never reduced."""
-    for config in STREAMS:
+    for config in names.streams():
         assert config.name
         try:
             info = await js.stream_info(config.name)
@@ -138,15 +191,15 @@ async def ensure_streams(js: JetStreamContext) -> None:
         await js.update_stream(wanted)
 
 
-async def append_event(js: JetStreamContext, event: Event, expected_last_subject_seq: int) -> int:
+async def append_event(bus: Bus, event: Event, expected_last_subject_seq: int) -> int:
     """Append to the execution's subject iff its last stream sequence is the expected one."""
     return _checked(
-        await _publish_event(js, event, expected_last_subject_seq=expected_last_subject_seq), event
+        await _publish_event(bus, event, expected_last_subject_seq=expected_last_subject_seq), event
     )
 
 
 async def append_events(
-    js: JetStreamContext, events: list[Event], expected_last_subject_seq: int, *, pipelined: bool = True
+    bus: Bus, events: list[Event], expected_last_subject_seq: int, *, pipelined: bool = True
 ) -> int:
     """Append `events` in order, as one writer: the first iff the subject's last sequence is the
     expected one, each next one iff it directly follows the one before. Returns the last sequence.
@@ -161,15 +214,15 @@ async def append_events(
     if not pipelined or len(events) == 1:
         last = expected_last_subject_seq
         for event in events:
-            last = await append_event(js, event, last)
+            last = await append_event(bus, event, last)
         return last
     sends = [
         asyncio.ensure_future(
-            _publish_event(js, events[0], expected_last_subject_seq=expected_last_subject_seq)
+            _publish_event(bus, events[0], expected_last_subject_seq=expected_last_subject_seq)
         )
     ]
     sends += [
-        asyncio.ensure_future(_publish_event(js, event, expected_last_msg_id=previous.id))
+        asyncio.ensure_future(_publish_event(bus, event, expected_last_msg_id=previous.id))
         for previous, event in itertools.pairwise(events)
     ]
     acks = await asyncio.gather(*sends, return_exceptions=True)
@@ -178,7 +231,7 @@ async def append_events(
         if isinstance(ack, APIError) and ack.err_code == WRONG_LAST_MSG_ID and index > 0:
             # Interleaved with another execution's event: nothing from here on was stored.
             for rest in events[index:]:
-                last = await append_event(js, rest, last)
+                last = await append_event(bus, rest, last)
             return last
         if isinstance(ack, BaseException):
             raise ack
@@ -187,7 +240,7 @@ async def append_events(
 
 
 async def _publish_event(
-    js: JetStreamContext,
+    bus: Bus,
     event: Event,
     *,
     expected_last_subject_seq: int | None = None,
@@ -199,8 +252,11 @@ async def _publish_event(
     if expected_last_msg_id is not None:
         headers["Nats-Expected-Last-Msg-Id"] = expected_last_msg_id
     try:
-        return await js.publish(
-            exec_subject(event.execution_id), event.to_json().encode(), headers=headers, stream=EVENTS_STREAM
+        return await bus.js.publish(
+            bus.names.exec_subject(event.execution_id),
+            event.to_json().encode(),
+            headers=headers,
+            stream=bus.names.events_stream,
         )
     except APIError as exc:
         if exc.err_code == WRONG_LAST_SEQUENCE:
@@ -214,22 +270,25 @@ def _checked(ack: PubAck, event: Event) -> int:
     return ack.seq
 
 
-async def last_subject_seq(js: JetStreamContext, execution_id: str) -> int:
+async def last_subject_seq(bus: Bus, execution_id: str) -> int:
     """Stream sequence of the execution's last event (0 if it has none)."""
     try:
-        last = await js.get_last_msg(EVENTS_STREAM, exec_subject(execution_id), direct=True)
+        last = await bus.js.get_last_msg(
+            bus.names.events_stream, bus.names.exec_subject(execution_id), direct=True
+        )
     except NotFoundError:
         return 0
     return last.seq or 0
 
 
 async def read_execution(
-    js: JetStreamContext, execution_id: str, timeout: float = 10.0
+    bus: Bus, execution_id: str, timeout: float = 10.0
 ) -> list[tuple[Event, int]]:
     """Every event of an execution with its stream sequence, oldest first ([] if none)."""
-    subject = exec_subject(execution_id)
+    js = bus.js
+    subject = bus.names.exec_subject(execution_id)
     try:
-        last = await js.get_last_msg(EVENTS_STREAM, subject)
+        last = await js.get_last_msg(bus.names.events_stream, subject)
     except NotFoundError:
         return []
     last_seq = last.seq or 0

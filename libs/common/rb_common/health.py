@@ -19,6 +19,9 @@ class Health:
     def __init__(self, timeout: float = 2.0) -> None:
         self.timeout = timeout
         self.checks: dict[str, Check] = {}
+        # A check that has not answered is not started again until it does: a hung database
+        # must not pile up a blocked thread per probe.
+        self._pending: dict[str, asyncio.Future[bool]] = {}
 
     def add(self, name: str, check: Check) -> None:
         self.checks[name] = check
@@ -28,16 +31,26 @@ class Health:
         results: dict[str, str] = {}
         for name, check in list(self.checks.items()):
             try:
-                outcome = check()
-                if inspect.isawaitable(outcome):
-                    outcome = await asyncio.wait_for(outcome, self.timeout)
-                results[name] = "ok" if outcome else "failing"
+                results[name] = "ok" if await self._run(name, check) else "failing"
             except TimeoutError:
                 results[name] = f"no answer within {self.timeout:g} s"
             except Exception as exc:
                 results[name] = f"{type(exc).__name__}: {exc}"
         ready = bool(results) and all(value == "ok" for value in results.values())
         return ready, results
+
+    async def _run(self, name: str, check: Check) -> bool:
+        pending = self._pending.get(name)
+        if pending is None:
+            outcome = check()
+            if not inspect.isawaitable(outcome):
+                return outcome
+            pending = self._pending[name] = asyncio.ensure_future(outcome)
+        await asyncio.wait([pending], timeout=self.timeout)
+        if not pending.done():
+            raise TimeoutError
+        del self._pending[name]
+        return pending.result()
 
 
 async def nats_answers(nc: Client, timeout: float = 2.0) -> bool:

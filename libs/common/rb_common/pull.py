@@ -6,10 +6,11 @@ outstanding for up to `capacity` messages, each message is handed to its own tas
 arrives, and the request credit is topped up as handlers finish, as the newer NATS clients'
 `consume()` does.
 
-Credit is tracked per request: a request is spent when its batch has been delivered, ends when
-the server says it expired (408) or was refused (409), and is forgotten after its deadline in
-case the server's word was lost (e.g. across a reconnect), so a lost request costs at most
-`expires` seconds of idleness, never a stuck consumer.
+Credit is tracked per request, each with a reply subject of its own (the server interleaves
+deliveries between outstanding requests): a request is spent when its batch has been delivered,
+ends when the server says it expired (408) or was refused (409), and is forgotten after its
+deadline in case the server's word was lost (e.g. across a reconnect), so a lost request costs
+at most `expires` seconds of idleness, never a stuck consumer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +67,9 @@ class PullFeed:
         self.expires = expires
         self.api_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.inbox = nc.new_inbox()
-        self.requests: deque[_Request] = deque()
+        self.requests: dict[str, _Request] = {}  # by reply subject
+        self._next_request = 0
+        self.stopping = False
         self.heartbeat = heartbeat
         self.drain = drain
         # Each running handler's message and when JetStream last heard of it.
@@ -77,12 +79,12 @@ class PullFeed:
 
     @property
     def credit(self) -> int:
-        return sum(request.remaining for request in self.requests)
+        return sum(request.remaining for request in self.requests.values())
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self.nc.subscribe(self.inbox, cb=self._on_message)
+        sub = await self.nc.subscribe(f"{self.inbox}.*", cb=self._on_message)
+        tick = min(1.0, self.expires / 2, self.heartbeat or 1.0)
         try:
-            tick = min(1.0, self.expires / 2, self.heartbeat or 1.0)
             while not stop.is_set():
                 self._forget_expired()
                 await self._beat()
@@ -90,20 +92,26 @@ class PullFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=tick)
         finally:
+            await self._stop(sub, tick)
+
+    async def _stop(self, sub: Any, tick: float) -> None:
+        self.stopping = True  # from here on, arriving messages are handed back, not handled
+        with contextlib.suppress(Exception):
+            await sub.drain()
+        running = set(self.inflight)
+        deadline = time.monotonic() + self.drain
+        while running and time.monotonic() < deadline:
+            _, running = await asyncio.wait(running, timeout=min(tick, deadline - time.monotonic()))
+            await self._beat()  # the drain may outlast AckWait
+        messages = [self.inflight[task][0] for task in running if task in self.inflight]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        # Handed back at once rather than after AckWait, oldest first: another consumer takes
+        # them now, in order. (A message its handler acknowledged just before is not affected.)
+        for msg in sorted(messages, key=_stream_seq):
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-            running = set(self.inflight)
-            if running and self.drain > 0:
-                _, running = await asyncio.wait(running, timeout=self.drain)
-            messages = [self.inflight[task][0] for task in running if task in self.inflight]
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            # Handed back at once rather than after AckWait: another consumer takes them now.
-            # (A message its handler acknowledged just before is not affected.)
-            for msg in messages:
-                with contextlib.suppress(Exception):
-                    await msg.nak()
+                await msg.nak()
 
     async def _beat(self) -> None:
         """In-progress acks for handlers running longer than the heartbeat: AckWait only runs out
@@ -118,16 +126,25 @@ class PullFeed:
                     await msg.in_progress()
 
     async def _on_message(self, msg: Msg) -> None:
+        request = self.requests.get(msg.subject)
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
-            self._delivered()
+            if request is not None:
+                request.remaining -= 1
+                if request.remaining <= 0:
+                    del self.requests[msg.subject]
+            if self.stopping or len(self.inflight) >= self.capacity:
+                # Asked for before a stop, or by a request the feed had given up on.
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                return
             task = asyncio.create_task(self.handler(msg))
             self.inflight[task] = (msg, time.monotonic())
             task.add_done_callback(self._finished)
             return
         if status == HEARTBEAT:
             return
-        self._ended(msg)
+        self.requests.pop(msg.subject, None)
         if status in (REQUEST_TIMEOUT, NO_MESSAGES):
             await self._top_up()  # a request ran its course: renew it at once
         else:
@@ -139,28 +156,11 @@ class PullFeed:
                 msg.headers.get("Description", "") if msg.headers else "",
             )
 
-    def _delivered(self) -> None:
-        # The server serves pull requests in the order it received them.
-        if self.requests:
-            self.requests[0].remaining -= 1
-            if self.requests[0].remaining <= 0:
-                self.requests.popleft()
-
-    def _ended(self, msg: Msg) -> None:
-        """A request the server has closed: the one whose undelivered count it reports, else
-        the oldest."""
-        pending = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
-        for request in self.requests:
-            if pending is not None and str(request.remaining) == pending:
-                self.requests.remove(request)
-                return
-        if self.requests:
-            self.requests.popleft()
-
     def _forget_expired(self) -> None:
         now = time.monotonic() - EXPIRY_GRACE
-        while self.requests and self.requests[0].deadline < now:
-            self.requests.popleft()
+        for subject, request in list(self.requests.items()):
+            if request.deadline < now:
+                del self.requests[subject]
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.inflight.pop(task, None)
@@ -174,15 +174,25 @@ class PullFeed:
         """Ask for what the free capacity allows, once enough of it is free to be worth a
         request (a quarter), or at once when nothing at all is requested."""
         self._top_up_scheduled = False
+        if self.stopping:
+            return
         want = self.capacity - len(self.inflight) - self.credit
         if want <= 0 or (self.requests and want < max(1, self.capacity // 4)):
             return
-        request = _Request(remaining=want, deadline=time.monotonic() + self.expires)
-        self.requests.append(request)
+        self._next_request += 1
+        reply = f"{self.inbox}.{self._next_request}"
+        self.requests[reply] = _Request(remaining=want, deadline=time.monotonic() + self.expires)
         self.requested += 1
         payload = orjson.dumps({"batch": want, "expires": int(self.expires * 1e9)})
         try:
-            await self.nc.publish(self.api_subject, payload, reply=self.inbox)
+            await self.nc.publish(self.api_subject, payload, reply=reply)
         except Exception:
-            self.requests.remove(request)
+            self.requests.pop(reply, None)
             log.warning("pull request failed; retrying", exc_info=True)
+
+
+def _stream_seq(msg: Msg) -> int:
+    try:
+        return msg.metadata.sequence.stream
+    except Exception:
+        return 0

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     home: Path = Path(".rb")
     runbooks_dir: Path = Path("runbooks")
     nats_url: str = "nats://127.0.0.1:4222"
+    # Prefixes every stream, subject, durable and KV bucket: stacks and test sessions that share
+    # a NATS server never see each other (`rb` keeps the names RB_EVENTS, rb.exec.<id>, ...).
+    namespace: str = Field(default="rb", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     database_url: str | None = None
     api_addr: str = "127.0.0.1:8080"
     # Where `rb serve executor|worker|recorder|scheduler|notifier` answer /health/live and
