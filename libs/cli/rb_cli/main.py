@@ -463,7 +463,7 @@ def _publish_event(path: Path, settings: Settings) -> None:
 
     from pydantic import ValidationError
 
-    from rb_common.bus import TRIGGERS_STREAM, alert_subject, connect
+    from rb_common.bus import connect
     from rb_common.messages import AlertEvent
 
     data = _read_mapping(path)
@@ -476,13 +476,13 @@ def _publish_event(path: Path, settings: Settings) -> None:
         raise RbError(f"{path}: {'.'.join(map(str, err['loc'])) or '(document)'}: {err['msg']}") from None
 
     async def publish() -> bool:
-        bus = await connect(settings.nats_url, name="rb-cli", connect_timeout=3)
+        bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-cli", connect_timeout=3)
         try:
             ack = await bus.js.publish(
-                alert_subject(alert.source),
+                bus.names.alert_subject(alert.source),
                 alert.encode(),
                 headers={"Nats-Msg-Id": f"{alert.source}:{alert.dedupe_id}"},
-                stream=TRIGGERS_STREAM,
+                stream=bus.names.triggers_stream,
             )
             return bool(ack.duplicate)
         finally:

@@ -15,12 +15,12 @@ from rb_common.settings import Settings
 from rb_executor.eventlog import FileEventStore
 
 
-async def _from_nats(url: str, execution_id: str) -> list[Event]:
+async def _from_nats(url: str, namespace: str, execution_id: str) -> list[Event]:
     from rb_common.bus import connect, read_execution
 
-    bus = await connect(url, name="rb-cli", connect_timeout=2)
+    bus = await connect(url, namespace=namespace, name="rb-cli", connect_timeout=2)
     try:
-        return [event for event, _ in await read_execution(bus.js, execution_id, timeout=5)]
+        return [event for event, _ in await read_execution(bus, execution_id, timeout=5)]
     finally:
         await bus.close()
 
@@ -52,7 +52,7 @@ def load_events(ref: str, settings: Settings, source: str = "auto") -> tuple[lis
                 raise
     if source in ("auto", "nats") and answers(settings.nats_url):
         with contextlib.suppress(Exception):
-            events = asyncio.run(_from_nats(settings.nats_url, ref))
+            events = asyncio.run(_from_nats(settings.nats_url, settings.namespace, ref))
             if events:
                 return events, f"JetStream {settings.nats_url}"
     if source in ("auto", "db"):

@@ -52,7 +52,7 @@ def create_app(
             await in_thread(migrate, db)
             nats_bus = bus
             if nats_bus is None:
-                nats_bus = await connect(settings.nats_url, name="rb-api")
+                nats_bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-api")
                 stack.push_async_callback(nats_bus.close)
             app.state.services = Services(settings, db, nats_bus, metrics, opts)
             log.info("rb api ready (database %s, NATS %s)", db.url.render_as_string(), settings.nats_url)

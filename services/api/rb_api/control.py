@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rb_api.problems import ProblemError
-from rb_common.bus import INBOX_STREAM, Bus, control_subject
+from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_common.messages import ControlCommand
 
@@ -38,10 +38,10 @@ def build_command(execution_id: str, action: str, actor: str, body: ControlBody 
 async def publish_command(bus: Bus, command: ControlCommand, msg_id: str | None = None) -> None:
     try:
         await bus.js.publish(
-            control_subject(command.execution_id),
+            bus.names.control_subject(command.execution_id),
             command.encode(),
             headers={"Nats-Msg-Id": msg_id or uuid.uuid4().hex},
-            stream=INBOX_STREAM,
+            stream=bus.names.inbox_stream,
             timeout=5.0,
         )
     except Exception as exc:

@@ -36,7 +36,7 @@ def check_id(execution_id: str) -> None:
 async def bus_events(svc: Services, execution_id: str) -> list[Event]:
     """The execution's events from its subject ([] if it has none)."""
     try:
-        recorded = await read_execution(svc.bus.js, execution_id, timeout=svc.options.bus_read_timeout)
+        recorded = await read_execution(svc.bus, execution_id, timeout=svc.options.bus_read_timeout)
     except Exception as exc:
         log.warning("cannot read execution %s from NATS: %s", execution_id, exc)
         raise ProblemError(

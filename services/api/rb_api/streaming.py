@@ -24,7 +24,6 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from rb_api.deps import Services
-from rb_common.bus import exec_subject
 from rb_common.events import TERMINAL_EVENTS, Event
 
 log = logging.getLogger("rb_api")
@@ -54,7 +53,7 @@ class ExecutionStream:
     async def open(cls, svc: Services, execution_id: str, wait: float) -> ExecutionStream:
         """Subscribe; wait up to `wait` seconds for the first message (0: do not wait)."""
         sub = await svc.bus.js.subscribe(
-            exec_subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            svc.bus.names.exec_subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
         )
         first: Msg | None = None
         if wait > 0:

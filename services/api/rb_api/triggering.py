@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from rb_api.dbutil import utcnow
 from rb_api.problems import ProblemError
 from rb_api.registry import DEPRECATED, Current
-from rb_common.bus import STREAMS, TRIGGERS_STREAM, Bus, trigger_subject
+from rb_common.bus import TRIGGER_DEDUPE_WINDOW, Bus
 from rb_common.messages import TriggerRequest
 from rb_common.model import Runbook
 from rb_common.params import ParamsError, resolve_params
@@ -32,7 +32,7 @@ from rb_recorder.tables import idempotency_keys
 log = logging.getLogger("rb_api")
 
 MAX_KEY_LENGTH = 200
-_TRIGGER_WINDOW = next(c.duplicate_window or 120.0 for c in STREAMS if c.name == TRIGGERS_STREAM)
+_TRIGGER_WINDOW = TRIGGER_DEDUPE_WINDOW
 # A repeated key re-publishes (deduplicated by JetStream) only well inside the duplicate window,
 # so a first attempt that stored the key but never published still gets its trigger out.
 REPUBLISH_WITHIN = timedelta(seconds=_TRIGGER_WINDOW * 0.9)
@@ -169,10 +169,10 @@ async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) ->
     """Publish to rb.trigger.<runbook_id>; True if JetStream stored it, False if it was a duplicate."""
     try:
         ack = await bus.js.publish(
-            trigger_subject(runbook_id),
+            bus.names.trigger_subject(runbook_id),
             request.encode(),
             headers={"Nats-Msg-Id": request.execution_id},
-            stream=TRIGGERS_STREAM,
+            stream=bus.names.triggers_stream,
             timeout=5.0,
         )
     except Exception as exc:

@@ -95,7 +95,8 @@ class NotifierConfig:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     # The durable JetStream consumer.
     consumer: str = "notifier"
-    filter_subject: str = "rb.exec.*"
+    namespace: str = "rb"
+    filter_subject: str | None = None  # default: every execution of the namespace
     deliver_all: bool = False  # a NEW consumer starts with new events unless this is set
     ack_wait: float = 60.0
     max_in_flight: int = 64
@@ -136,7 +137,8 @@ class NotifierConfig:
             public_url=(get("public_url") or "").rstrip("/") or None,
             secrets=tuple(dict.fromkeys(secrets)),
             consumer=get("notifier_consumer", "notifier"),
-            filter_subject=get("notifier_filter_subject", "rb.exec.*"),
+            namespace=settings.namespace,
+            filter_subject=get("notifier_filter_subject"),
             deliver_all=str(get("notifier_deliver", "new")).lower() == "all",
             ack_wait=float(get("notifier_ack_wait", 60.0)),
             max_in_flight=int(get("notifier_max_in_flight", 64)),

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
@@ -68,11 +67,12 @@ NOTIFICATION_TYPES = {SENT, FAILED}
 RECORD_ATTEMPTS = 5
 
 
-async def read_outcomes(js: JetStreamContext, execution_id: str, timeout: float = 10.0) -> list[StepOutcome]:
+async def read_outcomes(bus: nats_bus.Bus, execution_id: str, timeout: float = 10.0) -> list[StepOutcome]:
     """The outcomes published to rb.result.<execution_id> that are still in the inbox stream."""
-    subject = nats_bus.result_subject(execution_id)
+    js = bus.js
+    subject = bus.names.result_subject(execution_id)
     try:
-        last = await js.get_last_msg(nats_bus.INBOX_STREAM, subject)
+        last = await js.get_last_msg(bus.names.inbox_stream, subject)
     except NotFoundError:
         return []
     last_seq = last.seq or 0
@@ -94,7 +94,7 @@ class Notifier:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        bus: nats_bus.Bus,
         config: NotifierConfig,
         *,
         slack: SlackSender | None = None,
@@ -104,7 +104,8 @@ class Notifier:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         memory: int = 50_000,
     ) -> None:
-        self.js = js
+        self.bus = bus
+        self.js = bus.js
         self.config = config
         self.slack = slack
         self.email = email
@@ -126,7 +127,7 @@ class Notifier:
         if self.config.max_event_age and age > self.config.max_event_age:
             log.info("not announcing %s of %s: %.0fs old", event.type, event.execution_id, age)
             return
-        events = [e for e, _ in await nats_bus.read_execution(self.js, event.execution_id)]
+        events = [e for e, _ in await nats_bus.read_execution(self.bus, event.execution_id)]
         # The execution as it stood at this event: everything up to it in stream order.
         position = next((i for i, e in enumerate(events) if e.id == event.id), None)
         history = (
@@ -172,7 +173,7 @@ class Notifier:
         """What the record says was sent: the execution's notification events, then the outcomes
         published but not yet appended by the coordinator."""
         records = [(str(e.type), e.data) for e in events if e.type in NOTIFICATION_TYPES]
-        records += [(o.type, o.data) for o in await read_outcomes(self.js, execution_id)]
+        records += [(o.type, o.data) for o in await read_outcomes(self.bus, execution_id)]
         return ledger_from(records)
 
     async def _notify(
@@ -269,10 +270,10 @@ class Notifier:
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 await self.js.publish(
-                    nats_bus.result_subject(execution_id),
+                    self.bus.names.result_subject(execution_id),
                     outcome.encode(),
                     headers=headers,
-                    stream=nats_bus.INBOX_STREAM,
+                    stream=self.bus.names.inbox_stream,
                 )
                 return
             except Exception:
@@ -285,10 +286,12 @@ class Notifier:
         return str(mask(text, self.config.secrets))
 
 
-def _consumer_config(config: NotifierConfig, name: str, deliver: DeliverPolicy) -> ConsumerConfig:
+def _consumer_config(
+    config: NotifierConfig, names: nats_bus.Names, name: str, deliver: DeliverPolicy
+) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=name,
-        filter_subject=config.filter_subject,
+        filter_subject=config.filter_subject or names.all_of("exec"),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=deliver,
         ack_wait=config.ack_wait,
@@ -297,16 +300,17 @@ def _consumer_config(config: NotifierConfig, name: str, deliver: DeliverPolicy) 
     )
 
 
-async def ensure_consumer(js: JetStreamContext, config: NotifierConfig, name: str) -> None:
+async def ensure_consumer(bus: nats_bus.Bus, config: NotifierConfig, name: str) -> None:
     """Create the durable consumer, or bring an existing one's settings up to date (keeping
     where it starts, which cannot change)."""
+    js, stream = bus.js, bus.names.events_stream
     try:
-        info = await js.consumer_info(nats_bus.EVENTS_STREAM, name)
+        info = await js.consumer_info(stream, name)
     except NotFoundError:
         deliver = DeliverPolicy.ALL if config.deliver_all else DeliverPolicy.NEW
     else:
         deliver = info.config.deliver_policy or DeliverPolicy.ALL
-    await js.add_consumer(nats_bus.EVENTS_STREAM, _consumer_config(config, name, deliver))
+    await js.add_consumer(stream, _consumer_config(config, bus.names, name, deliver))
 
 
 async def process_message(notifier: Notifier, msg: Msg) -> None:
@@ -370,7 +374,7 @@ async def serve(
     health: Health | None = None,
 ) -> None:
     name = consumer or config.consumer
-    bus = await nats_bus.connect(nats_url, name=f"rb-notifier-{name}")
+    bus = await nats_bus.connect(nats_url, namespace=config.namespace, name=f"rb-notifier-{name}")
     if health is not None:
         health.add("nats", lambda: nats_answers(bus.nc))
     slack = (
@@ -381,18 +385,18 @@ async def serve(
     email = EmailSender(config.smtp, config.notify_from) if config.smtp else None
     webhook = WebhookSender(timeout=config.send_timeout)
     try:
-        await ensure_consumer(bus.js, config, name)
-        notifier = Notifier(bus.js, config, slack=slack, email=email, webhook=webhook)
+        await ensure_consumer(bus, config, name)
+        notifier = Notifier(bus, config, slack=slack, email=email, webhook=webhook)
         log.info(
             "rb-notifier ready: consumer %s on %s (slack %s, email %s)",
             name,
-            config.filter_subject,
+            config.filter_subject or bus.names.all_of("exec"),
             "on" if slack else "off",
             config.smtp.describe() if config.smtp else "off",
         )
         feed = PullFeed(
             bus.nc,
-            nats_bus.EVENTS_STREAM,
+            bus.names.events_stream,
             name,
             InOrder(notifier),
             capacity=config.max_in_flight,

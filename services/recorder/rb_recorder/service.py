@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from rb_common.bus import EVENTS_STREAM, connect
+from rb_common.bus import Bus, connect
 from rb_common.events import Event
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
@@ -30,7 +30,6 @@ from rb_recorder.recorder import Recorder, SequenceGap
 
 log = logging.getLogger(__name__)
 
-ALL_EXECUTIONS = "rb.exec.*"
 ACK_WAIT_SECONDS = 30.0
 MAX_ACK_PENDING = 1000
 
@@ -62,7 +61,7 @@ def consumer_config(consumer: str, subjects: Sequence[str], deliver: str = "all"
 
 
 async def ensure_consumer(
-    js: JetStreamContext, recorder: Recorder, consumer: str, subjects: Sequence[str], deliver: str = "all"
+    bus: Bus, recorder: Recorder, consumer: str, subjects: Sequence[str], deliver: str = "all"
 ) -> JetStreamContext.PullSubscription:
     """Bind to the durable consumer, creating it if needed.
 
@@ -70,8 +69,9 @@ async def ensure_consumer(
     database behind an old consumer), the consumer is recreated to deliver the stream from the
     start: applying is idempotent, and otherwise those events would never reach this database.
     """
+    js, stream = bus.js, bus.names.events_stream
     try:
-        info = await js.consumer_info(EVENTS_STREAM, consumer)
+        info = await js.consumer_info(stream, consumer)
     except NotFoundError:
         info = None
     if info is not None:
@@ -84,14 +84,14 @@ async def ensure_consumer(
                 consumer,
                 floor,
                 applied,
-                EVENTS_STREAM,
+                stream,
             )
-            await js.delete_consumer(EVENTS_STREAM, consumer)
+            await js.delete_consumer(stream, consumer)
             info = None
     if info is None:
-        await js.add_consumer(EVENTS_STREAM, consumer_config(consumer, subjects, deliver))
-        log.info("created durable consumer %s on %s (%s)", consumer, EVENTS_STREAM, ", ".join(subjects))
-    return await js.pull_subscribe_bind(durable=consumer, stream=EVENTS_STREAM)
+        await js.add_consumer(stream, consumer_config(consumer, subjects, deliver))
+        log.info("created durable consumer %s on %s (%s)", consumer, stream, ", ".join(subjects))
+    return await js.pull_subscribe_bind(durable=consumer, stream=stream)
 
 
 async def handle_message(msg: Msg, recorder: Recorder, blocked: set[str]) -> None:
@@ -149,7 +149,7 @@ async def consume(
         except TimeoutError:  # nothing to fetch (nats raises both its own and asyncio's)
             continue
         except nats.errors.Error as exc:
-            log.warning("fetch from %s failed, retrying: %r", EVENTS_STREAM, exc)
+            log.warning("fetch from the events stream failed, retrying: %r", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             continue
@@ -157,7 +157,7 @@ async def consume(
             await handle_batch(msgs, recorder)
         except nats.errors.Error as exc:
             # Ack/NAK lost (connection trouble): the messages come back after the ack wait.
-            log.warning("could not acknowledge messages on %s: %r", EVENTS_STREAM, exc)
+            log.warning("could not acknowledge messages on the events stream: %r", exc)
 
 
 async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
@@ -214,7 +214,7 @@ async def run_recorder(
     stop: asyncio.Event,
     *,
     consumer: str | None = None,
-    subjects: Sequence[str] = (ALL_EXECUTIONS,),
+    subjects: Sequence[str] | None = None,
     batch_size: int = 100,
     fetch_timeout: float = 1.0,
     engine: Engine | None = None,
@@ -233,15 +233,19 @@ async def run_recorder(
         if not await migrate_when_reachable(db, stop):
             return
         recorder = Recorder(db, consumer=consumer)
-        bus = await connect(settings.nats_url, name="rb-recorder")
+        bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-recorder")
         if health is not None:
             health.add("database", lambda: asyncio.to_thread(select_one, db))
             health.add("nats", lambda: nats_answers(bus.nc))
         try:
             sub = await ensure_consumer(
-                bus.js, recorder, consumer, subjects, deliver=settings.recorder_deliver
+                bus,
+                recorder,
+                consumer,
+                subjects or [bus.names.all_of("exec")],
+                deliver=settings.recorder_deliver,
             )
-            log.info("recorder consuming %s as %s", EVENTS_STREAM, consumer)
+            log.info("recorder consuming %s as %s", bus.names.events_stream, consumer)
             await consume(sub, recorder, stop, batch_size=batch_size, fetch_timeout=fetch_timeout)
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()

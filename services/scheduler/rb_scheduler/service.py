@@ -16,7 +16,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from rb_common.bus import TRIGGERS_STREAM, Bus, connect, trigger_subject
+from rb_common.bus import Bus, connect
 from rb_common.errors import RbError
 from rb_common.health import Health, nats_answers
 from rb_common.messages import AlertEvent, TriggerRequest
@@ -54,10 +54,10 @@ class Scheduler:
         data = RunRequest(runbook=runbook, params=resolved, trigger=trigger, actor=actor).event_data()
         message = TriggerRequest(execution_id=execution_id, actor=actor, data=data)
         ack = await self.bus.js.publish(
-            trigger_subject(runbook.id),
+            self.bus.names.trigger_subject(runbook.id),
             message.encode(),
             headers={"Nats-Msg-Id": execution_id},
-            stream=TRIGGERS_STREAM,
+            stream=self.bus.names.triggers_stream,
         )
         return not ack.duplicate
 
@@ -113,7 +113,7 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
     engine = make_engine(database_url(settings))
     if not await migrate_when_reachable(engine, stop):
         return
-    bus = await connect(settings.nats_url, name="rb-scheduler")
+    bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-scheduler")
     if health is not None:
         health.add("database", lambda: asyncio.to_thread(select_one, engine))
         health.add("nats", lambda: nats_answers(bus.nc))
@@ -138,9 +138,9 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
         await asyncio.gather(
             reload(),
             consume_push(
-                bus.js,
-                TRIGGERS_STREAM,
-                durable_config("trigger-router-q", "rb.alert.*"),
+                bus,
+                bus.names.triggers_stream,
+                durable_config("trigger-router-q", bus.names.all_of("alert")),
                 scheduler.on_alert,
                 stop,
             ),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rb_api.problems import ProblemError
-from rb_common.bus import TRIGGERS_STREAM, Bus, alert_subject
+from rb_common.bus import Bus
 from rb_common.messages import AlertEvent
 
 log = logging.getLogger("rb_api")
@@ -51,10 +51,10 @@ async def publish_alerts(bus: Bus, events: list[AlertEvent]) -> Outcome:
     async def one(event: AlertEvent) -> bool:
         async with gate:
             ack = await bus.js.publish(
-                alert_subject(event.source),
+                bus.names.alert_subject(event.source),
                 event.encode(),
                 headers={"Nats-Msg-Id": msg_id(event)},
-                stream=TRIGGERS_STREAM,
+                stream=bus.names.triggers_stream,
                 timeout=PUBLISH_TIMEOUT,
             )
         return bool(ack.duplicate)

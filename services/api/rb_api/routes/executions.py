@@ -13,7 +13,6 @@ from rb_api.deps import ActorDep, ServicesDep
 from rb_api.problems import ProblemError
 from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
 from rb_api.streaming import SSE_HEADERS, ExecutionStream, parse_last_event_id
-from rb_common.bus import EVENTS_STREAM, exec_subject
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
@@ -76,7 +75,7 @@ async def _known(svc: ServicesDep, execution_id: str) -> bool:
     if await in_thread(projected_execution, svc.engine, execution_id) is not None:
         return True
     try:
-        await svc.bus.js.get_last_msg(EVENTS_STREAM, exec_subject(execution_id))
+        await svc.bus.js.get_last_msg(svc.bus.names.events_stream, svc.bus.names.exec_subject(execution_id))
     except Exception:
         return False
     return True

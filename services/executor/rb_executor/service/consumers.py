@@ -7,8 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from rb_common.bus import Bus
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ async def _handle(handler: Handler, msg: Msg) -> None:
 
 
 async def consume_push(
-    js: JetStreamContext, stream: str, config: ConsumerConfig, handler: Handler, stop: asyncio.Event
+    bus: Bus, stream: str, config: ConsumerConfig, handler: Handler, stop: asyncio.Event
 ) -> None:
     """A durable push consumer shared by every replica through a queue group.
 
@@ -57,10 +58,10 @@ async def consume_push(
     is most of the latency of a step. Each message is handled in its own task; max_ack_pending
     bounds how many are in flight."""
     assert config.durable_name
-    config.deliver_subject = f"rb.deliver.{config.durable_name}"
+    config.deliver_subject = bus.names.deliver_subject(config.durable_name)
     config.deliver_group = config.durable_name
     config.flow_control = None
-    await js.add_consumer(stream, config)
+    await bus.js.add_consumer(stream, config)
     inflight: set[asyncio.Task[None]] = set()
 
     async def on_message(msg: Msg) -> None:
@@ -68,7 +69,7 @@ async def consume_push(
         inflight.add(task)
         task.add_done_callback(inflight.discard)
 
-    sub = await js._nc.subscribe(config.deliver_subject, queue=config.deliver_group, cb=on_message)
+    sub = await bus.nc.subscribe(config.deliver_subject, queue=config.deliver_group, cb=on_message)
     try:
         await stop.wait()
     finally:

@@ -74,33 +74,33 @@ class Coordinator:
         self.writing = 0  # appends in flight, over all executions
 
     async def run(self, stop: asyncio.Event) -> None:
-        js = self.bus.js
+        bus, names = self.bus, self.bus.names
         await asyncio.gather(
             consume_push(
-                js,
-                nats_bus.TRIGGERS_STREAM,
-                durable_config(f"{self.consumer_prefix}-triggers-q", "rb.trigger.*"),
+                bus,
+                names.triggers_stream,
+                durable_config(f"{self.consumer_prefix}-triggers-q", names.all_of("trigger")),
                 self.on_trigger,
                 stop,
             ),
             consume_push(
-                js,
-                nats_bus.INBOX_STREAM,
-                durable_config(f"{self.consumer_prefix}-results-q", "rb.result.*"),
+                bus,
+                names.inbox_stream,
+                durable_config(f"{self.consumer_prefix}-results-q", names.all_of("result")),
                 self.on_outcome,
                 stop,
             ),
             consume_push(
-                js,
-                nats_bus.INBOX_STREAM,
-                durable_config(f"{self.consumer_prefix}-control-q", "rb.control.*"),
+                bus,
+                names.inbox_stream,
+                durable_config(f"{self.consumer_prefix}-control-q", names.all_of("control")),
                 self.on_control,
                 stop,
             ),
             consume_push(
-                js,
-                nats_bus.INBOX_STREAM,
-                durable_config(f"{self.consumer_prefix}-lost-q", nats_bus.LOST_TASK_ADVISORIES),
+                bus,
+                names.inbox_stream,
+                durable_config(f"{self.consumer_prefix}-lost-q", names.lost_task_advisories),
                 self.on_lost_task,
                 stop,
             ),
@@ -162,7 +162,7 @@ class Coordinator:
         attempt, so the execution goes on to its failure policy instead of waiting forever."""
         try:
             advisory = orjson.loads(msg.data)
-            stored = await self.bus.js.get_msg(nats_bus.TASKS_STREAM, int(advisory["stream_seq"]))
+            stored = await self.bus.js.get_msg(self.bus.names.tasks_stream, int(advisory["stream_seq"]))
             task = StepTask.model_validate_json(stored.data or b"")
             command = RunStep.from_event_data(task.step)
         except (
@@ -277,7 +277,7 @@ class Coordinator:
         """Whether the cached state has folded the last event on the execution's subject."""
         if entry.fresh:
             return True
-        last = await nats_bus.last_subject_seq(self.bus.js, execution_id)
+        last = await nats_bus.last_subject_seq(self.bus, execution_id)
         entry.fresh = last == entry.last_stream_seq
         return entry.fresh
 
@@ -288,7 +288,7 @@ class Coordinator:
             entry.fresh = False  # until proven otherwise: another replica may have appended
             return entry
         state, last = ExecutionState(execution_id=execution_id), 0
-        for event, stream_seq in await nats_bus.read_execution(self.bus.js, execution_id):
+        for event, stream_seq in await nats_bus.read_execution(self.bus, execution_id):
             state, last = evolve(state, event), stream_seq
         entry = _Entry(state, last, fresh=True)
         self.cache[execution_id] = entry
@@ -353,7 +353,7 @@ class Coordinator:
         self.writing += 1
         try:
             entry.last_stream_seq = await nats_bus.append_events(
-                self.bus.js, events, entry.last_stream_seq, pipelined=pipelined
+                self.bus, events, entry.last_stream_seq, pipelined=pipelined
             )
         except BaseException:
             self.cache.pop(execution_id, None)  # some of the events may be stored: re-read
@@ -362,7 +362,7 @@ class Coordinator:
             self.writing -= 1
         entry.state = state
         for step_id in cancels:
-            await self.bus.nc.publish(f"rb.cancel.{execution_id}.{step_id}", b"")
+            await self.bus.nc.publish(self.bus.names.cancel_subject(execution_id, step_id), b"")
         return self._pending_tasks(entry)
 
     @staticmethod
@@ -401,10 +401,10 @@ class Coordinator:
             )
             sends.append(
                 self.bus.js.publish(
-                    nats_bus.task_subject(command.step_type),
+                    self.bus.names.task_subject(command.step_type),
                     task.encode(),
                     headers={"Nats-Msg-Id": command.idempotency_key},
-                    stream=nats_bus.TASKS_STREAM,
+                    stream=self.bus.names.tasks_stream,
                 )
             )
         # A fan-out's tasks go out together; each is marked sent only once it is stored.

@@ -18,7 +18,6 @@ from typing import Any
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from rb_common import bus as nats_bus
 from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_common.expressions import render
@@ -36,6 +35,8 @@ from rb_executor.steps.base import StepContext, StepPlugin
 log = logging.getLogger(__name__)
 
 START_REPORT_AFTER = 1.0
+HOLD_AT_MOST = 2.0  # seconds a task not yet due is held rather than handed back with a delay
+REPORT_GRACE = 10.0  # seconds a stopping worker waits for an outcome being recorded
 
 OutcomeHandler = Callable[[StepOutcome], Awaitable[None]]
 
@@ -68,7 +69,7 @@ class Worker:
         max_deliver = self.settings.task_max_deliver
         config = durable_config(
             self.consumer,
-            "rb.task.*",
+            self.bus.names.all_of("task"),
             ack_wait=self.ack_wait,
             max_deliver=max_deliver,
             # After a lost delivery, wait longer each time before the next (a crash loop calms
@@ -76,11 +77,17 @@ class Worker:
             backoff=[self.ack_wait * 2**n for n in range(min(4, max_deliver - 1))],
             max_ack_pending=max(self.concurrency * 4, 64),
         )
-        await self.bus.js.add_consumer(nats_bus.TASKS_STREAM, config)
+        await self.bus.js.add_consumer(self.bus.names.tasks_stream, config)
         feed = PullFeed(
-            self.bus.nc, nats_bus.TASKS_STREAM, self.consumer, self.handle, capacity=self.concurrency
+            self.bus.nc,
+            self.bus.names.tasks_stream,
+            self.consumer,
+            self.handle,
+            capacity=self.concurrency,
+            heartbeat=self.ack_wait / 3,  # below backoff[0] (= AckWait): a long step keeps its task
+            drain=self.settings.worker_shutdown_grace,
         )
-        cancels = await self.bus.nc.subscribe("rb.cancel.>", cb=self._on_cancel)
+        cancels = await self.bus.nc.subscribe(self.bus.names.all_cancels, cb=self._on_cancel)
         try:
             await feed.run(stop)
         finally:
@@ -104,10 +111,15 @@ class Worker:
             return
         if command.not_before is not None:
             wait = (command.not_before - datetime.now(UTC)).total_seconds()
-            if wait > 0.005:
-                # Not due yet (retry backoff): let JetStream hand it back when it is.
+            if wait >= HOLD_AT_MOST and (msg.metadata.num_delivered or 1) == 1:
+                # Not due for a while (retry backoff): let JetStream hand it back when it is.
                 await msg.nak(delay=wait)
                 return
+            if wait > 0:
+                # Nearly due (or clocks a little apart), or delivered before: with a backoff
+                # policy JetStream adds backoff[n] - AckWait to a NAK's delay from the second
+                # delivery on, so wait here; the feed's heartbeats keep the task meanwhile.
+                await asyncio.sleep(wait)
         key = f"{task.execution_id}:{command.step_id}"
         current = asyncio.current_task()
         assert current is not None
@@ -129,7 +141,19 @@ class Worker:
                 )
             finally:
                 report_start.cancel()
-            await self._report(task.execution_id, command, type_, {**data, "started_at": started_at})
+            reporting = asyncio.ensure_future(
+                self._report(task.execution_id, command, type_, {**data, "started_at": started_at})
+            )
+            try:
+                await asyncio.shield(reporting)
+            except asyncio.CancelledError:
+                if key not in self.cancelled:
+                    # Stopping while the outcome is being recorded: let that finish, so the
+                    # attempt is not handed back (and run again) once its outcome is in.
+                    await asyncio.wait([reporting], timeout=REPORT_GRACE)
+                    if reporting.done() and not reporting.cancelled() and reporting.exception() is None:
+                        await msg.ack()
+                raise
             await msg.ack()
         except asyncio.CancelledError:
             if key not in self.cancelled:
@@ -170,15 +194,14 @@ class Worker:
         outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=data)
         if self.coordinator is not None:
             try:
-                # Shielded: a cancel of this attempt must not interrupt the coordinator mid-write.
-                await asyncio.shield(self.coordinator(outcome))
+                await self.coordinator(outcome)
                 return
             except Exception:
                 log.warning("in-process coordinator failed on an outcome; publishing it", exc_info=True)
         suffix = "started" if type_ == EventType.STEP_STARTED else "done"
         await self.bus.js.publish(
-            nats_bus.result_subject(execution_id),
+            self.bus.names.result_subject(execution_id),
             outcome.encode(),
             headers={"Nats-Msg-Id": f"{command.idempotency_key}:{suffix}"},
-            stream=nats_bus.INBOX_STREAM,
+            stream=self.bus.names.inbox_stream,
         )
