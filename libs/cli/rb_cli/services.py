@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from rb_cli.health_server import health_server
+from rb_cli.stack import Stack
 from rb_common.errors import RbError
 from rb_common.health import Health
 from rb_common.settings import Settings
@@ -132,9 +133,34 @@ def nats_server_binary() -> str | None:
     return shutil.which("nats-server")
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_taken(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def own_nats_url(settings: Settings) -> str:
+    """Without RB_NATS_URL, `rb up` runs a NATS of its own: on 4222 when that is free, otherwise
+    on a free port, so it never joins a server somebody else runs."""
+    if "nats_url" in settings.model_fields_set:
+        return settings.nats_url
+    port = 4222 if not port_taken("127.0.0.1", 4222) else free_port()
+    return f"nats://127.0.0.1:{port}"
+
+
 def start_nats(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Use the NATS at RB_NATS_URL, or start the packaged nats-server with JetStream."""
-    if answers(settings.nats_url):
+    """Use the NATS at RB_NATS_URL, or start the packaged nats-server with JetStream there (its
+    store under RB_HOME/nats)."""
+    if "nats_url" in settings.model_fields_set and answers(settings.nats_url):
         return None
     binary = nats_server_binary()
     if binary is None:
@@ -171,8 +197,14 @@ def start_nats(settings: Settings) -> subprocess.Popen[bytes] | None:
 def up(settings: Settings, *, load_runbooks: bool = True) -> None:
     """The whole stack on this machine, each service its own process, until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"nats_url": own_nats_url(settings)})
     nats = start_nats(settings)
-    env = {**os.environ, "RB_HOME": str(settings.home.resolve()), "RB_NATS_URL": settings.nats_url}
+    env = {
+        **os.environ,
+        "RB_HOME": str(settings.home.resolve()),
+        "RB_NATS_URL": settings.nats_url,
+        "RB_NAMESPACE": settings.namespace,
+    }
     children: dict[str, subprocess.Popen[bytes]] = {}
     logs = settings.home / "logs"
     logs.mkdir(exist_ok=True)
@@ -196,10 +228,14 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
             spawn(service)
         base = f"http://{settings.api_addr}"
         _wait_ready(base, children, logs)
+        where = "its own" if nats is not None else "shared"
         print(
-            f"rb is up: API {base}/api/v1 (docs at {base}/docs); NATS {settings.nats_url}; logs in {logs}",
+            f"rb is up: API {base}/api/v1 (docs at {base}/docs); NATS {settings.nats_url} ({where}, "
+            f"namespace {settings.namespace}); logs in {logs}",
             flush=True,
         )
+        stack_file = Stack(base, settings.nats_url, settings.namespace, os.getpid()).write(settings.home)
+        print(f"the CLI finds this stack through {stack_file}", flush=True)
         if load_runbooks and settings.runbooks_dir.is_dir():
             _register_examples(base, settings.runbooks_dir)
         print("press Ctrl-C to stop", flush=True)
@@ -213,6 +249,7 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
                     spawn(service)
             time.sleep(0.5)
     finally:
+        Stack.remove(settings.home)
         for process in children.values():
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     namespace: str = Field(default="rb", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     database_url: str | None = None
     api_addr: str = "127.0.0.1:8080"
+    # Where the CLI's client commands find the API (default: http://RB_API_ADDR, or the URL a
+    # running `rb up` recorded in RB_HOME/stack.json).
+    api_url: str | None = None
     # Where `rb serve executor|worker|recorder|scheduler|notifier` answer /health/live and
     # /health/ready (HOST:PORT); unset, they serve no HTTP at all.
     health_addr: str | None = None

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from rb_common.bus import Bus, connect
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 def _admin_dsn(postgres_url: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import uuid
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from rb_api.app import create_app
 from rb_api.server import parse_addr, serve_api
-from rb_common.bus import EVENTS_STREAM, TRIGGERS_STREAM, Bus, append_event, exec_subject, trigger_subject
+from rb_common.bus import DEFAULT_NAMES, Bus, append_event
 from rb_common.events import TERMINAL_EVENTS, Event
 from rb_common.loader import load_runbook_text
 from rb_common.ports import InMemoryEventStore
@@ -27,7 +28,7 @@ from rb_executor.steps.registry import default_registry
 
 pytestmark = pytest.mark.integration
 
-NATS_URL = "nats://127.0.0.1:4222"
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 def runbook_yaml(runbook_id: str) -> str:
@@ -55,23 +56,23 @@ def free_port() -> int:
 async def pending_triggers(bus: Bus, runbook_id: str) -> list[dict[str, Any]]:
     """Messages on the runbook's trigger subject, read (and acked) through a private consumer."""
     name = f"api-int-probe-{uuid.uuid4().hex[:10]}"
-    subject = trigger_subject(runbook_id)
+    subject = DEFAULT_NAMES.trigger_subject(runbook_id)
     info = await bus.js.add_consumer(
-        TRIGGERS_STREAM,
+        DEFAULT_NAMES.triggers_stream,
         ConsumerConfig(
             name=name, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT, inactive_threshold=60.0
         ),
     )
     try:
-        sub = await bus.js.pull_subscribe_bind(name, stream=TRIGGERS_STREAM)
+        sub = await bus.js.pull_subscribe_bind(name, stream=DEFAULT_NAMES.triggers_stream)
         msgs = await sub.fetch(info.num_pending, timeout=5) if info.num_pending else []
         for msg in msgs:
             await msg.ack()
         await sub.unsubscribe()
         return [json.loads(m.data) for m in msgs]
     finally:
-        await bus.js.delete_consumer(TRIGGERS_STREAM, name)
-        await bus.js.purge_stream(TRIGGERS_STREAM, subject=subject)
+        await bus.js.delete_consumer(DEFAULT_NAMES.triggers_stream, name)
+        await bus.js.purge_stream(DEFAULT_NAMES.triggers_stream, subject=subject)
 
 
 async def test_app_on_postgres_builds_its_own_engine_and_bus(api_pg_url: str, nats_bus: Bus) -> None:
@@ -160,7 +161,7 @@ async def test_service_streams_sse_live_over_tcp(api_pg_url: str, nats_bus: Bus)
     async def publish(batch: list[Event]) -> None:
         nonlocal last_seq
         for event in batch:
-            last_seq = await append_event(nats_bus.js, event, last_seq)
+            last_seq = await append_event(nats_bus, event, last_seq)
 
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -193,7 +194,9 @@ async def test_service_streams_sse_live_over_tcp(api_pg_url: str, nats_bus: Bus)
     finally:
         stop.set()
         await asyncio.wait_for(service, 15)
-        await nats_bus.js.purge_stream(EVENTS_STREAM, subject=exec_subject(execution_id))
+        await nats_bus.js.purge_stream(
+            DEFAULT_NAMES.events_stream, subject=DEFAULT_NAMES.exec_subject(execution_id)
+        )
     with pytest.raises(httpx.TransportError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{port}/health/live")

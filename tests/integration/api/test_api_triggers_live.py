@@ -27,13 +27,13 @@ from nats.js.api import DeliverPolicy
 
 from rb_api.alerts import signatures
 from rb_api.server import serve_api
-from rb_common.bus import TRIGGERS_STREAM, Bus, alert_subject
+from rb_common.bus import DEFAULT_NAMES, Bus
 from rb_common.messages import AlertEvent
 from rb_common.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 PD_SECRET = "pd-live-secret-7d2a"
 RB_SECRET = "rb-live-secret-0f4e"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -58,7 +58,7 @@ class Tap:
     async def watch(self, *sources: str) -> None:
         for source in sources:
             self.subs[source] = await self.bus.js.subscribe(
-                alert_subject(source), ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+                DEFAULT_NAMES.alert_subject(source), ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
             )
             self.seen[source] = []
 
@@ -81,7 +81,10 @@ class Tap:
         marker = f"rb-test-marker-{uuid.uuid4().hex}"
         event = AlertEvent(source=source, dedupe_id=marker, name=marker, labels={"rb_test_marker": marker})
         ack = await self.bus.js.publish(
-            alert_subject(source), event.encode(), headers={"Nats-Msg-Id": marker}, stream=TRIGGERS_STREAM
+            DEFAULT_NAMES.alert_subject(source),
+            event.encode(),
+            headers={"Nats-Msg-Id": marker},
+            stream=DEFAULT_NAMES.triggers_stream,
         )
         self.seqs.append(ack.seq)
         while True:
@@ -99,7 +102,7 @@ class Tap:
                 await sub.unsubscribe()
         for seq in self.seqs:
             with contextlib.suppress(Exception):
-                await self.bus.js.delete_msg(TRIGGERS_STREAM, seq)
+                await self.bus.js.delete_msg(DEFAULT_NAMES.triggers_stream, seq)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 def free_port() -> int:

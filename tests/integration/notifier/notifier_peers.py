@@ -32,11 +32,11 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from rb_common.bus import EVENTS_STREAM, INBOX_STREAM, Bus, append_event, connect, last_subject_seq
+from rb_common.bus import DEFAULT_NAMES, Bus, append_event, connect, last_subject_seq
 from rb_common.events import Event
 from rb_common.ports import ConcurrencyError
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
@@ -252,7 +252,7 @@ async def consumers(bus: Bus) -> AsyncIterator[list[str]]:
     yield names
     for name in names:
         with contextlib.suppress(NotFoundError):
-            await bus.js.delete_consumer(EVENTS_STREAM, name)
+            await bus.js.delete_consumer(DEFAULT_NAMES.events_stream, name)
 
 
 async def publish(bus: Bus, events: list[Event]) -> None:
@@ -263,7 +263,7 @@ async def publish(bus: Bus, events: list[Event]) -> None:
     for event in events:
         for _ in range(20):
             try:
-                await append_event(bus.js, event, await last_subject_seq(bus.js, event.execution_id))
+                await append_event(bus, event, await last_subject_seq(bus, event.execution_id))
                 break
             except ConcurrencyError:
                 await asyncio.sleep(0.05)
@@ -283,7 +283,7 @@ async def recorded_outcomes(bus: Bus, execution_id: str) -> list[Recorded]:
     step outcomes there (workers of an executor on the shared NATS) are left out."""
     subject = f"rb.result.{execution_id}"
     try:
-        last = (await bus.js.get_last_msg(INBOX_STREAM, subject)).seq or 0
+        last = (await bus.js.get_last_msg(DEFAULT_NAMES.inbox_stream, subject)).seq or 0
     except NotFoundError:
         return []
     sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)

@@ -54,13 +54,13 @@ async def consumer_name() -> AsyncIterator[str]:
     """A private durable consumer name; the consumer is deleted after the test."""
     from nats.js.errors import NotFoundError
 
-    from rb_common.bus import EVENTS_STREAM, connect
+    from rb_common.bus import DEFAULT_NAMES, connect
 
     name = f"recorder-test-{uuid.uuid4().hex[:12]}"
     yield name
     bus = await connect(NATS_URL, name="rb-recorder-test-cleanup")
     try:
         with contextlib.suppress(NotFoundError):
-            await bus.js.delete_consumer(EVENTS_STREAM, name)
+            await bus.js.delete_consumer(DEFAULT_NAMES.events_stream, name)
     finally:
         await bus.close()

@@ -19,7 +19,7 @@ from recorder_support import NATS_URL, ascenario_events, assert_projection_match
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from rb_common.bus import Bus, append_event, connect, exec_subject
+from rb_common.bus import DEFAULT_NAMES, Bus, append_event, connect
 from rb_common.events import Event
 from rb_common.settings import Settings
 from rb_recorder.db import database_url, make_engine
@@ -37,7 +37,7 @@ async def publish(bus: Bus, events: list[Event]) -> list[int]:
     last = 0
     seqs = []
     for event in events:
-        last = await append_event(bus.js, event, last)
+        last = await append_event(bus, event, last)
         seqs.append(last)
     return seqs
 
@@ -83,7 +83,7 @@ class Service:
                 settings,
                 self.stop,
                 consumer=consumer,
-                subjects=(exec_subject(execution_id),),
+                subjects=(DEFAULT_NAMES.exec_subject(execution_id),),
                 fetch_timeout=0.2,
             )
         )
@@ -170,11 +170,11 @@ async def test_live_recorder_catches_up_on_events_published_while_it_was_down(
         service = start_recorder(db_settings, eid)
         last = 0
         for event in events[:half]:
-            last = await append_event(bus.js, event, last)
+            last = await append_event(bus, event, last)
         await eventually(lambda: count_events(engine, eid) == half, what="the first half")
         await service.shutdown()
         for event in events[half:]:
-            last = await append_event(bus.js, event, last)
+            last = await append_event(bus, event, last)
         assert len(get_events(engine, eid)) == half
         service = start_recorder(db_settings, eid)
         await eventually(lambda: recorded(engine, events), what="catch-up")

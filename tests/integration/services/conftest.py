@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,13 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from rb_common.bus import TRIGGERS_STREAM, Bus, connect, read_execution, trigger_subject
+from rb_common.bus import Bus, connect, read_execution
 from rb_common.events import TERMINAL_EVENTS, Event
 from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_executor.runner import RunRequest
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]  # the session's private nats-server (tests/conftest.py)
 PG_ADMIN = os.environ.get("RB_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -67,12 +68,13 @@ class Services:
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
+def services(tmp_path: Path, namespace: str) -> Iterator[Services]:
     consumer = f"recorder-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "RB_HOME": str(tmp_path),
         "RB_NATS_URL": NATS_URL,
+        "RB_NAMESPACE": namespace,
         "RB_TASK_ACK_WAIT": "3",
         "RB_LOG_LEVEL": "INFO",
         "RB_RECORDER_CONSUMER": consumer,
@@ -82,24 +84,24 @@ def services(tmp_path: Path) -> Iterator[Services]:
     manager = Services(tmp_path, env)
     yield manager
     manager.stop_all()
-    asyncio.run(_delete_consumer(consumer))
+    asyncio.run(_delete_streams(namespace))
 
 
-async def _delete_consumer(name: str) -> None:
-    from rb_common.bus import EVENTS_STREAM
-
-    connection = await connect(NATS_URL, name="rb-tests-cleanup")
+async def _delete_streams(namespace: str) -> None:
+    """The test's namespace goes away whole: its streams, and with them every consumer."""
+    connection = await connect(NATS_URL, namespace=namespace, name="rb-tests-cleanup")
     try:
-        await connection.js.delete_consumer(EVENTS_STREAM, name)
-    except Exception:  # never created (the test started no recorder)
-        pass
+        for config in connection.names.streams():
+            assert config.name
+            with contextlib.suppress(Exception):  # already gone
+                await connection.js.delete_stream(config.name)
     finally:
         await connection.close()
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    connection = await connect(NATS_URL, name="rb-tests")
+async def bus(namespace: str) -> AsyncIterator[Bus]:
+    connection = await connect(NATS_URL, namespace=namespace, name="rb-tests")
     yield connection
     await connection.close()
 
@@ -121,17 +123,17 @@ async def publish_trigger(bus: Bus, yaml_text: str, **request: Any) -> str:
     data = RunRequest(runbook=runbook, **request).event_data()
     message = TriggerRequest(execution_id=execution_id, actor="tests", data=data)
     await bus.js.publish(
-        trigger_subject(runbook.id),
+        bus.names.trigger_subject(runbook.id),
         message.encode(),
         headers={"Nats-Msg-Id": execution_id},
-        stream=TRIGGERS_STREAM,
+        stream=bus.names.triggers_stream,
     )
     return execution_id
 
 
 async def wait_for_event(bus: Bus, execution_id: str, predicate: Any, timeout: float = 30.0) -> Event:
     """The first event of the execution matching `predicate` (from the start of its stream)."""
-    sub = await bus.js.subscribe(f"rb.exec.{execution_id}", ordered_consumer=True)
+    sub = await bus.js.subscribe(bus.names.exec_subject(execution_id), ordered_consumer=True)
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -145,4 +147,4 @@ async def wait_for_event(bus: Bus, execution_id: str, predicate: Any, timeout: f
 
 async def wait_terminal(bus: Bus, execution_id: str, timeout: float = 30.0) -> list[Event]:
     await wait_for_event(bus, execution_id, lambda e: e.type in TERMINAL_EVENTS, timeout)
-    return [event for event, _ in await read_execution(bus.js, execution_id)]
+    return [event for event, _ in await read_execution(bus, execution_id)]

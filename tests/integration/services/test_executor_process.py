@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import Services, publish_trigger, wait_for_event, wait_terminal
 
-from rb_common.bus import INBOX_STREAM, Bus, result_subject
+from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_executor.coordinator import fold
 
@@ -132,7 +132,9 @@ async def test_a_step_that_kills_its_worker_every_time_fails_as_lost(
 
 async def inbox_reports(bus: Bus, execution_id: str) -> int:
     """How many worker outcomes for the execution went through the inbox stream."""
-    info = await bus.js.stream_info(INBOX_STREAM, subjects_filter=result_subject(execution_id))
+    info = await bus.js.stream_info(
+        bus.names.inbox_stream, subjects_filter=bus.names.result_subject(execution_id)
+    )
     return sum((info.state.subjects or {}).values())
 
 
@@ -171,7 +173,6 @@ async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus:
     text = marker_runbook("dup-trigger", marks)
     execution_id = await publish_trigger(bus, text)
     # Same execution id again, with another message id: the executor must see it exists.
-    from rb_common.bus import TRIGGERS_STREAM, trigger_subject
     from rb_common.loader import load_runbook_text
     from rb_common.messages import TriggerRequest
     from rb_executor.runner import RunRequest
@@ -181,10 +182,10 @@ async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus:
         execution_id=execution_id, actor="tests", data=RunRequest(runbook=runbook).event_data()
     )
     await bus.js.publish(
-        trigger_subject(runbook.id),
+        bus.names.trigger_subject(runbook.id),
         again.encode(),
         headers={"Nats-Msg-Id": execution_id + "-2"},
-        stream=TRIGGERS_STREAM,
+        stream=bus.names.triggers_stream,
     )
     events = await wait_terminal(bus, execution_id)
     assert fold(events).status == "SUCCEEDED"

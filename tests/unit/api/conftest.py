@@ -25,17 +25,7 @@ from sqlalchemy import Engine
 
 from rb_api.app import create_app
 from rb_api.deps import ApiOptions
-from rb_common.bus import (
-    EVENTS_STREAM,
-    INBOX_STREAM,
-    TRIGGERS_STREAM,
-    Bus,
-    append_event,
-    connect,
-    control_subject,
-    exec_subject,
-    trigger_subject,
-)
+from rb_common.bus import DEFAULT_NAMES, Bus, append_event, connect
 from rb_common.events import Event
 from rb_common.loader import load_runbook_text
 from rb_common.ports import InMemoryEventStore
@@ -45,7 +35,7 @@ from rb_executor.runner import PluginExecutor, Runner, RunRequest
 from rb_executor.steps.registry import default_registry
 from rb_recorder.db import make_engine
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 def runbook_yaml(runbook_id: str, *, extra: str = "", steps: str | None = None) -> str:
@@ -124,7 +114,7 @@ async def runbook_id(bus: Bus) -> AsyncIterator[str]:
     """A unique runbook id; its trigger subject is purged afterwards."""
     rid = f"t-api-{uuid.uuid4().hex[:12]}"
     yield rid
-    await bus.js.purge_stream(TRIGGERS_STREAM, subject=trigger_subject(rid))
+    await bus.js.purge_stream(DEFAULT_NAMES.triggers_stream, subject=DEFAULT_NAMES.trigger_subject(rid))
 
 
 class SubjectProbe:
@@ -172,11 +162,15 @@ class SubjectProbe:
         return (info.state.subjects or {}).get(subject, 0)
 
     async def triggers(self, runbook_id: str, want: int = 1) -> tuple[list[dict[str, Any]], int]:
-        msgs, pending = await self.take(TRIGGERS_STREAM, trigger_subject(runbook_id), want)
+        msgs, pending = await self.take(
+            DEFAULT_NAMES.triggers_stream, DEFAULT_NAMES.trigger_subject(runbook_id), want
+        )
         return [{"headers": m.headers or {}, "body": json.loads(m.data)} for m in msgs], pending
 
     async def commands(self, execution_id: str, want: int = 1) -> tuple[list[dict[str, Any]], int]:
-        msgs, pending = await self.take(INBOX_STREAM, control_subject(execution_id), want)
+        msgs, pending = await self.take(
+            DEFAULT_NAMES.inbox_stream, DEFAULT_NAMES.control_subject(execution_id), want
+        )
         return [json.loads(m.data) for m in msgs], pending
 
     async def cleanup(self) -> None:
@@ -226,21 +220,25 @@ class Executions:
 
     async def publish(self, events: list[Event]) -> None:
         for event in events:
-            await append_event(self.bus.js, event, await self._last_seq(event.execution_id))
+            await append_event(self.bus, event, await self._last_seq(event.execution_id))
 
     async def _last_seq(self, execution_id: str) -> int:
         """Stream sequence of the subject's last message (0 for none), as the executor checks it."""
         from nats.js.errors import NotFoundError
 
         try:
-            last = await self.bus.js.get_last_msg(EVENTS_STREAM, exec_subject(execution_id))
+            last = await self.bus.js.get_last_msg(
+                DEFAULT_NAMES.events_stream, DEFAULT_NAMES.exec_subject(execution_id)
+            )
         except NotFoundError:
             return 0
         return last.seq or 0
 
     async def cleanup(self) -> None:
         for execution_id in self.ids:
-            await self.bus.js.purge_stream(EVENTS_STREAM, subject=exec_subject(execution_id))
+            await self.bus.js.purge_stream(
+                DEFAULT_NAMES.events_stream, subject=DEFAULT_NAMES.exec_subject(execution_id)
+            )
 
 
 @pytest.fixture

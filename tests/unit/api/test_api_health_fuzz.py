@@ -17,7 +17,7 @@ from rb_common.bus import Bus, connect
 from rb_common.settings import Settings
 from rb_recorder.db import make_engine
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 PROBLEM = "application/problem+json"
 

@@ -40,11 +40,11 @@ from test_api_triggers_payloads import (
 from rb_api.alerts import signatures
 from rb_api.app import create_app
 from rb_api.deps import ApiOptions
-from rb_common.bus import TRIGGERS_STREAM, Bus, alert_subject
+from rb_common.bus import DEFAULT_NAMES, Bus
 from rb_common.messages import AlertEvent
 from rb_common.settings import Settings
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 PROBLEM = "application/problem+json"
 SOURCES = ("alertmanager", "grafana", "pagerduty", "cloudevents", "webhook")
 BASE = "/api/v1/triggers"
@@ -63,7 +63,7 @@ class AlertTap:
     async def watch(self, *sources: str) -> None:
         for source in sources or SOURCES:
             self.subs[source] = await self.bus.js.subscribe(
-                alert_subject(source), ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+                DEFAULT_NAMES.alert_subject(source), ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
             )
 
     async def settle(self, source: str) -> list[dict[str, Any]]:
@@ -71,7 +71,10 @@ class AlertTap:
         marker = f"rb-test-marker-{uuid.uuid4().hex}"
         event = AlertEvent(source=source, dedupe_id=marker, name=marker, labels={"rb_test_marker": marker})
         ack = await self.bus.js.publish(
-            alert_subject(source), event.encode(), headers={"Nats-Msg-Id": marker}, stream=TRIGGERS_STREAM
+            DEFAULT_NAMES.alert_subject(source),
+            event.encode(),
+            headers={"Nats-Msg-Id": marker},
+            stream=DEFAULT_NAMES.triggers_stream,
         )
         self.seqs.append(ack.seq)
         found: list[dict[str, Any]] = []
@@ -88,7 +91,9 @@ class AlertTap:
 
     async def nothing_published(self) -> None:
         for source in self.subs:
-            assert await self.settle(source) == [], f"something was published on {alert_subject(source)}"
+            assert await self.settle(source) == [], (
+                f"something was published on {DEFAULT_NAMES.alert_subject(source)}"
+            )
 
     async def close(self) -> None:
         for sub in self.subs.values():
@@ -96,7 +101,7 @@ class AlertTap:
                 await sub.unsubscribe()
         for seq in self.seqs:
             with contextlib.suppress(Exception):
-                await self.bus.js.delete_msg(TRIGGERS_STREAM, seq)
+                await self.bus.js.delete_msg(DEFAULT_NAMES.triggers_stream, seq)
 
 
 @pytest.fixture
@@ -165,7 +170,9 @@ def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
 async def test_the_tap_sees_what_is_published(tap: AlertTap, bus: Bus, token: str) -> None:
     """The probe the refusal tests rely on does see a publish carrying the token."""
     event = AlertEvent(source="webhook", dedupe_id=f"probe-{token}", labels={"rb_test": token})
-    await bus.js.publish(alert_subject("webhook"), event.encode(), stream=TRIGGERS_STREAM)
+    await bus.js.publish(
+        DEFAULT_NAMES.alert_subject("webhook"), event.encode(), stream=DEFAULT_NAMES.triggers_stream
+    )
     with pytest.raises(AssertionError):
         await tap.nothing_published()
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from notifier_support import DB_PASSWORD, append, arun_execution, first, run_execution, upto
 
+from rb_common.bus import Bus
 from rb_common.events import Event, EventType
 from rb_common.messages import StepOutcome
 from rb_notifier import service
@@ -94,7 +95,7 @@ async def no_sleep(_: float) -> None:
 
 def notifier(js: FakeJetStream, slack: FakeSlack, **config: Any) -> Notifier:
     defaults: dict[str, Any] = {"secrets": (DB_PASSWORD,), "retry_initial": 0.01}
-    return Notifier(js, NotifierConfig(**{**defaults, **config}), slack=slack, sleep=no_sleep)  # type: ignore[arg-type]
+    return Notifier(Bus(None, js), NotifierConfig(**{**defaults, **config}), slack=slack, sleep=no_sleep)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ async def test_old_events_and_events_without_rules_send_nothing(wire: Any, faile
     wire(js)
     slack = FakeSlack()
     late = datetime.now(UTC) + timedelta(days=3)
-    await Notifier(js, NotifierConfig(), slack=slack, clock=lambda: late).handle(failed_run[-1])  # type: ignore[arg-type]
+    await Notifier(Bus(None, js), NotifierConfig(), slack=slack, clock=lambda: late).handle(failed_run[-1])  # type: ignore[arg-type]
     succeeded = await arun_execution(fail=False, notify="", execution_id="exec-no-rules")
     js.events = succeeded
     for event in succeeded:

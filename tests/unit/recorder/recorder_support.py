@@ -27,7 +27,7 @@ from rb_recorder.queries import get_execution
 from rb_recorder.tables import runbook_executions, runbook_step_logs
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 # name -> (runbook YAML, fixture, expected execution status)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], str]] = {
