@@ -2,6 +2,13 @@
 
 Names: params, env, secrets, steps, execution, trigger, item. Dotted access reads mapping keys
 only (no Python attributes at all), so `steps.x.outputs.items` is the output named `items`.
+
+Deterministic: a result never depends on the process (PYTHONHASHSEED), so a replay in another
+process evaluates exactly what the recording did. Python sets iterate in hash order, so set
+literals, set comprehensions and `set()` build an `OrderedSet` instead: deduplicated like a set
+(the first of equal values stays), iterated in first-insertion order. `a | b` is a's elements then
+b's new ones, `a & b` and `a - b` keep a's order, `a ^ b` is `a - b` then `b - a`. A set in a
+result leaves the evaluator as a list in that order (JSON has no sets).
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ import ast
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from functools import lru_cache
 from typing import Any
 
@@ -33,8 +41,93 @@ _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ROOT_NAMES = frozenset({"params", "env", "secrets", "steps", "execution", "trigger", "item"})
 
 
+class OrderedSet(AbstractSet[Any]):
+    """A set that iterates in first-insertion order, never in hash order (see the module doc).
+
+    Immutable (expressions cannot call methods) and, like `set`, unhashable."""
+
+    __slots__ = ("_items",)
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self._items: dict[Any, None] = dict.fromkeys(items)
+
+    def __contains__(self, value: object) -> bool:
+        try:
+            return value in self._items
+        except TypeError:  # unhashable: like `[1] in set()`, which raises too
+            raise TypeError(f"unhashable type: '{type(value).__name__}'") from None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(map(repr, self._items)) + "}" if self._items else "set()"
+
+    def __or__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet([*self._items, *other])
+
+    def __ror__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet([*other, *self._items])
+
+    def __and__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet(v for v in self._items if v in other)
+
+    def __rand__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet(v for v in other if v in self._items)
+
+    def __sub__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet(v for v in self._items if v not in other)
+
+    def __rsub__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet(v for v in other if v not in self._items)
+
+    def __xor__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet([*(v for v in self._items if v not in other), *(v for v in other if v not in self)])
+
+    def __rxor__(self, other: Any) -> OrderedSet:
+        if not isinstance(other, AbstractSet):
+            return NotImplemented
+        return OrderedSet(other) ^ self
+
+
+def _plain(value: Any) -> Any:
+    """`value` with every OrderedSet turned into a list (its iteration order)."""
+    kind = type(value)
+    if kind is OrderedSet:
+        return [_plain(v) for v in value]
+    if kind is list:
+        return [_plain(v) for v in value]
+    if kind is tuple:
+        return tuple(_plain(v) for v in value)
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    return list(value) if isinstance(value, OrderedSet) else str(value)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(value, sort_keys=True, default=_json_default)
 
 
 def _bits(value: Any) -> float:
@@ -101,6 +194,10 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):
     def __init__(self, names: dict[str, Any]) -> None:
         # A copy: simpleeval adds list/tuple/dict/set to the mapping it is given.
         super().__init__(names=names, functions=dict(FUNCTIONS), operators=OPERATORS)
+        # Sets iterate in hash order: every set an expression builds is an OrderedSet.
+        self.functions["set"] = OrderedSet
+        self.nodes[ast.SetComp] = self._eval_comprehension
+        self.made_set = False
         # id -> (object, expanded items, expanded chars); the object is kept so ids stay unique.
         self._sizes: dict[int, tuple[Any, int, int]] = {}
 
@@ -120,7 +217,9 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):
             return 1, len(item)
         if kind in (int, float, bool, type(None)):
             return 1, 0
-        if kind not in (list, tuple, set, frozenset, dict):
+        if kind is OrderedSet:
+            self.made_set = True
+        elif kind not in (list, tuple, dict):
             super()._check_disallowed_items(item)
             return 1, 0
         known = self._sizes.get(id(item))
@@ -140,6 +239,21 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):
         self._sizes[id(item)] = (item, items, chars)
         return items, chars
 
+    def _eval_set(self, node: ast.Set) -> Any:
+        items: list[Any] = []
+        for element in node.elts:
+            if isinstance(element, ast.Starred):
+                items.extend(self._eval(element.value))
+            else:
+                items.append(self._eval(element))
+        return OrderedSet(items)
+
+    def _eval_comprehension(self, node: Any) -> Any:
+        if isinstance(node, ast.SetComp):
+            as_list = ast.ListComp(elt=node.elt, generators=node.generators)
+            return OrderedSet(super()._eval_comprehension(as_list))
+        return super()._eval_comprehension(node)
+
     def _eval_attribute(self, node: ast.Attribute) -> Any:
         if node.attr.startswith("_"):
             raise ExpressionError(f"access to '{node.attr}' is not allowed")
@@ -155,6 +269,12 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):
             return super()._eval_subscript(node)
         except (KeyError, IndexError) as exc:
             raise ExpressionError(f"no item {exc}") from None
+
+
+def supported_syntax() -> tuple[frozenset[type], frozenset[type]]:
+    """The AST node and operator types the evaluator runs (for the validator)."""
+    probe = _Evaluator({})
+    return frozenset(probe.nodes), frozenset(probe.operators)
 
 
 def _depth(node: ast.AST, limit: int) -> int:
@@ -193,7 +313,8 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     tree = parse_expression(source)
     evaluator = _Evaluator(dict(context))
     try:
-        return evaluator.eval(source, previously_parsed=tree)
+        result = evaluator.eval(source, previously_parsed=tree)
+        return _plain(result) if evaluator.made_set else result
     except ExpressionError as exc:
         raise ExpressionError(f"in '${{{source}}}': {exc}") from None
     except simpleeval.NameNotDefined as exc:

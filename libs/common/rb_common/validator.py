@@ -28,6 +28,7 @@ from rb_common.expressions import (
     iter_expressions,
     parse_expression,
     references,
+    supported_syntax,
 )
 from rb_common.loader import Location, parse_yaml, runbook_from_data
 from rb_common.model import Runbook, Step
@@ -44,8 +45,7 @@ _BARE_EXPRESSION_INPUTS = {"wait": ("until",), "branch": ("if",)}
 
 # The syntax the evaluator can run: anything else parses but fails at run time, so reject it now.
 _PROBE = simpleeval.EvalWithCompoundTypes(functions={})
-_SUPPORTED_NODES = frozenset(_PROBE.nodes)
-_SUPPORTED_OPERATORS = frozenset(_PROBE.operators)
+_SUPPORTED_NODES, _SUPPORTED_OPERATORS = supported_syntax()
 # FUNCTIONS plus the constructors (list, dict, ...) the compound-types evaluator always adds.
 _FUNCTION_NAMES = frozenset(FUNCTIONS) | frozenset(_PROBE.functions)
 del _PROBE
@@ -487,11 +487,11 @@ def _comprehension_names(tree: ast.AST) -> set[str]:
 
 def _unsupported_syntax(tree: ast.AST) -> list[str]:
     problems: list[str] = []
-    # The evaluator unpacks `*x` inside a list literal only.
+    # The evaluator unpacks `*x` inside a list or set literal only.
     in_list = {
         id(element)
         for node in ast.walk(tree)
-        if isinstance(node, ast.List)
+        if isinstance(node, ast.List | ast.Set)
         for element in node.elts
         if isinstance(element, ast.Starred)
     }

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -306,7 +310,7 @@ HOSTILE = {
     "comprehension product": "[x for x in [1]*1000 for y in [1]*1000 for z in [1]*1000]",
     "comprehension of a long string": "[c for c in 'a' * 99999]",
     "range": "[x for x in range(10**9)]",
-    "set comprehension": "{x for x in [1]}",
+    "set comprehension product": "{x for x in [1]*1000 for y in [1]*1000 for z in [1]*1000}",
     "null byte": "1\x00",
 }
 
@@ -369,3 +373,92 @@ def test_bomb_functions_table_is_mutated() -> None:
     # function after it.
     evaluate("1", {})
     assert "set" not in FUNCTIONS
+
+
+# Determinism: nothing may depend on hash order (PYTHONHASHSEED), or a replay in another process
+# deviates from its recording.
+
+SET_EXPRESSIONS = [
+    '[x for x in {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"}]',
+    "{lower(x) for x in params.names + ['Q', 'r', 'S', 'b']}",
+    "set(['kappa', 'lambda', 'mu', 'nu', 'xi', 'kappa'])",
+    "{'p', 'q', 'r'} | {'s', 't', 'p'}",
+    "{'p', 'q', 'r', 's'} & {'s', 'r', 'z'}",
+    "{'p', 'q', 'r', 's'} - {'q'}",
+    "{'p', 'q', 'r'} ^ {'r', 's', 't'}",
+    "str({'one', 'two', 'three', 'four'})",
+    "json({'one', 'two', 'three', 'four'})",
+    "{'k': {'x', 'y', 'z', 'w'}}",
+    "sum({0.1, 1e16, -1e16, 0.2, 0.3})",
+    "[x + y for x in {'a', 'b', 'c'} for y in {'d', 'e', 'f'}]",
+]
+
+_PROBE = """
+import json, sys
+from rb_common.expressions import evaluate, render
+ctx = {"params": {"names": ["b", "a", "c"]}}
+out = [evaluate(e, ctx) for e in json.loads(sys.argv[1])]
+out.append(render("tags: ${ {'red', 'green', 'blue', 'cyan'} }", ctx))
+out.append(list({"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"}))  # Python's own
+print(json.dumps(out))
+"""
+
+
+def _evaluate_with_hash_seed(seed: str) -> list[Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(SET_EXPRESSIONS)],
+        env={**os.environ, "PYTHONHASHSEED": seed},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return list(json.loads(result.stdout))
+
+
+def test_sets_evaluate_identically_under_any_hash_seed() -> None:
+    runs = [_evaluate_with_hash_seed(seed) for seed in ("1", "2", "3")]
+    # The probe itself can see hash order: Python's own sets differ between these seeds.
+    assert len({json.dumps(run[-1]) for run in runs}) > 1
+    ours = [run[:-1] for run in runs]
+    assert ours[0] == ours[1] == ours[2]
+    assert ours[0][0] == ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('[x for x in {"c", "a", "b", "a"}]', ["c", "a", "b"]),
+        ("{x % 3 for x in [5, 3, 4, 2]}", [2, 0, 1]),
+        ("{x for x in [3, 1, 3, 2] if x > 1}", [3, 2]),
+        ("set(params.names + ['a', 'z'])", ["b", "a", "z"]),
+        ("set()", []),
+        ("{*params.names, 'c'}", ["b", "a", "c"]),
+        ("{1, True, 1.0}", [1]),
+        ("{3, 1} | {2, 3}", [3, 1, 2]),
+        ("{3, 1, 2} & {2, 3}", [3, 2]),
+        ("{3, 1, 2} - {1}", [3, 2]),
+        ("{3, 1} ^ {1, 2}", [3, 2]),
+        ("{1, 2} == {2, 1}", True),
+        ("{1} < {2, 1}", True),
+        ("2 in {1, 2}", True),
+        ("len({'a', 'a', 'b'})", 2),
+        ("sorted({'b', 'c', 'a'})", ["a", "b", "c"]),
+        ("str({'b', 'a'})", "{'b', 'a'}"),
+        ("str(set())", "set()"),
+        ("json({'b', 'a'})", '["b", "a"]'),
+        ("{'k': [{'b', 'a'}]}", {"k": [["b", "a"]]}),
+        ("list({'b', 'a'})", ["b", "a"]),
+    ],
+)
+def test_sets_keep_first_insertion_order(source: str, expected: Any) -> None:
+    assert evaluate(source, CTX) == expected
+
+
+def test_set_semantics_are_pythons() -> None:
+    with pytest.raises(ExpressionError, match="unhashable"):
+        evaluate("{[1]}", CTX)
+    with pytest.raises(ExpressionError, match="unsupported operand"):
+        evaluate("{1} | [2]", CTX)
+    assert render("s=${ {'b', 'a'} }", CTX) == 's=["b", "a"]'
+    assert evaluate("{x for x in params.names}", CTX) == ["b", "a"]
