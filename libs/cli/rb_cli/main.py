@@ -24,7 +24,7 @@ from rb_common.canonical import canonical_json
 from rb_common.errors import RbError
 from rb_common.loader import referenced_files
 from rb_common.params import coerce_cli_value
-from rb_common.secrets import secrets_from_env
+from rb_common.secrets import renamed_notices, secrets_from_env
 from rb_common.settings import Settings
 from rb_common.validator import validate_file
 from rb_executor.engine import run_local
@@ -378,6 +378,8 @@ def fixture_export(
 
 
 def main() -> None:
+    for notice in renamed_notices(os.environ):  # every command, `rb serve` included
+        print(f"rb: {notice}", file=sys.stderr, flush=True)
     app()
 
 

@@ -7,12 +7,26 @@ from typing import Any
 
 MASK = "***"
 ENV_PREFIX = "RB_SECRET_"
+# RB_SECRET_KEY was rb's own key before it became RB_MASTER_KEY: never a step secret, so a stale
+# deployment cannot hand it to steps as ${secrets.KEY}.
+RENAMED = {"RB_SECRET_KEY": "RB_MASTER_KEY"}
 
 
 def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     """Step secrets of this process: RB_SECRET_<NAME>=value gives ${secrets.NAME}. They live
     with whoever runs steps and never travel in an event or a message."""
-    return {k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    return {
+        k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k not in RENAMED
+    }
+
+
+def renamed_notices(environ: Mapping[str, str]) -> list[str]:
+    """One line per set variable that was renamed, for services and the CLI to print at start."""
+    return [
+        f"{old} was renamed to {new}: set {new} instead ({old} is ignored and never given to steps)"
+        for old, new in RENAMED.items()
+        if old in environ
+    ]
 
 
 def mask(value: Any, secrets: Iterable[str]) -> Any:

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     # Where `rb serve executor|worker|recorder|scheduler|notifier` answer /health/live and
     # /health/ready (HOST:PORT); unset, they serve no HTTP at all.
     health_addr: str | None = None
-    secret_key: str | None = None
+    # rb's own key (it will encrypt the secret store). Formerly RB_SECRET_KEY, which now means
+    # nothing: RB_SECRET_<NAME> are step secrets only (rb_common.secrets).
+    master_key: SecretStr | None = None
     # HMAC secrets of signed trigger sources (PagerDuty V3 webhooks, generic webhooks).
     pagerduty_webhook_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+from rb_common.secrets import renamed_notices
 from rb_common.settings import Settings
 from rb_notifier.service import run_notifier
 
@@ -17,6 +18,8 @@ def main() -> None:
         level=os.environ.get("RB_LOG_LEVEL", "INFO"),
         format="%(asctime)s notifier %(levelname)s %(name)s: %(message)s",
     )
+    for notice in renamed_notices(os.environ):
+        logging.getLogger("rb_notifier").warning("%s", notice)
     settings = Settings()
 
     async def run() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from rb_common.model import NotifyEvent
-from rb_common.secrets import secrets_from_env
+from rb_common.secrets import RENAMED, secrets_from_env
 from rb_common.settings import Settings
 
 DEFAULT_ON: tuple[NotifyEvent, ...] = ("failed", "aborted", "approval_requested")
@@ -123,9 +123,10 @@ class NotifierConfig:
         smtp = SmtpConfig.from_url(smtp_url) if smtp_url else None
         secrets = [v for v in secrets_from_env(env).values() if v]
         secrets += [s for s in (slack_token, smtp.password if smtp else None) if s]
-        secret_key = getattr(settings, "secret_key", None)
-        if secret_key:
-            secrets.append(secret_key)
+        master_key = settings.master_key.get_secret_value() if settings.master_key else None
+        if master_key:
+            secrets.append(master_key)
+        secrets += [env[old] for old in RENAMED if env.get(old)]  # ignored, but still never shown
         default_on = get("notify_default_on")
         return cls(
             slack_token=slack_token,
