@@ -99,3 +99,142 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
             raise
     rest = "".join(seen) + "".join(iter(lambda: lines.get(timeout=5) if not lines.empty() else "", ""))
     assert "rb stopped" in rest
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _foreign_execution(nats_url: str) -> str:
+    """Puts a finished-looking execution on another NATS's default namespace."""
+    import asyncio
+    import uuid
+    from datetime import UTC, datetime
+
+    from rb_common.bus import append_event, connect
+    from rb_common.events import Event, EventType
+
+    async def put() -> str:
+        bus = await connect(nats_url, name="rb-tests-foreign")
+        try:
+            execution_id = uuid.uuid4().hex
+            event = Event.sealed(
+                prev_hash=None,
+                id=uuid.uuid4().hex,
+                execution_id=execution_id,
+                seq=1,
+                type=EventType.STEP_SCHEDULED,
+                time=datetime.now(UTC),
+                actor="someone-else",
+                data={"step_id": "foreign"},
+            )
+            await append_event(bus, event, 0)
+            return execution_id
+        finally:
+            await bus.close()
+
+    return asyncio.run(put())
+
+
+def test_rb_up_without_rb_nats_url_runs_its_own_nats_and_the_cli_follows_it(tmp_path: Path) -> None:
+    """4222 taken by another NATS (the machine's, or one started here): `rb up` starts its own on
+    a free port, shows none of the other's executions, and the CLI finds the stack by its file."""
+    foreign: subprocess.Popen[bytes] | None = None
+    foreign_id = None
+    if not _answers(4222):
+        from rb_cli.services import nats_server_binary
+
+        binary = nats_server_binary()
+        assert binary
+        foreign = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", str(tmp_path / "foreign")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while not _answers(4222):
+            assert time.monotonic() < deadline and foreign.poll() is None, "foreign nats-server"
+            time.sleep(0.05)
+        foreign_id = _foreign_execution("nats://127.0.0.1:4222")
+    api_port = free_port()
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "RB_HOME": str(home),
+        "RB_API_ADDR": f"127.0.0.1:{api_port}",
+        "RB_RUNBOOKS_DIR": str(REPO / "runbooks"),
+    }
+    for name in ("RB_DATABASE_URL", "RB_NATS_URL", "RB_NAMESPACE", "RB_API_URL"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rb_cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not any("press Ctrl-C" in line for line in seen):
+            assert time.monotonic() < deadline, "rb up did not come up:\n" + "".join(seen)
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                assert process.poll() is None, "rb up exited:\n" + "".join(seen)
+        output = "".join(seen)
+        assert "NATS nats://127.0.0.1:" in output and "(its own, namespace rb)" in output, output
+        assert "nats://127.0.0.1:4222 " not in output, "joined the NATS on 4222"
+        stack = (home / "stack.json").read_text()
+        assert f'"api_url": "http://127.0.0.1:{api_port}"' in stack
+
+        cli = {k: v for k, v in env.items() if k != "RB_API_ADDR"}  # the CLI must find it by the file
+        trigger = subprocess.run(
+            [sys.executable, "-m", "rb_cli", "trigger", "rb-000-hello"],
+            env=cli,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert trigger.returncode == 0, trigger.stdout + trigger.stderr
+        execution_id = trigger.stdout.split("execution id:")[1].split()[0]
+        deadline = time.monotonic() + 60
+        listing = ""
+        while "SUCCEEDED" not in listing and time.monotonic() < deadline:
+            listing = subprocess.run(
+                [sys.executable, "-m", "rb_cli", "executions"],
+                env=cli,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            time.sleep(0.3)
+        assert execution_id in listing and "SUCCEEDED" in listing, listing
+        assert "1 of 1" in listing, f"only this stack's execution is listed:\n{listing}"
+        if foreign_id is not None:
+            assert foreign_id not in listing
+        replay = subprocess.run(
+            [sys.executable, "-m", "rb_cli", "replay", execution_id, "--source", "nats"],
+            env=cli,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "REPLAY VERIFIED" in replay.stdout, replay.stdout + replay.stderr
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        if foreign is not None:
+            foreign.terminate()
+            foreign.wait(timeout=10)
+    assert not (home / "stack.json").exists(), "the stack file goes with the stack"
