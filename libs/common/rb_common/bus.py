@@ -59,6 +59,24 @@ class Names:
     def inbox_stream(self) -> str:
         return f"{self.prefix}_INBOX"
 
+    # -- KV buckets -----------------------------------------------------------------------------
+    @property
+    def registry_bucket(self) -> str:
+        """Registry changes, one key per runbook (rb_common.registry_events); its stream is
+        `KV_<bucket>`."""
+        return f"{self.prefix}_REGISTRY"
+
+    @property
+    def registry_stream(self) -> str:
+        return f"KV_{self.registry_bucket}"
+
+    def registry_key_subject(self, runbook_id: str) -> str:
+        return f"$KV.{self.registry_bucket}.{runbook_id}"
+
+    @property
+    def all_registry_keys(self) -> str:
+        return f"$KV.{self.registry_bucket}.>"
+
     # -- subjects -------------------------------------------------------------------------------
     def exec_subject(self, execution_id: str) -> str:
         return f"{self.namespace}.exec.{execution_id}"

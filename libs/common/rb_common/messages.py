@@ -69,3 +69,6 @@ class AlertEvent(_Message):
     runbook_id: str | None = None  # generic webhooks address one runbook
     payload: dict[str, Any] = {}  # the alert as received, for ${trigger.payload...}
     received_at: str | None = None
+    # The registry's sequence (its KV bucket stream's last sequence) when the API received the
+    # alert: the router matches against the registry as of then (rb_common.registry_events).
+    registry_seq: int | None = None

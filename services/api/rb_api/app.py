@@ -22,7 +22,7 @@ from rb_api.graphql import graphql_router
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from rb_api.problems import install_handlers
-from rb_api.routes import executions, health, runbooks, schedules, triggers
+from rb_api.routes import alerts, executions, health, runbooks, schedules, triggers
 from rb_common.bus import Bus, connect
 from rb_common.settings import Settings
 from rb_recorder.db import database_url, make_engine, migrate
@@ -77,6 +77,7 @@ def create_app(
     app.include_router(schedules.router)
     app.include_router(graphql_router())
     app.include_router(triggers.router)
+    app.include_router(alerts.router)
     # Added last = outermost: metrics see every answer, including the 413s of the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

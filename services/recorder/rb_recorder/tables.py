@@ -122,6 +122,27 @@ schedule_state = Table(
     Column("updated_by", String(200)),
 )
 
+# Every alert the scheduler's router handled, with what it matched (or why nothing): written by
+# the router after matching, one row per alert (a redelivered alert updates its row).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),  # digest of source, addressed runbook, dedupe id
+    Column("source", String(64), nullable=False),
+    Column("dedupe_id", Text, nullable=False),
+    Column("runbook_id", String(100)),  # generic webhooks address one runbook
+    Column("name", Text),
+    Column("status", String(16), nullable=False),  # firing | resolved
+    Column("labels", JSON),
+    Column("summary", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("routed_at", DateTime(timezone=True), nullable=False),
+    Column("registry_seq", BigInteger),  # the registry as of the alert's arrival
+    Column("matched", Boolean, nullable=False),
+    Column("matches", JSON),  # [{runbook_id, revision, trigger_index, execution_id, started}]
+    Column("reason", Text),  # why it matched nothing
+)
+
 # Last stream sequence each projection consumer has applied, so redelivery is a no-op.
 consumer_offsets = Table(
     "consumer_offsets",
@@ -132,3 +153,6 @@ consumer_offsets = Table(
 )
 
 Index("ix_events_type", events.c.type)
+Index("ix_alerts_received_at", alerts.c.received_at)
+Index("ix_alerts_source", alerts.c.source)
+Index("ix_alerts_matched", alerts.c.matched)

@@ -15,6 +15,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
+from sqlalchemy import Engine
 
 from rb_common.bus import Bus, connect
 from rb_common.errors import RbError
@@ -28,17 +29,24 @@ from rb_executor.runner import RunRequest
 from rb_executor.service.consumers import consume_push, durable_config
 from rb_recorder.db import database_url, make_engine, select_one
 from rb_recorder.service import migrate_when_reachable
+from rb_scheduler.alert_log import Started, no_match_reason, record, record_row
 from rb_scheduler.cron import CronSchedules
-from rb_scheduler.registry import Registered, approved, paused
+from rb_scheduler.registry import approved, paused
+from rb_scheduler.registry_feed import RegistryView, RegistryWatcher
 
 log = logging.getLogger(__name__)
 
+# How long an alert waits for the registry changes that came before it to be applied.
+REGISTRY_WAIT_SECONDS = 10.0
+
 
 class Scheduler:
-    def __init__(self, bus: Bus, settings: Settings) -> None:
+    def __init__(self, bus: Bus, settings: Settings, engine: Engine) -> None:
         self.bus = bus
         self.settings = settings
-        self.registered: list[Registered] = []
+        self.engine = engine
+        self.view = RegistryView()
+        self.registry_wait = REGISTRY_WAIT_SECONDS
         self.cron = CronSchedules(
             self.fire, misfire_grace=settings.scheduler_misfire_grace, coalesce=settings.scheduler_coalesce
         )
@@ -46,11 +54,18 @@ class Scheduler:
     async def publish(
         self, runbook: Runbook, execution_id: str, params: dict[str, Any], trigger: dict[str, Any], actor: str
     ) -> bool:
+        started, _ = await self.start(runbook, execution_id, params, trigger, actor)
+        return started
+
+    async def start(
+        self, runbook: Runbook, execution_id: str, params: dict[str, Any], trigger: dict[str, Any], actor: str
+    ) -> tuple[bool, str | None]:
+        """(started now, why not started): a repeated request is (False, None)."""
         try:
             resolved = resolve_params(runbook, params)
         except RbError as exc:
             log.error("not starting %s: %s", runbook.id, exc)
-            return False
+            return False, str(exc)
         data = RunRequest(runbook=runbook, params=resolved, trigger=trigger, actor=actor).event_data()
         message = TriggerRequest(execution_id=execution_id, actor=actor, data=data)
         ack = await self.bus.js.publish(
@@ -59,7 +74,7 @@ class Scheduler:
             headers={"Nats-Msg-Id": execution_id},
             stream=self.bus.names.triggers_stream,
         )
-        return not ack.duplicate
+        return not ack.duplicate, None
 
     async def fire(
         self, runbook: Runbook, index: int, trigger: Trigger, fire_time: datetime, execution_id: str
@@ -93,20 +108,62 @@ class Scheduler:
             log.error("dropping malformed alert: %s", exc.errors()[0]["msg"])
             await msg.term()
             return
-        matched, problems = route([r.runbook for r in self.registered], alert)
+        # As of its arrival: every registry change the API had acknowledged when the alert came
+        # in is applied first (bounded: a registry that cannot catch up does not stop routing).
+        if not await self.view.wait_for(alert.registry_seq, self.registry_wait):
+            log.warning(
+                "alert %s: the registry is at #%d, not yet at #%s of its arrival after %.0f s; "
+                "matching against what is known",
+                alert.dedupe_id,
+                self.view.applied,
+                alert.registry_seq,
+                self.registry_wait,
+            )
+        registry = self.view.as_of(alert.registry_seq)
+        revisions = {entry.runbook.id: entry.revision for entry in registry}
+        matched, problems = route([entry.runbook for entry in registry], alert)
         for problem in problems:
             log.error("alert %s: %s", alert.dedupe_id, problem)
+        started: list[Started] = []
         for match in matched:
-            await self.publish(
+            now, refused = await self.start(
                 match.runbook,
                 match.execution_id,
                 match.params,
                 {**match.context, "trigger_index": match.index},
                 f"alert:{alert.source}",
             )
-        if not matched:
-            log.info("alert %s from %s matched no approved runbook", alert.dedupe_id, alert.source)
+            started.append(
+                Started(
+                    match.runbook.id,
+                    revisions.get(match.runbook.id),
+                    match.index,
+                    match.execution_id,
+                    now,
+                    refused,
+                )
+            )
+        reason = None
+        if not any(s.refused is None for s in started):
+            refusals = [f"{s.runbook_id}: {s.refused}" for s in started if s.refused]
+            reason = "; ".join(problems + refusals) or no_match_reason(alert, [e.runbook for e in registry])
+            log.info("alert %s from %s started nothing: %s", alert.dedupe_id, alert.source, reason)
+        else:
+            log.info(
+                "alert %s from %s: %s",
+                alert.dedupe_id,
+                alert.source,
+                ", ".join(f"{s.runbook_id} -> {s.execution_id}" for s in started if s.refused is None),
+            )
+        try:
+            await asyncio.to_thread(record, self.engine, record_row(alert, started, reason))
+        except Exception:
+            # The executions are started (or not) either way; the record is for operators.
+            log.exception("alert %s: recording it failed", alert.dedupe_id)
         await msg.ack()
+
+    async def sync_cron(self, _runbook_id: str = "") -> None:
+        self.cron.sync(self.view.current(), await asyncio.to_thread(paused, self.engine))
 
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
@@ -117,26 +174,33 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
     if health is not None:
         health.add("database", lambda: asyncio.to_thread(select_one, engine))
         health.add("nats", lambda: nats_answers(bus.nc))
-    scheduler = Scheduler(bus, settings)
+    scheduler = Scheduler(bus, settings, engine)
+    watcher = RegistryWatcher(bus, engine, scheduler.view, scheduler.sync_cron)
     scheduler.cron.start()
 
-    async def reload() -> None:
+    async def safety_net() -> None:
+        """Registry changes arrive as events; this slow full reload only catches one whose event
+        never reached NATS (and schedules paused outside the API)."""
         while not stop.is_set():
-            try:
-                registered, stopped = await asyncio.gather(
-                    asyncio.to_thread(approved, engine), asyncio.to_thread(paused, engine)
-                )
-                scheduler.registered = registered
-                scheduler.cron.sync(registered, stopped)
-            except Exception:
-                log.exception("reloading the registry failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.scheduler_reload_seconds)
+            if stop.is_set():
+                return
+            try:
+                corrected = scheduler.view.reconcile(await asyncio.to_thread(approved, engine))
+                if corrected:
+                    log.warning("registry changes without an event, taken in late: %s", ", ".join(corrected))
+                    await scheduler.view.advanced()
+                await scheduler.sync_cron()
+            except Exception:
+                log.exception("reloading the registry failed")
 
     try:
-        await reload_once(scheduler, engine)
+        # The registry first, so the first alert is matched correctly.
+        await watcher.start()
+        await scheduler.sync_cron()
         await asyncio.gather(
-            reload(),
+            safety_net(),
             consume_push(
                 bus,
                 bus.names.triggers_stream,
@@ -146,12 +210,7 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
             ),
         )
     finally:
+        await watcher.stop()
         scheduler.cron.shutdown()
         await bus.close()
         engine.dispose()
-
-
-async def reload_once(scheduler: Scheduler, engine: Any) -> None:
-    """Load the registry before consuming alerts, so the first alert is matched correctly."""
-    scheduler.registered = await asyncio.to_thread(approved, engine)
-    scheduler.cron.sync(scheduler.registered, await asyncio.to_thread(paused, engine))

@@ -15,6 +15,7 @@ from rb_api.definitions import REQUEST_BODY_DOC, parse_submission
 from rb_api.deps import ActorDep, ServicesDep
 from rb_api.problems import not_found
 from rb_common.model import ID_PATTERN
+from rb_common.registry_events import announce
 
 router = APIRouter(prefix="/api/v1/runbooks", tags=["runbooks"])
 _RUNBOOK_ID = re.compile(ID_PATTERN)
@@ -36,6 +37,20 @@ def _location(runbook_id: str) -> dict[str, str]:
     return {"Location": f"/api/v1/runbooks/{runbook_id}"}
 
 
+async def _announce(svc: ServicesDep, result: dict[str, Any], change: str, actor: str) -> dict[str, Any]:
+    """Tell the scheduler (after the commit): registry changes reach it as events, so an alert
+    posted right after an approval is matched against the approved runbook."""
+    await announce(
+        svc.bus,
+        result["id"],
+        change,
+        revision=result.get("revision"),
+        status=result.get("status"),
+        actor=actor,
+    )
+    return result
+
+
 @router.post(
     "",
     status_code=201,
@@ -46,6 +61,7 @@ def _location(runbook_id: str) -> dict[str, str]:
 async def create_runbook(request: Request, svc: ServicesDep, actor: ActorDep) -> JSONResponse:
     sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
     result = await in_thread(registry.create, svc.engine, sub, actor)
+    await _announce(svc, result, "created", actor)
     return JSONResponse(result, status_code=201, headers=_location(sub.runbook.id))
 
 
@@ -59,7 +75,8 @@ async def update_runbook(
     runbook_id: RunbookId, request: Request, svc: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
     sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
-    return await in_thread(registry.update_definition, svc.engine, runbook_id, sub, actor)
+    result = await in_thread(registry.update_definition, svc.engine, runbook_id, sub, actor)
+    return await _announce(svc, result, "revised", actor)
 
 
 @router.get("", summary="List runbooks", responses=_PROBLEMS)
@@ -85,6 +102,7 @@ async def get_runbook(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]
 )
 async def delete_runbook(runbook_id: RunbookId, svc: ServicesDep) -> Response:
     await in_thread(registry.remove, svc.engine, runbook_id)
+    await announce(svc.bus, runbook_id, "deleted")
     return Response(status_code=204)
 
 
@@ -106,17 +124,20 @@ async def get_version(runbook_id: RunbookId, revision: Revision, svc: ServicesDe
 async def rollback(
     runbook_id: RunbookId, body: RollbackBody, svc: ServicesDep, actor: ActorDep
 ) -> dict[str, Any]:
-    return await in_thread(registry.rollback, svc.engine, runbook_id, body.revision, actor)
+    result = await in_thread(registry.rollback, svc.engine, runbook_id, body.revision, actor)
+    return await _announce(svc, result, "rolled_back", actor)
 
 
 @router.post("/{runbook_id}/approve", summary="Status APPROVED", responses=_PROBLEMS)
-async def approve(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
-    return await in_thread(registry.set_status, svc.engine, runbook_id, registry.APPROVED)
+async def approve(runbook_id: RunbookId, svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.APPROVED)
+    return await _announce(svc, result, "approved", actor)
 
 
 @router.post("/{runbook_id}/deprecate", summary="Status DEPRECATED (no more executions)", responses=_PROBLEMS)
-async def deprecate(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
-    return await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED)
+async def deprecate(runbook_id: RunbookId, svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED)
+    return await _announce(svc, result, "deprecated", actor)
 
 
 @router.post(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 from rb_api import schedules
 from rb_api.dbutil import in_thread
 from rb_api.deps import ActorDep, ServicesDep
+from rb_common.registry_events import announce
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 
@@ -23,9 +24,13 @@ async def list_schedules(svc: ServicesDep) -> dict[str, Any]:
 
 @router.post("/{runbook_id}/{index}/pause", summary="Stop a schedule from firing")
 async def pause(runbook_id: RunbookId, index: Index, svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
-    return await in_thread(schedules.set_paused, svc.engine, runbook_id, index, True, actor)
+    result = await in_thread(schedules.set_paused, svc.engine, runbook_id, index, True, actor)
+    await announce(svc.bus, runbook_id, "schedule_paused", trigger_index=index, actor=actor)
+    return result
 
 
 @router.post("/{runbook_id}/{index}/resume", summary="Let a paused schedule fire again")
 async def resume(runbook_id: RunbookId, index: Index, svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
-    return await in_thread(schedules.set_paused, svc.engine, runbook_id, index, False, actor)
+    result = await in_thread(schedules.set_paused, svc.engine, runbook_id, index, False, actor)
+    await announce(svc.bus, runbook_id, "schedule_resumed", trigger_index=index, actor=actor)
+    return result

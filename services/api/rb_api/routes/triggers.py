@@ -19,6 +19,7 @@ from rb_api.alerts.publish import publish_alerts
 from rb_api.deps import ServicesDep
 from rb_common.messages import AlertEvent
 from rb_common.model import ID_PATTERN
+from rb_common.registry_events import last_seq
 
 router = APIRouter(prefix="/api/v1/triggers", tags=["triggers"])
 
@@ -46,6 +47,11 @@ def _body(description: str, *media: str) -> dict[str, Any]:
 
 
 async def _accept(svc: ServicesDep, events: list[AlertEvent]) -> JSONResponse:
+    # The registry as of the alerts' arrival: every change acknowledged before now is at or
+    # below this sequence, and the router applies them all before matching.
+    seq = await last_seq(svc.bus)
+    if seq is not None:
+        events = [event.model_copy(update={"registry_seq": seq}) for event in events]
     outcome = await publish_alerts(svc.bus, events)
     return JSONResponse(outcome.body(), status_code=202)
 

@@ -1,0 +1,66 @@
+"""The alerts the scheduler's router handled (the `alerts` table it writes): what each matched,
+with the executions it started, or why it matched nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from rb_api.dbutil import iso
+from rb_recorder.tables import alerts
+
+STATUSES = ("firing", "resolved")
+
+
+def _item(row: Any) -> dict[str, Any]:
+    found = row["matches"] or []
+    return {
+        "id": row["id"],
+        "dedupe_id": row["dedupe_id"],
+        "source": row["source"],
+        "status": row["status"],
+        "name": row["name"],
+        "summary": row["summary"],
+        "labels": row["labels"] or {},
+        "runbook_id": row["runbook_id"],
+        "received_at": iso(row["received_at"]),
+        "routed_at": iso(row["routed_at"]),
+        "registry_seq": row["registry_seq"],
+        "matched": bool(row["matched"]),
+        "runbook_ids": [m.get("runbook_id") for m in found],
+        "execution_ids": [m.get("execution_id") for m in found if not m.get("refused")],
+        "matches": found,
+        "reason": row["reason"],
+    }
+
+
+def list_alerts(
+    engine: Engine,
+    *,
+    source: str | None,
+    status: str | None,
+    matched: bool | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """A page of alerts, newest first, and how many match the filters."""
+    where = []
+    if source is not None:
+        where.append(alerts.c.source == source)
+    if status is not None:
+        where.append(alerts.c.status == status)
+    if matched is not None:
+        where.append(alerts.c.matched.is_(matched))
+    page = (
+        select(alerts)
+        .where(*where)
+        .order_by(alerts.c.received_at.desc(), alerts.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    count = select(func.count()).select_from(alerts).where(*where)
+    with engine.connect() as connection:
+        total = int(connection.scalar(count) or 0)
+        items = [_item(row) for row in connection.execute(page).mappings()]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -1,0 +1,40 @@
+"""/api/v1/alerts: every alert the trigger router handled, with what it matched or why nothing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from rb_api.alert_records import list_alerts
+from rb_api.dbutil import in_thread
+from rb_api.deps import ServicesDep
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": "problem+json (RFC 9457)"} for code in (400, 422, 503)
+}
+
+
+@router.get(
+    "",
+    summary="Alerts as the router handled them, newest first: matched runbooks and executions, "
+    "or the reason nothing matched",
+    responses=_PROBLEMS,
+)
+async def list_all(
+    svc: ServicesDep,
+    source: Annotated[
+        str | None, Query(max_length=64, description="alertmanager, grafana, pagerduty, cloudevents, webhook")
+    ] = None,
+    status: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
+    matched: Annotated[
+        bool | None, Query(description="true: started runbooks; false: matched nothing")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> dict[str, Any]:
+    return await in_thread(
+        list_alerts, svc.engine, source=source, status=status, matched=matched, limit=limit, offset=offset
+    )
