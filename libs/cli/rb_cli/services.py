@@ -24,6 +24,7 @@ from rb_cli.stack import Stack
 from rb_common.errors import RbError
 from rb_common.health import Health
 from rb_common.settings import Settings
+from rb_common.snapshot import registration_body
 
 SHUTDOWN_GRACE = 20.0
 SERVICES = ("api", "executor", "worker", "recorder", "scheduler", "notifier")
@@ -280,9 +281,15 @@ def _wait_ready(base: str, children: dict[str, subprocess.Popen[bytes]], logs: P
 def _register_examples(base: str, directory: Path) -> None:
     """Register and approve the runbooks found under RB_RUNBOOKS_DIR (skipping known ids)."""
     for path in sorted(directory.glob("*/runbook.yaml")) + sorted(directory.glob("*.yaml")):
-        body = path.read_text(encoding="utf-8")
+        try:
+            # The runbook with the files it references (schemas, GraphQL documents): they are
+            # stored with the revision, so no execution reads them from a worker's disk.
+            body, content_type = registration_body(path)
+        except RbError as exc:
+            print(f"  skipped {path}: {exc}", flush=True)
+            continue
         response = httpx.post(
-            f"{base}/api/v1/runbooks", content=body, headers={"Content-Type": "application/yaml"}, timeout=10
+            f"{base}/api/v1/runbooks", content=body, headers={"Content-Type": content_type}, timeout=10
         )
         if response.status_code == 201:
             runbook_id = response.json()["id"]

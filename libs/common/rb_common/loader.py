@@ -140,25 +140,11 @@ def load_runbook(path: str | Path) -> Runbook:
 
 
 def referenced_files(runbook: Runbook, base_dir: Path) -> dict[str, str]:
-    """Texts of the files the runbook's steps name (schemas, GraphQL documents), by name."""
-    from rb_common.step_specs import SPECS
+    """Texts of the files the runbook's steps name (schemas, GraphQL documents), by name: its
+    own `files`, then those next to it (rb_common.snapshot.snapshot_files)."""
+    from rb_common.snapshot import snapshot_files
 
-    files: dict[str, str] = {}
-    blocks = [(s.type, s.inputs) for s in runbook.steps]
-    blocks += [(s.rollback.type, s.rollback.inputs) for s in runbook.steps if s.rollback]
-    for step_type, inputs in blocks:
-        spec = SPECS.get(step_type)
-        for key in spec.file_inputs if spec else ():
-            name = inputs.get(key)
-            if not isinstance(name, str) or "${" in name or "\n" in name or name in files:
-                continue
-            path = base_dir / name
-            if path.is_file():
-                try:
-                    files[name] = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise RunbookLoadError(str(path), f"cannot read: {exc}") from None
-    return files
+    return snapshot_files(runbook, base_dir)
 
 
 _LineLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_1_2, list("tTfF"))

@@ -159,6 +159,11 @@ class Runbook(Strict):
     triggers: list[Trigger] = []
     notify: list[NotifyRule] = []
     steps: list[Step] = Field(min_length=1)
+    # The texts of the files the steps reference (schemas, GraphQL documents), by the name the
+    # step uses. Registration fills it from the files sent with the runbook, so a registered
+    # revision carries its files; a runbook file may also write them inline. Executions record
+    # them as `execution.requested.files` (rb_common.snapshot), never from a worker's disk.
+    files: dict[str, str] = {}
 
     @field_validator("version")
     @classmethod

@@ -17,6 +17,7 @@ from rb_api.problems import ProblemError
 from rb_common.errors import RunbookLoadError
 from rb_common.loader import Location, parse_yaml
 from rb_common.model import Runbook
+from rb_common.snapshot import SnapshotError, check_size, file_references, missing_files
 from rb_common.validator import Issue, validate_runbook
 
 SOURCE_NAME = "<request>"
@@ -180,9 +181,73 @@ def model_issues(data: Any, lines: dict[Location, int]) -> tuple[Runbook | None,
         ]
 
 
+def _bundle(data: Any) -> tuple[Any, dict[str, Any]] | None:
+    """`{"runbook": <YAML text or object>, "files": {name: text}}`: the runbook and its files."""
+    if not (isinstance(data, dict) and set(data) == {"runbook", "files"}):
+        return None
+    files = data["files"]
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise _invalid_body('"files" must map each file name to its text')
+    return data["runbook"], files
+
+
+def _with_files(runbook: Runbook, sent: dict[str, str]) -> tuple[Runbook, list[dict[str, Any]]]:
+    """The runbook carrying the texts of every file it references (inline `files` and those sent),
+    and warnings for files sent but not referenced; 422 if one is missing or they are too large."""
+    available = {**runbook.files, **sent}
+    missing = missing_files(runbook, available)
+    if missing:
+        raise _invalid_runbook(
+            [
+                {
+                    "step": label.split(".", 1)[0],
+                    "message": f"{label}: file '{name}' is referenced but was not sent: POST "
+                    '{"runbook": <YAML>, "files": {"' + name + '": <text>}} (rb up does)',
+                    "line": None,
+                    "level": "error",
+                }
+                for label, name in missing
+            ]
+        )
+    references = file_references(runbook)
+    files = {name: available[name] for name in references}
+    try:
+        check_size(files)
+    except SnapshotError as exc:
+        raise _invalid_runbook(
+            [{"step": None, "message": str(exc), "line": None, "level": "error"}]
+        ) from None
+    warnings = [
+        {
+            "step": None,
+            "message": f"file '{name}' was sent but no step reads it",
+            "line": None,
+            "level": "warning",
+        }
+        for name in sorted(set(sent) - set(references))
+    ]
+    if files == runbook.files:
+        return runbook, warnings
+    return runbook.model_copy(update={"files": files}), warnings
+
+
 def parse_submission(body: bytes, content_type: str | None) -> Submission:
-    """Parse and fully validate a runbook body; raises ProblemError (400/415/422)."""
+    """Parse and fully validate a runbook body; raises ProblemError (400/415/422).
+
+    The body is the runbook (YAML or JSON), or the JSON `{"runbook": <YAML text or object>,
+    "files": {name: text}}` with the files its steps reference (schemas, GraphQL documents). The
+    definition stored for the revision carries those files (`Runbook.files`), so every execution
+    of the revision reads exactly them (rb_common.snapshot); a referenced file that was not sent
+    is an error."""
     data, lines, source = parse_document(body, content_type)
+    sent: dict[str, str] = {}
+    bundle = _bundle(data)
+    if bundle is not None:
+        inner, sent = bundle
+        if isinstance(inner, str):
+            data, lines, source = parse_document(inner.encode(), "application/yaml")
+        else:
+            data, lines, source = inner, {}, json.dumps(inner, ensure_ascii=False, indent=2)
     runbook, problems = model_issues(data, lines)
     if runbook is None:
         raise _invalid_runbook(problems)
@@ -190,9 +255,10 @@ def parse_submission(body: bytes, content_type: str | None) -> Submission:
     errors = [i for i in issues if i["level"] == "error"]
     if errors:
         raise _invalid_runbook(errors)
+    runbook, file_warnings = _with_files(runbook, sent)
     return Submission(
         runbook=runbook,
         definition=runbook.snapshot(),
         source=source,
-        warnings=[i for i in issues if i["level"] != "error"],
+        warnings=[i for i in issues if i["level"] != "error"] + file_warnings,
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from rb_common.events import Event
-from rb_common.loader import referenced_files
 from rb_common.model import Runbook
 from rb_common.params import env_snapshot, resolve_params
 from rb_common.secrets import secrets_from_env
@@ -56,7 +55,7 @@ async def run_local(
         facts=facts,
         actor=actor,
         concurrency=settings.max_concurrency,
-        files=referenced_files(runbook, base_dir),
+        base_dir=base_dir,
     )
     store = FileEventStore(settings.events_dir)
     runner = Runner(store, executor, clock, settings, secrets=secrets, base_dir=base_dir, on_event=on_event)

@@ -19,6 +19,7 @@ from rb_common.events import Event, EventType
 from rb_common.model import Runbook
 from rb_common.ports import EventStore
 from rb_common.settings import Settings
+from rb_common.snapshot import requested_data
 from rb_executor.attempt import StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
 from rb_executor.clock import Clock
 from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
@@ -56,20 +57,25 @@ class RunRequest:
     legal_basis: str | None = None
     execution_id: str | None = None
     concurrency: int | None = None
-    files: dict[str, str] = field(default_factory=dict)
+    # The referenced files, when the caller has them; otherwise they are snapshotted from the
+    # runbook's own `files` and, for a runbook read from disk, the files in `base_dir`.
+    files: dict[str, str] | None = None
+    base_dir: Path | None = None
 
     def event_data(self) -> dict[str, Any]:
-        return {
-            "runbook": self.runbook.snapshot(),
-            "params": self.params,
-            "env": self.env,
-            "trigger": self.trigger,
-            "facts": self.facts,
-            "actor": self.actor,
-            "legal_basis": self.legal_basis or self.runbook.legal_basis,
-            "concurrency": self.concurrency,
-            "files": self.files,
-        }
+        """The data of `execution.requested`: rb_common.snapshot.requested_data, the one builder."""
+        return requested_data(
+            self.runbook,
+            params=self.params,
+            env=self.env,
+            trigger=self.trigger,
+            facts=self.facts,
+            actor=self.actor,
+            legal_basis=self.legal_basis,
+            concurrency=self.concurrency,
+            files=self.files,
+            base_dir=self.base_dir,
+        )
 
 
 def new_id() -> str:
@@ -129,8 +135,9 @@ class Runner:
     async def run(self, request: RunRequest) -> ExecutionState:
         execution_id = request.execution_id or new_id()
         self.state = ExecutionState(execution_id=execution_id)
-        self._files = request.files
-        self._record(EventType.EXECUTION_REQUESTED, request.event_data(), actor=request.actor)
+        data = request.event_data()
+        self._files = data["files"]
+        self._record(EventType.EXECUTION_REQUESTED, data, actor=request.actor)
         try:
             while True:
                 self._apply_decisions()

@@ -33,12 +33,14 @@ class Services:
         self.home = home
         self.env = env
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.cwd: Path | None = None  # the services' working directory (default: the tests')
 
     def start(self, service: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = (self.home / f"{service}-{len(self.processes)}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
             env={**self.env, **extra_env},
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

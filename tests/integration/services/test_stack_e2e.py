@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import uuid
@@ -191,3 +192,68 @@ def test_replay_reads_an_execution_recorded_by_the_services(stack: Stack, tmp_pa
         timeout=60,
     )
     assert audit.returncode == 0 and "AUDIT OK" in audit.stdout
+
+
+RB001 = Path(__file__).resolve().parents[3] / "runbooks" / "rb-001-entity-enrichment"
+
+
+def test_rb_001_runs_through_the_api_from_another_directory_and_replays_verified(
+    stack: Stack, tmp_path: Path, http_server: Any
+) -> None:
+    """The schema travels with the registered revision and the execution: neither the services
+    nor the replay run where runbooks/ is, and nothing reads it from their disk."""
+    import subprocess
+    import sys
+
+    from rb_common.snapshot import registration_body
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stack.services.cwd = elsewhere
+    stack.services.env["RB_SECRET_API_TOKEN"] = "tok-e2e-5150"
+    http_server.ok(
+        "/entities",
+        {
+            "data": {
+                "entities": [
+                    {"id": "E1", "name": "Acme Corp", "kind": "organization"},
+                    {"id": "X2", "name": "", "kind": "planet"},
+                ]
+            }
+        },
+    )
+    http_server.ok("/enrich", {"enriched": [{"id": "E1", "name": "Acme Corp", "kind": "organization"}]})
+    stack.start("recorder", "executor", "api")
+    stack.wait_ready()
+    body, content_type = registration_body(RB001 / "runbook.yaml")
+    created = httpx.post(f"{stack.base}/runbooks", content=body, headers={"Content-Type": content_type})
+    assert created.status_code == 201, created.text
+    runbook_id = created.json()["id"]
+    assert httpx.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
+    params = {"source_url": http_server.url_for("/entities"), "enrich_url": http_server.url_for("/enrich")}
+    response = stack.execute(
+        runbook_id, json={"params": params, "assumptions": {"source_data_validated": True}}
+    )
+    assert response.status_code == 202, response.text
+    execution_id = response.json()["execution_id"]
+    detail = asyncio.run(stack.wait_recorded(execution_id))
+    assert detail["status"] == "SUCCEEDED", stack.services.logs()
+    steps = {s["id"]: s for s in detail["steps"]}
+    assert steps["validate"]["status"] == "SUCCEEDED"
+    assert [e["id"] for e in steps["validate"]["outputs"]["valid_entities"]] == ["E1"]
+    [first] = stack.rows("SELECT event FROM events WHERE execution_id = :id AND seq = 1", id=execution_id)
+    event = first.event if isinstance(first.event, dict) else json.loads(first.event)
+    files = event["data"]["files"]
+    assert files == {"schemas/entity-v2.json": (RB001 / "schemas/entity-v2.json").read_text()}
+    env = {**stack.services.env, "RB_HOME": str(tmp_path / "empty-home")}
+    for source in ("nats", "db"):
+        result = subprocess.run(
+            [sys.executable, "-m", "rb_cli", "replay", execution_id, "--source", source],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=elsewhere,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "REPLAY VERIFIED" in result.stdout
