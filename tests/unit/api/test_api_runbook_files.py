@@ -117,3 +117,15 @@ async def test_a_malformed_files_map_is_a_bad_request(
 ) -> None:
     r = await client.post("/api/v1/runbooks", json=bundle(make_yaml(runbook_id, steps=STEPS), {"a": 1}))  # type: ignore[dict-item]
     assert r.status_code == 400, r.text
+
+
+async def test_graphql_execute_carries_the_files_too(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    text = make_yaml(runbook_id, steps=STEPS)
+    assert (await client.post("/api/v1/runbooks", json=bundle(text, FILES))).status_code == 201
+    mutation = 'mutation { executeRunbook(id: "%s", params: {region: "us"}) { executionId } }' % runbook_id
+    answer = (await client.post("/graphql", json={"query": mutation})).json()
+    assert answer.get("errors") is None, answer
+    [trigger], _ = await probe.triggers(runbook_id)
+    assert trigger["body"]["data"]["files"] == FILES
