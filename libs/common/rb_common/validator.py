@@ -204,6 +204,8 @@ class _Checker:
         schema = inputs.get("schema")
         if self.base_dir is None or not isinstance(schema, str) or "${" in schema:
             return
+        if schema in self.runbook.files:  # written inline in the runbook
+            return
         path = self.base_dir / schema
         if not path.is_file():
             self.error(

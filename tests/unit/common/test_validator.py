@@ -947,3 +947,14 @@ def test_not_utf8(tmp_path: Path) -> None:
     runbook, issues = validate_file(path)
     assert runbook is None
     assert "cannot read" in issues[0].message
+
+
+def test_a_schema_file_written_inline_in_files_needs_no_file(tmp_path: Path) -> None:
+    body = """\
+        steps:
+          - id: check
+            type: schema_check
+            inputs: {schema: schemas/entity.json, entities: []}
+        files: {schemas/entity.json: '{"type": "object"}'}
+        """
+    assert check(tmp_path, body) == []
