@@ -1,9 +1,7 @@
-"""API test fixtures: the real app (create_app + its lifespan) on a SQLite file and the REAL local
-NATS, driven through httpx's ASGI transport.
-
-The NATS server is shared with other suites, so every test uses unique runbook / execution ids
-and removes what it put on the streams. RB_TRIGGERS and RB_INBOX are work queues: a probe
-consumer filters on exactly one test subject (never overlapping anybody else's) and is deleted.
+"""API test fixtures: the real app (create_app + its lifespan) on a SQLite file and the
+in-memory twin of the bus (rb_common.memory_bus, held to the real one by
+tests/integration/common/test_bus_contract.py), driven through httpx's ASGI transport. No server
+is needed: these tests are hermetic. tests/integration/api runs the API against real NATS.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -20,22 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Engine
 
 from rb_api.app import create_app
 from rb_api.deps import ApiOptions
-from rb_common.bus import DEFAULT_NAMES, Bus, append_event, connect
+from rb_common.bus import DEFAULT_NAMES, Bus, append_event
 from rb_common.events import Event
 from rb_common.loader import load_runbook_text
+from rb_common.memory_bus import MemoryJetStream, memory_bus
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
 from rb_executor.clock import FakeClock
 from rb_executor.runner import PluginExecutor, Runner, RunRequest
 from rb_executor.steps.registry import default_registry
 from rb_recorder.db import make_engine
-
-NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 def runbook_yaml(runbook_id: str, *, extra: str = "", steps: str | None = None) -> str:
@@ -76,10 +71,7 @@ def make_yaml() -> Callable[..., str]:
 
 @pytest.fixture
 async def bus() -> AsyncIterator[Bus]:
-    try:
-        b = await connect(NATS_URL, name="rb-api-tests", connect_timeout=5)
-    except Exception as exc:
-        pytest.fail(f"NATS at {NATS_URL} is not reachable: {exc}")
+    b = memory_bus()
     yield b
     await b.close()
 
@@ -100,7 +92,7 @@ def api_options() -> ApiOptions:
 async def client(
     tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(home=tmp_path / ".rb", nats_url=NATS_URL)
+    settings = Settings(home=tmp_path / ".rb", nats_url="nats://memory.invalid:4222")
     app = create_app(settings, engine=engine, bus=bus, options=api_options)
     async with (
         app.router.lifespan_context(app),
@@ -118,7 +110,7 @@ async def runbook_id(bus: Bus) -> AsyncIterator[str]:
 
 
 class SubjectProbe:
-    """Reads what reached one subject of a work-queue stream through a private pull consumer."""
+    """Reads what reached one subject of a stream."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
@@ -127,35 +119,16 @@ class SubjectProbe:
     async def take(
         self, stream: str, subject: str, want: int = 1, timeout: float = 5.0
     ) -> tuple[list[Any], int]:
-        """(messages, num_pending when the consumer was made); waits for `want` messages."""
-        name = f"api-probe-{uuid.uuid4().hex[:12]}"
+        """(messages, how many there were); waits up to `timeout` for `want` messages."""
+        assert isinstance(self.bus.js, MemoryJetStream)
         deadline = asyncio.get_running_loop().time() + timeout
-        info = None
         while True:
-            count = await self.count(stream, subject)
-            if count >= want or asyncio.get_running_loop().time() > deadline:
+            msgs = self.bus.js.messages(stream, subject)
+            if len(msgs) >= want or asyncio.get_running_loop().time() > deadline:
                 break
-            await asyncio.sleep(0.05)
-        info = await self.bus.js.add_consumer(
-            stream,
-            ConsumerConfig(
-                name=name,
-                filter_subject=subject,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=60.0,
-            ),
-        )
-        self.made.append((stream, name, subject))
-        pending = info.num_pending or 0
-        sub = await self.bus.js.pull_subscribe_bind(name, stream=stream)
-        msgs: list[Any] = []
-        if pending:
-            msgs = await sub.fetch(pending, timeout=timeout)
-            for msg in msgs:
-                await msg.ack()
-        await sub.unsubscribe()
-        return msgs, pending
+            await asyncio.sleep(0.02)
+        self.made.append((stream, "", subject))
+        return msgs, len(msgs)
 
     async def count(self, stream: str, subject: str) -> int:
         info = await self.bus.js.stream_info(stream, subjects_filter=subject)
@@ -174,10 +147,9 @@ class SubjectProbe:
         return [json.loads(m.data) for m in msgs], pending
 
     async def cleanup(self) -> None:
-        for stream, name, subject in self.made:
+        for stream, _, subject in self.made:
             with contextlib.suppress(Exception):
-                await self.bus.js.delete_consumer(stream, name)
-            await self.bus.js.purge_stream(stream, subject=subject)
+                await self.bus.js.purge_stream(stream, subject=subject)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +12,10 @@ import httpx
 from fastapi import FastAPI
 
 from rb_api.app import create_app
-from rb_common.bus import Bus, connect
+from rb_common.bus import Bus
+from rb_common.memory_bus import memory_bus
 from rb_common.settings import Settings
 from rb_recorder.db import make_engine
-
-NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 PROBLEM = "application/problem+json"
 
@@ -45,7 +43,7 @@ async def test_not_ready_names_the_failed_checks(tmp_path: Path, bus: Bus) -> No
     engine = make_engine(f"sqlite:///{tmp_path / 'rb.db'}")
     app: FastAPI = create_app(Settings(home=tmp_path), engine=engine, bus=bus)
     dead_db = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/nothing?connect_timeout=1")
-    closed = await connect(NATS_URL, name="rb-api-tests-closed")
+    closed = memory_bus()
     await closed.close()
     async with (
         app.router.lifespan_context(app),

@@ -11,14 +11,12 @@ exact, not a timeout. Afterwards it deletes exactly the messages it saw (and its
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
@@ -41,10 +39,10 @@ from rb_api.alerts import signatures
 from rb_api.app import create_app
 from rb_api.deps import ApiOptions
 from rb_common.bus import DEFAULT_NAMES, Bus
+from rb_common.memory_bus import memory_bus
 from rb_common.messages import AlertEvent
 from rb_common.settings import Settings
 
-NATS_URL = os.environ["RB_TEST_NATS_URL"]
 PROBLEM = "application/problem+json"
 SOURCES = ("alertmanager", "grafana", "pagerduty", "cloudevents", "webhook")
 BASE = "/api/v1/triggers"
@@ -134,7 +132,7 @@ async def make_client(
                     monkeypatch.setenv(name, value)
                 else:
                     monkeypatch.delenv(name, raising=False)
-            settings = Settings(home=tmp_path / ".rb", nats_url=NATS_URL)
+            settings = Settings(home=tmp_path / ".rb", nats_url="nats://memory.invalid:4222")
             app = create_app(settings, engine=engine, bus=use_bus or bus, options=api_options)
             await stack.enter_async_context(app.router.lifespan_context(app))
             return await stack.enter_async_context(
@@ -603,9 +601,9 @@ async def test_oversized_bodies_are_413_everywhere(
 
 
 async def test_a_bus_that_is_down_is_503_with_retry_after(make_client: ClientFactory, token: str) -> None:
-    dead = await nats.connect(NATS_URL, allow_reconnect=False)
+    dead = memory_bus()
     await dead.close()
-    client = await make_client(use_bus=Bus(dead, dead.jetstream()))
+    client = await make_client(use_bus=dead)
     r = await client.post(f"{BASE}/alertmanager", json=alertmanager_notification(token))
     problem = assert_problem(r, 503)
     assert problem["type"] == "urn:rb:problem:bus-unavailable"
