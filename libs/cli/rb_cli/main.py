@@ -524,6 +524,46 @@ def executions(
 
 @app.command()
 @user_errors
+def alerts(
+    source: Annotated[str | None, typer.Option(help="only this source (alertmanager, grafana, ...)")] = None,
+    status: Annotated[str | None, typer.Option(help="firing or resolved")] = None,
+    matched: Annotated[
+        bool | None, typer.Option("--matched/--unmatched", help="only alerts that started runbooks / none")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="how many")] = 20,
+    offset: Annotated[int, typer.Option(help="skip this many")] = 0,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent alerts as the trigger router handled them, newest first: the executions each
+    started, or why it started nothing."""
+    settings = cli_settings()
+    query: dict[str, Any] = {"limit": limit, "offset": offset}
+    query.update({k: v for k, v in {"source": source, "status": status}.items() if v})
+    if matched is not None:
+        query["matched"] = "true" if matched else "false"
+    result = _call("GET", f"{_api(settings)}/api/v1/alerts", params=query)
+    if json_output:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    console = _console()
+    for item in result.get("items", []):
+        if item.get("matched"):
+            outcome = "-> " + ", ".join(
+                f"{m.get('runbook_id')} {m.get('execution_id')}"
+                for m in item.get("matches", [])
+                if not m.get("refused")
+            )
+        else:
+            outcome = f"unmatched: {item.get('reason') or '-'}"
+        console.print(
+            f"{item.get('received_at') or '-'}  {item['source']:<12} {item['status']:<8} "
+            f"{escape(str(item.get('summary') or item.get('name') or item['dedupe_id']))[:60]}  {escape(outcome)}"
+        )
+    console.print(f"{len(result.get('items', []))} of {result.get('total', 0)}")
+
+
+@app.command()
+@user_errors
 def logs(
     execution_id: Annotated[str, typer.Argument()],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="stream events until the run ends")] = False,

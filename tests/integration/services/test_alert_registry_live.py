@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -40,6 +43,18 @@ def start(stack: Stack) -> None:
     stack.wait_ready()
 
 
+def rb(stack: Stack, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "rb_cli", *args],
+        env={**stack.services.env, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def team_runbook(runbook_id: str) -> str:
     return routed_runbook(runbook_id, "alertmanager").replace(
         'severity: "~crit.*"}', f'severity: "~crit.*", team: {runbook_id}}}'
@@ -64,20 +79,25 @@ async def recorded_alerts(
 
 async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stack) -> None:
     start(stack)
-    runbook_id = f"asof-{uuid.uuid4().hex[:8]}"
-    body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
     async with httpx.AsyncClient(base_url=stack.base) as client:
         await client.get("/runbooks")  # the connection is open: the timing below is the requests'
-        began = time.monotonic()
-        created = await client.post(
-            "/runbooks", content=team_runbook(runbook_id), headers={"Content-Type": "application/yaml"}
-        )
-        approved = await client.post(f"/runbooks/{runbook_id}/approve")
-        posted = await client.post("/triggers/alertmanager", json=body)
-        elapsed = time.monotonic() - began
-    assert (created.status_code, approved.status_code, posted.status_code) == (201, 200, 202)
-    assert posted.json()["accepted"] == 3
-    print(f"create + approve + post took {elapsed * 1000:.0f} ms")
+        # Create, approve and post within 100 ms. On a loaded machine one round may be slower:
+        # then another runbook, another round (each starts its one execution all the same).
+        for _ in range(5):
+            runbook_id = f"asof-{uuid.uuid4().hex[:8]}"
+            body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
+            began = time.monotonic()
+            created = await client.post(
+                "/runbooks", content=team_runbook(runbook_id), headers={"Content-Type": "application/yaml"}
+            )
+            approved = await client.post(f"/runbooks/{runbook_id}/approve")
+            posted = await client.post("/triggers/alertmanager", json=body)
+            elapsed = time.monotonic() - began
+            assert (created.status_code, approved.status_code, posted.status_code) == (201, 200, 202)
+            assert posted.json()["accepted"] == 3
+            print(f"create + approve + post took {elapsed * 1000:.0f} ms")
+            if elapsed < 0.1:
+                break
     assert elapsed < 0.1, f"create + approve + post took {elapsed * 1000:.0f} ms"
 
     items = await executions_of(stack, runbook_id, 1, timeout=60)
@@ -101,6 +121,13 @@ async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stac
     assert set(unmatched) == {warning, resolved}
     matched = await recorded_alerts(stack, {critical}, matched="true")
     assert matched[critical]["execution_ids"] == [items[0]["id"]]
+
+    # The same through the CLI.
+    listed = rb(stack, "alerts", "--unmatched", "--source", "alertmanager", "--json")
+    assert {warning, resolved} <= {i["dedupe_id"] for i in json.loads(listed)["items"]}
+    table = rb(stack, "alerts", "--limit", "3")
+    assert f"-> {runbook_id} {items[0]['id']}" in table and "5xx on web-1:9100" in table
+    assert "unmatched: no approved runbook matched its labels" in table and "3 of " in table
 
 
 async def test_a_deprecated_runbook_stops_matching_at_once(stack: Stack) -> None:
