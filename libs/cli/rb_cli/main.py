@@ -468,6 +468,7 @@ def _publish_event(path: Path, settings: Settings) -> None:
 
     from rb_common.bus import connect
     from rb_common.messages import AlertEvent
+    from rb_common.registry_events import last_seq
 
     data = _read_mapping(path)
     data.setdefault("dedupe_id", uuid.uuid4().hex)
@@ -481,9 +482,13 @@ def _publish_event(path: Path, settings: Settings) -> None:
     async def publish() -> bool:
         bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-cli", connect_timeout=3)
         try:
+            event = alert
+            if event.registry_seq is None:
+                # Matched against the registry as of now, as alerts posted to the API are.
+                event = alert.model_copy(update={"registry_seq": await last_seq(bus)})
             ack = await bus.js.publish(
                 bus.names.alert_subject(alert.source),
-                alert.encode(),
+                event.encode(),
                 headers={"Nats-Msg-Id": f"{alert.source}:{alert.dedupe_id}"},
                 stream=bus.names.triggers_stream,
             )
