@@ -93,10 +93,10 @@ async def _delete_streams(namespace: str) -> None:
     """The test's namespace goes away whole: its streams, and with them every consumer."""
     connection = await connect(NATS_URL, namespace=namespace, name="rb-tests-cleanup")
     try:
-        for config in connection.names.streams():
-            assert config.name
-            with contextlib.suppress(Exception):  # already gone
-                await connection.js.delete_stream(config.name)
+        names = [config.name or "" for config in connection.names.streams()]
+        for name in [*names, connection.names.registry_stream]:
+            with contextlib.suppress(Exception):  # already gone, or never made
+                await connection.js.delete_stream(name)
     finally:
         await connection.close()
 
