@@ -104,7 +104,11 @@ async def test_a_step_that_kills_its_worker_every_time_fails_as_lost(
     services: Services, bus: Bus, tmp_path: Path
 ) -> None:
     marks = tmp_path / "marks.txt"
-    kill_parent = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
+    # The step's parent is its supervisor (steps/supervise.py); the worker is the one above.
+    kill_parent = (
+        "import os, signal; stat = open(f'/proc/{os.getppid()}/stat').read(); "
+        "os.kill(int(stat.rsplit(')', 1)[1].split()[1]), signal.SIGKILL)"
+    )
     text = (
         "id: poison\nname: Poison\nsteps:\n"
         f"  - {{id: poison, type: shell, inputs: {{command: [python3, -c, {kill_parent!r}]}}}}\n"

@@ -1,7 +1,11 @@
 """`shell`: run one argv command, never through a shell, with a scrubbed environment.
 
 The child gets its own process group so a step timeout (the runner cancelling this coroutine)
-kills the command and everything it started, not just the direct child.
+kills the command and everything it started, not just the direct child. The group is led by a
+small supervisor (`supervise.py`) that kills it when the worker dies, even by kill -9: a step's
+processes never outlive their worker to run beside the copy another worker starts. The command
+sees `RB_IDEMPOTENCY_KEY` (`<execution>:<step>:<attempt>`, the same on every delivery of an
+attempt), so it can tell a re-run from a new attempt.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from rb_common.step_specs import SPECS
 from rb_executor.steps.base import SpecValidated, StepContext, StepFailed
+from rb_executor.steps.process_groups import GROUPS, spawn_error, spawn_status, supervised_argv
 
 OUTPUT_LIMIT = 64 * 1024
 _TAIL_LIMIT = 4096
@@ -99,22 +104,48 @@ class ShellStep(SpecValidated):
             raise StepFailed(f"working directory not found: {cwd}", retryable=False)
         stdin = inputs.get("stdin")
 
+        env = scrubbed_env(inputs.get("env"))
+        env["RB_IDEMPOTENCY_KEY"] = ctx.idempotency_key
+        status_read, status_write = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                *command,
+                *supervised_argv(command, env, status_write),
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=scrubbed_env(inputs.get("env")),
+                env=env,
                 cwd=cwd,
                 start_new_session=True,
+                pass_fds=(status_write,),
             )
-        except FileNotFoundError:
-            raise StepFailed(f"command not found: {command[0]}", retryable=False) from None
-        except PermissionError:
-            raise StepFailed(f"command not executable: {command[0]}", retryable=False) from None
         except OSError as exc:
+            os.close(status_read)
             raise StepFailed(f"cannot start {command[0]}: {exc}", retryable=False) from None
+        finally:
+            os.close(status_write)
+        GROUPS.add(process.pid)
+        try:
+            return await self._supervise(process, status_read, command, stdin, inputs, ctx)
+        finally:
+            GROUPS.discard(process.pid)
+
+    async def _supervise(
+        self,
+        process: asyncio.subprocess.Process,
+        status_read: int,
+        command: list[str],
+        stdin: str | None,
+        inputs: dict[str, Any],
+        ctx: StepContext,
+    ) -> Any:
+        try:
+            spawned = await spawn_status(status_read)
+        except BaseException:
+            _kill_group(process)
+            raise
+        if spawned != 0:
+            await process.wait()
+            raise StepFailed(spawn_error(spawned, command[0]), retryable=False)
 
         out, err = _Capture(), _Capture()
         io = asyncio.gather(

@@ -61,7 +61,7 @@ async def test_stdin_env_and_cwd(make_ctx: MakeCtx, tmp_path: Path, monkeypatch:
     names = {line.split("=", 1)[0] for line in lines[3:]}
     assert "RB_SECRET_KEY" not in names
     assert "must-not-leak" not in result["stdout"]
-    assert names <= {"PATH", "HOME", "LANG", "MODE", "PWD", "SHLVL", "_", "OLDPWD"}
+    assert names <= {"PATH", "HOME", "LANG", "MODE", "PWD", "SHLVL", "_", "OLDPWD", "RB_IDEMPOTENCY_KEY"}
 
 
 async def test_non_zero_exit_fails_with_last_stderr_line(make_ctx: MakeCtx) -> None:
