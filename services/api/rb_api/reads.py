@@ -4,7 +4,10 @@ subject folded with the coordinator when the projection has not caught up yet.
 Both sources give one shape (the recorder's projection is the same fold, written to tables):
 
     {id, runbook_id, runbook_version, status, started_at, completed_at, trigger,
-     steps: [{id, status, attempts, started_at, completed_at, outputs, error}], kpis}
+     steps: [{id, status, attempts, deliveries, started_at, completed_at, outputs, error}], kpis}
+
+`deliveries`: how many times workers were handed the step's current attempt (1; more when a
+worker died mid-step and another ran the attempt again).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def render_state(state: ExecutionState) -> dict[str, Any]:
                 "id": s.id,
                 "status": s.status,
                 "attempts": s.attempt,
+                "deliveries": s.deliveries,
                 "started_at": iso(s.started_at),
                 "completed_at": iso(s.completed_at),
                 "outputs": s.outputs,

@@ -123,6 +123,8 @@ def execution_row(projection: Projection) -> dict[str, Any] | None:
         "runbook_name": runbook.name,
         "step_order": step_order(state),
         "rollback_errors": rollback_errors,
+        # Steps whose current attempt was run by more than one worker (one died mid-step).
+        "deliveries": {sid: step.deliveries for sid, step in state.steps.items() if step.deliveries > 1},
         "projection_errors": list(projection.problems),
     }
     return {

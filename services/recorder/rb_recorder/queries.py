@@ -86,7 +86,7 @@ def _steps(connection: Connection, execution_id: str, metadata: dict[str, Any] |
 
 def get_execution(engine: Engine, execution_id: str) -> dict[str, Any] | None:
     """`{id, runbook_id, runbook_version, status, started_at, completed_at, trigger,
-    steps: [{id, status, attempts, started_at, completed_at, outputs, error}], kpis}`."""
+    steps: [{id, status, attempts, deliveries, started_at, completed_at, outputs, error}], kpis}`."""
     with engine.connect() as connection:
         row = (
             connection.execute(select(runbook_executions).where(runbook_executions.c.id == execution_id))
@@ -96,6 +96,7 @@ def get_execution(engine: Engine, execution_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         step_rows = _steps(connection, execution_id, row["metadata"])
+    deliveries = (row["metadata"] or {}).get("deliveries") or {}
     return {
         "id": row["id"],
         "runbook_id": row["runbook_id"],
@@ -109,6 +110,7 @@ def get_execution(engine: Engine, execution_id: str) -> dict[str, Any] | None:
                 "id": s["step_id"],
                 "status": s["status"],
                 "attempts": s["attempts"],
+                "deliveries": deliveries.get(s["step_id"], 1),
                 "started_at": iso(s["started_at"]),
                 "completed_at": iso(s["completed_at"]),
                 "outputs": s["outputs"],

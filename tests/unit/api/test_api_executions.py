@@ -26,7 +26,7 @@ DETAIL_KEYS = {
     "steps",
     "kpis",
 }
-STEP_KEYS = {"id", "status", "attempts", "started_at", "completed_at", "outputs", "error"}
+STEP_KEYS = {"id", "status", "attempts", "deliveries", "started_at", "completed_at", "outputs", "error"}
 
 
 def project(engine: Engine, events: list[Event]) -> None:

@@ -198,7 +198,16 @@ def test_case_read_side_shapes(recorder_engine: Engine) -> None:
     # Definition order, not schedule order.
     assert [s["id"] for s in detail["steps"]] == ["report", "fetch", "never"]
     fetch = detail["steps"][1]
-    assert set(fetch) == {"id", "status", "attempts", "started_at", "completed_at", "outputs", "error"}
+    assert set(fetch) == {
+        "id",
+        "status",
+        "attempts",
+        "deliveries",
+        "started_at",
+        "completed_at",
+        "outputs",
+        "error",
+    }
     assert (fetch["status"], fetch["attempts"], fetch["outputs"], fetch["error"]) == (
         "SUCCEEDED",
         3,

@@ -115,14 +115,29 @@ def _scheduled(state: ExecutionState, event: Event, data: dict[str, Any]) -> Cha
         attempt=data["attempt"],
         inputs=data.get("inputs"),
         retry_at=None,
+        deliveries=1,
     )
+
+
+def _deliveries(state: ExecutionState, data: dict[str, Any]) -> dict[str, int]:
+    """A worker's report of a redelivered attempt (`delivery` > 1) raises the step's count."""
+    delivery = data.get("delivery")
+    if isinstance(delivery, int) and delivery > state.steps[data["step_id"]].deliveries:
+        return {"deliveries": delivery}
+    return {}
 
 
 def _step_started(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
     if _rollback_phase(data):
         return _step(state, data["step_id"], rollback_status=st.RUNNING)
     current = state.steps[data["step_id"]]
-    return _step(state, data["step_id"], status=st.RUNNING, started_at=current.started_at or event.time)
+    return _step(
+        state,
+        data["step_id"],
+        status=st.RUNNING,
+        started_at=current.started_at or event.time,
+        **_deliveries(state, data),
+    )
 
 
 def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> Changes:
@@ -137,6 +152,7 @@ def _succeeded(state: ExecutionState, event: Event, data: dict[str, Any]) -> Cha
         result=data.get("result"),
         error=None,
         completed_at=event.time,
+        **_deliveries(state, data),
     )
 
 
@@ -164,6 +180,7 @@ def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Change
             error=data.get("error"),
             attempt=data.get("attempt", state.steps[step_id].attempt),
             retry_at=retry_at,
+            **_deliveries(state, data),
         )
     changes = _step(
         state,
@@ -173,6 +190,7 @@ def _failed(state: ExecutionState, event: Event, data: dict[str, Any]) -> Change
         started_at=_started_at(state, data, event) if not data.get("stage") else None,
         completed_at=event.time,
         attempt=max(data.get("attempt", 0), state.steps[step_id].attempt),
+        **_deliveries(state, data),
     )
     mode = state.definition.step(step_id).on_failure
     if mode != "continue" and not data.get("cancelled") and state.failure is None:

@@ -60,6 +60,9 @@ class StepState:
     rollback_status: str | None = None
     rollback_error: str | None = None
     scheduled: dict[str, Any] | None = None  # the latest step.scheduled data: what to run
+    # Deliveries of the current attempt to workers, as far as they reported (a worker crash
+    # makes JetStream deliver the same attempt again; events carry `delivery` when above 1).
+    deliveries: int = 1
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,10 @@ class Coordinator:
         if phase == "main" and step.attempt != data.get("attempt"):
             return []
         if outcome.type == EventType.STEP_STARTED.value:
-            return [(EventType.STEP_STARTED, data, "rb-worker")] if current == st.SCHEDULED else []
+            # Also once per redelivery of the attempt (its worker died mid-step), so the record
+            # shows every run, including those a crash cut short.
+            again = phase == "main" and current == st.RUNNING and _delivery(data) > step.deliveries
+            return [(EventType.STEP_STARTED, data, "rb-worker")] if current == st.SCHEDULED or again else []
         if outcome.type not in (EventType.STEP_SUCCEEDED.value, EventType.STEP_FAILED.value):
             return []
         if current not in st.ACTIVE:
@@ -413,3 +416,8 @@ class Coordinator:
             if isinstance(ack, BaseException):
                 raise ack
             entry.published.add(command.idempotency_key)
+
+
+def _delivery(data: dict[str, Any]) -> int:
+    delivery = data.get("delivery", 1)
+    return delivery if isinstance(delivery, int) else 1
