@@ -55,10 +55,13 @@ class PullFeed:
         expires: float = 5.0,
         heartbeat: float | None = None,
         drain: float = 0.0,
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         """`heartbeat`: tell JetStream every so many seconds that a message still being handled
         is in progress (set it below the consumer's AckWait). `drain`: on stop, how long running
-        handlers may go on before they are cancelled and their messages handed back (NAK)."""
+        handlers may go on before they are cancelled and their messages handed back (NAK).
+        `on_beat`: called after every round of heartbeats (every tick): by then JetStream has
+        heard of each message being handled within the last `heartbeat` seconds."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.nc = nc
@@ -72,6 +75,7 @@ class PullFeed:
         self.stopping = False
         self.heartbeat = heartbeat
         self.drain = drain
+        self.on_beat = on_beat
         # Each running handler's message and when JetStream last heard of it.
         self.inflight: dict[asyncio.Task[None], tuple[Msg, float]] = {}
         self._top_up_scheduled = False
@@ -88,6 +92,11 @@ class PullFeed:
             while not stop.is_set():
                 self._forget_expired()
                 await self._beat()
+                if self.on_beat is not None:
+                    try:
+                        self.on_beat()
+                    except Exception:
+                        log.warning("on_beat failed", exc_info=True)
                 await self._top_up()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=tick)

@@ -3,11 +3,19 @@
 Delivery is at-least-once: a worker that dies mid-step leaves its task unacked and another
 worker runs the same attempt again, with the same Idempotency-Key. Outcomes are published with
 a message id derived from that key, so a re-run after a successful report is not recorded twice.
+A re-run is a new delivery of the same attempt; its reports carry `delivery` (from 2 on), so
+the record shows it.
+
+Never two at once: while a step runs, in-progress acks keep its task from being handed to
+another worker, however long the step takes; a shell step's processes die with their worker
+(see steps/supervise.py); and `holdings` lets the next worker on the host kill whatever a dead
+one left running and hand its tasks back at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -30,6 +38,7 @@ from rb_executor.clock import SystemClock
 from rb_executor.coordinator import RunStep
 from rb_executor.runner import PluginExecutor
 from rb_executor.service.consumers import durable_config
+from rb_executor.service.holdings import Holdings, reap
 from rb_executor.steps.base import StepContext, StepPlugin
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,10 @@ log = logging.getLogger(__name__)
 START_REPORT_AFTER = 1.0
 HOLD_AT_MOST = 2.0  # seconds a task not yet due is held rather than handed back with a delay
 REPORT_GRACE = 10.0  # seconds a stopping worker waits for an outcome being recorded
+# In-progress acks go out at least this often, whatever this worker's RB_TASK_ACK_WAIT: the
+# durable is shared, and the last worker to start sets its AckWait for all of them.
+MAX_HEARTBEAT = 1.0
+REAP_EVERY = 2.0  # seconds between looks for dead workers' files on this host
 
 OutcomeHandler = Callable[[StepOutcome], Awaitable[None]]
 
@@ -64,6 +77,8 @@ class Worker:
         self.running: dict[str, asyncio.Task[Any]] = {}
         self.cancelled: set[str] = set()
         self.coordinator = coordinator
+        self.attempts: dict[str, asyncio.Task[Any]] = {}  # by idempotency key
+        self.holdings: Holdings | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         max_deliver = self.settings.task_max_deliver
@@ -77,21 +92,56 @@ class Worker:
             backoff=[self.ack_wait * 2**n for n in range(min(4, max_deliver - 1))],
             max_ack_pending=max(self.concurrency * 4, 64),
         )
-        await self.bus.js.add_consumer(self.bus.names.tasks_stream, config)
+        info = await self.bus.js.add_consumer(self.bus.names.tasks_stream, config)
+        ack_wait = min(self.ack_wait, info.config.ack_wait or self.ack_wait)
+        # Well below AckWait (= backoff[0]): a long step keeps its task, and a round of in-progress
+        # acks that comes late still comes in time.
+        heartbeat = min(ack_wait / 3, MAX_HEARTBEAT)
+        holdings = Holdings(self.settings.home / "workers", ack_wait=ack_wait, heartbeat=heartbeat)
+        await self._reap(holdings)  # before this worker's own file exists: its pid may be reused
+        holdings.open()
+        self.holdings = holdings
         feed = PullFeed(
             self.bus.nc,
             self.bus.names.tasks_stream,
             self.consumer,
             self.handle,
             capacity=self.concurrency,
-            heartbeat=self.ack_wait / 3,  # below backoff[0] (= AckWait): a long step keeps its task
+            heartbeat=heartbeat,
             drain=self.settings.worker_shutdown_grace,
+            on_beat=holdings.beat,
         )
         cancels = await self.bus.nc.subscribe(self.bus.names.all_cancels, cb=self._on_cancel)
+        reaper = asyncio.ensure_future(self._reap_now_and_then(holdings, stop))
         try:
             await feed.run(stop)
         finally:
+            reaper.cancel()
+            await asyncio.gather(reaper, return_exceptions=True)
             await cancels.unsubscribe()
+            holdings.close()
+            self.holdings = None
+
+    async def _reap(self, holdings: Holdings) -> None:
+        """Kill what dead workers on this host left running and hand their tasks back."""
+        if not holdings.enabled:
+            return
+
+        async def publish(subject: str, data: bytes) -> None:
+            await self.bus.nc.publish(subject, data)
+
+        try:
+            if await reap(holdings.directory, publish, holdings.ack_wait):
+                await self.bus.nc.flush()
+        except Exception:
+            log.warning("reaping dead workers failed", exc_info=True)
+
+    async def _reap_now_and_then(self, holdings: Holdings, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=REAP_EVERY)
+            if not stop.is_set():
+                await self._reap(holdings)
 
     async def _on_cancel(self, msg: Msg) -> None:
         _, _, execution_id, step_id = msg.subject.split(".", 3)
@@ -111,26 +161,58 @@ class Worker:
             return
         if command.not_before is not None:
             wait = (command.not_before - datetime.now(UTC)).total_seconds()
-            if wait >= HOLD_AT_MOST and (msg.metadata.num_delivered or 1) == 1:
+            if _handed_back_first(msg, command) and _delivered(msg) == 1:
                 # Not due for a while (retry backoff): let JetStream hand it back when it is.
-                await msg.nak(delay=wait)
+                await msg.nak(delay=max(wait, 0.0))
                 return
             if wait > 0:
                 # Nearly due (or clocks a little apart), or delivered before: with a backoff
                 # policy JetStream adds backoff[n] - AckWait to a NAK's delay from the second
                 # delivery on, so wait here; the feed's heartbeats keep the task meanwhile.
                 await asyncio.sleep(wait)
-        key = f"{task.execution_id}:{command.step_id}"
         current = asyncio.current_task()
         assert current is not None
-        self.running[key] = current
+        same = self.attempts.get(command.idempotency_key)
+        if same is not None and not same.done():
+            await self._run_along(msg, same)
+            return
+        self.attempts[command.idempotency_key] = current
+        if self.holdings is not None:
+            self.holdings.hold(msg.reply)
         try:
-            started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+            await self._run(msg, task, command, current)
+        finally:
+            if self.attempts.get(command.idempotency_key) is current:
+                del self.attempts[command.idempotency_key]
+            if self.holdings is not None:
+                self.holdings.release(msg.reply)
+
+    async def _run_along(self, msg: Msg, same: asyncio.Task[Any]) -> None:
+        """JetStream handed out again a task this worker is still running (its in-progress
+        acks were lost, e.g. across a reconnect): one run, both deliveries end with it."""
+        log.warning("%s delivered again while running here; not running it twice", msg.subject)
+        await asyncio.wait([same])
+        if not same.cancelled() and same.exception() is None:
+            await msg.ack()
+
+    async def _run(self, msg: Msg, task: StepTask, command: RunStep, current: asyncio.Task[Any]) -> None:
+        key = f"{task.execution_id}:{command.step_id}"
+        self.running[key] = current
+        delivery = _delivered(msg) - _handed_back_first(msg, command)  # runs, this one included
+        again = {"delivery": delivery} if delivery > 1 else {}
+        try:
+            started = {
+                "step_id": command.step_id,
+                "attempt": command.attempt,
+                "phase": command.phase,
+                **again,
+            }
             started_at = datetime.now(UTC).isoformat()
             # A quick step reports once, its outcome implying the start; a slow one says it has
-            # started, so the execution shows it running. Saves two hops on most steps.
+            # started, so the execution shows it running. Saves two hops on most steps. A
+            # redelivery says so at once: the record shows that the attempt runs again.
             report_start = asyncio.get_running_loop().call_later(
-                START_REPORT_AFTER,
+                START_REPORT_AFTER if not again else 0,
                 lambda: asyncio.ensure_future(
                     self._report(task.execution_id, command, EventType.STEP_STARTED, started)
                 ),
@@ -142,7 +224,7 @@ class Worker:
             finally:
                 report_start.cancel()
             reporting = asyncio.ensure_future(
-                self._report(task.execution_id, command, type_, {**data, "started_at": started_at})
+                self._report(task.execution_id, command, type_, {**data, "started_at": started_at, **again})
             )
             try:
                 await asyncio.shield(reporting)
@@ -199,9 +281,32 @@ class Worker:
             except Exception:
                 log.warning("in-process coordinator failed on an outcome; publishing it", exc_info=True)
         suffix = "started" if type_ == EventType.STEP_STARTED else "done"
+        if type_ == EventType.STEP_STARTED and data.get("delivery"):
+            suffix += f":{data['delivery']}"  # each delivery's start is news, not a duplicate
         await self.bus.js.publish(
             self.bus.names.result_subject(execution_id),
             outcome.encode(),
             headers={"Nats-Msg-Id": f"{command.idempotency_key}:{suffix}"},
             stream=self.bus.names.inbox_stream,
         )
+
+
+def _delivered(msg: Msg) -> int:
+    """Which delivery of its task `msg` is (1 unless JetStream handed it out before)."""
+    try:
+        return int(msg.metadata.num_delivered or 1)
+    except Exception:  # not a JetStream message (tests): the first
+        return 1
+
+
+def _handed_back_first(msg: Msg, command: RunStep) -> bool:
+    """Whether the task's first delivery is handed back unrun, as not due for a while: decided
+    from when the task was stored, so every delivery of it agrees (and a re-run's `delivery`
+    counts runs, not that hand-back)."""
+    if command.not_before is None:
+        return False
+    try:
+        stored = msg.metadata.timestamp
+    except Exception:
+        return False
+    return (command.not_before - stored).total_seconds() >= HOLD_AT_MOST
