@@ -43,9 +43,10 @@ class Settings(BaseSettings):
     # Whether `rb serve executor` runs step workers beside the coordinator (they hand outcomes to
     # it directly); false leaves the steps to `rb serve worker` processes.
     executor_workers: bool = True
-    # How long a task stays with a silent worker before another one gets it (workers heartbeat
-    # while a step runs, so this bounds recovery from a crash, not the length of a step).
-    task_ack_wait: float = Field(default=30.0, gt=0)
+    # How long a task stays with a silent worker before another one gets it: workers send
+    # in-progress acks at least every second while a step runs, so this bounds recovery from a
+    # crash, not the length of a step (keep it above 2 s).
+    task_ack_wait: float = Field(default=5.0, gt=0)
     # How many times a task is handed out before its step is failed as lost (a step that kills
     # or hangs its worker every time); the waits between deliveries double from task_ack_wait.
     task_max_deliver: int = Field(default=10, ge=2)
