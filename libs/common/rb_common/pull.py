@@ -6,8 +6,10 @@ outstanding for up to `capacity` messages, each message is handed to its own tas
 arrives, and the request credit is topped up as handlers finish, as the newer NATS clients'
 `consume()` does.
 
-Credit is tracked per request, each with a reply subject of its own (the server interleaves
-deliveries between outstanding requests): a request is spent when its batch has been delivered,
+Credit is tracked per request, each with a reply subject and a subscription of its own (the
+server interleaves deliveries between outstanding requests, and newer servers deliver with the
+message's own subject, so only the subscription tells which request a message answers): a
+request is spent when its batch has been delivered,
 ends when the server says it expired (408) or was refused (409), and is forgotten after its
 deadline in case the server's word was lost (e.g. across a reconnect), so a lost request costs
 at most `expires` seconds of idleness, never a stuck consumer.
@@ -41,6 +43,7 @@ EXPIRY_GRACE = 1.0  # the server's 408 normally ends a request; this is for when
 class _Request:
     remaining: int
     deadline: float
+    sub: Any = None
 
 
 class PullFeed:
@@ -71,6 +74,7 @@ class PullFeed:
         self.api_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.inbox = nc.new_inbox()
         self.requests: dict[str, _Request] = {}  # by reply subject
+        self._ended: set[Any] = set()  # subscriptions of ended requests, unsubscribed each tick
         self._next_request = 0
         self.stopping = False
         self.heartbeat = heartbeat
@@ -86,11 +90,11 @@ class PullFeed:
         return sum(request.remaining for request in self.requests.values())
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self.nc.subscribe(f"{self.inbox}.*", cb=self._on_message)
         tick = min(1.0, self.expires / 2, self.heartbeat or 1.0)
         try:
             while not stop.is_set():
                 self._forget_expired()
+                await self._unsubscribe_ended()
                 await self._beat()
                 if self.on_beat is not None:
                     try:
@@ -101,12 +105,17 @@ class PullFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=tick)
         finally:
-            await self._stop(sub, tick)
+            await self._stop(tick)
 
-    async def _stop(self, sub: Any, tick: float) -> None:
+    async def _stop(self, tick: float) -> None:
         self.stopping = True  # from here on, arriving messages are handed back, not handled
-        with contextlib.suppress(Exception):
-            await sub.drain()
+        for request in list(self.requests.values()):
+            self._end(request)
+        self.requests.clear()
+        for sub in list(self._ended):
+            with contextlib.suppress(Exception):
+                await sub.drain()
+        self._ended.clear()
         running = set(self.inflight)
         deadline = time.monotonic() + self.drain
         while running and time.monotonic() < deadline:
@@ -134,14 +143,25 @@ class PullFeed:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 
-    async def _on_message(self, msg: Msg) -> None:
-        request = self.requests.get(msg.subject)
+    def _end(self, request: _Request) -> None:
+        if request.sub is not None:
+            self._ended.add(request.sub)
+
+    async def _unsubscribe_ended(self) -> None:
+        ended, self._ended = self._ended, set()
+        for sub in ended:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_message(self, msg: Msg, reply: str) -> None:
+        request = self.requests.get(reply)
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
             if request is not None:
                 request.remaining -= 1
                 if request.remaining <= 0:
-                    del self.requests[msg.subject]
+                    del self.requests[reply]
+                    self._end(request)
             if self.stopping or len(self.inflight) >= self.capacity:
                 # Asked for before a stop, or by a request the feed had given up on.
                 with contextlib.suppress(Exception):
@@ -153,7 +173,9 @@ class PullFeed:
             return
         if status == HEARTBEAT:
             return
-        self.requests.pop(msg.subject, None)
+        ended = self.requests.pop(reply, None)
+        if ended is not None:
+            self._end(ended)
         if status in (REQUEST_TIMEOUT, NO_MESSAGES):
             await self._top_up()  # a request ran its course: renew it at once
         else:
@@ -170,6 +192,7 @@ class PullFeed:
         for subject, request in list(self.requests.items()):
             if request.deadline < now:
                 del self.requests[subject]
+                self._end(request)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.inflight.pop(task, None)
@@ -190,13 +213,23 @@ class PullFeed:
             return
         self._next_request += 1
         reply = f"{self.inbox}.{self._next_request}"
-        self.requests[reply] = _Request(remaining=want, deadline=time.monotonic() + self.expires)
+        request = _Request(remaining=want, deadline=time.monotonic() + self.expires)
+        self.requests[reply] = request
         self.requested += 1
         payload = orjson.dumps({"batch": want, "expires": int(self.expires * 1e9)})
         try:
+
+            async def on_message(msg: Msg) -> None:
+                await self._on_message(msg, reply)
+
+            request.sub = await self.nc.subscribe(reply, cb=on_message)
+            if self.stopping or self.requests.get(reply) is not request:
+                self._end(request)
+                return
             await self.nc.publish(self.api_subject, payload, reply=reply)
         except Exception:
-            self.requests.pop(reply, None)
+            if self.requests.pop(reply, None) is not None:
+                self._end(request)
             log.warning("pull request failed; retrying", exc_info=True)
 
 

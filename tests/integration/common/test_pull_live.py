@@ -20,7 +20,7 @@ from rb_common.pull import PullFeed
 
 pytestmark = pytest.mark.integration
 
-NATS_URL = os.environ.get("RB_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_URL = os.environ["RB_TEST_NATS_URL"]
 
 
 @dataclass
@@ -215,3 +215,50 @@ async def test_a_consumer_deleted_and_created_again_is_picked_up_again(queue: Qu
         )
         await queue.put(1)
         await asyncio.wait_for(got.wait(), 10)
+
+
+async def test_the_capacity_holds_across_interleaved_and_expired_requests(queue: Queue) -> None:
+    """The server spreads deliveries over the outstanding requests and expires them with a
+    count of what it still owed: the feed must keep exact credit through both."""
+    releases: dict[bytes, asyncio.Event] = {}
+    active, most = 0, 0
+
+    async def handler(msg: Msg) -> None:
+        nonlocal active, most
+        active += 1
+        most = max(most, active)
+        try:
+            await releases.setdefault(msg.data, asyncio.Event()).wait()
+            await msg.ack()
+        finally:
+            active -= 1
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not condition():
+                await asyncio.sleep(0.02)
+
+    async def put(*names: str) -> None:
+        for name in names:
+            await queue.js.publish(queue.subject, name.encode(), stream=queue.stream)
+
+    feed = queue.feed(handler, capacity=8, expires=1.0)
+    async with running(feed):
+        await put(*(f"a{i}" for i in range(6)))
+        await until(lambda: active == 6)
+        for i in range(4):
+            releases[f"a{i}".encode()].set()  # frees 4: a second request goes out beside the first
+        await until(lambda: active == 2)
+        await put("b0", "b1")
+        await until(lambda: active == 4)
+        renewed = feed.requested + 2
+        await until(lambda: feed.requested >= renewed)  # requests expired (408) and were renewed
+        await put(*(f"c{i}" for i in range(20)))
+        await until(lambda: active == 8)
+        await asyncio.sleep(0.5)  # room for a ninth to arrive if the credit were wrong
+        assert most == 8
+        for event in releases.values():
+            event.set()
+        for i in range(20):
+            releases.setdefault(f"c{i}".encode(), asyncio.Event()).set()
+        await until(lambda: active == 0)

@@ -42,3 +42,23 @@ async def test_a_failing_raising_or_silent_check_says_why() -> None:
         "database": "ConnectionError: refused",
         "slow": "no answer within 0.05 s",
     }
+
+
+async def test_a_check_that_has_not_answered_is_not_started_again() -> None:
+    health = Health(timeout=0.05)
+    started = 0
+    release = asyncio.Event()
+
+    async def hung() -> bool:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return True
+
+    health.add("database", hung)
+    assert (await health.status())[0] is False
+    assert (await health.status())[0] is False
+    assert started == 1
+    release.set()
+    assert await health.status() == (True, {"database": "ok"})
+    assert started == 1, "the answer of the hung check was used"
