@@ -26,7 +26,13 @@ from rb_common.health import Health
 from rb_common.settings import Settings
 from rb_common.snapshot import registration_body
 
-SHUTDOWN_GRACE = 20.0
+# After SIGTERM: how long a service may take to wind down beyond the workers' own
+# RB_WORKER_SHUTDOWN_GRACE (running steps finishing, then handed back) before it is cancelled.
+SHUTDOWN_MARGIN = 15.0
+
+
+def shutdown_limit(settings: Settings) -> float:
+    return settings.worker_shutdown_grace + SHUTDOWN_MARGIN
 SERVICES = ("api", "executor", "worker", "recorder", "scheduler", "notifier")
 
 
@@ -104,7 +110,7 @@ def serve(service_name: str, settings: Settings) -> None:
         await asyncio.wait({service, stopping}, return_when=asyncio.FIRST_COMPLETED)
         # A service still connecting (NATS or the database unreachable) would not see `stop`:
         # give it a grace period to wind down, then cancel it, so SIGTERM always ends the process.
-        done, _ = await asyncio.wait({service}, timeout=SHUTDOWN_GRACE)
+        done, _ = await asyncio.wait({service}, timeout=shutdown_limit(settings))
         stopping.cancel()
         if not done:
             service.cancel()
@@ -256,7 +262,7 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
                 process.terminate()
         for process in children.values():
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=shutdown_limit(settings) + 5)
             except subprocess.TimeoutExpired:
                 process.kill()
         if nats is not None:

@@ -63,10 +63,11 @@ class Scheduler:
         """(started now, why not started): a repeated request is (False, None)."""
         try:
             resolved = resolve_params(runbook, params)
+            # Refused too when its files cannot be snapshotted (missing, or over the cap).
+            data = RunRequest(runbook=runbook, params=resolved, trigger=trigger, actor=actor).event_data()
         except RbError as exc:
             log.error("not starting %s: %s", runbook.id, exc)
             return False, str(exc)
-        data = RunRequest(runbook=runbook, params=resolved, trigger=trigger, actor=actor).event_data()
         message = TriggerRequest(execution_id=execution_id, actor=actor, data=data)
         ack = await self.bus.js.publish(
             self.bus.names.trigger_subject(runbook.id),
