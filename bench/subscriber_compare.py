@@ -415,7 +415,7 @@ async def throughput(url: str, args: argparse.Namespace) -> None:
     await admin.close()
     print()
     print(f"{'scenario':8} {'contender':14} {'median msg/s':>12} {'ratio':>7}  rounds")
-    for scen, n, sleep in scenarios:
+    for scen, _n, _sleep in scenarios:
         base = statistics.median(r["rate"] for r in results[(scen, "pullfeed")])
         for kind in kinds:
             rates = [r["rate"] for r in results[(scen, kind)]]
