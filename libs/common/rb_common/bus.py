@@ -16,6 +16,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from rb_common.events import Event
 from rb_common.ports import ConcurrencyError
+from rb_common.upcast import upcast
 
 # JetStream's error codes for failed Nats-Expected-Last-Subject-Sequence / -Last-Msg-Id checks.
 WRONG_LAST_SEQUENCE = 10071
@@ -299,10 +300,9 @@ async def last_subject_seq(bus: Bus, execution_id: str) -> int:
     return last.seq or 0
 
 
-async def read_execution(
-    bus: Bus, execution_id: str, timeout: float = 10.0
-) -> list[tuple[Event, int]]:
-    """Every event of an execution with its stream sequence, oldest first ([] if none)."""
+async def read_execution(bus: Bus, execution_id: str, timeout: float = 10.0) -> list[tuple[Event, int]]:
+    """Every event of an execution with its stream sequence, oldest first ([] if none), upcast
+    to the current schema version."""
     js = bus.js
     subject = bus.names.exec_subject(execution_id)
     try:
@@ -316,7 +316,7 @@ async def read_execution(
         while True:
             msg = await asyncio.wait_for(sub.next_msg(timeout=timeout), timeout)
             seq = msg.metadata.sequence.stream
-            out.append((Event.from_json(msg.data), seq))
+            out.append((upcast(Event.from_json(msg.data)), seq))  # in the current schema
             if seq >= last_seq:
                 return out
     finally:

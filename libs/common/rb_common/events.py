@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rb_common.canonical import digest
 
+if TYPE_CHECKING:
+    from rb_common.payloads import EventPayload
+
+# The version of the data shapes (rb_common.payloads); older events are upcast when read
+# (rb_common.upcast).
 SCHEMA_VERSION = 1
+
+P = TypeVar("P", bound="EventPayload")
 
 
 class EventType(StrEnum):
@@ -61,7 +69,12 @@ DECIDED_EVENTS = frozenset(
 
 
 class Event(BaseModel):
+    """The envelope. `data` is the payload as recorded (a plain dict on the wire, covered by the
+    hash); `payload` is its typed view (rb_common.payloads)."""
+
     model_config = ConfigDict(frozen=True)
+    # Not a field (never serialised, dropped by model_copy): (data, its typed payload), cached.
+    __slots__ = ("_typed",)
 
     id: str
     execution_id: str
@@ -76,13 +89,47 @@ class Event(BaseModel):
     hash: str | None = None
 
     @classmethod
-    def sealed(cls, *, prev_hash: str | None, **fields: Any) -> Event:
-        """A new event whose hash covers every field, including the link to its predecessor."""
+    def sealed(cls, *, prev_hash: str | None, payload: EventPayload | None = None, **fields: Any) -> Event:
+        """A new event whose hash covers every field, including the link to its predecessor.
+        Given a typed `payload`, the data is its dump and the payload is the event's own (the
+        fold does not parse it again)."""
+        if payload is not None:
+            fields["data"] = payload.dump()
         event = cls(prev_hash=prev_hash, **fields)
+        if payload is not None:
+            object.__setattr__(event, "_typed", (event.data, payload))
         # The hash is set on the event just built (never on one already shared): no second
         # validation or copy on the hot path.
         event.__dict__["hash"] = event.computed_hash()
         return event
+
+    @property
+    def payload(self) -> EventPayload:
+        """The typed data (rb_common.payloads), in the current schema version: parsed on first
+        use and cached for as long as `data` is the same object."""
+        try:
+            data, typed = _TYPED.__get__(self, Event)  # the slot itself: no __getattr__ on a miss
+            if data is self.data:
+                return typed
+        except AttributeError:
+            pass
+        from rb_common.payloads import parse_payload
+
+        data = self.data
+        if self.schema_version < SCHEMA_VERSION:
+            from rb_common.upcast import upcast_data
+
+            data = upcast_data(self.type, self.schema_version, data)
+        typed = parse_payload(self.type, data)
+        object.__setattr__(self, "_typed", (self.data, typed))
+        return typed
+
+    def payload_as(self, model: builtins.type[P]) -> P:
+        """The typed data, known to be a `model` (TypeError if this event is another type)."""
+        typed = self.payload
+        if not isinstance(typed, model):
+            raise TypeError(f"event {self.seq} is {self.type.value}, not {model.__name__}")
+        return typed
 
     def computed_hash(self) -> str:
         return digest(self.model_dump(mode="json", exclude={"hash"}))
@@ -93,3 +140,35 @@ class Event(BaseModel):
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:
         return cls.model_validate_json(text)
+
+
+_TYPED = Event.__dict__["_typed"]
+
+
+class UpcastEvent(Event):
+    """An event read in a newer schema version than it was recorded in (rb_common.upcast).
+    Its content is the upcast one; its hash, and what `computed_hash` covers, stay the recorded
+    event's, so the chain of an upcast stream verifies as recorded."""
+
+    __slots__ = ("_recorded",)
+
+    @classmethod
+    def of(cls, recorded: Event, data: dict[str, Any], schema_version: int) -> UpcastEvent:
+        fields = {**recorded.__dict__, "data": data, "schema_version": schema_version}
+        event = cls.model_construct(_fields_set=set(recorded.model_fields_set), **fields)
+        object.__setattr__(event, "_recorded", recorded)
+        return event
+
+    @property
+    def recorded(self) -> Event | None:
+        try:
+            return _RECORDED.__get__(self, UpcastEvent)
+        except AttributeError:
+            return None  # a copy made by model_copy: its content is its own
+
+    def computed_hash(self) -> str:
+        recorded = self.recorded
+        return recorded.computed_hash() if recorded is not None else super().computed_hash()
+
+
+_RECORDED = UpcastEvent.__dict__["_recorded"]
