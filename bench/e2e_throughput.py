@@ -41,9 +41,9 @@ from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import SystemClock
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
+from rb_engine.clock import SystemClock
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
 
 NATS = os.environ.get("RB_NATS_URL", "nats://127.0.0.1:4222")
 # A namespace of the run's own: nothing of another stack or run on the same NATS is seen.

@@ -20,10 +20,10 @@ from pathlib import Path
 from rb_common.model import Runbook
 from rb_common.ports import EventStore, InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import SystemClock
-from rb_executor.eventlog import FileEventStore
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
+from rb_engine.clock import SystemClock
+from rb_engine.eventlog import FileEventStore
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
 
 
 def chain(n: int = 100) -> dict[str, list[str]]:

@@ -21,6 +21,10 @@ from pathlib import Path
 
 import pytest
 
+# Support modules shared by the unit and integration suites, imported by their plain names
+# (recorder_support, notifier_support): the store's by tests/{unit,integration}/{store,recorder}.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "unit" / "store"))
+
 _server: subprocess.Popen[bytes] | None = None
 _store: str | None = None
 

@@ -21,11 +21,12 @@ script replies per path and then assert on what the server actually received::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,10 +34,13 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from rb_common.settings import Settings
-from rb_executor.clock import SystemClock
-from rb_executor.steps.base import StepContext
+from rb_engine.clock import SystemClock
+from rb_engine.steps.base import StepContext
+from rb_store.db import database_url, make_engine, migrate
 
 _UNSET: Any = object()
 
@@ -293,3 +297,49 @@ def postgres_url() -> str:
     except psycopg.Error as exc:
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
     return POSTGRES_URL
+
+
+# -- the store's and the recorder's: a private PostgreSQL database per session, a private
+# durable consumer per test -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh database (rb_test_<random>) for this session, dropped at the end."""
+    import psycopg
+
+    name = f"rb_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(postgres_url).set(database="postgres")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url(Settings(database_url=pg_database_url)))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+async def consumer_name() -> AsyncIterator[str]:
+    """A private durable consumer name; the consumer is deleted after the test."""
+    from nats.js.errors import NotFoundError
+
+    from rb_common.bus import DEFAULT_NAMES, connect
+
+    name = f"recorder-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    bus = await connect(os.environ["RB_TEST_NATS_URL"], name="rb-recorder-test-cleanup")
+    try:
+        with contextlib.suppress(NotFoundError):
+            await bus.js.delete_consumer(DEFAULT_NAMES.events_stream, name)
+    finally:
+        await bus.close()

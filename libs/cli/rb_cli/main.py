@@ -27,14 +27,14 @@ from rb_common.params import coerce_cli_value
 from rb_common.secrets import renamed_notices, secrets_from_env
 from rb_common.settings import Settings
 from rb_common.validator import validate_file
-from rb_executor.engine import run_local
-from rb_executor.export import export_fixture
-from rb_executor.fixtures import Fixture, load_fixture
-from rb_executor.replay import Replayer
-from rb_executor.result import canonical_result_json
-from rb_executor.runner import PluginExecutor
-from rb_executor.steps.registry import default_registry
-from rb_executor.testing import (
+from rb_engine.engine import run_local
+from rb_engine.export import export_fixture
+from rb_engine.fixtures import Fixture, load_fixture
+from rb_engine.replay import Replayer
+from rb_engine.result import canonical_result_json
+from rb_engine.runner import PluginExecutor
+from rb_engine.steps.registry import default_registry
+from rb_engine.testing import (
     TestOutcome,
     check_execution,
     load_expected,

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rb_common.events import Event, EventType
-from rb_executor.coordinator import ExecutionState
+from rb_engine.coordinator import ExecutionState
 
 OK, BAD, SKIP = "[green]✓[/green]", "[red]✗[/red]", "[dim]–[/dim]"
 

@@ -12,7 +12,7 @@ from rb_cli.services import answers
 from rb_common.errors import RbError
 from rb_common.events import Event
 from rb_common.settings import Settings
-from rb_executor.eventlog import FileEventStore
+from rb_engine.eventlog import FileEventStore
 
 
 async def _from_nats(url: str, namespace: str, execution_id: str) -> list[Event]:
@@ -28,8 +28,8 @@ async def _from_nats(url: str, namespace: str, execution_id: str) -> list[Event]
 def _from_database(settings: Settings, execution_id: str) -> list[Event]:
     if not settings.database_url and not (settings.home / "rb.db").exists():
         return []
-    from rb_recorder.db import database_url, make_engine
-    from rb_recorder.store import SqlEventStore
+    from rb_store.db import database_url, make_engine
+    from rb_store.store import SqlEventStore
 
     engine = make_engine(database_url(settings))
     try:
@@ -70,8 +70,8 @@ def executions_of(settings: Settings, runbook_id: str) -> list[str]:
     """Recorded executions of a runbook: the local log's, then the recorder database's."""
     ids = local_executions_of(settings, runbook_id)
     if settings.database_url or (settings.home / "rb.db").exists():
-        from rb_recorder.db import database_url, make_engine
-        from rb_recorder.queries import list_executions
+        from rb_store.db import database_url, make_engine
+        from rb_store.queries import list_executions
 
         engine = make_engine(database_url(settings))
         try:

@@ -223,10 +223,12 @@ class ApprovalDecided(EventPayload):
 
 
 class _Notification(EventPayload):
+    """The notifier's record of one notification: (event_id, channel) is its identity."""
+
     event_id: str
-    event_type: str
+    event_type: str | None = None
     channel: str  # slack:#x, email:..., webhook:...
-    attempts: int
+    attempts: int | None = None
     ts: str | None = None
     error: str | None = None
     on: str | None = None

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from rb_api.dbutil import iso
-from rb_recorder.tables import alerts
+from rb_store.tables import alerts
 
 STATUSES = ("firing", "resolved")
 

@@ -25,7 +25,7 @@ from rb_api.problems import install_handlers
 from rb_api.routes import alerts, executions, health, runbooks, schedules, triggers
 from rb_common.bus import Bus, connect
 from rb_common.settings import Settings
-from rb_recorder.db import database_url, make_engine, migrate
+from rb_store.db import database_url, make_engine, migrate
 
 log = logging.getLogger("rb_api")
 

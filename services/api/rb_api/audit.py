@@ -12,10 +12,10 @@ from rb_api.reads import recorded_events
 from rb_common.audit import audit_record, verify_chain
 from rb_common.events import Event
 from rb_common.model import Runbook
-from rb_executor.replay import Replayer
-from rb_executor.result import canonical_result
-from rb_executor.runner import PluginExecutor
-from rb_executor.steps.registry import default_registry
+from rb_engine.replay import Replayer
+from rb_engine.result import canonical_result
+from rb_engine.runner import PluginExecutor
+from rb_engine.steps.registry import default_registry
 
 
 async def recorded(svc: Services, execution_id: str) -> tuple[list[Event], str]:

@@ -19,7 +19,7 @@ from rb_api.reads import (
 )
 from rb_common.bus import read_execution
 from rb_common.events import Event
-from rb_executor.coordinator import ExecutionState, fold
+from rb_engine.coordinator import ExecutionState, fold
 
 log = logging.getLogger("rb_api")
 

@@ -13,6 +13,7 @@ from rb_api import audit, executions, registry, triggering
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.problems import ProblemError
+from rb_common.statuses import ExecutionStatus
 
 
 class Context(BaseContext):
@@ -160,7 +161,7 @@ class Mutation:
             )
         except ProblemError as exc:
             raise _problem(exc) from None
-        return ExecutionTicket(execution_id=execution_id, status="QUEUED")
+        return ExecutionTicket(execution_id=execution_id, status=ExecutionStatus.QUEUED)
 
     @strawberry.mutation
     async def replay_execution(self, info: strawberry.Info[Context, None], id: str) -> ReplayReport:

@@ -1,4 +1,4 @@
-"""Read models of executions: the recorder's projection (`rb_recorder.queries`), or the JetStream
+"""Read models of executions: the recorder's projection (`rb_store.queries`), or the JetStream
 subject folded with the coordinator when the projection has not caught up yet.
 
 Both sources give one shape (the recorder's projection is the same fold, written to tables):
@@ -19,22 +19,15 @@ from sqlalchemy import Engine, select
 
 from rb_api.dbutil import iso
 from rb_common.events import Event
-from rb_executor.coordinator import ExecutionState
-from rb_recorder import queries
-from rb_recorder.tables import runbook_executions
+from rb_common.statuses import STORED_EXECUTION, TERMINAL_EXECUTION, ExecutionStatus
+from rb_engine.coordinator import ExecutionState
+from rb_store import queries
+from rb_store.tables import runbook_executions
 
 EXECUTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-EXECUTION_STATUSES = (
-    "QUEUED",
-    "RUNNING",
-    "WAITING_APPROVAL",
-    "PAUSED",
-    "SUCCEEDED",
-    "FAILED",
-    "ABORTED",
-    "CANCELLED",
-)
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
+# The coordinator's own statuses (rb_common.statuses): every one an execution is stored with.
+EXECUTION_STATUSES: tuple[ExecutionStatus, ...] = STORED_EXECUTION
+TERMINAL_STATUSES = TERMINAL_EXECUTION
 
 
 def valid_execution_id(execution_id: str) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from rb_api.dbutil import iso, utcnow
 from rb_api.definitions import Submission
 from rb_api.problems import ProblemError, not_found
-from rb_recorder.tables import runbook_versions, runbooks
+from rb_store.tables import runbook_versions, runbooks
 
 DRAFT = "DRAFT"
 APPROVED = "APPROVED"

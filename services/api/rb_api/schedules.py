@@ -10,9 +10,9 @@ from sqlalchemy import Engine, select
 
 from rb_api.problems import ProblemError
 from rb_common.cron import cron_trigger
-from rb_recorder.recorder import upsert
-from rb_recorder.tables import runbooks, schedule_state
-from rb_scheduler.registry import approved, paused
+from rb_store.recorder import upsert
+from rb_store.registry import approved, paused
+from rb_store.tables import runbooks, schedule_state
 
 
 def list_schedules(engine: Engine, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -26,8 +26,8 @@ from rb_common.bus import TRIGGER_DEDUPE_WINDOW, Bus
 from rb_common.messages import TriggerRequest
 from rb_common.model import Runbook
 from rb_common.params import ParamsError, resolve_params
-from rb_executor.runner import RunRequest
-from rb_recorder.tables import idempotency_keys
+from rb_engine.runner import RunRequest
+from rb_store.tables import idempotency_keys
 
 log = logging.getLogger("rb_api")
 

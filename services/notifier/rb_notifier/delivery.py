@@ -15,8 +15,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-SENT = "notification.sent"
-FAILED = "notification.failed"
+from pydantic import ValidationError
+
+from rb_common.events import EventType
+from rb_common.payloads import EventPayload, NotificationFailed, NotificationSent
+
+SENT = EventType.NOTIFICATION_SENT.value
+FAILED = EventType.NOTIFICATION_FAILED.value
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -110,28 +115,38 @@ async def send_with_retries(
     return Delivered(False, attempt, None, error)
 
 
+def outcome(
+    event_id: str, event_type: str, channel: str, delivered: Delivered, trigger: str | None = None
+) -> NotificationSent | NotificationFailed:
+    """The notification.sent (delivered) or notification.failed record; optional keys only
+    when they say something."""
+    receipt = delivered.receipt or Receipt()
+    optional: dict[str, Any] = {}
+    if trigger:
+        optional["on"] = trigger
+    if receipt.slack_channel:
+        optional["slack_channel"] = receipt.slack_channel
+    if receipt.thread_ts:
+        optional["thread_ts"] = receipt.thread_ts
+    if receipt.note:
+        optional["note"] = receipt.note
+    model = NotificationSent if delivered.ok else NotificationFailed
+    return model(
+        event_id=event_id,
+        event_type=event_type,
+        channel=channel,
+        attempts=delivered.attempts,
+        ts=receipt.ts,
+        error=delivered.error,
+        **optional,
+    )
+
+
 def outcome_data(
     event_id: str, event_type: str, channel: str, delivered: Delivered, trigger: str | None = None
 ) -> dict[str, Any]:
     """The data of the notification.sent / notification.failed record."""
-    receipt = delivered.receipt or Receipt()
-    data: dict[str, Any] = {
-        "event_id": event_id,
-        "event_type": event_type,
-        "channel": channel,
-        "attempts": delivered.attempts,
-        "ts": receipt.ts,
-        "error": delivered.error,
-    }
-    if trigger:
-        data["on"] = trigger
-    if receipt.slack_channel:
-        data["slack_channel"] = receipt.slack_channel
-    if receipt.thread_ts:
-        data["thread_ts"] = receipt.thread_ts
-    if receipt.note:
-        data["note"] = receipt.note
-    return data
+    return outcome(event_id, event_type, channel, delivered, trigger).dump()
 
 
 def message_id(event_id: str, channel: str, type_: str = SENT) -> str:
@@ -153,19 +168,27 @@ class Thread:
 class Ledger:
     """The notifications an execution's record says were sent, and its Slack threads."""
 
-    sent: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    sent: dict[tuple[str, str], NotificationSent] = field(default_factory=dict)
     threads: dict[str, Thread] = field(default_factory=dict)
 
+    def record(self, payload: EventPayload) -> None:
+        """One notification record (an event's payload); only deliveries count."""
+        if not isinstance(payload, NotificationSent):
+            return
+        channel = payload.channel
+        self.sent.setdefault((payload.event_id, channel), payload)
+        if payload.ts and not payload.thread_ts and channel not in self.threads:
+            self.threads[channel] = Thread(payload.ts, payload.slack_channel)
+
     def add(self, type_: str, data: dict[str, Any]) -> None:
+        """A record as (type, data), e.g. an outcome still in the inbox; a malformed one is
+        no record."""
         if type_ != SENT:
             return
-        event_id, channel = data.get("event_id"), data.get("channel")
-        if not isinstance(event_id, str) or not isinstance(channel, str):
+        try:
+            self.record(NotificationSent.model_validate(data))
+        except ValidationError:
             return
-        self.sent.setdefault((event_id, channel), dict(data))
-        ts = data.get("ts")
-        if isinstance(ts, str) and ts and not data.get("thread_ts") and channel not in self.threads:
-            self.threads[channel] = Thread(ts, data.get("slack_channel"))
 
 
 def ledger_from(records: Iterable[tuple[str, dict[str, Any]]]) -> Ledger:

@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -26,10 +25,11 @@ from rb_common.events import Event, EventType
 from rb_common.health import Health, nats_answers
 from rb_common.messages import StepOutcome
 from rb_common.model import NotifyEvent
+from rb_common.payloads import ExecutionRequested, NotificationFailed, NotificationSent
 from rb_common.pull import PullFeed
 from rb_common.secrets import mask
 from rb_common.settings import Settings
-from rb_executor.coordinator import fold
+from rb_engine.coordinator import fold
 from rb_notifier import render
 from rb_notifier.config import NotifierConfig
 from rb_notifier.delivery import (
@@ -42,9 +42,8 @@ from rb_notifier.delivery import (
     PermanentError,
     Receipt,
     Thread,
-    ledger_from,
     message_id,
-    outcome_data,
+    outcome,
     send_with_retries,
 )
 from rb_notifier.email import EmailSender, build_message, stable_message_id
@@ -115,7 +114,7 @@ class Notifier:
         self.backoff = Backoff(config.max_attempts, config.retry_initial, config.retry_max)
         # The fast, in-memory side of idempotency; the record is the durable side.
         self.handled: Lru[str, bool] = Lru(memory)
-        self.sent: Lru[tuple[str, str], dict[str, Any]] = Lru(memory)
+        self.sent: Lru[tuple[str, str], NotificationSent] = Lru(memory)
         self.threads: Lru[tuple[str, str], Thread] = Lru(memory)
 
     async def handle(self, event: Event) -> None:
@@ -151,7 +150,7 @@ class Notifier:
                 trigger,
                 public_url=self.config.public_url,
                 secrets=self.config.secrets,
-                actor=requested.data.get("actor") or requested.actor,
+                actor=requested.payload_as(ExecutionRequested).actor or requested.actor,
             )
         except Exception:
             # A stream this code cannot make sense of will not improve on redelivery.
@@ -172,9 +171,13 @@ class Notifier:
     async def _ledger(self, execution_id: str, events: list[Event]) -> Ledger:
         """What the record says was sent: the execution's notification events, then the outcomes
         published but not yet appended by the coordinator."""
-        records = [(str(e.type), e.data) for e in events if e.type in NOTIFICATION_TYPES]
-        records += [(o.type, o.data) for o in await read_outcomes(self.bus, execution_id)]
-        return ledger_from(records)
+        ledger = Ledger()
+        for event in events:
+            if event.type in NOTIFICATION_TYPES:
+                ledger.record(event.payload)
+        for published in await read_outcomes(self.bus, execution_id):
+            ledger.add(published.type, published.data)
+        return ledger
 
     async def _notify(
         self, event: Event, trigger: NotifyEvent, summary: Summary, target: Destination, ledger: Ledger
@@ -184,7 +187,7 @@ class Notifier:
         remembered = self.sent.get(identity)
         if remembered is not None or identity in ledger.sent:
             if remembered is not None and identity not in ledger.sent:
-                await self._record(event.execution_id, SENT, remembered)  # sent, record lost
+                await self._record(event.execution_id, remembered)  # sent, record lost
             log.info("%s to %s was sent already", event.type, key)
             return
         thread = self.threads.get((event.execution_id, key)) or ledger.threads.get(key)
@@ -201,16 +204,16 @@ class Notifier:
             delivered = Delivered(
                 delivered.ok, delivered.attempts, delivered.receipt, self._mask(delivered.error)
             )
-        data = outcome_data(event.id, str(event.type), key, delivered, trigger)
-        if delivered.ok:
-            self.sent.put(identity, data)
+        record = outcome(event.id, str(event.type), key, delivered, trigger)
+        if isinstance(record, NotificationSent):
+            self.sent.put(identity, record)
             receipt = delivered.receipt or Receipt()
             if receipt.ts and thread is None:
                 self.threads.put((event.execution_id, key), Thread(receipt.ts, receipt.slack_channel))
             log.info(
                 "%s of %s sent to %s (attempt %d)", event.type, event.execution_id, key, delivered.attempts
             )
-        await self._record(event.execution_id, SENT if delivered.ok else FAILED, data)
+        await self._record(event.execution_id, record)
 
     def _sender(
         self, event: Event, summary: Summary, target: Destination, thread: Thread | None
@@ -263,15 +266,16 @@ class Notifier:
 
         return to_webhook
 
-    async def _record(self, execution_id: str, type_: str, data: dict[str, Any]) -> None:
+    async def _record(self, execution_id: str, record: NotificationSent | NotificationFailed) -> None:
         """Publish the outcome for the coordinator to append; raises if NATS will not take it."""
-        outcome = StepOutcome(execution_id=execution_id, type=type_, data=data)
-        headers = {"Nats-Msg-Id": message_id(data["event_id"], data["channel"], type_)}
+        type_ = record.TYPE.value
+        published = StepOutcome(execution_id=execution_id, type=type_, data=record.dump())
+        headers = {"Nats-Msg-Id": message_id(record.event_id, record.channel, type_)}
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 await self.js.publish(
                     self.bus.names.result_subject(execution_id),
-                    outcome.encode(),
+                    published.encode(),
                     headers=headers,
                     stream=self.bus.names.inbox_stream,
                 )

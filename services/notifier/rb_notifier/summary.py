@@ -12,8 +12,10 @@ from typing import Any
 from rb_common.events import Event
 from rb_common.expressions import mentions_secrets
 from rb_common.model import NotifyEvent
+from rb_common.payloads import ApprovalRequested, KpiEvaluated
 from rb_common.secrets import mask
-from rb_executor.coordinator import ExecutionState
+from rb_common.statuses import ExecutionStatus, StepStatus
+from rb_engine.coordinator import ExecutionState
 
 MAX_ERROR = 2000
 HIDDEN = "[hidden: refers to secrets]"
@@ -94,12 +96,12 @@ def summarize(
 ) -> Summary:
     """The notification's content for `event`, from the execution folded up to and including it."""
     runbook = state.definition
-    status = "WAITING_APPROVAL" if trigger == "approval_requested" else state.status
+    status = ExecutionStatus.WAITING_APPROVAL if trigger == "approval_requested" else state.status
     failed_step, error, attempts = _failure(state, trigger)
     reason = state.reason if trigger in ("failed", "aborted", "cancelled") else None
     if reason and error and reason.endswith(error):
         reason = None  # "step 'x' failed: <error>" says nothing the failed step does not
-    kpi_data = state.kpis or {}
+    kpi_data = KpiEvaluated.model_validate(state.kpis or {})
     summary = Summary(
         execution_id=state.execution_id or event.execution_id,
         event_id=event.id,
@@ -120,8 +122,8 @@ def summarize(
         error=_clip(error),
         reason=_clip(reason),
         steps=_step_counts(state) if trigger != "started" else "",
-        kpis=_kpi_lines(kpi_data.get("kpis") or {}) or None,
-        kpis_breached=list(kpi_data.get("breached") or []) or None,
+        kpis=_kpi_lines(kpi_data.kpis) or None,
+        kpis_breached=list(kpi_data.breached) or None,
         approval=_approval(state, event) if trigger == "approval_requested" else None,
         link=f"{public_url.rstrip('/')}/api/v1/executions/{event.execution_id}" if public_url else None,
     )
@@ -179,7 +181,7 @@ def _failure(state: ExecutionState, trigger: str) -> tuple[str | None, str | Non
         return None, None, 0
     step_id = state.failure.step_id if state.failure else None
     if step_id is None:
-        step_id = next((sid for sid in state.order if state.steps[sid].status == "FAILED"), None)
+        step_id = next((sid for sid in state.order if state.steps[sid].status == StepStatus.FAILED), None)
     if step_id is None:
         return None, None, 0
     step = state.steps[step_id]
@@ -200,7 +202,7 @@ def _step_counts(state: ExecutionState) -> str:
     return ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in order if counts.get(k))
 
 
-def _kpi_lines(kpis: dict[str, Any]) -> list[KpiLine]:
+def _kpi_lines(kpis: dict[str, dict[str, Any]]) -> list[KpiLine]:
     lines = []
     for name, kpi in kpis.items():
         if not isinstance(kpi, dict):
@@ -223,20 +225,19 @@ def _kpi_lines(kpis: dict[str, Any]) -> list[KpiLine]:
 
 
 def _approval(state: ExecutionState, event: Event) -> Approval:
-    data = event.data
-    step_id = str(data.get("step_id", ""))
+    data = event.payload_as(ApprovalRequested)
+    step_id = data.step_id or ""
     description = ""
     if state.runbook is not None:
         with contextlib.suppress(KeyError):
             description = state.runbook.step(step_id).description
-    approvers = data.get("approvers")
     return Approval(
         step_id=step_id,
         description=_safe(description) or "",
-        approvers=[_safe(str(a)) for a in approvers] if isinstance(approvers, list) else None,
-        min_approvals=data.get("min_approvals") if isinstance(data.get("min_approvals"), int) else None,
-        timeout=format_value(data["timeout"]) if data.get("timeout") is not None else None,
-        message=_safe(str(data["message"])) if data.get("message") else None,
+        approvers=[_safe(str(a)) for a in data.approvers] if data.approvers is not None else None,
+        min_approvals=data.min_approvals,
+        timeout=format_value(data.timeout) if data.timeout is not None else None,
+        message=_safe(data.message) if data.message else None,
     )
 
 

@@ -19,14 +19,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from rb_common.bus import Bus, connect
 from rb_common.events import Event
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
-from rb_recorder.db import database_url, make_engine, migrate, select_one
-from rb_recorder.recorder import Recorder, SequenceGap
+from rb_store.db import database_url, make_engine, migrate_when_reachable, select_one
+from rb_store.recorder import Recorder, SequenceGap
 
 log = logging.getLogger(__name__)
 
@@ -190,23 +190,6 @@ async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
         else:
             log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
             await msg.ack()
-
-
-async def migrate_when_reachable(engine: Engine, stop: asyncio.Event) -> bool:
-    """Migrate, retrying while the database is unreachable or busy (a PostgreSQL still starting
-    under docker-compose; a fresh SQLite file being opened by another process). False if `stop`
-    was set first."""
-    delay = 0.2
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(migrate, engine)
-            return True
-        except OperationalError as exc:
-            log.warning("database not ready (%s), retrying in %.1fs", str(exc).splitlines()[0], delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 5.0)
-    return False
 
 
 async def run_recorder(

@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 from rb_common.messages import AlertEvent
 from rb_common.model import Runbook
 from rb_common.routing import deterministic_id, matches
-from rb_recorder.recorder import upsert
-from rb_recorder.tables import alerts
+from rb_store.recorder import upsert
+from rb_store.tables import alerts
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from rb_common.cron import cron_trigger
 from rb_common.model import Runbook, Trigger
 from rb_common.routing import deterministic_id
-from rb_scheduler.registry import Registered
+from rb_store.registry import Registered
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from sqlalchemy import Engine, and_, select
 from rb_common.bus import Bus
 from rb_common.model import Runbook
 from rb_common.registry_events import decode, ensure_bucket
-from rb_recorder.tables import runbook_versions, runbooks
-from rb_scheduler.registry import Registered, approved
+from rb_store.registry import Registered, approved
+from rb_store.tables import runbook_versions, runbooks
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from rb_common.bus import Bus, connect
+from rb_common.consumers import consume_push, durable_config
 from rb_common.errors import RbError
 from rb_common.health import Health, nats_answers
 from rb_common.messages import AlertEvent, TriggerRequest
@@ -25,14 +26,12 @@ from rb_common.model import Runbook, Trigger
 from rb_common.params import resolve_params
 from rb_common.routing import route
 from rb_common.settings import Settings
-from rb_executor.runner import RunRequest
-from rb_executor.service.consumers import consume_push, durable_config
-from rb_recorder.db import database_url, make_engine, select_one
-from rb_recorder.service import migrate_when_reachable
+from rb_engine.runner import RunRequest
 from rb_scheduler.alert_log import Started, no_match_reason, record, record_row
 from rb_scheduler.cron import CronSchedules
-from rb_scheduler.registry import approved, paused
 from rb_scheduler.registry_feed import RegistryView, RegistryWatcher
+from rb_store.db import database_url, make_engine, migrate_when_reachable, select_one
+from rb_store.registry import approved, paused
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from rb_common.events import TERMINAL_EVENTS, Event
 from rb_common.loader import load_runbook_text
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import FakeClock
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
+from rb_engine.clock import FakeClock
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ from rb_common.loader import load_runbook, referenced_files
 from rb_common.params import resolve_params
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import FakeClock
-from rb_executor.fixtures import FixtureExecutor, load_fixture
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
-from rb_recorder.db import make_engine, migrate
-from rb_recorder.recorder import Recorder
+from rb_engine.clock import FakeClock
+from rb_engine.fixtures import FixtureExecutor, load_fixture
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
+from rb_store.db import make_engine, migrate
+from rb_store.recorder import Recorder
 
 pytestmark = pytest.mark.integration
 

@@ -22,10 +22,10 @@ from sqlalchemy.exc import DBAPIError
 from rb_common.bus import DEFAULT_NAMES, Bus, append_event, connect
 from rb_common.events import Event
 from rb_common.settings import Settings
-from rb_recorder.db import database_url, make_engine
-from rb_recorder.queries import get_events, get_execution
-from rb_recorder.recorder import ApplyResult, Recorder
 from rb_recorder.service import run_recorder
+from rb_store.db import database_url, make_engine
+from rb_store.queries import get_events, get_execution
+from rb_store.recorder import ApplyResult, Recorder
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import NATS_URL, Services
+from services_support import NATS_URL, Services
 from test_alert_routing import alertmanager_notification, executions_of, routed_runbook
 from test_stack_e2e import Stack
 

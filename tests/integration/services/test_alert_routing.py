@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Services
+from services_support import Services
 from test_stack_e2e import Stack
 
 pytestmark = pytest.mark.integration

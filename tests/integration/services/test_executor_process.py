@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import Services, publish_trigger, wait_for_event, wait_terminal
+from services_support import Services, publish_trigger, wait_for_event, wait_terminal
 
 from rb_common.bus import Bus
 from rb_common.events import EventType
-from rb_executor.coordinator import fold
+from rb_engine.coordinator import fold
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +179,7 @@ async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus:
     # Same execution id again, with another message id: the executor must see it exists.
     from rb_common.loader import load_runbook_text
     from rb_common.messages import TriggerRequest
-    from rb_executor.runner import RunRequest
+    from rb_engine.runner import RunRequest
 
     runbook, _ = load_runbook_text(text)
     again = TriggerRequest(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import NATS_URL
+from services_support import NATS_URL
 from sqlalchemy import Engine, select
 
 from rb_api import registry
@@ -20,10 +20,10 @@ from rb_common.bus import Bus, connect
 from rb_common.messages import AlertEvent
 from rb_common.registry_events import announce, last_seq
 from rb_common.settings import Settings
-from rb_recorder.db import make_engine, migrate
-from rb_recorder.tables import alerts
 from rb_scheduler.registry_feed import RegistryWatcher
 from rb_scheduler.service import Scheduler
+from rb_store.db import make_engine, migrate
+from rb_store.tables import alerts
 
 pytestmark = pytest.mark.integration
 

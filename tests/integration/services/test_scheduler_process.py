@@ -11,7 +11,7 @@ from datetime import datetime
 
 import httpx
 import pytest
-from conftest import Services
+from services_support import Services
 from test_stack_e2e import Stack
 
 pytestmark = pytest.mark.integration

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Services, wait_terminal
+from services_support import Services, wait_terminal
 from sqlalchemy import create_engine, text
 
 from rb_common.bus import Bus
-from rb_executor.coordinator import fold
+from rb_engine.coordinator import fold
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Services, publish_trigger, wait_for_event, wait_terminal
+from services_support import Services, publish_trigger, wait_for_event, wait_terminal
 
 from rb_common.bus import Bus
 from rb_common.events import Event, EventType
-from rb_executor.coordinator import fold
+from rb_engine.coordinator import fold
 
 pytestmark = pytest.mark.integration
 

@@ -27,10 +27,10 @@ from rb_common.loader import load_runbook_text
 from rb_common.memory_bus import MemoryJetStream, memory_bus
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import FakeClock
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
-from rb_recorder.db import make_engine
+from rb_engine.clock import FakeClock
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
+from rb_store.db import make_engine
 
 
 def runbook_yaml(runbook_id: str, *, extra: str = "", steps: str | None = None) -> str:

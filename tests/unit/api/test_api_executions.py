@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import Engine
 
 from rb_common.events import Event
-from rb_recorder.recorder import Recorder
+from rb_store.recorder import Recorder
 
 PROBLEM = "application/problem+json"
 DETAIL_KEYS = {

@@ -15,7 +15,7 @@ from rb_api.app import create_app
 from rb_common.bus import Bus
 from rb_common.memory_bus import memory_bus
 from rb_common.settings import Settings
-from rb_recorder.db import make_engine
+from rb_store.db import make_engine
 
 PROBLEM = "application/problem+json"
 

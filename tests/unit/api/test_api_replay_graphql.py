@@ -12,10 +12,10 @@ from sqlalchemy import Engine
 from rb_common.loader import load_runbook_text
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import SystemClock
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
-from rb_recorder.recorder import Recorder
+from rb_engine.clock import SystemClock
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
+from rb_store.recorder import Recorder
 
 RUNBOOK = """id: {rid}
 name: Replayed

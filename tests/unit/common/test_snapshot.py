@@ -20,7 +20,7 @@ from rb_common.snapshot import (
     requested_data,
     snapshot_files,
 )
-from rb_executor.runner import RunRequest
+from rb_engine.runner import RunRequest
 
 REPO = Path(__file__).resolve().parents[3]
 RB001 = REPO / "runbooks" / "rb-001-entity-enrichment"

@@ -14,10 +14,10 @@ from rb_common.events import Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
-from rb_executor.clock import FakeClock
-from rb_executor.fixtures import Fixture, FixtureExecutor
-from rb_executor.runner import PluginExecutor, Runner, RunRequest
-from rb_executor.steps.registry import default_registry
+from rb_engine.clock import FakeClock
+from rb_engine.fixtures import Fixture, FixtureExecutor
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
 
 API_TOKEN = "tok-live-4f9d2c7a1b"  # a secret the runner knows (and masks itself)
 DB_PASSWORD = "hunter2-db-pass-99"  # a value only RB_SECRET_* tells the notifier about

@@ -223,8 +223,8 @@ async def test_the_coordinator_appends_the_notifiers_records_after_the_end(
 ) -> None:
     """The contract with the executor: its coordinator turns each record into an event of the
     (already finished) execution, which is what a restarted notifier reads back."""
-    from rb_executor.coordinator import fold
-    from rb_executor.service.coordinator import Coordinator
+    from rb_engine.coordinator import fold
+    from rb_engine.coordinator.applier import reported
 
     js = FakeJetStream(failed_run)
     wire(js)
@@ -233,5 +233,5 @@ async def test_the_coordinator_appends_the_notifiers_records_after_the_end(
     assert state.terminal
     for _, body, _ in js.inbox:
         outcome = StepOutcome.model_validate(body)
-        [(type_, data, actor)] = Coordinator._outcome_events(state, outcome)
+        [(type_, data, actor)] = reported(state, outcome.type, outcome.data)
         assert type_ == outcome.type and data == outcome.data and actor == "rb-notifier"

@@ -9,7 +9,7 @@ import pytest
 from notifier_support import API_TOKEN, DB_PASSWORD, append, first, run_execution, upto
 
 from rb_common.events import Event, EventType
-from rb_executor.coordinator import fold
+from rb_engine.coordinator import fold
 from rb_notifier import render
 from rb_notifier.rules import trigger_of
 from rb_notifier.summary import Summary, describe_trigger, format_duration, summarize

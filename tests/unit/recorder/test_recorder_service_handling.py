@@ -19,11 +19,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from rb_common.events import Event
-from rb_recorder.db import make_engine, migrate
-from rb_recorder.queries import get_events
-from rb_recorder.recorder import ApplyResult, Recorder
 from rb_recorder.service import consume, error_delay, gap_delay
 from rb_recorder.service import handle_message as _handle_message
+from rb_store.db import make_engine, migrate
+from rb_store.queries import get_events
+from rb_store.recorder import ApplyResult, Recorder
 
 
 class FakeMsg:

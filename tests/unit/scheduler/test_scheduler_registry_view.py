@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from rb_common.loader import load_runbook_text
-from rb_scheduler.registry import Registered
 from rb_scheduler.registry_feed import RegistryView
+from rb_store.registry import Registered
 
 
 def entry(runbook_id: str, revision: int = 1) -> Registered:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services, ServicesDep
 from rb_api.problems import problem_response
-from rb_recorder.db import select_one
+from rb_store.db import select_one
 
 router = APIRouter(tags=["health"])
 

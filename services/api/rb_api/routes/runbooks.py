@@ -16,6 +16,7 @@ from rb_api.deps import ActorDep, ServicesDep
 from rb_api.problems import not_found
 from rb_common.model import ID_PATTERN
 from rb_common.registry_events import announce
+from rb_common.statuses import ExecutionStatus
 
 router = APIRouter(prefix="/api/v1/runbooks", tags=["runbooks"])
 _RUNBOOK_ID = re.compile(ID_PATTERN)
@@ -166,7 +167,7 @@ async def execute(
         svc, runbook_id, body or triggering.ExecuteBody(), actor, idempotency_key
     )
     return JSONResponse(
-        {"execution_id": execution_id, "status": "QUEUED"},
+        {"execution_id": execution_id, "status": ExecutionStatus.QUEUED},
         status_code=202,
         headers={"Location": f"/api/v1/executions/{execution_id}"},
     )

@@ -25,24 +25,19 @@ from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
 from rb_common.bus import Bus
+from rb_common.consumers import consume_push, durable_config
 from rb_common.events import Event, EventType
 from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TriggerRequest
 from rb_common.ports import ConcurrencyError
 from rb_common.step_specs import SPECS
-from rb_executor.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
-from rb_executor.coordinator import state as st
-from rb_executor.coordinator.context import expression_context
-from rb_executor.service.consumers import consume_push, durable_config
+from rb_engine.coordinator import ExecutionState, RunStep, evolve
+from rb_engine.coordinator import state as st
+from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, lost, reported, requested
+from rb_engine.coordinator.context import expression_context
 
 log = logging.getLogger(__name__)
 
-NOTIFICATION_TYPES = {EventType.NOTIFICATION_SENT.value, EventType.NOTIFICATION_FAILED.value}
-CONTROL_TYPES = {
-    EventType.EXECUTION_CANCEL_REQUESTED.value,
-    EventType.EXECUTION_PAUSED.value,
-    EventType.EXECUTION_RESUMED.value,
-}
 
 
 @dataclass
@@ -53,7 +48,7 @@ class _Entry:
     fresh: bool = False  # just read from the stream
 
 
-Decision = Callable[[ExecutionState], list[tuple[EventType, dict[str, Any], str]]]
+Decision = Callable[[ExecutionState], list[Fact]]
 
 
 class Coordinator:
@@ -116,12 +111,7 @@ class Coordinator:
             await msg.term()
             return
 
-        def requested(state: ExecutionState) -> list[tuple[EventType, dict[str, Any], str]]:
-            if state.status != st.NEW:
-                return []  # redelivered or duplicate trigger: the execution exists already
-            return [(EventType.EXECUTION_REQUESTED, request.data, request.actor)]
-
-        await self.advance(request.execution_id, requested)
+        await self.advance(request.execution_id, lambda state: requested(state, request.data, request.actor))
         await msg.ack()
 
     async def on_outcome(self, msg: Msg) -> None:
@@ -137,24 +127,24 @@ class Coordinator:
     async def accept_outcome(self, outcome: StepOutcome) -> None:
         """Record a worker's or the notifier's report, from the inbox or from a worker in this
         process; returns once it is recorded and the tasks it leads to are published."""
-        await self.advance(outcome.execution_id, lambda state: self._outcome_events(state, outcome))
+        await self.advance(
+            outcome.execution_id, lambda state: reported(state, outcome.type, outcome.data)
+        )
 
     async def on_control(self, msg: Msg) -> None:
         try:
             command = ControlCommand.model_validate_json(msg.data)
-            if command.type not in CONTROL_TYPES:
+            if command.type not in CONTROLS:
                 raise ValueError(f"unknown control type {command.type!r}")
         except (ValidationError, ValueError) as exc:
             log.error("dropping malformed control command: %s", exc)
             await msg.term()
             return
 
-        def control(state: ExecutionState) -> list[tuple[EventType, dict[str, Any], str]]:
-            if state.status == st.NEW or state.terminal:
-                return []
-            return [(EventType(command.type), command.data, command.actor)]
-
-        await self.advance(command.execution_id, control)
+        await self.advance(
+            command.execution_id,
+            lambda state: controlled(state, command.type, command.data, command.actor),
+        )
         await msg.ack()
 
     async def on_lost_task(self, msg: Msg) -> None:
@@ -185,73 +175,10 @@ class Coordinator:
             deliveries,
         )
 
-        def lost(state: ExecutionState) -> list[tuple[EventType, dict[str, Any], str]]:
-            step = state.steps.get(command.step_id)
-            if step is None or state.terminal:
-                return []
-            current = step.rollback_status if command.phase == "rollback" else step.status
-            if current not in st.ACTIVE or (command.phase == "main" and step.attempt != command.attempt):
-                return []  # its outcome did arrive after all, or the step has moved on
-            return [
-                (
-                    EventType.STEP_FAILED,
-                    {
-                        "step_id": command.step_id,
-                        "attempt": command.attempt,
-                        "phase": command.phase,
-                        "error": f"lost: delivered to workers {deliveries} times, never finished "
-                        "(the step crashed or hung its worker each time)",
-                        "lost": True,
-                        "retryable": False,
-                        "will_retry": False,
-                        "retry_delay": 0.0,
-                    },
-                    "rb-executor",
-                )
-            ]
-
-        await self.advance(task.execution_id, lost)
+        await self.advance(task.execution_id, lambda state: lost(state, command, deliveries))
         await msg.ack()
 
     # -- the core ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _outcome_events(
-        state: ExecutionState, outcome: StepOutcome
-    ) -> list[tuple[EventType, dict[str, Any], str]]:
-        """The outcome as an event, if it is news: stale or repeated reports are dropped."""
-        if outcome.type in NOTIFICATION_TYPES:
-            # Notifications are facts about the record, appended even after the end; the
-            # notifier's message ids make a repeated report a duplicate the inbox drops.
-            if state.status == st.NEW:
-                return []
-            return [(EventType(outcome.type), dict(outcome.data), "rb-notifier")]
-        if state.status == st.NEW or state.terminal:
-            return []
-        data = dict(outcome.data)
-        step = state.steps.get(data.get("step_id", ""))
-        if step is None:
-            return []
-        phase = data.get("phase", "main")
-        current = step.rollback_status if phase == "rollback" else step.status
-        if phase == "main" and step.attempt != data.get("attempt"):
-            return []
-        if outcome.type == EventType.STEP_STARTED.value:
-            # Also once per redelivery of the attempt (its worker died mid-step), so the record
-            # shows every run, including those a crash cut short.
-            again = phase == "main" and current == st.RUNNING and _delivery(data) > step.deliveries
-            return [(EventType.STEP_STARTED, data, "rb-worker")] if current == st.SCHEDULED or again else []
-        if outcome.type not in (EventType.STEP_SUCCEEDED.value, EventType.STEP_FAILED.value):
-            return []
-        if current not in st.ACTIVE:
-            return []
-        if outcome.type == EventType.STEP_FAILED.value and phase == "main":
-            will_retry, delay = retry_plan(
-                state, data["step_id"], data["attempt"], bool(data.get("retryable"))
-            )
-            data.update(will_retry=will_retry, retry_delay=delay)
-        # A quick step never said it had started: its outcome carries `started_at` instead.
-        return [(EventType(outcome.type), data, "rb-worker")]
 
     async def advance(self, execution_id: str, decision: Decision) -> None:
         """Record what `decision` makes of the current state, then everything decide() asks
@@ -299,9 +226,7 @@ class Coordinator:
             self.cache.popitem(last=False)
         return entry
 
-    def _next_event(
-        self, state: ExecutionState, type_: EventType, data: dict[str, Any], actor: str = "rb-executor"
-    ) -> Event:
+    def _seal(self, state: ExecutionState, type_: EventType, data: dict[str, Any], actor: str) -> Event:
         return Event.sealed(
             prev_hash=state.last_hash,
             id=uuid.uuid4().hex,
@@ -314,42 +239,11 @@ class Coordinator:
         )
 
     async def _advance(self, entry: _Entry, execution_id: str, decision: Decision) -> list[RunStep]:
-        """Fold the decision and everything decide() asks for into the state first, then append
-        the events in one pipelined write; the state is kept only once they are all stored."""
-        state = entry.state
-        events: list[Event] = []
-        cancels: list[str] = []
-
-        def record(type_: EventType, data: dict[str, Any], actor: str = "rb-executor") -> None:
-            nonlocal state
-            event = self._next_event(state, type_, data, actor)
-            events.append(event)
-            state = evolve(state, event)
-
-        for type_, data, actor in decision(state):
-            record(type_, data, actor)
-        while commands := decide(state):
-            command = commands[0]  # re-decide after every event: the state moved
-            if isinstance(command, Emit):
-                record(command.type, command.data)
-            elif isinstance(command, RunStep):
-                record(EventType.STEP_SCHEDULED, command.event_data())
-            elif isinstance(command, CancelStep):
-                # Recorded here rather than by the worker: a dead worker must not keep the
-                # execution open. A late report from the worker is then stale and dropped.
-                step = state.steps[command.step_id]
-                record(
-                    EventType.STEP_FAILED,
-                    {
-                        "step_id": command.step_id,
-                        "attempt": step.attempt,
-                        "phase": "rollback" if step.rollback_status in st.ACTIVE else "main",
-                        "error": "cancelled",
-                        "cancelled": True,
-                        "retryable": False,
-                    },
-                )
-                cancels.append(command.step_id)
+        """Apply the decision with the one applier (rb_engine.coordinator.applier) to the state
+        first, then append the events in one pipelined write; the state is kept only once they
+        are all stored."""
+        applied = apply(entry.state, decision(entry.state), self._seal)
+        events, state, cancels = applied.events, applied.state, applied.cancel
         # Pipelining pays when this execution is the only one being written; under load the
         # stream interleaves executions and the pipeline would mostly fall back.
         pipelined = self.writing == 0
@@ -417,7 +311,3 @@ class Coordinator:
                 raise ack
             entry.published.add(command.idempotency_key)
 
-
-def _delivery(data: dict[str, Any]) -> int:
-    delivery = data.get("delivery", 1)
-    return delivery if isinstance(delivery, int) else 1

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rb_executor.steps.process_groups import GROUPS, ProcessGroups, start_time
+from rb_engine.steps.process_groups import GROUPS, ProcessGroups, start_time
 
 log = logging.getLogger(__name__)
 

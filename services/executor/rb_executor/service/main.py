@@ -7,10 +7,10 @@ import asyncio
 from rb_common.bus import connect
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
-from rb_executor.engine import close_plugins
+from rb_engine.engine import close_plugins
+from rb_engine.steps.registry import default_registry
 from rb_executor.service.coordinator import Coordinator
 from rb_executor.service.worker import Worker
-from rb_executor.steps.registry import default_registry
 
 
 async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:

@@ -27,19 +27,19 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from rb_common.bus import Bus
+from rb_common.consumers import durable_config
 from rb_common.events import EventType
 from rb_common.expressions import render
 from rb_common.messages import StepOutcome, StepTask
 from rb_common.pull import PullFeed
 from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
-from rb_executor.attempt import resolve_secrets, run_attempt
-from rb_executor.clock import SystemClock
-from rb_executor.coordinator import RunStep
-from rb_executor.runner import PluginExecutor
-from rb_executor.service.consumers import durable_config
+from rb_engine.attempt import resolve_secrets, run_attempt
+from rb_engine.clock import SystemClock
+from rb_engine.coordinator import RunStep
+from rb_engine.runner import PluginExecutor
+from rb_engine.steps.base import StepContext, StepPlugin
 from rb_executor.service.holdings import Holdings, reap
-from rb_executor.steps.base import StepContext, StepPlugin
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from rb_engine.steps.process_groups import ProcessGroups, start_time
 from rb_executor.service.holdings import NAK_MARGIN, Holdings, claimable, kill_groups, nak_deadline, reap
-from rb_executor.steps.process_groups import ProcessGroups, start_time
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 

@@ -1,0 +1,84 @@
+"""One attempt of one step, as the in-process runner and the NATS workers both run it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from rb_common.canonical import digest
+from rb_common.errors import ExpressionError
+from rb_common.events import EventType
+from rb_common.expressions import mentions_secrets, render
+from rb_common.outputs import OutputError, extract_outputs
+from rb_common.secrets import mask
+from rb_common.step_specs import SPECS
+from rb_engine.coordinator import RunStep
+from rb_engine.steps.base import StepContext, StepFailed
+
+Outcome = tuple[EventType, dict[str, Any]]
+
+
+class StepExecutor(Protocol):
+    async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any: ...
+
+
+def resolve_secrets(step_type: str, inputs: Any, context: Callable[[], Mapping[str, Any]]) -> Any:
+    """Second pass over recorded inputs: the expressions that read secrets, resolved only now.
+    `context` is called only when some input does read a secret."""
+    if not isinstance(inputs, dict) or not mentions_secrets(inputs):
+        return inputs
+    spec = SPECS.get(step_type)
+    deferred = spec.deferred if spec else ()
+    names = context()
+    return {k: v if k in deferred else render(v, names) for k, v in inputs.items()}
+
+
+async def run_attempt(
+    command: RunStep,
+    executor: StepExecutor,
+    ctx: StepContext,
+    output_specs: dict[str, Any],
+    secret_values: Iterable[str],
+) -> Outcome:
+    """step.succeeded or step.failed data for one attempt; secrets masked, timeout enforced.
+
+    Cancellation propagates: the caller decides how a cancelled attempt is recorded."""
+    secrets = list(secret_values)
+    base = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+
+    def failed(error: str, retryable: bool, **extra: Any) -> Outcome:
+        return EventType.STEP_FAILED, {**base, "error": mask(error, secrets), "retryable": retryable, **extra}
+
+    try:
+        raw = await asyncio.wait_for(executor.execute(command, command.inputs, ctx), command.timeout)
+        raw = mask(raw, secrets)
+        outputs = extract_outputs(output_specs, raw) if command.phase == "main" else {}
+    except TimeoutError:
+        return failed(f"timed out after {command.timeout:g}s", True, timed_out=True)
+    except StepFailed as exc:
+        return failed(exc.message, exc.retryable)
+    except (ExpressionError, OutputError) as exc:
+        return failed(str(exc), False)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a plugin bug must fail the step, not the engine
+        return failed(f"{type(exc).__name__}: {exc}", False)
+    return EventType.STEP_SUCCEEDED, {
+        **base,
+        "result": raw,
+        "outputs": outputs,
+        "digest": digest(raw),
+        "meta": mask(ctx.meta, secrets),
+    }
+
+
+def cancelled_outcome(command: RunStep) -> Outcome:
+    return EventType.STEP_FAILED, {
+        "step_id": command.step_id,
+        "attempt": command.attempt,
+        "phase": command.phase,
+        "error": "cancelled",
+        "cancelled": True,
+        "retryable": False,
+    }

@@ -1,0 +1,191 @@
+"""The one applier: what the outside reports, and every decision that follows, as events.
+
+Every driver of the coordinator — the in-process runner (`rb run`, `rb test`), the executor
+service over JetStream, and the test harness — records history the same way:
+
+1. `accept(state, report)` turns a report from outside the coordinator (a trigger, a step's
+   outcome, an operator's command, a notifier's receipt, a lost task) into the events to record,
+   or none when the report is stale or repeated (an outcome of an older attempt, a second
+   start, anything after the end).
+2. `apply(state, facts, seal)` records those facts, then asks `decide()` again after every
+   event until it has nothing more to say: an `Emit` is recorded as is, a `RunStep` as
+   `step.scheduled` (and returned in `run`, for the driver to execute), a `CancelStep` as
+   `step.failed {cancelled}` (and returned in `cancel`, for the driver to stop the attempt;
+   the attempt's own late outcome is then stale and dropped by `accept`).
+
+Pure: no clock, no ids, no I/O — `seal` makes the event (id, time, hash) for the driver.
+Replay (rb_engine.replay) checks a recorded stream against the same `decide()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rb_common.events import Event, EventType
+from rb_engine.coordinator import state as st
+from rb_engine.coordinator.commands import CancelStep, Emit, RunStep
+from rb_engine.coordinator.decide import decide, retry_plan
+from rb_engine.coordinator.evolve import evolve
+from rb_engine.coordinator.state import ExecutionState
+
+EXECUTOR = "rb-executor"
+WORKER = "rb-worker"
+NOTIFIER = "rb-notifier"
+
+# (type, data, actor): an event before it is sealed.
+Fact = tuple[EventType, dict[str, Any], str]
+Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
+
+NOTIFICATIONS = frozenset({EventType.NOTIFICATION_SENT, EventType.NOTIFICATION_FAILED})
+CONTROLS = frozenset(
+    {EventType.EXECUTION_CANCEL_REQUESTED, EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED}
+)
+OUTCOMES = frozenset({EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED})
+
+
+@dataclass
+class Applied:
+    state: ExecutionState
+    events: list[Event] = field(default_factory=list)
+    run: list[RunStep] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+
+
+def cancelled(step_id: str, attempt: int, phase: str) -> dict[str, Any]:
+    """The record of an attempt the coordinator stopped."""
+    return {
+        "step_id": step_id,
+        "attempt": attempt,
+        "phase": phase,
+        "error": "cancelled",
+        "cancelled": True,
+        "retryable": False,
+    }
+
+
+def apply(
+    state: ExecutionState,
+    facts: list[Fact],
+    seal: Seal,
+    observe: Callable[[Event, ExecutionState], None] | None = None,
+) -> Applied:
+    """Record `facts`, then every decision that follows. With no facts it still decides: a
+    driver that crashed between recording a fact and its decisions catches up here.
+    `observe(event, state)` sees each event with the state it leads to."""
+    applied = Applied(state)
+
+    def record(type_: EventType, data: dict[str, Any], actor: str = EXECUTOR) -> None:
+        event = seal(applied.state, type_, data, actor)
+        applied.events.append(event)
+        applied.state = evolve(applied.state, event)
+        if observe is not None:
+            observe(event, applied.state)
+
+    for type_, data, actor in facts:
+        record(type_, data, actor)
+    while commands := decide(applied.state):
+        command = commands[0]  # re-decide after every event: the state moved
+        if isinstance(command, Emit):
+            record(command.type, command.data)
+        elif isinstance(command, RunStep):
+            record(EventType.STEP_SCHEDULED, command.event_data())
+            applied.run.append(command)
+        elif isinstance(command, CancelStep):
+            # Recorded here, not by whoever runs the attempt: a dead worker must not keep the
+            # execution open.
+            step = applied.state.steps[command.step_id]
+            phase = "rollback" if step.rollback_status in st.ACTIVE else "main"
+            record(EventType.STEP_FAILED, cancelled(command.step_id, step.attempt, phase))
+            applied.cancel.append(command.step_id)
+    return applied
+
+
+def requested(state: ExecutionState, data: dict[str, Any], actor: str) -> list[Fact]:
+    """A start request: news only for an execution that does not exist yet."""
+    if state.status != st.NEW:
+        return []  # a repeated or duplicate trigger: the execution exists already
+    return [(EventType.EXECUTION_REQUESTED, data, actor)]
+
+
+def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: str) -> list[Fact]:
+    """An operator's cancel, pause or resume: news while the execution runs."""
+    type_ = _event_type(kind)
+    if type_ not in CONTROLS or state.status == st.NEW or state.terminal:
+        return []
+    return [(type_, data, actor)]
+
+
+def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fact]:
+    """A worker's outcome or a notifier's receipt, if it is news; stale or repeated reports
+    are dropped. A failed main attempt gets the retry decision (`will_retry`, `retry_delay`)."""
+    type_ = _event_type(kind)
+    if type_ is None:
+        return []
+    if type_ in NOTIFICATIONS:
+        # Facts about the record, appended even after the end; the notifier's message ids make
+        # a repeated report a duplicate that the inbox drops.
+        return [] if state.status == st.NEW else [(type_, dict(data), NOTIFIER)]
+    if type_ not in OUTCOMES or state.status == st.NEW or state.terminal:
+        return []
+    data = dict(data)
+    step = state.steps.get(data.get("step_id", ""))
+    if step is None:
+        return []
+    phase = data.get("phase", "main")
+    current = step.rollback_status if phase == "rollback" else step.status
+    if phase == "main" and step.attempt != data.get("attempt"):
+        return []
+    if type_ == EventType.STEP_STARTED:
+        # Also once per redelivery of the attempt (its worker died mid-step), so the record
+        # shows every run, including those a crash cut short.
+        again = phase == "main" and current == st.RUNNING and delivery(data) > step.deliveries
+        return [(type_, data, WORKER)] if current == st.SCHEDULED or again else []
+    if current not in st.ACTIVE:
+        return []
+    if type_ == EventType.STEP_FAILED and phase == "main":
+        will_retry, delay = retry_plan(state, data["step_id"], data["attempt"], bool(data.get("retryable")))
+        data.update(will_retry=will_retry, retry_delay=delay)
+    # A quick step never said it had started: its outcome carries `started_at` instead.
+    return [(type_, data, WORKER)]
+
+
+def lost(state: ExecutionState, command: RunStep, deliveries: Any) -> list[Fact]:
+    """JetStream gave up on a task (MaxDeliver reached, never acknowledged): its attempt fails,
+    unless its outcome did arrive after all or the step has moved on."""
+    step = state.steps.get(command.step_id)
+    if step is None or state.terminal:
+        return []
+    current = step.rollback_status if command.phase == "rollback" else step.status
+    if current not in st.ACTIVE or (command.phase == "main" and step.attempt != command.attempt):
+        return []
+    return [
+        (
+            EventType.STEP_FAILED,
+            {
+                "step_id": command.step_id,
+                "attempt": command.attempt,
+                "phase": command.phase,
+                "error": f"lost: delivered to workers {deliveries} times, never finished "
+                "(the step crashed or hung its worker each time)",
+                "lost": True,
+                "retryable": False,
+                "will_retry": False,
+                "retry_delay": 0.0,
+            },
+            EXECUTOR,
+        )
+    ]
+
+
+def _event_type(kind: str) -> EventType | None:
+    try:
+        return EventType(kind)
+    except ValueError:
+        return None  # not one of ours: nothing to record
+
+
+def delivery(data: dict[str, Any]) -> int:
+    value = data.get("delivery", 1)
+    return value if isinstance(value, int) else 1

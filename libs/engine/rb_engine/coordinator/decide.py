@@ -1,0 +1,289 @@
+"""decide(state) -> commands: what should happen next. Pure and idempotent.
+
+Every command, once recorded as an event and folded in, changes the state so that the same
+command is not decided again (CancelStep aside, which the runner treats as idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rb_common.errors import ExpressionError
+from rb_common.expressions import evaluate, mentions_secrets, render
+from rb_common.model import Assumption, Step
+from rb_common.payloads import (
+    AssumptionChecked,
+    ExecutionAborted,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    RollbackStarted,
+    StepFailed,
+    StepSkipped,
+    TerminalPayload,
+)
+from rb_common.step_specs import SPECS
+from rb_engine.coordinator import state as st
+from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep
+from rb_engine.coordinator.context import expression_context
+from rb_engine.coordinator.kpis import evaluate_kpis
+from rb_engine.coordinator.retry import backoff_delay
+from rb_engine.coordinator.state import ExecutionState
+
+
+def decide(state: ExecutionState) -> list[Command]:
+    if state.status == st.NEW or state.terminal:
+        return []
+    if state.status == st.QUEUED:
+        rb = state.definition
+        return [Emit(ExecutionStarted(runbook_id=rb.id, version=rb.version))]
+    pending_checks = [a for a in state.definition.assumptions if a.name not in state.assumptions]
+    if pending_checks:
+        context = expression_context(state)
+        return [Emit(check_assumption(a, state, context)) for a in pending_checks]
+    unmet = [name for name, ok in state.assumptions.items() if not ok]
+    if unmet:
+        return _wind_down(state, ExecutionAborted(reason=f"assumption '{unmet[0]}' not met", unmet=unmet))
+    if state.cancel_requested:
+        return _wind_down(state, ExecutionCancelled(reason="cancel requested"))
+    if state.failure is not None:
+        failure = state.failure
+        reason = f"step '{failure.step_id}' failed: {failure.error}"
+        return _wind_down(state, ExecutionFailed(reason=reason, failed_step=failure.step_id))
+    if state.status == st.PAUSED:
+        return []
+    commands = _schedule(state)
+    if commands:
+        return commands
+    if state.all_finished:
+        return _finish(state, ExecutionSucceeded())
+    return []
+
+
+def check_assumption(a: Assumption, state: ExecutionState, context: dict[str, Any]) -> AssumptionChecked:
+    """An expression expectation is evaluated; a literal one must equal the supplied fact."""
+    if isinstance(a.expect, str) and "${" in a.expect:
+        try:
+            actual = render(a.expect, context)
+        except ExpressionError as exc:
+            return AssumptionChecked(name=a.name, expected=a.expect, actual=None, ok=False, error=str(exc))
+        return AssumptionChecked(name=a.name, expected=a.expect, actual=actual, ok=bool(actual))
+    if a.name not in state.facts:
+        return AssumptionChecked(
+            name=a.name,
+            expected=a.expect,
+            actual=None,
+            ok=False,
+            error="no fact supplied for this assumption",
+        )
+    actual = state.facts[a.name]
+    return AssumptionChecked(name=a.name, expected=a.expect, actual=actual, ok=actual == a.expect)
+
+
+def retry_plan(state: ExecutionState, step_id: str, attempt: int, retryable: bool) -> tuple[bool, float]:
+    """(will_retry, delay) after attempt `attempt` of `step_id` failed."""
+    step = state.definition.step(step_id)
+    policy = state.definition.retry_for(step)
+    winding_down = state.failure is not None or state.cancel_requested
+    if not retryable or winding_down or attempt >= policy.max_attempts:
+        return False, 0.0
+    return True, backoff_delay(policy, attempt, f"{state.execution_id}:{step_id}")
+
+
+def idempotency_key(execution_id: str, step_id: str, attempt: int, phase: str = "main") -> str:
+    suffix = "" if phase == "main" else f":{phase}"
+    return f"{execution_id}:{step_id}:{attempt}{suffix}"
+
+
+class _LazyContext:
+    """Builds the expression context only if some step actually needs one."""
+
+    def __init__(self, state: ExecutionState) -> None:
+        self._state = state
+        self._value: dict[str, Any] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = expression_context(self._state)
+        return self._value
+
+
+def _schedule(state: ExecutionState) -> list[Command]:
+    rb = state.definition
+    capacity = state.concurrency - state.active_count()
+    context = _LazyContext(state)
+    commands: list[Command] = []
+    for sid in sorted(state.ready, key=state.position.__getitem__):
+        current = state.steps[sid]
+        if current.status == st.RETRY_WAIT:
+            if capacity > 0:
+                step = rb.step(sid)
+                commands.append(
+                    _run(state, step, current.attempt + 1, current.inputs, not_before=current.retry_at)
+                )
+                capacity -= 1
+            continue
+        if current.status != st.PENDING:
+            continue
+        deps = [state.steps[d] for d in state.deps[sid]]
+        if any(d.status not in st.FINISHED for d in deps):
+            continue
+        skipped = next((d.id for d in deps if d.status == st.SKIPPED), None)
+        if skipped:
+            commands.append(_skip(sid, f"upstream step '{skipped}' was skipped"))
+            continue
+        step = rb.step(sid)
+        try:
+            if step.when is not None and not _condition(step.when, context):
+                commands.append(_skip(sid, "condition 'when' is false"))
+                continue
+            if capacity <= 0:
+                continue
+            inputs = _render_step_inputs(step.type, step.inputs, context)
+        except ExpressionError as exc:
+            commands.append(
+                Emit(StepFailed(step_id=sid, attempt=1, error=str(exc), will_retry=False, stage="inputs"))
+            )
+            continue
+        commands.append(_run(state, step, 1, inputs))
+        capacity -= 1
+    return commands
+
+
+def _condition(when: str | bool, context: Callable[[], dict[str, Any]]) -> bool:
+    if isinstance(when, bool):
+        return when
+    if "${" in when:
+        return bool(render(when, context()))
+    return bool(evaluate(when, context()))
+
+
+def _render_step_inputs(step_type: str, inputs: dict[str, Any], context: Callable[[], dict[str, Any]]) -> Any:
+    spec = SPECS.get(step_type)
+    deferred = spec.deferred if spec else ()
+    return {k: v if k in deferred else _render_inputs(v, context) for k, v in inputs.items()}
+
+
+def _render_inputs(inputs: Any, context: Callable[[], dict[str, Any]]) -> Any:
+    """Inputs with expressions resolved, except those that read secrets: those stay as written
+    and are resolved inside the step at run time, so no secret value is ever recorded."""
+    if isinstance(inputs, dict):
+        return {k: _render_inputs(v, context) for k, v in inputs.items()}
+    if isinstance(inputs, list):
+        return [_render_inputs(v, context) for v in inputs]
+    if isinstance(inputs, str) and "${" in inputs:
+        if mentions_secrets(inputs):
+            return inputs
+        return render(inputs, context())
+    return inputs
+
+
+def _run(state: ExecutionState, step: Step, attempt: int, inputs: Any, *, not_before: Any = None) -> RunStep:
+    return RunStep(
+        step_id=step.id,
+        step_type=step.type,
+        attempt=attempt,
+        phase="main",
+        inputs=inputs,
+        timeout=state.definition.timeout_for(step),
+        idempotency_key=idempotency_key(state.execution_id, step.id, attempt),
+        not_before=not_before,
+    )
+
+
+def _skip(step_id: str, reason: str) -> Emit:
+    return Emit(StepSkipped(step_id=step_id, reason=reason))
+
+
+def _wind_down(state: ExecutionState, terminal: TerminalPayload) -> list[Command]:
+    """Skip what has not started, cancel what runs, compensate if asked, then finish."""
+    commands: list[Command] = []
+    rollback = state.failure is not None and state.failure.mode == "rollback"
+    if rollback and not state.rollback_started:
+        assert state.failure is not None
+        commands.append(
+            Emit(RollbackStarted(failed_step=state.failure.step_id, compensate=_compensation_order(state)))
+        )
+    active = False
+    for sid in state.order:
+        current = state.steps[sid]
+        if current.status in (st.PENDING, st.RETRY_WAIT):
+            commands.append(_skip(sid, f"execution is ending ({terminal.reason})"))
+        elif current.status in st.ACTIVE:
+            commands.append(CancelStep(sid))
+            active = True
+    if active or any(isinstance(c, Emit) and isinstance(c.payload, StepSkipped) for c in commands):
+        return commands
+    if rollback:
+        compensation = _next_compensation(state)
+        if compensation is not None:
+            return [*commands, *compensation]
+        terminal = terminal.model_copy(update=_rollback_summary(state))
+    return [*commands, *_finish(state, terminal)]
+
+
+def _compensation_order(state: ExecutionState) -> list[str]:
+    rb = state.definition
+    return [
+        sid
+        for sid in reversed(state.order)
+        if state.steps[sid].status == st.SUCCEEDED and rb.step(sid).rollback is not None
+    ]
+
+
+def _next_compensation(state: ExecutionState) -> list[Command] | None:
+    """The next compensation to run, [] while one runs, None when all are done."""
+    rb = state.definition
+    for sid in _compensation_order(state):
+        current = state.steps[sid]
+        if current.rollback_status in st.ACTIVE:
+            return []
+        if current.rollback_status is None:
+            spec = rb.step(sid).rollback
+            assert spec is not None
+            context = _LazyContext(state)
+            try:
+                inputs = _render_step_inputs(spec.type, spec.inputs, context)
+            except ExpressionError as exc:
+                return [
+                    Emit(
+                        StepFailed(
+                            step_id=sid,
+                            attempt=1,
+                            phase="rollback",
+                            error=str(exc),
+                            will_retry=False,
+                            stage="inputs",
+                        )
+                    )
+                ]
+            return [
+                RunStep(
+                    step_id=sid,
+                    step_type=spec.type,
+                    attempt=1,
+                    phase="rollback",
+                    inputs=inputs,
+                    timeout=spec.timeout or rb.defaults.timeout,
+                    idempotency_key=idempotency_key(state.execution_id, sid, 1, "rollback"),
+                )
+            ]
+    return None
+
+
+def _rollback_summary(state: ExecutionState) -> dict[str, list[str]]:
+    done = [sid for sid in _compensation_order(state)]
+    return {
+        "rolled_back": [sid for sid in done if state.steps[sid].rollback_status == st.SUCCEEDED],
+        "rollback_failed": [sid for sid in done if state.steps[sid].rollback_status == st.FAILED],
+    }
+
+
+def _finish(state: ExecutionState, terminal: TerminalPayload) -> list[Command]:
+    commands: list[Command] = []
+    if state.kpis is None:
+        commands.append(Emit(evaluate_kpis(state)))
+    commands.append(Emit(terminal))
+    return commands

@@ -1,0 +1,222 @@
+"""Replay: refold a recorded stream through the coordinator and compare, step by step.
+
+Like Temporal's Replayer: the coordinator is re-run against history and every decision it makes
+must match the recorded one. Pure steps are re-executed; external steps are fed their recorded
+raw results, from which outputs are extracted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from rb_common.canonical import canonical_json, digest
+from rb_common.events import DECIDED_EVENTS, Event, EventType
+from rb_common.outputs import OutputError, extract_outputs
+from rb_common.secrets import mask
+from rb_common.settings import Settings
+from rb_common.step_specs import SPECS
+from rb_engine.attempt import resolve_secrets
+from rb_engine.clock import FakeClock
+from rb_engine.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
+from rb_engine.coordinator.context import evaluate_in, expression_context
+from rb_engine.runner import StepExecutor
+from rb_engine.steps.base import StepContext, StepFailed
+
+
+@dataclass(frozen=True)
+class Deviation:
+    step: str | None
+    field: str
+    recorded: Any
+    replayed: Any
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        where = f"step '{self.step}'" if self.step else "execution"
+        at = f" (event {self.seq})" if self.seq else ""
+        return (
+            f"{where}: {self.field}{at}: recorded {_short(self.recorded)}, replayed {_short(self.replayed)}"
+        )
+
+
+@dataclass
+class ReplayReport:
+    execution_id: str
+    state: ExecutionState
+    deviations: list[Deviation] = field(default_factory=list)
+    steps_checked: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return not self.deviations
+
+    def deviating_steps(self) -> set[str | None]:
+        return {d.step for d in self.deviations}
+
+
+def _short(value: Any) -> str:
+    text = canonical_json(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _decided(event: Event) -> bool:
+    return event.type in DECIDED_EVENTS or (
+        event.type == EventType.STEP_FAILED and event.data.get("stage") == "inputs"
+    )
+
+
+def _command_data(command: Emit | RunStep) -> tuple[EventType, dict[str, Any]]:
+    if isinstance(command, RunStep):
+        return EventType.STEP_SCHEDULED, command.event_data()
+    return command.type, command.data
+
+
+def _key(type_: EventType, data: dict[str, Any]) -> tuple[Any, ...]:
+    return (type_, data.get("step_id"), data.get("phase"), data.get("name"))
+
+
+class Replayer:
+    def __init__(
+        self,
+        pure_executor: StepExecutor,
+        settings: Settings,
+        *,
+        live: bool = False,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
+        self.pure_executor = pure_executor
+        self.settings = settings
+        # --live: external steps run again for real, with their recorded inputs, and their
+        # results are diffed against the recorded ones (did the world change?).
+        self.live = live
+        self.secrets = secrets or {}
+        self._files: dict[str, str] = {}
+
+    async def replay(self, events: list[Event]) -> ReplayReport:
+        if not events or events[0].type != EventType.EXECUTION_REQUESTED:
+            raise ValueError("a recorded execution starts with execution.requested")
+        state = evolve(ExecutionState(), events[0])
+        report = ReplayReport(execution_id=events[0].execution_id, state=state)
+        scheduled: dict[tuple[str, str], dict[str, Any]] = {}
+        self._files = events[0].data.get("files") or {}
+        for index, event in enumerate(events[1:], start=2):
+            if event.seq != index:
+                report.deviations.append(
+                    Deviation(event.data.get("step_id"), "sequence", index, event.seq, event.seq)
+                )
+            if _decided(event):
+                self._check_decision(state, event, report)
+            if event.type == EventType.STEP_SCHEDULED:
+                scheduled[(event.data["step_id"], event.data.get("phase", "main"))] = event.data
+            elif event.type == EventType.STEP_SUCCEEDED:
+                await self._check_success(state, event, scheduled, report)
+            elif event.type == EventType.STEP_FAILED and not _decided(event):
+                self._check_failure(state, event, report)
+            state = evolve(state, event)
+        leftover = [c for c in decide(state) if not isinstance(c, CancelStep)]
+        if leftover or not state.terminal:
+            names = [_command_data(c)[0].value for c in leftover if not isinstance(c, CancelStep)]
+            report.deviations.append(
+                Deviation(None, "end", "recorded stream ends here", names or state.status, events[-1].seq)
+            )
+        report.state = state
+        report.steps_checked = list(state.order)
+        return report
+
+    def _check_decision(self, state: ExecutionState, event: Event, report: ReplayReport) -> None:
+        step = event.data.get("step_id")
+        candidates = [_command_data(c) for c in decide(state) if not isinstance(c, CancelStep)]
+        wanted = _key(event.type, event.data)
+        match = next((c for c in candidates if _key(*c) == wanted), None)
+        if match is None:
+            replayed = [
+                f"{t.value} {d.get('step_id') or d.get('name') or ''}".strip() for t, d in candidates
+            ] or "nothing"
+            report.deviations.append(Deviation(step, "decision", event.type.value, replayed, event.seq))
+            return
+        _, data = match
+        for name in sorted(set(data) | set(event.data)):
+            if canonical_json(data.get(name)) != canonical_json(event.data.get(name)):
+                report.deviations.append(
+                    Deviation(
+                        step, f"{event.type.value}.{name}", event.data.get(name), data.get(name), event.seq
+                    )
+                )
+
+    async def _check_success(
+        self,
+        state: ExecutionState,
+        event: Event,
+        scheduled: dict[tuple[str, str], dict[str, Any]],
+        report: ReplayReport,
+    ) -> None:
+        data = event.data
+        step_id, phase = data["step_id"], data.get("phase", "main")
+        raw = data.get("result")
+        if "digest" in data and digest(raw) != data["digest"]:
+            report.deviations.append(
+                Deviation(step_id, "result digest", data["digest"], digest(raw), event.seq)
+            )
+        if phase == "main":
+            try:
+                outputs = extract_outputs(state.definition.step(step_id).outputs, raw)
+            except OutputError as exc:
+                outputs = {"error": str(exc)}
+            for name in sorted(set(outputs) | set(data.get("outputs", {}))):
+                recorded = data.get("outputs", {}).get(name)
+                if canonical_json(recorded) != canonical_json(outputs.get(name)):
+                    report.deviations.append(
+                        Deviation(step_id, f"outputs.{name}", recorded, outputs.get(name), event.seq)
+                    )
+        command_data = scheduled.get((step_id, phase))
+        spec = SPECS.get(command_data["step_type"]) if command_data else None
+        if command_data is None or spec is None or (spec.external and not self.live):
+            return
+        replayed = await self._rerun(state, RunStep.from_event_data(command_data))
+        if canonical_json(replayed) != canonical_json(raw):
+            what = "result (live)" if spec.external else "result (re-executed)"
+            report.deviations.append(Deviation(step_id, what, raw, replayed, event.seq))
+
+    async def _rerun(self, state: ExecutionState, command: RunStep) -> Any:
+        assert state.now is not None, "replayed state has folded at least one event"
+        clock = FakeClock(state.now)
+        ctx = StepContext(
+            execution_id=state.execution_id,
+            step_id=command.step_id,
+            attempt=command.attempt,
+            idempotency_key=command.idempotency_key,
+            settings=self.settings,
+            clock=clock,
+            files=self._files,
+            evaluate=lambda expr: evaluate_in(state, expr),
+            resolve_secrets=lambda inputs: resolve_secrets(
+                command.step_type, inputs, lambda: expression_context(state, self.secrets)
+            ),
+        )
+        try:
+            raw = await asyncio.wait_for(
+                self.pure_executor.execute(command, command.inputs, ctx), command.timeout
+            )
+        except StepFailed as exc:
+            return {"error": exc.message}
+        except TimeoutError:
+            return {"error": f"timed out after {command.timeout:g}s"}
+        return mask(raw, self.secrets.values())
+
+    def _check_failure(self, state: ExecutionState, event: Event, report: ReplayReport) -> None:
+        data = event.data
+        if data.get("phase", "main") != "main" or "will_retry" not in data:
+            return
+        will_retry, delay = retry_plan(
+            state, data["step_id"], data.get("attempt", 1), bool(data.get("retryable"))
+        )
+        if will_retry != data["will_retry"]:
+            report.deviations.append(
+                Deviation(data["step_id"], "will_retry", data["will_retry"], will_retry, event.seq)
+            )
+        elif will_retry and abs(delay - float(data.get("retry_delay", 0))) > 1e-6:
+            report.deviations.append(
+                Deviation(data["step_id"], "retry_delay", data.get("retry_delay"), delay, event.seq)
+            )

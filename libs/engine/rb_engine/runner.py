@@ -1,0 +1,197 @@
+"""The in-process runner: drives the pure coordinator with asyncio and records every event.
+
+Used by `rb run`, `rb test` and `rb replay --live`; the distributed executor drives the same
+coordinator from JetStream instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rb_common.events import Event, EventType
+from rb_common.model import Runbook
+from rb_common.ports import EventStore
+from rb_common.settings import Settings
+from rb_common.snapshot import requested_data
+from rb_engine.attempt import StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
+from rb_engine.clock import Clock
+from rb_engine.coordinator import ExecutionState, RunStep
+from rb_engine.coordinator.applier import Fact, apply, reported, requested
+from rb_engine.coordinator.context import evaluate_in, expression_context
+from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
+
+
+class PluginExecutor:
+    """Runs each step with its registered plugin."""
+
+    def __init__(self, registry: dict[str, StepPlugin]) -> None:
+        self.registry = registry
+
+    async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any:
+        plugin = self.registry.get(command.step_type)
+        if plugin is None:
+            raise StepFailed(
+                f"step type '{command.step_type}' is not supported by this executor", retryable=False
+            )
+        inputs = ctx.resolve_secrets(inputs)
+        problems = plugin.validate(inputs)
+        if problems:
+            raise StepFailed("invalid inputs: " + "; ".join(problems), retryable=False)
+        return await plugin.run(inputs, ctx)
+
+
+@dataclass
+class RunRequest:
+    runbook: Runbook
+    params: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    trigger: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    actor: str = "cli"
+    legal_basis: str | None = None
+    execution_id: str | None = None
+    concurrency: int | None = None
+    # The referenced files, when the caller has them; otherwise they are snapshotted from the
+    # runbook's own `files` and, for a runbook read from disk, the files in `base_dir`.
+    files: dict[str, str] | None = None
+    base_dir: Path | None = None
+
+    def event_data(self) -> dict[str, Any]:
+        """The data of `execution.requested`: rb_common.snapshot.requested_data, the one builder."""
+        return requested_data(
+            self.runbook,
+            params=self.params,
+            env=self.env,
+            trigger=self.trigger,
+            facts=self.facts,
+            actor=self.actor,
+            legal_basis=self.legal_basis,
+            concurrency=self.concurrency,
+            files=self.files,
+            base_dir=self.base_dir,
+        )
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _Outcome:
+    type: EventType
+    data: dict[str, Any]
+
+
+class Runner:
+    def __init__(
+        self,
+        store: EventStore,
+        executor: StepExecutor,
+        clock: Clock,
+        settings: Settings,
+        *,
+        secrets: dict[str, str] | None = None,
+        base_dir: Path = Path("."),
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        on_event: Callable[[Event, ExecutionState], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.settings = settings
+        self.secrets = dict(secrets or {})
+        self.base_dir = base_dir
+        self.http_transport = http_transport
+        self.on_event = on_event
+        self.state = ExecutionState()
+        self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[asyncio.Task[None]] = set()  # stopped; their late outcomes are stale
+        self._files: dict[str, str] = {}
+
+    def _seal(self, state: ExecutionState, type_: EventType, data: dict[str, Any], actor: str) -> Event:
+        return Event.sealed(
+            prev_hash=state.last_hash,
+            id=new_id(),
+            execution_id=state.execution_id,
+            seq=state.seq + 1,
+            type=type_,
+            time=self.clock.now(),
+            actor=actor,
+            data=data,
+        )
+
+    def _observe(self, event: Event, state: ExecutionState) -> None:
+        self.store.append(event)
+        if self.on_event:
+            self.on_event(event, state)
+
+    def _apply(self, facts: list[Fact]) -> None:
+        """The one applier (rb_engine.coordinator.applier): facts and the decisions that follow
+        are recorded; the attempts it schedules start, the ones it cancels are stopped."""
+        applied = apply(self.state, facts, self._seal, self._observe)
+        self.state = applied.state
+        for step_id in applied.cancel:
+            task = self._tasks.pop(step_id, None)
+            if task is not None:
+                task.cancel()
+                self._cancelled.add(task)
+        for command in applied.run:
+            self._tasks[command.step_id] = asyncio.create_task(self._attempt(command))
+
+    async def run(self, request: RunRequest) -> ExecutionState:
+        execution_id = request.execution_id or new_id()
+        self.state = ExecutionState(execution_id=execution_id)
+        data = request.event_data()
+        self._files = data["files"]
+        try:
+            self._apply(requested(self.state, data, request.actor))
+            while not (self.state.terminal and not self._tasks):
+                if not self._tasks:
+                    raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
+                outcome = await self._outcomes.get()
+                if outcome.type in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED):
+                    self._tasks.pop(outcome.data["step_id"], None)
+                self._apply(reported(self.state, outcome.type, outcome.data))
+            return self.state
+        finally:
+            for task in [*self._tasks.values(), *self._cancelled]:
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), *self._cancelled, return_exceptions=True)
+
+    async def _attempt(self, command: RunStep) -> None:
+        try:
+            if command.not_before is not None:
+                await self.clock.sleep((command.not_before - self.clock.now()).total_seconds())
+            started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
+            self._outcomes.put_nowait(_Outcome(EventType.STEP_STARTED, started))
+            ctx = StepContext(
+                execution_id=self.state.execution_id,
+                step_id=command.step_id,
+                attempt=command.attempt,
+                idempotency_key=command.idempotency_key,
+                settings=self.settings,
+                clock=self.clock,
+                base_dir=self.base_dir,
+                http_transport=self.http_transport,
+                evaluate=self._evaluator(),
+                files=self._files,
+                resolve_secrets=lambda inputs: resolve_secrets(
+                    command.step_type, inputs, lambda: expression_context(self.state, self.secrets)
+                ),
+            )
+            specs = self.state.definition.step(command.step_id).outputs
+            type_, data = await run_attempt(command, self.executor, ctx, specs, self.secrets.values())
+        except asyncio.CancelledError:
+            type_, data = cancelled_outcome(command)
+        self._outcomes.put_nowait(_Outcome(type_, data))
+
+    def _evaluator(self) -> Callable[[str], Any]:
+        return lambda expression: evaluate_in(self.state, expression, self.secrets)

@@ -1,0 +1,92 @@
+"""Engines and migrations: PostgreSQL via psycopg 3 in production, SQLite as the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+
+from rb_common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x72622D6D6967  # "rb-mig": the advisory lock every migrating service takes
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        url = settings.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(settings.home / 'rb.db').resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            # WAL lets the API read while the recorder writes from another process.
+            cursor = dbapi_connection.cursor()
+            # busy_timeout first: switching to WAL itself needs the lock other processes hold.
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def select_one(engine: Engine) -> bool:
+    """The database answers (a readiness check; blocking, run it in a thread)."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1")).scalar_one()
+    return True
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest revision (safe to call from every service at start-up)."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Services start together: without this lock two of them race to create
+            # alembic_version on a fresh database and one fails. Released at commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+async def migrate_when_reachable(engine: Engine, stop: asyncio.Event) -> bool:
+    """Migrate, retrying while the database is unreachable or busy (a PostgreSQL still starting
+    under docker-compose; a fresh SQLite file being opened by another process). False if `stop`
+    was set first."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(migrate, engine)
+            return True
+        except OperationalError as exc:
+            log.warning("database not ready (%s), retrying in %.1fs", str(exc).splitlines()[0], delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+    return False
