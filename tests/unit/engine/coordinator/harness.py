@@ -8,7 +8,8 @@ from typing import Any
 
 from rb_common.events import Event, EventType
 from rb_common.loader import load_runbook_text
-from rb_engine.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
+from rb_engine.coordinator import ExecutionState, RunStep
+from rb_engine.coordinator.applier import Applied, Fact, apply, reported, requested
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -28,61 +29,49 @@ class Drive:
     state: ExecutionState = field(default_factory=ExecutionState)
     tick: float = 0.0
 
-    def record(self, type_: EventType, data: dict[str, Any]) -> None:
+    def seal(self, state: ExecutionState, type_: EventType, data: dict[str, Any], actor: str) -> Event:
         self.tick += 0.001
-        event = Event.sealed(
-            prev_hash=self.state.last_hash,
+        return Event.sealed(
+            prev_hash=state.last_hash,
             id=f"e{len(self.events) + 1}",
             execution_id="ex1",
-            seq=len(self.events) + 1,
+            seq=state.seq + 1,
             type=type_,
             time=T0 + timedelta(seconds=self.tick),
+            actor=actor,
             data=data,
         )
-        self.events.append(event)
-        self.state = evolve(self.state, event)
+
+    def apply(self, facts: list[Fact]) -> Applied:
+        """Through the one applier, exactly as the runner and the executor service record."""
+        applied = apply(self.state, facts, self.seal, lambda event, _: self.events.append(event))
+        self.state = applied.state
+        return applied
+
+    def report(self, type_: EventType, data: dict[str, Any]) -> Applied:
+        return self.apply(reported(self.state, type_, data))
 
     def run(self, max_rounds: int = 1000) -> ExecutionState:
         runbook, _ = load_runbook_text(self.yaml_text)
-        self.record(
-            EventType.EXECUTION_REQUESTED,
-            {"runbook": runbook.snapshot(), "params": self.params, "facts": self.facts},
-        )
+        data = {"runbook": runbook.snapshot(), "params": self.params, "facts": self.facts}
         running: dict[str, RunStep] = {}
+        applied = self.apply(requested(self.state, data, "tests"))
         for _ in range(max_rounds):
             started: list[str] = []
-            progressed = True
-            while progressed:
-                progressed = False
-                for command in decide(self.state):
-                    if isinstance(command, CancelStep):
-                        if command.step_id in running and command.step_id not in self.cancelled:
-                            self.cancelled.append(command.step_id)
-                            run = running.pop(command.step_id)
-                            self.record(
-                                EventType.STEP_FAILED,
-                                {
-                                    "step_id": run.step_id,
-                                    "attempt": run.attempt,
-                                    "phase": run.phase,
-                                    "error": "cancelled",
-                                    "cancelled": True,
-                                    "retryable": False,
-                                },
-                            )
-                            progressed = True
-                        continue
-                    if isinstance(command, Emit):
-                        self.record(command.type, command.data)
-                    else:
-                        self.record(EventType.STEP_SCHEDULED, command.event_data())
-                        self.record(
-                            EventType.STEP_STARTED,
-                            {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase},
-                        )
-                        running[command.step_id] = command
-                        started.append(command.step_id)
-                    progressed = True
+            while applied.run or applied.cancel:
+                for step_id in applied.cancel:
+                    if running.pop(step_id, None) is not None:
+                        self.cancelled.append(step_id)
+                scheduled, applied = applied.run, Applied(self.state)
+                for command in scheduled:
+                    running[command.step_id] = command
+                    started.append(command.step_id)
+                    more = self.report(
+                        EventType.STEP_STARTED,
+                        {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase},
+                    )
+                    applied.run += more.run
+                    applied.cancel += more.cancel
             if started:
                 self.batches.append(started)
             if self.state.terminal:
@@ -90,17 +79,18 @@ class Drive:
             finishable = [r for r in running.values() if self._outcome(r) != "hang"]
             if not finishable:
                 # Everything left hangs: the runner would time them out.
-                for run in list(running.values()):
-                    running.pop(run.step_id)
-                    self._fail(run, f"timed out after {run.timeout:g}s", True)
+                run = next(iter(running.values()))
+                running.pop(run.step_id)
+                applied = self._fail(run, f"timed out after {run.timeout:g}s", True)
                 continue
+            applied = Applied(self.state)
             for run in finishable:
                 running.pop(run.step_id)
                 outcome = self._outcome(run)
                 if isinstance(outcome, tuple):
-                    self._fail(run, "failed", outcome[1])
+                    more = self._fail(run, "failed", outcome[1])
                 else:
-                    self.record(
+                    more = self.report(
                         EventType.STEP_SUCCEEDED,
                         {
                             "step_id": run.step_id,
@@ -110,6 +100,8 @@ class Drive:
                             "outputs": outcome if run.phase == "main" else {},
                         },
                     )
+                applied.run += more.run
+                applied.cancel += more.cancel
         raise AssertionError("coordinator did not finish")
 
     def _outcome(self, run: RunStep) -> Any:
@@ -117,7 +109,7 @@ class Drive:
         outcomes = self.script.get(key, [{}])
         return outcomes[min(run.attempt, len(outcomes)) - 1]
 
-    def _fail(self, run: RunStep, error: str, retryable: bool) -> None:
+    def _fail(self, run: RunStep, error: str, retryable: bool) -> Applied:
         data: dict[str, Any] = {
             "step_id": run.step_id,
             "attempt": run.attempt,
@@ -125,10 +117,7 @@ class Drive:
             "error": error,
             "retryable": retryable,
         }
-        if run.phase == "main":
-            will_retry, delay = retry_plan(self.state, run.step_id, run.attempt, retryable)
-            data.update(will_retry=will_retry, retry_delay=delay)
-        self.record(EventType.STEP_FAILED, data)
+        return self.report(EventType.STEP_FAILED, data)  # the applier adds the retry decision
 
     def types(self, step_id: str | None = None) -> list[str]:
         return [e.type.value for e in self.events if step_id is None or e.data.get("step_id") == step_id]
