@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rb_common.canonical import canonical_json
+from rb_common.statuses import StepStatus
 from rb_engine.coordinator.state import ExecutionState
 
 # Wall-clock KPIs differ run to run; their targets and verdicts are kept, their values are not.
@@ -17,7 +18,7 @@ def canonical_result(state: ExecutionState) -> dict[str, Any]:
     for sid in state.order:
         s = state.steps[sid]
         entry: dict[str, Any] = {"status": s.status, "attempts": s.attempt, "outputs": s.outputs}
-        if s.error and s.status != "SUCCEEDED":
+        if s.error and s.status != StepStatus.SUCCEEDED:
             entry["error"] = s.error
         if s.skip_reason:
             entry["skip_reason"] = s.skip_reason

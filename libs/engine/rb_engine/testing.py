@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rb_common.errors import FixtureError
 from rb_common.model import Runbook
+from rb_common.statuses import StepStatus
 from rb_engine.coordinator import ExecutionState
 from rb_engine.fixtures import Expectations, StepExpectation
 from rb_engine.result import canonical_result
@@ -91,7 +92,7 @@ def _step_check(
     if isinstance(expected, str):
         expected = StepExpectation(status=expected)
     if expected is None:
-        ok = s.status != "FAILED"
+        ok = s.status != StepStatus.FAILED
         return Check(ok, label, s.error or "" if not ok else s.skip_reason or "")
     problems = []
     if expected.status and expected.status.upper() != s.status:
