@@ -97,7 +97,7 @@ class Event(BaseModel):
             fields["data"] = payload.dump()
         event = cls(prev_hash=prev_hash, **fields)
         if payload is not None:
-            object.__setattr__(event, "_typed", (event.data, payload))
+            event.with_payload(payload)
         # The hash is set on the event just built (never on one already shared): no second
         # validation or copy on the hot path.
         event.__dict__["hash"] = event.computed_hash()
@@ -123,6 +123,12 @@ class Event(BaseModel):
         typed = parse_payload(self.type, data)
         object.__setattr__(self, "_typed", (self.data, typed))
         return typed
+
+    def with_payload(self, payload: EventPayload) -> Event:
+        """This event, told that `payload` is the typed view of its data (the producer's own
+        model, whose dump the data is): the fold will not parse it again."""
+        object.__setattr__(self, "_typed", (self.data, payload))
+        return self
 
     def payload_as(self, model: builtins.type[P]) -> P:
         """The typed data, known to be a `model` (TypeError if this event is another type)."""

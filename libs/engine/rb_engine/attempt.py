@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from rb_common import payloads as ev
 from rb_common.canonical import digest
 from rb_common.errors import ExpressionError
-from rb_common.events import EventType
 from rb_common.expressions import mentions_secrets, render
 from rb_common.outputs import OutputError, extract_outputs
 from rb_common.secrets import mask
@@ -16,7 +16,8 @@ from rb_common.step_specs import SPECS
 from rb_engine.coordinator import RunStep
 from rb_engine.steps.base import StepContext, StepFailed
 
-Outcome = tuple[EventType, dict[str, Any]]
+# step.succeeded or step.failed data, as the worker reports it (before it adds `started_at`).
+Outcome = ev.StepSucceeded | ev.StepFailed
 
 
 class StepExecutor(Protocol):
@@ -41,14 +42,20 @@ async def run_attempt(
     output_specs: dict[str, Any],
     secret_values: Iterable[str],
 ) -> Outcome:
-    """step.succeeded or step.failed data for one attempt; secrets masked, timeout enforced.
+    """step.succeeded or step.failed for one attempt; secrets masked, timeout enforced.
 
     Cancellation propagates: the caller decides how a cancelled attempt is recorded."""
     secrets = list(secret_values)
-    base = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
 
     def failed(error: str, retryable: bool, **extra: Any) -> Outcome:
-        return EventType.STEP_FAILED, {**base, "error": mask(error, secrets), "retryable": retryable, **extra}
+        return ev.StepFailed(
+            step_id=command.step_id,
+            attempt=command.attempt,
+            phase=command.phase,
+            error=mask(error, secrets),
+            retryable=retryable,
+            **extra,
+        )
 
     try:
         raw = await asyncio.wait_for(executor.execute(command, command.inputs, ctx), command.timeout)
@@ -64,21 +71,23 @@ async def run_attempt(
         raise
     except Exception as exc:  # a plugin bug must fail the step, not the engine
         return failed(f"{type(exc).__name__}: {exc}", False)
-    return EventType.STEP_SUCCEEDED, {
-        **base,
-        "result": raw,
-        "outputs": outputs,
-        "digest": digest(raw),
-        "meta": mask(ctx.meta, secrets),
-    }
+    return ev.StepSucceeded(
+        step_id=command.step_id,
+        attempt=command.attempt,
+        phase=command.phase,
+        result=raw,
+        outputs=outputs,
+        digest=digest(raw),
+        meta=mask(ctx.meta, secrets),
+    )
 
 
 def cancelled_outcome(command: RunStep) -> Outcome:
-    return EventType.STEP_FAILED, {
-        "step_id": command.step_id,
-        "attempt": command.attempt,
-        "phase": command.phase,
-        "error": "cancelled",
-        "cancelled": True,
-        "retryable": False,
-    }
+    return ev.StepFailed(
+        step_id=command.step_id,
+        attempt=command.attempt,
+        phase=command.phase,
+        error="cancelled",
+        cancelled=True,
+        retryable=False,
+    )

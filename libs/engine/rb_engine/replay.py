@@ -14,9 +14,12 @@ from typing import Any
 from rb_common.canonical import canonical_json, digest
 from rb_common.events import DECIDED_EVENTS, Event, EventType
 from rb_common.outputs import OutputError, extract_outputs
+from rb_common.payloads import ExecutionRequested, StepScheduled, StepSucceeded
+from rb_common.payloads import StepFailed as StepFailedPayload
 from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_common.step_specs import SPECS
+from rb_common.upcast import upcast_all
 from rb_engine.attempt import resolve_secrets
 from rb_engine.clock import FakeClock
 from rb_engine.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
@@ -63,7 +66,7 @@ def _short(value: Any) -> str:
 
 def _decided(event: Event) -> bool:
     return event.type in DECIDED_EVENTS or (
-        event.type == EventType.STEP_FAILED and event.data.get("stage") == "inputs"
+        event.type == EventType.STEP_FAILED and event.payload_as(StepFailedPayload).stage == "inputs"
     )
 
 
@@ -97,10 +100,11 @@ class Replayer:
     async def replay(self, events: list[Event]) -> ReplayReport:
         if not events or events[0].type != EventType.EXECUTION_REQUESTED:
             raise ValueError("a recorded execution starts with execution.requested")
+        events = upcast_all(events)  # decisions are compared in the current schema
         state = evolve(ExecutionState(), events[0])
         report = ReplayReport(execution_id=events[0].execution_id, state=state)
-        scheduled: dict[tuple[str, str], dict[str, Any]] = {}
-        self._files = events[0].data.get("files") or {}
+        scheduled: dict[tuple[str, str], StepScheduled] = {}
+        self._files = events[0].payload_as(ExecutionRequested).files or {}
         for index, event in enumerate(events[1:], start=2):
             if event.seq != index:
                 report.deviations.append(
@@ -109,7 +113,8 @@ class Replayer:
             if _decided(event):
                 self._check_decision(state, event, report)
             if event.type == EventType.STEP_SCHEDULED:
-                scheduled[(event.data["step_id"], event.data.get("phase", "main"))] = event.data
+                step = event.payload_as(StepScheduled)
+                scheduled[(step.step_id, step.phase)] = step
             elif event.type == EventType.STEP_SUCCEEDED:
                 await self._check_success(state, event, scheduled, report)
             elif event.type == EventType.STEP_FAILED and not _decided(event):
@@ -149,32 +154,30 @@ class Replayer:
         self,
         state: ExecutionState,
         event: Event,
-        scheduled: dict[tuple[str, str], dict[str, Any]],
+        scheduled: dict[tuple[str, str], StepScheduled],
         report: ReplayReport,
     ) -> None:
-        data = event.data
-        step_id, phase = data["step_id"], data.get("phase", "main")
-        raw = data.get("result")
-        if "digest" in data and digest(raw) != data["digest"]:
-            report.deviations.append(
-                Deviation(step_id, "result digest", data["digest"], digest(raw), event.seq)
-            )
+        data = event.payload_as(StepSucceeded)
+        step_id, phase = data.step_id, data.phase
+        raw = data.result
+        if data.digest is not None and digest(raw) != data.digest:
+            report.deviations.append(Deviation(step_id, "result digest", data.digest, digest(raw), event.seq))
         if phase == "main":
             try:
                 outputs = extract_outputs(state.definition.step(step_id).outputs, raw)
             except OutputError as exc:
                 outputs = {"error": str(exc)}
-            for name in sorted(set(outputs) | set(data.get("outputs", {}))):
-                recorded = data.get("outputs", {}).get(name)
+            for name in sorted(set(outputs) | set(data.outputs)):
+                recorded = data.outputs.get(name)
                 if canonical_json(recorded) != canonical_json(outputs.get(name)):
                     report.deviations.append(
                         Deviation(step_id, f"outputs.{name}", recorded, outputs.get(name), event.seq)
                     )
-        command_data = scheduled.get((step_id, phase))
-        spec = SPECS.get(command_data["step_type"]) if command_data else None
-        if command_data is None or spec is None or (spec.external and not self.live):
+        command = scheduled.get((step_id, phase))
+        spec = SPECS.get(command.step_type) if command else None
+        if command is None or spec is None or (spec.external and not self.live):
             return
-        replayed = await self._rerun(state, RunStep.from_event_data(command_data))
+        replayed = await self._rerun(state, RunStep.from_payload(command))
         if canonical_json(replayed) != canonical_json(raw):
             what = "result (live)" if spec.external else "result (re-executed)"
             report.deviations.append(Deviation(step_id, what, raw, replayed, event.seq))
@@ -206,17 +209,15 @@ class Replayer:
         return mask(raw, self.secrets.values())
 
     def _check_failure(self, state: ExecutionState, event: Event, report: ReplayReport) -> None:
-        data = event.data
-        if data.get("phase", "main") != "main" or "will_retry" not in data:
+        data = event.payload_as(StepFailedPayload)
+        if data.rollback or data.will_retry is None:
             return
-        will_retry, delay = retry_plan(
-            state, data["step_id"], data.get("attempt", 1), bool(data.get("retryable"))
-        )
-        if will_retry != data["will_retry"]:
+        will_retry, delay = retry_plan(state, data.step_id, data.attempt, bool(data.retryable))
+        if will_retry != data.will_retry:
             report.deviations.append(
-                Deviation(data["step_id"], "will_retry", data["will_retry"], will_retry, event.seq)
+                Deviation(data.step_id, "will_retry", data.will_retry, will_retry, event.seq)
             )
-        elif will_retry and abs(delay - float(data.get("retry_delay", 0))) > 1e-6:
+        elif will_retry and abs(delay - float(data.retry_delay or 0)) > 1e-6:
             report.deviations.append(
-                Deviation(data["step_id"], "retry_delay", data.get("retry_delay"), delay, event.seq)
+                Deviation(data.step_id, "retry_delay", data.retry_delay, delay, event.seq)
             )

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from rb_common import payloads as ev
 from rb_common.events import Event, EventType
 from rb_common.model import Runbook
 from rb_common.ports import EventStore
@@ -83,12 +84,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass
-class _Outcome:
-    type: EventType
-    data: dict[str, Any]
-
-
 class Runner:
     def __init__(
         self,
@@ -111,7 +106,7 @@ class Runner:
         self.http_transport = http_transport
         self.on_event = on_event
         self.state = ExecutionState()
-        self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
+        self._outcomes: asyncio.Queue[ev.StepStarted | ev.StepSucceeded | ev.StepFailed] = asyncio.Queue()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[asyncio.Task[None]] = set()  # stopped; their late outcomes are stale
         self._files: dict[str, str] = {}
@@ -157,9 +152,9 @@ class Runner:
                 if not self._tasks:
                     raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
                 outcome = await self._outcomes.get()
-                if outcome.type in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED):
-                    self._tasks.pop(outcome.data["step_id"], None)
-                self._apply(reported(self.state, outcome.type, outcome.data))
+                if not isinstance(outcome, ev.StepStarted):
+                    self._tasks.pop(outcome.step_id, None)
+                self._apply(reported(self.state, outcome.TYPE, outcome.dump()))
             return self.state
         finally:
             for task in [*self._tasks.values(), *self._cancelled]:
@@ -170,8 +165,8 @@ class Runner:
         try:
             if command.not_before is not None:
                 await self.clock.sleep((command.not_before - self.clock.now()).total_seconds())
-            started = {"step_id": command.step_id, "attempt": command.attempt, "phase": command.phase}
-            self._outcomes.put_nowait(_Outcome(EventType.STEP_STARTED, started))
+            started = ev.StepStarted(step_id=command.step_id, attempt=command.attempt, phase=command.phase)
+            self._outcomes.put_nowait(started)
             ctx = StepContext(
                 execution_id=self.state.execution_id,
                 step_id=command.step_id,
@@ -188,10 +183,10 @@ class Runner:
                 ),
             )
             specs = self.state.definition.step(command.step_id).outputs
-            type_, data = await run_attempt(command, self.executor, ctx, specs, self.secrets.values())
+            outcome = await run_attempt(command, self.executor, ctx, specs, self.secrets.values())
         except asyncio.CancelledError:
-            type_, data = cancelled_outcome(command)
-        self._outcomes.put_nowait(_Outcome(type_, data))
+            outcome = cancelled_outcome(command)
+        self._outcomes.put_nowait(outcome)
 
     def _evaluator(self) -> Callable[[str], Any]:
         return lambda expression: evaluate_in(self.state, expression, self.secrets)

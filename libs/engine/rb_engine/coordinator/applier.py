@@ -23,7 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from rb_common.events import Event, EventType
+from rb_common.payloads import EventPayload, StepFailed, StepStarted, StepSucceeded, parse_payload
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Emit, RunStep
 from rb_engine.coordinator.decide import decide, retry_plan
@@ -34,7 +37,8 @@ EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
 
-# (type, data, actor): an event before it is sealed.
+# (type, data, actor): an event before it is sealed. `data` is written as given (a reported
+# dict passes through as the worker wrote it); the applier reads it through its typed payload.
 Fact = tuple[EventType, dict[str, Any], str]
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
@@ -53,16 +57,11 @@ class Applied:
     cancel: list[str] = field(default_factory=list)
 
 
-def cancelled(step_id: str, attempt: int, phase: str) -> dict[str, Any]:
+def cancelled(step_id: str, attempt: int, phase: str) -> StepFailed:
     """The record of an attempt the coordinator stopped."""
-    return {
-        "step_id": step_id,
-        "attempt": attempt,
-        "phase": phase,
-        "error": "cancelled",
-        "cancelled": True,
-        "retryable": False,
-    }
+    return StepFailed(
+        step_id=step_id, attempt=attempt, phase=phase, error="cancelled", cancelled=True, retryable=False
+    )
 
 
 def apply(
@@ -76,8 +75,12 @@ def apply(
     `observe(event, state)` sees each event with the state it leads to."""
     applied = Applied(state)
 
-    def record(type_: EventType, data: dict[str, Any], actor: str = EXECUTOR) -> None:
+    def record(
+        type_: EventType, data: dict[str, Any], actor: str = EXECUTOR, payload: EventPayload | None = None
+    ) -> None:
         event = seal(applied.state, type_, data, actor)
+        if payload is not None:
+            event.with_payload(payload)  # a decision's own payload: the fold need not parse it
         applied.events.append(event)
         applied.state = evolve(applied.state, event)
         if observe is not None:
@@ -88,7 +91,7 @@ def apply(
     while commands := decide(applied.state):
         command = commands[0]  # re-decide after every event: the state moved
         if isinstance(command, Emit):
-            record(command.type, command.data)
+            record(command.type, command.data, payload=command.payload)
         elif isinstance(command, RunStep):
             record(EventType.STEP_SCHEDULED, command.event_data())
             applied.run.append(command)
@@ -97,7 +100,8 @@ def apply(
             # execution open.
             step = applied.state.steps[command.step_id]
             phase = "rollback" if step.rollback_status in st.ACTIVE else "main"
-            record(EventType.STEP_FAILED, cancelled(command.step_id, step.attempt, phase))
+            stopped = cancelled(command.step_id, step.attempt, phase)
+            record(EventType.STEP_FAILED, stopped.dump(), payload=stopped)
             applied.cancel.append(command.step_id)
     return applied
 
@@ -123,32 +127,39 @@ def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fac
     type_ = _event_type(kind)
     if type_ is None:
         return []
+    if type_ not in NOTIFICATIONS and type_ not in OUTCOMES:
+        return []
+    try:
+        report = parse_payload(type_, data)
+    except ValidationError:
+        return []  # malformed: nothing the fold could apply
     if type_ in NOTIFICATIONS:
         # Facts about the record, appended even after the end; the notifier's message ids make
         # a repeated report a duplicate that the inbox drops.
         return [] if state.status == st.NEW else [(type_, dict(data), NOTIFIER)]
-    if type_ not in OUTCOMES or state.status == st.NEW or state.terminal:
+    if state.status == st.NEW or state.terminal:
         return []
-    data = dict(data)
-    step = state.steps.get(data.get("step_id", ""))
+    assert isinstance(report, StepStarted | StepSucceeded | StepFailed)
+    step = state.steps.get(report.step_id)
     if step is None:
         return []
-    phase = data.get("phase", "main")
-    current = step.rollback_status if phase == "rollback" else step.status
-    if phase == "main" and step.attempt != data.get("attempt"):
+    main = not report.rollback
+    current = step.status if main else step.rollback_status
+    if main and step.attempt != report.attempt:
         return []
-    if type_ == EventType.STEP_STARTED:
+    if isinstance(report, StepStarted):
         # Also once per redelivery of the attempt (its worker died mid-step), so the record
         # shows every run, including those a crash cut short.
-        again = phase == "main" and current == st.RUNNING and delivery(data) > step.deliveries
-        return [(type_, data, WORKER)] if current == st.SCHEDULED or again else []
+        again = main and current == st.RUNNING and report.delivery > step.deliveries
+        return [(type_, dict(data), WORKER)] if current == st.SCHEDULED or again else []
     if current not in st.ACTIVE:
         return []
-    if type_ == EventType.STEP_FAILED and phase == "main":
-        will_retry, delay = retry_plan(state, data["step_id"], data["attempt"], bool(data.get("retryable")))
-        data.update(will_retry=will_retry, retry_delay=delay)
+    if isinstance(report, StepFailed) and main:
+        will_retry, delay = retry_plan(state, report.step_id, report.attempt, bool(report.retryable))
+        # Written after what the worker wrote, as the coordinator's part of the record.
+        return [(type_, {**data, "will_retry": will_retry, "retry_delay": delay}, WORKER)]
     # A quick step never said it had started: its outcome carries `started_at` instead.
-    return [(type_, data, WORKER)]
+    return [(type_, dict(data), WORKER)]
 
 
 def lost(state: ExecutionState, command: RunStep, deliveries: Any) -> list[Fact]:
@@ -160,23 +171,18 @@ def lost(state: ExecutionState, command: RunStep, deliveries: Any) -> list[Fact]
     current = step.rollback_status if command.phase == "rollback" else step.status
     if current not in st.ACTIVE or (command.phase == "main" and step.attempt != command.attempt):
         return []
-    return [
-        (
-            EventType.STEP_FAILED,
-            {
-                "step_id": command.step_id,
-                "attempt": command.attempt,
-                "phase": command.phase,
-                "error": f"lost: delivered to workers {deliveries} times, never finished "
-                "(the step crashed or hung its worker each time)",
-                "lost": True,
-                "retryable": False,
-                "will_retry": False,
-                "retry_delay": 0.0,
-            },
-            EXECUTOR,
-        )
-    ]
+    failed = StepFailed(
+        step_id=command.step_id,
+        attempt=command.attempt,
+        phase=command.phase,
+        error=f"lost: delivered to workers {deliveries} times, never finished "
+        "(the step crashed or hung its worker each time)",
+        lost=True,
+        retryable=False,
+        will_retry=False,
+        retry_delay=0.0,
+    )
+    return [(EventType.STEP_FAILED, failed.dump(), EXECUTOR)]
 
 
 def _event_type(kind: str) -> EventType | None:
@@ -184,8 +190,3 @@ def _event_type(kind: str) -> EventType | None:
         return EventType(kind)
     except ValueError:
         return None  # not one of ours: nothing to record
-
-
-def delivery(data: dict[str, Any]) -> int:
-    value = data.get("delivery", 1)
-    return value if isinstance(value, int) else 1

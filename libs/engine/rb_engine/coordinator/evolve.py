@@ -115,11 +115,11 @@ def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
 
 def _scheduled(state: ExecutionState, event: Event, data: StepScheduled) -> Changes:
     if data.rollback:
-        return _step(state, data.step_id, rollback_status=st.SCHEDULED, scheduled=event.data)
+        return _step(state, data.step_id, rollback_status=st.SCHEDULED, scheduled=data)
     return _step(
         state,
         data.step_id,
-        scheduled=event.data,
+        scheduled=data,
         status=st.SCHEDULED,
         attempt=data.attempt,
         inputs=data.inputs,

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from rb_common.model import Runbook
+from rb_common.payloads import StepScheduled
 from rb_common.statuses import (
     ACTIVE_STEP,
     FINISHED_STEP,
@@ -67,7 +68,7 @@ class StepState:
     skip_reason: str | None = None
     rollback_status: StepStatus | None = None
     rollback_error: str | None = None
-    scheduled: dict[str, Any] | None = None  # the latest step.scheduled data: what to run
+    scheduled: StepScheduled | None = None  # the latest step.scheduled: what to run
     # Deliveries of the current attempt to workers, as far as they reported (a worker crash
     # makes JetStream deliver the same attempt again; events carry `delivery` when above 1).
     deliveries: int = 1

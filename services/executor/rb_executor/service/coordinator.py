@@ -39,7 +39,6 @@ from rb_engine.coordinator.context import expression_context
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class _Entry:
     state: ExecutionState
@@ -127,9 +126,7 @@ class Coordinator:
     async def accept_outcome(self, outcome: StepOutcome) -> None:
         """Record a worker's or the notifier's report, from the inbox or from a worker in this
         process; returns once it is recorded and the tasks it leads to are published."""
-        await self.advance(
-            outcome.execution_id, lambda state: reported(state, outcome.type, outcome.data)
-        )
+        await self.advance(outcome.execution_id, lambda state: reported(state, outcome.type, outcome.data))
 
     async def on_control(self, msg: Msg) -> None:
         try:
@@ -271,9 +268,9 @@ class Coordinator:
         for sid in state.active:
             step = state.steps[sid]
             waiting = step.status == st.SCHEDULED or step.rollback_status == st.SCHEDULED
-            data = step.scheduled
-            if waiting and data and data["idempotency_key"] not in entry.published:
-                commands.append(RunStep.from_event_data(data))
+            scheduled = step.scheduled
+            if waiting and scheduled and scheduled.idempotency_key not in entry.published:
+                commands.append(RunStep.from_payload(scheduled))
         return commands
 
     async def _publish_tasks(self, entry: _Entry, commands: list[RunStep]) -> None:
@@ -310,4 +307,3 @@ class Coordinator:
             if isinstance(ack, BaseException):
                 raise ack
             entry.published.add(command.idempotency_key)
-

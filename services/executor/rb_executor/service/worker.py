@@ -31,6 +31,7 @@ from rb_common.consumers import durable_config
 from rb_common.events import EventType
 from rb_common.expressions import render
 from rb_common.messages import StepOutcome, StepTask
+from rb_common.payloads import StepFailed, StepStarted, StepSucceeded
 from rb_common.pull import PullFeed
 from rb_common.secrets import secrets_from_env
 from rb_common.settings import Settings
@@ -201,30 +202,29 @@ class Worker:
         delivery = _delivered(msg) - _handed_back_first(msg, command)  # runs, this one included
         again = {"delivery": delivery} if delivery > 1 else {}
         try:
-            started = {
-                "step_id": command.step_id,
-                "attempt": command.attempt,
-                "phase": command.phase,
-                **again,
-            }
+            started = StepStarted(
+                step_id=command.step_id, attempt=command.attempt, phase=command.phase, **again
+            )
             started_at = datetime.now(UTC).isoformat()
             # A quick step reports once, its outcome implying the start; a slow one says it has
             # started, so the execution shows it running. Saves two hops on most steps. A
             # redelivery says so at once: the record shows that the attempt runs again.
             report_start = asyncio.get_running_loop().call_later(
                 START_REPORT_AFTER if not again else 0,
-                lambda: asyncio.ensure_future(
-                    self._report(task.execution_id, command, EventType.STEP_STARTED, started)
-                ),
+                lambda: asyncio.ensure_future(self._report(task.execution_id, command, started)),
             )
             try:
-                type_, data = await run_attempt(
+                outcome = await run_attempt(
                     command, self.executor, self._context(task, command), task.outputs, self.secrets.values()
                 )
             finally:
                 report_start.cancel()
             reporting = asyncio.ensure_future(
-                self._report(task.execution_id, command, type_, {**data, "started_at": started_at, **again})
+                self._report(
+                    task.execution_id,
+                    command,
+                    outcome.model_copy(update={"started_at": started_at, **again}),
+                )
             )
             try:
                 await asyncio.shield(reporting)
@@ -264,7 +264,7 @@ class Worker:
         )
 
     async def _report(
-        self, execution_id: str, command: RunStep, type_: EventType, data: dict[str, Any]
+        self, execution_id: str, command: RunStep, report: StepStarted | StepSucceeded | StepFailed
     ) -> None:
         """Hand the outcome to the coordinator in this process if there is one, else (or if it
         fails) publish it to the inbox for whichever coordinator replica takes it.
@@ -273,7 +273,8 @@ class Worker:
         event; until then the task is unacked, as it is until a published outcome is stored, so
         a crash in between re-runs the attempt either way. It saves the inbox's store-and-deliver
         hop on every step."""
-        outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=data)
+        type_ = report.TYPE
+        outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=report.dump())
         if self.coordinator is not None:
             try:
                 await self.coordinator(outcome)
@@ -281,8 +282,8 @@ class Worker:
             except Exception:
                 log.warning("in-process coordinator failed on an outcome; publishing it", exc_info=True)
         suffix = "started" if type_ == EventType.STEP_STARTED else "done"
-        if type_ == EventType.STEP_STARTED and data.get("delivery"):
-            suffix += f":{data['delivery']}"  # each delivery's start is news, not a duplicate
+        if isinstance(report, StepStarted) and "delivery" in report.model_fields_set:
+            suffix += f":{report.delivery}"  # each delivery's start is news, not a duplicate
         await self.bus.js.publish(
             self.bus.names.result_subject(execution_id),
             outcome.encode(),
