@@ -85,7 +85,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def serve(service_name: str, settings: Settings) -> None:
     runner = _runner(service_name)
     logging.basicConfig(
-        level=os.environ.get("RB_LOG_LEVEL", "INFO"),
+        level=settings.log_level.upper(),
         format=f"%(asctime)s {service_name} %(levelname)s %(name)s: %(message)s",
     )
 

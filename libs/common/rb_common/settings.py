@@ -68,9 +68,16 @@ class Settings(BaseSettings):
     public_url: str | None = None
     notifier_consumer: str = "notifier"
     notifier_deliver: Literal["all", "new"] = "new"
+    notifier_filter_subject: str | None = None  # default: every execution of the namespace
+    notifier_ack_wait: float = Field(default=60.0, gt=0)
+    notifier_max_in_flight: int = Field(default=64, ge=1)
     notify_max_attempts: int = Field(default=5, ge=1)
     notify_retry_initial: float = Field(default=1.0, gt=0)
     notify_retry_max: float = Field(default=30.0, gt=0)
+    notify_send_timeout: float = Field(default=30.0, gt=0)
+    notify_max_event_age: float = Field(default=86_400.0, ge=0)  # older events are not announced
+    # Every service's log level (DEBUG, INFO, WARNING, ERROR).
+    log_level: str = "INFO"
     recorder_deliver: Literal["all", "new"] = "all"
 
     @property

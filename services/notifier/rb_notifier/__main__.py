@@ -14,13 +14,13 @@ from rb_notifier.service import run_notifier
 
 
 def main() -> None:
+    settings = Settings()
     logging.basicConfig(
-        level=os.environ.get("RB_LOG_LEVEL", "INFO"),
+        level=settings.log_level.upper(),
         format="%(asctime)s notifier %(levelname)s %(name)s: %(message)s",
     )
     for notice in renamed_notices(os.environ):
         logging.getLogger("rb_notifier").warning("%s", notice)
-    settings = Settings()
 
     async def run() -> None:
         stop = asyncio.Event()

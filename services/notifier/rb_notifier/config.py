@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from rb_common.model import NotifyEvent
@@ -109,17 +108,12 @@ class NotifierConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> NotifierConfig:
+        """Everything from Settings; `env` (the process environment by default) only for the
+        step secrets (RB_SECRET_<NAME>) the notifier must never show."""
         env = os.environ if env is None else env
-
-        def get(name: str, default: Any = None) -> Any:
-            value = getattr(settings, name, None)  # a field Settings may grow
-            if value is not None:
-                return value
-            raw = env.get(f"RB_{name.upper()}")
-            return default if raw is None or raw == "" else raw
-
-        smtp_url = get("smtp_url")
-        slack_token = get("slack_token")
+        s = settings
+        smtp_url = s.smtp_url
+        slack_token = s.slack_token
         smtp = SmtpConfig.from_url(smtp_url) if smtp_url else None
         secrets = [v for v in secrets_from_env(env).values() if v]
         secrets += [s for s in (slack_token, smtp.password if smtp else None) if s]
@@ -127,27 +121,26 @@ class NotifierConfig:
         if master_key:
             secrets.append(master_key)
         secrets += [env[old] for old in RENAMED if env.get(old)]  # ignored, but still never shown
-        default_on = get("notify_default_on")
         return cls(
             slack_token=slack_token,
-            slack_base_url=get("slack_base_url"),
+            slack_base_url=s.slack_base_url,
             smtp=smtp,
-            notify_from=get("notify_from", "rb@localhost"),
-            default_slack_channel=get("notify_default_slack_channel"),
-            default_on=_events(default_on) if default_on is not None else DEFAULT_ON,
-            public_url=(get("public_url") or "").rstrip("/") or None,
+            notify_from=s.notify_from,
+            default_slack_channel=s.notify_default_slack_channel,
+            default_on=_events(s.notify_default_on),
+            public_url=(s.public_url or "").rstrip("/") or None,
             secrets=tuple(dict.fromkeys(secrets)),
-            consumer=get("notifier_consumer", "notifier"),
-            namespace=settings.namespace,
-            filter_subject=get("notifier_filter_subject"),
-            deliver_all=str(get("notifier_deliver", "new")).lower() == "all",
-            ack_wait=float(get("notifier_ack_wait", 60.0)),
-            max_in_flight=int(get("notifier_max_in_flight", 64)),
-            max_attempts=int(get("notify_max_attempts", 5)),
-            retry_initial=float(get("notify_retry_initial", 1.0)),
-            retry_max=float(get("notify_retry_max", 30.0)),
-            send_timeout=float(get("notify_send_timeout", 30.0)),
-            max_event_age=float(get("notify_max_event_age", 86_400.0)),
+            consumer=s.notifier_consumer,
+            namespace=s.namespace,
+            filter_subject=s.notifier_filter_subject,
+            deliver_all=s.notifier_deliver == "all",
+            ack_wait=s.notifier_ack_wait,
+            max_in_flight=s.notifier_max_in_flight,
+            max_attempts=s.notify_max_attempts,
+            retry_initial=s.notify_retry_initial,
+            retry_max=s.notify_retry_max,
+            send_timeout=s.notify_send_timeout,
+            max_event_age=s.notify_max_event_age,
         )
 
 
