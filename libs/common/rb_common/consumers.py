@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -18,23 +18,33 @@ Handler = Callable[[Msg], Awaitable[None]]
 
 def durable_config(
     name: str,
-    filter_subject: str,
+    filter_subject: str | Sequence[str],
     *,
     ack_wait: float = 30.0,
     max_deliver: int = -1,
     backoff: list[float] | None = None,
     max_ack_pending: int = 1000,
+    deliver: DeliverPolicy = DeliverPolicy.ALL,
+    description: str | None = None,
 ) -> ConsumerConfig:
-    return ConsumerConfig(
+    """Every durable consumer of rb is built here: explicit acks, and what differs by consumer
+    (the coordinator's push consumers, the workers', the recorder's, the notifier's)."""
+    subjects = [filter_subject] if isinstance(filter_subject, str) else list(filter_subject)
+    config = ConsumerConfig(
         durable_name=name,
-        filter_subject=filter_subject,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=deliver,
         ack_wait=ack_wait,
         max_deliver=max_deliver,
         backoff=backoff,
         max_ack_pending=max_ack_pending,
+        description=description,
     )
+    if len(subjects) == 1:
+        config.filter_subject = subjects[0]
+    else:
+        config.filter_subjects = subjects  # needs nats-server >= 2.10
+    return config
 
 
 async def _handle(handler: Handler, msg: Msg) -> None:

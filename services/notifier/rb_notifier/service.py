@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
+from rb_common.consumers import durable_config
 from rb_common.events import Event, EventType
 from rb_common.health import Health, nats_answers
 from rb_common.messages import StepOutcome
@@ -293,14 +294,12 @@ class Notifier:
 def _consumer_config(
     config: NotifierConfig, names: nats_bus.Names, name: str, deliver: DeliverPolicy
 ) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=name,
-        filter_subject=config.filter_subject or names.all_of("exec"),
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=deliver,
+    return durable_config(
+        name,
+        config.filter_subject or names.all_of("exec"),
         ack_wait=config.ack_wait,
-        max_deliver=-1,
         max_ack_pending=max(config.max_in_flight * 4, 256),
+        deliver=deliver,
     )
 
 

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from rb_common.bus import Bus, connect
+from rb_common.consumers import durable_config
 from rb_common.events import Event
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
@@ -45,19 +46,14 @@ def error_delay(deliveries: int) -> float:
 
 
 def consumer_config(consumer: str, subjects: Sequence[str], deliver: str = "all") -> ConsumerConfig:
-    config = ConsumerConfig(
-        durable_name=consumer,
-        deliver_policy=DeliverPolicy.NEW if deliver == "new" else DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
+    return durable_config(
+        consumer,
+        subjects,
         ack_wait=ACK_WAIT_SECONDS,
         max_ack_pending=MAX_ACK_PENDING,
+        deliver=DeliverPolicy.NEW if deliver == "new" else DeliverPolicy.ALL,
         description="rb recorder: events -> event store + projections",
     )
-    if len(subjects) == 1:
-        config.filter_subject = subjects[0]
-    else:
-        config.filter_subjects = list(subjects)  # needs nats-server >= 2.10
-    return config
 
 
 async def ensure_consumer(
