@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rb_common.events import Event, EventType
+from rb_common.events import Event
 from rb_common.expressions import expressions_in, references
 from rb_common.model import Runbook
+from rb_common.payloads import ExecutionRequested, StepFailed, StepScheduled, StepSucceeded
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import fold
 from rb_engine.result import canonical_result
@@ -15,51 +16,58 @@ from rb_engine.result import canonical_result
 def export_fixture(events: list[Event]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(fixture, expected canonical result) for `rb test`: every external step is stubbed with
     what it returned (or the error it raised), attempt by attempt."""
-    requested = events[0].data
-    runbook = Runbook.model_validate(requested["runbook"])
+    requested = events[0].payload_as(ExecutionRequested)
+    runbook = Runbook.model_validate(requested.runbook)
     state = fold(events)
     scheduled: dict[tuple[str, str, int], str] = {}
     stubs: dict[str, list[dict[str, Any]]] = {}
     for event in events:
-        data = event.data
-        if event.type == EventType.STEP_SCHEDULED:
-            scheduled[(data["step_id"], data.get("phase", "main"), data["attempt"])] = data["step_type"]
+        data = event.payload
+        if isinstance(data, StepScheduled):
+            scheduled[(data.step_id, data.phase, data.attempt)] = data.step_type
             continue
-        if event.type not in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED) or data.get("cancelled"):
+        if not isinstance(data, StepSucceeded | StepFailed) or (
+            isinstance(data, StepFailed) and data.cancelled
+        ):
             continue
-        phase = data.get("phase", "main")
-        step_type = scheduled.get((data["step_id"], phase, data.get("attempt", 1)))
+        phase = data.phase
+        step_type = scheduled.get((data.step_id, phase, data.attempt))
         spec = SPECS.get(step_type or "")
         if step_type is None or (spec is not None and not spec.external):
             continue
-        key = data["step_id"] if phase == "main" else f"{data['step_id']}.{phase}"
-        if event.type == EventType.STEP_SUCCEEDED:
-            stub: dict[str, Any] = {"result": data.get("result")}
+        key = data.step_id if phase == "main" else f"{data.step_id}.{phase}"
+        if isinstance(data, StepSucceeded):
+            stub: dict[str, Any] = {"result": data.result}
+            meta = data.meta
         else:
-            stub = {"error": data.get("error"), "retryable": bool(data.get("retryable", True))}
-        if data.get("meta"):
-            stub["meta"] = data["meta"]
+            stub = {"error": data.error, "retryable": True if data.retryable is None else data.retryable}
+            meta = data.model_extra.get("meta") if data.model_extra else None
+        if meta:
+            stub["meta"] = meta
         stubs.setdefault(key, []).append(stub)
     secrets = sorted(
         {
             ref[1]
-            for body in expressions_in(requested["runbook"])
+            for body in expressions_in(requested.runbook)
             for ref in references(body)
             if ref[0] == "secrets" and len(ref) > 1
         }
     )
     fixture: dict[str, Any] = {
-        "params": requested.get("params", {}),
-        "env": requested.get("env", {}),
+        "params": requested.params,
+        "env": requested.env,
         # Secret values are never recorded: placeholders keep expressions resolvable.
         "secrets": {name: f"exported-placeholder-{name.lower()}" for name in secrets},
-        "assumptions": requested.get("facts", {}),
-        "trigger": requested.get("trigger", {}),
+        "assumptions": requested.facts,
+        "trigger": requested.trigger,
         "clock": events[0].time.isoformat(),
         "steps": {key: attempts[0] if len(attempts) == 1 else attempts for key, attempts in stubs.items()},
         "expect": {
-            "status": state.status,
-            "steps": {sid: {"status": s.status, "attempts": s.attempt} for sid, s in state.steps.items()},
+            # Plain strings (not the StrEnum members): the fixture is written as YAML.
+            "status": str(state.status),
+            "steps": {
+                sid: {"status": str(s.status), "attempts": s.attempt} for sid, s in state.steps.items()
+            },
         },
     }
     _ = runbook  # validated above: an unreadable definition fails the export, not the test

@@ -17,13 +17,14 @@ def canonical_result(state: ExecutionState) -> dict[str, Any]:
     steps: dict[str, Any] = {}
     for sid in state.order:
         s = state.steps[sid]
-        entry: dict[str, Any] = {"status": s.status, "attempts": s.attempt, "outputs": s.outputs}
+        # Plain strings, not the StrEnum members: the result is also written as YAML (fixtures).
+        entry: dict[str, Any] = {"status": str(s.status), "attempts": s.attempt, "outputs": s.outputs}
         if s.error and s.status != StepStatus.SUCCEEDED:
             entry["error"] = s.error
         if s.skip_reason:
             entry["skip_reason"] = s.skip_reason
         if s.rollback_status:
-            entry["rollback"] = s.rollback_status
+            entry["rollback"] = str(s.rollback_status)
         if s.rollback_error:
             entry["rollback_error"] = s.rollback_error
         steps[sid] = entry
@@ -32,7 +33,7 @@ def canonical_result(state: ExecutionState) -> dict[str, Any]:
         kpis[name] = {k: v for k, v in kpi.items() if not (name in _TIMING_KPIS and k == "value")}
     return {
         "runbook": {"id": rb.id, "version": rb.version},
-        "status": state.status,
+        "status": str(state.status),
         "reason": state.reason,
         "assumptions": dict(sorted(state.assumptions.items())),
         "steps": steps,
