@@ -66,6 +66,35 @@ def approved_one(engine: Engine, runbook_id: str) -> Registered | None:
         return None
 
 
+def approved_revision(engine: Engine, runbook_id: str, revision: int) -> Registered | None:
+    """That revision of the runbook (revisions never change once written), or None."""
+    query = select(runbook_versions.c.definition).where(
+        and_(runbook_versions.c.runbook_id == runbook_id, runbook_versions.c.revision == revision)
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    if row is None:
+        return None
+    try:
+        return Registered(Runbook.model_validate(row.definition), revision)
+    except ValidationError as exc:
+        log.error("runbook %s revision %s no longer loads: %s", runbook_id, revision, exc.errors()[0]["msg"])
+        return None
+
+
+def state_of_change(engine: Engine, runbook_id: str, value: dict[str, Any]) -> Registered | None:
+    """The runbook as the change left it, not as the database has it now: a watcher that
+    lags behind must not apply a later state under an earlier sequence (an approval followed
+    by a deprecation would otherwise never have been approved). Changes that do not say
+    (deletions, schedule pauses, hand-made puts) read the current state."""
+    status, revision = value.get("status"), value.get("revision")
+    if value.get("change") == "deleted":
+        return None
+    if isinstance(status, str) and isinstance(revision, int):
+        return approved_revision(engine, runbook_id, revision) if status == "APPROVED" else None
+    return approved_one(engine, runbook_id)
+
+
 def _revision(entry: Registered | None) -> int | None:
     return None if entry is None else entry.revision
 
@@ -236,10 +265,11 @@ class RegistryWatcher:
     async def _on_message(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         runbook_id = msg.subject[len(self._prefix) :] if msg.subject.startswith(self._prefix) else ""
-        change = decode(msg.data).get("change") or (msg.headers or {}).get("KV-Operation", "?")
+        value = decode(msg.data)
+        change = value.get("change") or (msg.headers or {}).get("KV-Operation", "?")
         while True:
             try:
-                entry = await asyncio.to_thread(approved_one, self.engine, runbook_id)
+                entry = await asyncio.to_thread(state_of_change, self.engine, runbook_id, value)
                 break
             except Exception:
                 # Never skip a change: the sequence only advances once it is applied.

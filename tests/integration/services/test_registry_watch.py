@@ -78,12 +78,16 @@ class Registry:
 
     async def create(self, runbook_id: str) -> int | None:
         sub = parse_submission(YAML.format(rid=runbook_id).encode(), "application/yaml")
-        registry.create(self.engine, sub, "tests")
-        return await announce(self.bus, runbook_id, "created")
+        result = registry.create(self.engine, sub, "tests")
+        return await announce(
+            self.bus, runbook_id, "created", revision=result["revision"], status=result["status"]
+        )
 
     async def status(self, runbook_id: str, status: str) -> int | None:
-        registry.set_status(self.engine, runbook_id, status)
-        return await announce(self.bus, runbook_id, status.lower())
+        result = registry.set_status(self.engine, runbook_id, status)
+        return await announce(
+            self.bus, runbook_id, status.lower(), revision=result["revision"], status=result["status"]
+        )
 
 
 def alert(runbook_id: str, seq: int | None) -> AlertEvent:

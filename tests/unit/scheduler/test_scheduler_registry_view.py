@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from rb_common.loader import load_runbook_text
 from rb_scheduler.registry_feed import RegistryView
@@ -75,3 +76,25 @@ def test_the_safety_net_takes_a_difference_in_only_when_it_persists() -> None:
     view.apply("a", None, 8)
     assert view.reconcile([entry("b")]) == []
     assert ids(view.current()) == [("b", 1)]
+
+
+def test_a_change_is_applied_as_it_left_the_runbook_not_as_the_database_has_it_now(tmp_path: Path) -> None:
+    """A watcher that lags reads each change as of itself: an approval that was followed by a
+    deprecation before the watcher got to it still makes the runbook approved at that sequence."""
+    from rb_api import registry
+    from rb_api.definitions import parse_submission
+    from rb_scheduler.registry_feed import state_of_change
+    from rb_store.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rb.db'}")
+    migrate(engine)
+    text = "id: lag\nname: x\nversion: 1.0.0\nsteps:\n  - {id: a, type: transform, inputs: {}}\n"
+    registry.create(engine, parse_submission(text.encode(), "application/yaml"), "tests")
+    approved = registry.set_status(engine, "lag", "APPROVED")
+    deprecated = registry.set_status(engine, "lag", "DEPRECATED")
+    as_approved = state_of_change(engine, "lag", {"change": "approved", **approved})
+    assert as_approved is not None and as_approved.revision == 1
+    assert state_of_change(engine, "lag", {"change": "deprecated", **deprecated}) is None
+    assert state_of_change(engine, "lag", {"change": "schedule_paused"}) is None, "unsaid: current state"
+    assert state_of_change(engine, "lag", {"change": "deleted"}) is None
+    engine.dispose()
