@@ -9,7 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rb_api.metrics import Metrics
-from rb_api.problems import PROBLEM_JSON, problem_type
+from rb_common.problems import PROBLEM_JSON, problem_type
 
 _UNMATCHED = "<unmatched>"
 

@@ -8,7 +8,6 @@ turn it, HTTP errors, request validation errors, rb's own `RbError`s and anythin
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,15 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rb_common.errors import RbError, RunbookLoadError
 from rb_common.params import ParamsError
-
-PROBLEM_JSON = "application/problem+json"
-TYPE_PREFIX = "urn:rb:problem:"
+from rb_common.problems import PROBLEM_JSON, phrase, problem_body
 
 log = logging.getLogger("rb_api")
 
 
-def problem_type(slug: str | None) -> str:
-    return TYPE_PREFIX + slug if slug else "about:blank"
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entries of a route's problem statuses."""
+    return {code: {"description": "problem+json (RFC 9457)"} for code in codes}
 
 
 class ProblemError(Exception):
@@ -50,7 +48,7 @@ class ProblemError(Exception):
         self.status = status
         self.detail = detail
         self.slug = slug
-        self.title = title or _phrase(status)
+        self.title = title or phrase(status)
         self.errors = errors
         self.headers = headers
         self.extra = extra or {}
@@ -58,13 +56,6 @@ class ProblemError(Exception):
 
 def not_found(what: str, slug: str = "not-found") -> ProblemError:
     return ProblemError(404, f"{what} does not exist", slug=slug, title="Not found")
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def problem_response(
@@ -78,17 +69,15 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": problem_type(slug),
-        "title": title or _phrase(status),
-        "status": status,
-        "detail": detail or _phrase(status),
-        "instance": request.url.path if request is not None else None,
-    }
-    if errors is not None:
-        body["errors"] = errors
-    for key, value in (extra or {}).items():
-        body.setdefault(key, value)
+    body = problem_body(
+        status,
+        detail,
+        slug=slug,
+        title=title,
+        instance=request.url.path if request is not None else None,
+        errors=errors,
+        extra=extra,
+    )
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 

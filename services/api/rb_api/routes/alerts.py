@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query
 from rb_api.alert_records import list_alerts
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
+from rb_api.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": "problem+json (RFC 9457)"} for code in (400, 422, 503)
-}
+_PROBLEMS = problem_responses(400, 422, 503)
 
 
 @router.get(

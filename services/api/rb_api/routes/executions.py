@@ -10,16 +10,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from rb_api import audit, control, executions
 from rb_api.dbutil import in_thread
 from rb_api.deps import ActorDep, ServicesDep
-from rb_api.problems import ProblemError
+from rb_api.problems import ProblemError, problem_responses
 from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
 from rb_api.streaming import SSE_HEADERS, ExecutionStream, parse_last_event_id
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
 ExecutionId = Annotated[str, Path(max_length=64, description="the execution's id")]
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": "problem+json (RFC 9457)"} for code in (400, 404, 409, 422, 503)
-}
+_PROBLEMS = problem_responses(400, 404, 409, 422, 503)
 
 
 @router.get("", summary="List executions, newest first", responses=_PROBLEMS)

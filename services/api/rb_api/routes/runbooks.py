@@ -13,7 +13,7 @@ from rb_api import registry, triggering
 from rb_api.dbutil import in_thread
 from rb_api.definitions import REQUEST_BODY_DOC, parse_submission
 from rb_api.deps import ActorDep, ServicesDep
-from rb_api.problems import not_found
+from rb_api.problems import not_found, problem_responses
 from rb_common.model import ID_PATTERN
 from rb_common.registry_events import announce
 from rb_common.statuses import ExecutionStatus
@@ -23,9 +23,7 @@ _RUNBOOK_ID = re.compile(ID_PATTERN)
 
 RunbookId = Annotated[str, Path(max_length=100, description="the runbook's id")]
 Revision = Annotated[int, Path(ge=1, le=2**31 - 1)]
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": "problem+json (RFC 9457)"} for code in (400, 404, 409, 413, 415, 422)
-}
+_PROBLEMS = problem_responses(400, 404, 409, 413, 415, 422)
 
 
 class RollbackBody(BaseModel):

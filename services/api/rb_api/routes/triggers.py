@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from rb_api.alerts import alertmanager, base, cloudevents, grafana, pagerduty, signatures, webhook
 from rb_api.alerts.publish import publish_alerts
 from rb_api.deps import ServicesDep
+from rb_api.problems import problem_responses
 from rb_common.messages import AlertEvent
 from rb_common.model import ID_PATTERN
 from rb_common.registry_events import last_seq
@@ -37,7 +38,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {
         202: {"model": Accepted, "description": "published; duplicates were already on the stream"}
     }
-    out.update({code: {"description": "problem+json (RFC 9457)"} for code in (400, 413, 422, 503, *codes)})
+    out.update(problem_responses(400, 413, 422, 503, *codes))
     return out
 
 
