@@ -10,16 +10,28 @@ from aiohttp import web
 
 from rb_common.errors import RbError
 from rb_common.health import Health
+from rb_common.problems import PROBLEM_JSON, problem_body
 
 
 def _app(service: str, health: Health) -> web.Application:
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": service})
 
-    async def ready(_: web.Request) -> web.Response:
+    async def ready(request: web.Request) -> web.Response:
         ok, checks = await health.status()
-        body = {"status": "ok" if ok else "unavailable", "service": service, "checks": checks}
-        return web.json_response(body, status=200 if ok else 503)
+        if ok:
+            return web.json_response({"status": "ok", "service": service, "checks": checks})
+        failed = {name: why for name, why in checks.items() if why != "ok"}
+        body = problem_body(
+            503,
+            "not ready: " + "; ".join(f"{name}: {why}" for name, why in failed.items()),
+            slug="not-ready",
+            title="Service not ready",
+            instance=request.path,
+            errors=[{"check": name, "message": why} for name, why in failed.items()],
+            extra={"service": service, "checks": checks},
+        )
+        return web.json_response(body, status=503, content_type=PROBLEM_JSON)
 
     app = web.Application()
     app.router.add_get("/health/live", live)

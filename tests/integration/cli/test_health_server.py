@@ -88,7 +88,10 @@ def test_a_recorder_without_its_database_is_alive_but_not_ready(serve: Callable[
     probe.wait("/health/live", 200)
     body = probe.get("/health/ready")
     assert body.status_code == 503
-    assert body.json()["status"] == "unavailable"
+    assert body.headers["content-type"].startswith("application/problem+json")
+    problem = body.json()
+    assert problem["status"] == 503 and problem["type"] == "urn:rb:problem:not-ready"
+    assert [e["check"] for e in problem["errors"]] == ["database"]
 
 
 def test_a_recorder_with_its_database_checks_both(serve: Callable[..., Probe], tmp_path: Path) -> None:
