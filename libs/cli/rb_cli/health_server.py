@@ -21,7 +21,9 @@ def _app(service: str, health: Health) -> web.Application:
         ok, checks = await health.status()
         if ok:
             return web.json_response({"status": "ok", "service": service, "checks": checks})
-        failed = {name: why for name, why in checks.items() if why != "ok"}
+        failed = {name: why for name, why in checks.items() if why != "ok"} or {
+            "starting": "still connecting or migrating: no check registered yet"
+        }
         body = problem_body(
             503,
             "not ready: " + "; ".join(f"{name}: {why}" for name, why in failed.items()),
