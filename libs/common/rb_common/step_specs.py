@@ -120,6 +120,13 @@ SPECS: dict[str, StepSpec] = {
         ),
         StepSpec("transform", {}, open_inputs=True, external=False),
         StepSpec(
+            "assert",
+            {"that": {}, "message": {"type": "string"}},
+            required=("that",),
+            external=False,
+            description="fail unless a condition holds",
+        ),
+        StepSpec(
             "wait",
             {
                 "seconds": _DURATION,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rb_engine.steps.api_call import ApiCallStep
+from rb_engine.steps.assertion import AssertStep
 from rb_engine.steps.base import StepPlugin
 from rb_engine.steps.http import HttpStep
 from rb_engine.steps.metrics_publish import MetricsPublishStep
@@ -21,6 +22,7 @@ def default_registry() -> dict[str, StepPlugin]:
         ApiCallStep(),
         SchemaCheckStep(),
         TransformStep(),
+        AssertStep(),
         WaitStep(),
         ShellStep(),
         SqlQueryStep(),

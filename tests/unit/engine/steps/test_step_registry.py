@@ -9,6 +9,7 @@ EXPECTED = {
     "api_call",
     "schema_check",
     "transform",
+    "assert",
     "wait",
     "shell",
     "sql_query",
