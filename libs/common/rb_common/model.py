@@ -12,6 +12,7 @@ from rb_common.durations import parse_duration
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$"
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
@@ -148,6 +149,9 @@ class Runbook(Strict):
     name: str
     version: str = "0.1.0"
     owner: str | None = None
+    # Team scope: only members of this team (an API key's teams, an OIDC token's groups claim)
+    # and admins see and run a registered runbook that names one.
+    team: str | None = Field(default=None, pattern=TEAM_PATTERN, max_length=100)
     description: str = ""
     legal_basis: str | None = None
     tags: list[str] = []

@@ -76,9 +76,39 @@ class Settings(BaseSettings):
     notify_retry_max: float = Field(default=30.0, gt=0)
     notify_send_timeout: float = Field(default=30.0, gt=0)
     notify_max_event_age: float = Field(default=86_400.0, ge=0)  # older events are not announced
+    # Access (README "Access"). An admin API key the API seeds at start (idempotent; a revoked key
+    # stays revoked); `rb up` generates one into RB_HOME/admin.key when this is unset.
+    bootstrap_admin_key: SecretStr | None = None
+    # The key the CLI's client commands send (default: RB_HOME/admin.key, written by `rb up`).
+    api_key: SecretStr | None = None
+    # OIDC/JWT bearer tokens: issuer and audience are checked, algorithms pinned; the keys come
+    # from the JWKS URL (fetched with httpx, cached) or a PEM public key.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_public_key: str | None = None
+    oidc_algorithms: str = "RS256"  # comma-separated; never "none" or an HMAC algorithm
+    oidc_roles_claim: str = "roles"
+    oidc_teams_claim: str = "groups"
+    oidc_jwks_cache_seconds: float = Field(default=300.0, ge=0)
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0)
+    # Browser origins allowed to call the API (comma-separated); unset, no CORS headers at all.
+    cors_origins: str | None = None
     # Every service's log level (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"
     recorder_deliver: Literal["all", "new"] = "all"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and (self.oidc_jwks_url or self.oidc_public_key))
+
+    @property
+    def oidc_algorithm_list(self) -> list[str]:
+        return [a.strip() for a in self.oidc_algorithms.split(",") if a.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
 
     @property
     def events_dir(self) -> Path:

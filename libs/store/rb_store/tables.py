@@ -75,6 +75,8 @@ runbooks = Table(
     Column("current_revision", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The current revision's `team:` (None: not team-scoped); only its members and admins see it.
+    Column("team", String(100), index=True),
 )
 
 runbook_versions = Table(
@@ -141,6 +143,25 @@ alerts = Table(
     Column("matched", Boolean, nullable=False),
     Column("matches", JSON),  # [{runbook_id, revision, trigger_index, execution_id, started}]
     Column("reason", Text),  # why it matched nothing
+)
+
+# API keys (rb_common.identity): only the SHA-256 of a key is stored; a lookup is one query on
+# the unique `key_hash`. Revoked and expired keys stay, for the record of who acted.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(12), nullable=False),  # the first characters, to tell keys apart
+    Column("roles", JSON, nullable=False),
+    Column("teams", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(200)),
+    Column("last_used_at", DateTime(timezone=True)),
 )
 
 # Last stream sequence each projection consumer has applied, so redelivery is a no-op.
