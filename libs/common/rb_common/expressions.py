@@ -9,6 +9,14 @@ literals, set comprehensions and `set()` build an `OrderedSet` instead: deduplic
 (the first of equal values stays), iterated in first-insertion order. `a | b` is a's elements then
 b's new ones, `a & b` and `a - b` keep a's order, `a ^ b` is `a - b` then `b - a`. A set in a
 result leaves the evaluator as a list in that order (JSON has no sets).
+
+Bounded: every evaluation has a budget, enforced while it runs, not after. Each node evaluated
+is a step (at most MAX_STEPS), and every value an expression builds (strings, lists, dicts, sets,
+slices, function results) is charged to an allocation estimate (at most MAX_ALLOCATED_BYTES):
+operations that could build something large (`*`, `+`, `str`, `json`, `upper`, `lower`,
+`sorted`, starred literals) check what they would build *before* building it, so
+`['a' * 99999 for x in [1] * 9999]` stops after a few MiB instead of allocating a GiB. The final
+result is also bounded as JSON (MAX_RESULT_ITEMS, MAX_RESULT_CHARS): what is recorded stays small.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
 from typing import Any
@@ -33,12 +41,20 @@ MAX_NESTING = 50
 MAX_RESULT_ITEMS = 1_000_000
 MAX_RESULT_CHARS = 10_000_000
 MAX_INT_BITS = 10_000
+# The budget of one evaluation (see the module doc): nodes evaluated, and an estimate of the
+# bytes of every value built. Real expressions use a few hundred steps and a few KiB.
+MAX_STEPS = 200_000
+MAX_ALLOCATED_BYTES = 32 * 1024 * 1024
 
 # `steps.my-step.outputs` must mean the step named "my-step", not a subtraction.
 _HYPHEN_STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+)")
 _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 ROOT_NAMES = frozenset({"params", "env", "secrets", "steps", "execution", "trigger", "item"})
+
+
+class BudgetExceeded(ExpressionError):
+    """An evaluation went over its step or allocation budget (and stopped there)."""
 
 
 class OrderedSet(AbstractSet[Any]):
@@ -190,60 +206,208 @@ OPERATORS = {
 }
 
 
+_SEQUENCES = (str, list, tuple)
+_SIZED = (str, list, tuple, dict, OrderedSet)
+# Nodes whose value is (or may be) a new object, charged to the allocation budget; names,
+# attributes, indexes and constants hand back what already exists.
+_BUILDERS = (
+    ast.BinOp,
+    ast.Call,
+    ast.List,
+    ast.Tuple,
+    ast.Dict,
+    ast.Set,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.JoinedStr,
+)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), list, tuple, dict})
+
+
+def _expanded_size(
+    item: Any,
+    seen: dict[int, tuple[Any, int, int]],
+    max_items: int = MAX_RESULT_ITEMS,
+    max_chars: int = MAX_RESULT_CHARS,
+) -> tuple[int, int]:
+    """(items, characters) of `item` written out as JSON, shared references counted each time
+    they appear (as they would be written), each distinct object measured once; the walk stops
+    as soon as either count is over its maximum."""
+    kind = type(item)
+    if kind is str:
+        return 1, len(item)
+    if kind not in (list, tuple, dict, OrderedSet):
+        return 1, 0
+    known = seen.get(id(item))
+    if known is not None and known[0] is item:
+        return known[1], known[2]
+    items, chars = 1, 0
+    children = list(item.items()) if kind is dict else item
+    for child in children:
+        if kind is dict:
+            key, child = child
+            chars += len(key) if isinstance(key, str) else 0
+        sub_items, sub_chars = _expanded_size(child, seen, max_items, max_chars)
+        items += sub_items
+        chars += sub_chars
+        if items > max_items or chars > max_chars:
+            break
+    seen[id(item)] = (item, items, chars)
+    return items, chars
+
+
+def _footprint(value: Any) -> int:
+    """Estimated bytes of `value` itself (not of what it refers to)."""
+    kind = type(value)
+    if kind is str:
+        return 49 + len(value)
+    if kind in (list, tuple):
+        return 56 + 8 * len(value)
+    if kind in (dict, OrderedSet):
+        return 64 + 40 * len(value)
+    if kind is int:
+        return 28 + value.bit_length() // 8
+    return 32
+
+
+def _unit(value: Any) -> int:
+    return 1 if isinstance(value, str) else 8
+
+
 class _Evaluator(simpleeval.EvalWithCompoundTypes):
     def __init__(self, names: dict[str, Any]) -> None:
         # A copy: simpleeval adds list/tuple/dict/set to the mapping it is given.
-        super().__init__(names=names, functions=dict(FUNCTIONS), operators=OPERATORS)
+        super().__init__(names=names, functions=dict(FUNCTIONS), operators=dict(OPERATORS))
         # Sets iterate in hash order: every set an expression builds is an OrderedSet.
         self.functions["set"] = OrderedSet
         self.nodes[ast.SetComp] = self._eval_comprehension
         self.made_set = False
-        # id -> (object, expanded items, expanded chars); the object is kept so ids stay unique.
-        self._sizes: dict[int, tuple[Any, int, int]] = {}
+        self.steps = 0
+        self.allocated = 0
+        # What could build something large checks its size first (see the module doc).
+        self.operators[ast.Mult] = self._mult
+        self.operators[ast.Add] = self._add
+        for name in ("str", "json", "upper", "lower"):
+            self.functions[name] = self._textual(self.functions[name])
+        for name in ("sorted", "list", "tuple", "dict", "set"):
+            self.functions[name] = self._copying(self.functions[name])
 
-    def _check_disallowed_items(self, item: Any) -> None:
-        """Refuse any intermediate result whose JSON expansion would be too large; shared
-        references are measured once, so the check is linear in the distinct objects."""
+    # The budget.
+
+    def _need(self, size: int) -> None:
+        """Refuse to build something of `size` estimated bytes if it would break the budget."""
+        if self.allocated + size > MAX_ALLOCATED_BYTES:
+            raise BudgetExceeded(
+                f"expression would allocate more than {MAX_ALLOCATED_BYTES // (1024 * 1024)} MiB "
+                f"(about {(self.allocated + size) // (1024 * 1024)} MiB)"
+            )
+
+    def _charge(self, value: Any) -> None:
+        size = _footprint(value)
+        self._need(size)
+        self.allocated += size
+
+    def _eval(self, node: ast.AST) -> Any:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise BudgetExceeded(f"expression takes more than {MAX_STEPS} evaluation steps")
+        handler = self.nodes.get(type(node))
+        if handler is None:
+            raise simpleeval.FeatureNotAvailable(f"Sorry, {type(node).__name__} is not available")
+        result = handler(node)
+        if isinstance(node, _BUILDERS) or (
+            isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice)
+        ):
+            self._charge(result)
+        kind = type(result)
+        if kind is OrderedSet:
+            self.made_set = True
+        elif kind not in _PLAIN:
+            super()._check_disallowed_items(result)
+        return result
+
+    def _mult(self, a: Any, b: Any) -> Any:
+        seq, times = (b, a) if isinstance(b, _SEQUENCES) else (a, b)
+        if isinstance(seq, _SEQUENCES) and isinstance(times, int):
+            self._need(len(seq) * max(times, 0) * _unit(seq))
+        return _safe_mult(a, b)
+
+    def _add(self, a: Any, b: Any) -> Any:
+        if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
+            self._need((len(a) + len(b)) * _unit(a))
+        return simpleeval.safe_add(a, b)
+
+    def _textual(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`function` (str, json, upper, lower) after checking how long its text would be."""
+
+        def checked(*args: Any) -> Any:
+            for arg in args:
+                items, chars = self._expanded(arg, MAX_ALLOCATED_BYTES // 8, MAX_ALLOCATED_BYTES)
+                self._need(chars + 8 * items)
+            return function(*args)
+
+        return checked
+
+    def _copying(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`function` (sorted, list, tuple, dict, set) after checking the length of its copy."""
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for arg in args:
+                if isinstance(arg, _SIZED):
+                    self._need(40 * len(arg))
+            return function(*args, **kwargs)
+
+        return checked
+
+    def _expanded(
+        self, item: Any, max_items: int = MAX_RESULT_ITEMS, max_chars: int = MAX_RESULT_CHARS
+    ) -> tuple[int, int]:
         try:
-            items, chars = self._size(item)
+            return _expanded_size(item, {}, max_items, max_chars)
         except RecursionError:
             raise ExpressionError("expression result is nested too deeply") from None
+
+    def check_result(self, item: Any) -> None:
+        items, chars = self._expanded(item)
         if items > MAX_RESULT_ITEMS or chars > MAX_RESULT_CHARS:
             raise ExpressionError("expression result is too large")
 
-    def _size(self, item: Any) -> tuple[int, int]:
-        kind = type(item)
-        if kind is str:
-            return 1, len(item)
-        if kind in (int, float, bool, type(None)):
-            return 1, 0
-        if kind is OrderedSet:
-            self.made_set = True
-        elif kind not in (list, tuple, dict):
-            super()._check_disallowed_items(item)
-            return 1, 0
-        known = self._sizes.get(id(item))
-        if known is not None and known[0] is item:
-            return known[1], known[2]
-        items, chars = 1, 0
-        children = list(item.items()) if kind is dict else item
-        for child in children:
-            if kind is dict:
-                key, child = child
-                chars += len(key) if isinstance(key, str) else 0
-            sub_items, sub_chars = self._size(child)
-            items += sub_items
-            chars += sub_chars
-            if items > MAX_RESULT_ITEMS or chars > MAX_RESULT_CHARS:
-                break
-        self._sizes[id(item)] = (item, items, chars)
-        return items, chars
+    def _eval_list(self, node: ast.List) -> Any:
+        result: list[Any] = []
+        for element in node.elts:
+            if isinstance(element, ast.Starred):
+                values = self._eval(element.value)
+                if isinstance(values, Sized):
+                    self._need(8 * (len(result) + len(values)))
+                result.extend(values)
+            else:
+                result.append(self._eval(element))
+        return result
+
+    def _eval_dict(self, node: ast.Dict) -> Any:
+        result: dict[Any, Any] = {}
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:
+                values = self._eval(value)
+                if isinstance(values, Sized):
+                    self._need(40 * (len(result) + len(values)))
+                result.update(values)
+            else:
+                result[self._eval(key)] = self._eval(value)
+        return result
 
     def _eval_set(self, node: ast.Set) -> Any:
         items: list[Any] = []
         for element in node.elts:
             if isinstance(element, ast.Starred):
-                items.extend(self._eval(element.value))
+                values = self._eval(element.value)
+                if isinstance(values, Sized):
+                    self._need(40 * (len(items) + len(values)))
+                items.extend(values)
             else:
                 items.append(self._eval(element))
         return OrderedSet(items)
@@ -314,9 +478,10 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     evaluator = _Evaluator(dict(context))
     try:
         result = evaluator.eval(source, previously_parsed=tree)
+        evaluator.check_result(result)
         return _plain(result) if evaluator.made_set else result
     except ExpressionError as exc:
-        raise ExpressionError(f"in '${{{source}}}': {exc}") from None
+        raise type(exc)(f"in '${{{source}}}': {exc}") from None
     except simpleeval.NameNotDefined as exc:
         raise ExpressionError(f"in '${{{source}}}': unknown name '{exc.name}'") from None
     except simpleeval.InvalidExpression as exc:
@@ -325,6 +490,12 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"in '${{{source}}}': result too large or too deep") from None
     except Exception as exc:  # the expression's own runtime error (TypeError, ZeroDivision...)
         raise ExpressionError(f"in '${{{source}}}': {type(exc).__name__}: {exc}") from None
+    finally:
+        # simpleeval's tables hold bound methods (a cycle through the evaluator): break it, so
+        # what the evaluation built is freed now, not at the next garbage collection.
+        evaluator.nodes = {}
+        evaluator.operators = {}
+        evaluator.functions = {}
 
 
 def iter_expressions(text: str) -> Iterator[tuple[int, int, str]]:
