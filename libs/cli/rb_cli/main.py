@@ -603,3 +603,9 @@ def _print_event(console: Console, event: dict[str, Any]) -> None:
         f"{event.get('seq', ''):>4} {event.get('time', '')} {event.get('type', ''):<24} "
         f"{escape(str(what))}{extra}{escape(error)}"
     )
+
+
+
+from rb_cli.secrets_cmd import secrets_app  # noqa: E402
+
+app.add_typer(secrets_app, name="secrets")

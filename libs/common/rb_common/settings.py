@@ -26,9 +26,15 @@ class Settings(BaseSettings):
     # Where `rb serve executor|worker|recorder|scheduler|notifier` answer /health/live and
     # /health/ready (HOST:PORT); unset, they serve no HTTP at all.
     health_addr: str | None = None
-    # rb's own key (it will encrypt the secret store). Formerly RB_SECRET_KEY, which now means
-    # nothing: RB_SECRET_<NAME> are step secrets only (rb_common.secrets).
+    # rb's own key: it encrypts the secret store (comma-separated Fernet keys, newest first; see
+    # `rb secrets rotate`). Formerly RB_SECRET_KEY, which now means nothing: RB_SECRET_<NAME>
+    # are step secrets only (rb_common.secrets).
     master_key: SecretStr | None = None
+    # Step secrets besides RB_SECRET_<NAME> and the encrypted store: a directory with one file
+    # per secret (a Kubernetes secret volume, a Vault agent's output); workers re-read their
+    # secrets at most every secrets_cache_seconds.
+    secrets_dir: Path | None = None
+    secrets_cache_seconds: float = Field(default=5.0, ge=0)
     # HMAC secrets of signed trigger sources (PagerDuty V3 webhooks, generic webhooks).
     pagerduty_webhook_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None

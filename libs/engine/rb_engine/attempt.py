@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from rb_common import payloads as ev
@@ -11,7 +11,7 @@ from rb_common.canonical import digest
 from rb_common.errors import ExpressionError
 from rb_common.expressions import mentions_secrets, render
 from rb_common.outputs import OutputError, extract_outputs
-from rb_common.secrets import mask
+from rb_common.secrets import mask, string_leaves
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import RunStep
 from rb_engine.steps.base import StepContext, StepFailed
@@ -24,15 +24,51 @@ class StepExecutor(Protocol):
     async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any: ...
 
 
-def resolve_secrets(step_type: str, inputs: Any, context: Callable[[], Mapping[str, Any]]) -> Any:
+class Revealed:
+    """What one attempt must never show: the secrets it was given and every value an expression
+    derived from them (`${upper(secrets.X)}`, `"Bearer ${secrets.X}"`), each masked as a whole
+    and in its common encodings (rb_common.secrets)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.values: list[str] = [s for s in secrets if isinstance(s, str)]
+
+    def add(self, value: Any) -> None:
+        self.values.extend(string_leaves(value))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.values))
+
+
+def resolve_secrets(
+    step_type: str,
+    inputs: Any,
+    context: Callable[[], Mapping[str, Any]],
+    revealed: Revealed | None = None,
+) -> Any:
     """Second pass over recorded inputs: the expressions that read secrets, resolved only now.
-    `context` is called only when some input does read a secret."""
+    `context` is called only when some input does read a secret; what each such string renders
+    to is added to `revealed` (it is as secret as the secret)."""
     if not isinstance(inputs, dict) or not mentions_secrets(inputs):
         return inputs
     spec = SPECS.get(step_type)
     deferred = spec.deferred if spec else ()
     names = context()
-    return {k: v if k in deferred else render(v, names) for k, v in inputs.items()}
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str):
+            if "${" not in value or not mentions_secrets(value):
+                return value
+            rendered = render(value, names)
+            if revealed is not None:
+                revealed.add(rendered)
+            return rendered
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    return {k: v if k in deferred else resolve(v) for k, v in inputs.items()}
 
 
 async def run_attempt(
@@ -44,8 +80,10 @@ async def run_attempt(
 ) -> Outcome:
     """step.succeeded or step.failed for one attempt; secrets masked, timeout enforced.
 
+    `secret_values` is read when the outcome is masked, after the step ran: pass a `Revealed`
+    that the context's `resolve_secrets` fills, so derived values are masked too.
     Cancellation propagates: the caller decides how a cancelled attempt is recorded."""
-    secrets = list(secret_values)
+    secrets = secret_values
 
     def failed(error: str, retryable: bool, **extra: Any) -> Outcome:
         return ev.StepFailed(

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rb_common.canonical import canonical_json, digest
+from rb_common.errors import ExpressionError
 from rb_common.events import DECIDED_EVENTS, Event, EventType
+from rb_common.expressions import mentions_secrets
 from rb_common.outputs import OutputError, extract_outputs
 from rb_common.payloads import ExecutionRequested, StepScheduled, StepSucceeded
 from rb_common.payloads import StepFailed as StepFailedPayload
@@ -20,7 +22,7 @@ from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_common.step_specs import SPECS
 from rb_common.upcast import upcast_all
-from rb_engine.attempt import resolve_secrets
+from rb_engine.attempt import Revealed, resolve_secrets
 from rb_engine.clock import FakeClock
 from rb_engine.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
 from rb_engine.coordinator.context import evaluate_in, expression_context
@@ -177,6 +179,10 @@ class Replayer:
         spec = SPECS.get(command.step_type) if command else None
         if command is None or spec is None or (spec.external and not self.live):
             return
+        if not self.secrets and mentions_secrets(command.inputs):
+            # Its inputs read secrets this replay does not have (the API never has them): its
+            # recorded result is masked and cannot be recomputed here.
+            return
         replayed = await self._rerun(state, RunStep.from_payload(command))
         if canonical_json(replayed) != canonical_json(raw):
             what = "result (live)" if spec.external else "result (re-executed)"
@@ -185,6 +191,7 @@ class Replayer:
     async def _rerun(self, state: ExecutionState, command: RunStep) -> Any:
         assert state.now is not None, "replayed state has folded at least one event"
         clock = FakeClock(state.now)
+        revealed = Revealed(self.secrets.values())
         ctx = StepContext(
             execution_id=state.execution_id,
             step_id=command.step_id,
@@ -195,7 +202,7 @@ class Replayer:
             files=self._files,
             evaluate=lambda expr: evaluate_in(state, expr),
             resolve_secrets=lambda inputs: resolve_secrets(
-                command.step_type, inputs, lambda: expression_context(state, self.secrets)
+                command.step_type, inputs, lambda: expression_context(state, self.secrets), revealed
             ),
         )
         try:
@@ -203,10 +210,12 @@ class Replayer:
                 self.pure_executor.execute(command, command.inputs, ctx), command.timeout
             )
         except StepFailed as exc:
-            return {"error": exc.message}
+            return {"error": mask(exc.message, revealed)}
+        except ExpressionError as exc:
+            return {"error": mask(str(exc), revealed)}
         except TimeoutError:
             return {"error": f"timed out after {command.timeout:g}s"}
-        return mask(raw, self.secrets.values())
+        return mask(raw, revealed)
 
     def _check_failure(self, state: ExecutionState, event: Event, report: ReplayReport) -> None:
         data = event.payload_as(StepFailedPayload)

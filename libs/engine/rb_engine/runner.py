@@ -21,7 +21,7 @@ from rb_common.model import Runbook
 from rb_common.ports import EventStore
 from rb_common.settings import Settings
 from rb_common.snapshot import requested_data
-from rb_engine.attempt import StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
+from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep
 from rb_engine.coordinator.applier import Fact, apply, reported, requested
@@ -167,6 +167,7 @@ class Runner:
                 await self.clock.sleep((command.not_before - self.clock.now()).total_seconds())
             started = ev.StepStarted(step_id=command.step_id, attempt=command.attempt, phase=command.phase)
             self._outcomes.put_nowait(started)
+            revealed = Revealed(self.secrets.values())
             ctx = StepContext(
                 execution_id=self.state.execution_id,
                 step_id=command.step_id,
@@ -179,11 +180,11 @@ class Runner:
                 evaluate=self._evaluator(),
                 files=self._files,
                 resolve_secrets=lambda inputs: resolve_secrets(
-                    command.step_type, inputs, lambda: expression_context(self.state, self.secrets)
+                    command.step_type, inputs, lambda: expression_context(self.state, self.secrets), revealed
                 ),
             )
             specs = self.state.definition.step(command.step_id).outputs
-            outcome = await run_attempt(command, self.executor, ctx, specs, self.secrets.values())
+            outcome = await run_attempt(command, self.executor, ctx, specs, revealed)
         except asyncio.CancelledError:
             outcome = cancelled_outcome(command)
         self._outcomes.put_nowait(outcome)

@@ -164,6 +164,19 @@ api_keys = Table(
     Column("last_used_at", DateTime(timezone=True)),
 )
 
+# The secret store: one Fernet token per step secret (rb_store.secrets), encrypted with the
+# newest key of RB_MASTER_KEY; values are never stored, logged or answered in clear.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200)),
+    Column("updated_by", String(200)),
+)
+
 # Last stream sequence each projection consumer has applied, so redelivery is a no-op.
 consumer_offsets = Table(
     "consumer_offsets",

@@ -33,14 +33,15 @@ from rb_common.expressions import render
 from rb_common.messages import StepOutcome, StepTask
 from rb_common.payloads import StepFailed, StepStarted, StepSucceeded
 from rb_common.pull import PullFeed
-from rb_common.secrets import secrets_from_env
+from rb_common.secrets import MaskingFilter, SecretResolver, StaticSecrets
 from rb_common.settings import Settings
-from rb_engine.attempt import resolve_secrets, run_attempt
+from rb_engine.attempt import Revealed, resolve_secrets, run_attempt
 from rb_engine.clock import SystemClock
 from rb_engine.coordinator import RunStep
 from rb_engine.runner import PluginExecutor
 from rb_engine.steps.base import StepContext, StepPlugin
 from rb_executor.service.holdings import Holdings, reap
+from rb_store.secrets import step_secret_sources
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,12 @@ class Worker:
         self.executor = PluginExecutor(registry)
         self.concurrency = concurrency
         self.consumer = consumer
-        self.secrets = secrets_from_env(os.environ) if secrets is None else secrets
+        # Step secrets: the environment, RB_SECRETS_DIR, the encrypted store (rb_store.secrets),
+        # read again every few seconds; only this worker's steps ever see the values.
+        self.secrets = SecretResolver(
+            step_secret_sources(settings, os.environ) if secrets is None else [StaticSecrets(secrets)],
+            ttl=settings.secrets_cache_seconds,
+        )
         self.clock = SystemClock()
         self.ack_wait = settings.task_ack_wait
         self.running: dict[str, asyncio.Task[Any]] = {}
@@ -82,6 +88,23 @@ class Worker:
         self.holdings: Holdings | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        # No log line of this process shows a secret: not a URL with a token in its query (httpx
+        # logs every request at INFO), not an exception that quotes an input.
+        logging.getLogger("httpx").setLevel(
+            max(logging.getLogger("httpx").getEffectiveLevel(), logging.WARNING)
+        )
+        masking = MaskingFilter(self.secrets.cached)
+        handlers = list(logging.getLogger().handlers)
+        for handler in handlers:
+            handler.addFilter(masking)
+        try:
+            await asyncio.to_thread(self.secrets.values)  # read once now: a bad source says so at start
+            await self._serve(stop)
+        finally:
+            for handler in handlers:
+                handler.removeFilter(masking)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         max_deliver = self.settings.task_max_deliver
         config = durable_config(
             self.consumer,
@@ -214,8 +237,14 @@ class Worker:
                 lambda: asyncio.ensure_future(self._report(task.execution_id, command, started)),
             )
             try:
+                secrets = await asyncio.to_thread(self.secrets.values)
+                revealed = Revealed(secrets.values())
                 outcome = await run_attempt(
-                    command, self.executor, self._context(task, command), task.outputs, self.secrets.values()
+                    command,
+                    self.executor,
+                    self._context(task, command, secrets, revealed),
+                    task.outputs,
+                    revealed,
                 )
             finally:
                 report_start.cancel()
@@ -246,8 +275,10 @@ class Worker:
         finally:
             self.running.pop(key, None)
 
-    def _context(self, task: StepTask, command: RunStep) -> StepContext:
-        context: dict[str, Any] = {**(task.context or {}), "secrets": self.secrets}
+    def _context(
+        self, task: StepTask, command: RunStep, secrets: dict[str, str], revealed: Revealed
+    ) -> StepContext:
+        context: dict[str, Any] = {**(task.context or {}), "secrets": secrets}
         return StepContext(
             execution_id=task.execution_id,
             step_id=command.step_id,
@@ -260,7 +291,9 @@ class Worker:
             evaluate=lambda expression: render(
                 expression if "${" in expression else "${" + expression + "}", context
             ),
-            resolve_secrets=lambda inputs: resolve_secrets(command.step_type, inputs, lambda: context),
+            resolve_secrets=lambda inputs: resolve_secrets(
+                command.step_type, inputs, lambda: context, revealed
+            ),
         )
 
     async def _report(
