@@ -3,6 +3,7 @@ Fernet helpers (rb_common.secrets)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from pathlib import Path
@@ -10,11 +11,13 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from rb_common.loader import load_runbook_text
+from rb_common.ports import InMemoryEventStore
 from rb_common.secrets import (
     MASK,
     DirSecrets,
-    MasterKeyError,
     MaskingFilter,
+    MasterKeyError,
     SecretResolver,
     StaticSecrets,
     generate_key,
@@ -23,7 +26,11 @@ from rb_common.secrets import (
     seal,
     unseal,
 )
+from rb_common.settings import Settings
 from rb_engine.attempt import Revealed, resolve_secrets
+from rb_engine.clock import FakeClock
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
 
 SECRET = "s3cr3t-T0ken/with+chars=?"
 
@@ -146,3 +153,26 @@ def test_fernet_keyring_rotation_and_name_binding() -> None:
     with pytest.raises(MasterKeyError, match="key #2 is not a Fernet key") as info:
         keyring(f"{new},not-a-key-at-all")
     assert "not-a-key-at-all" not in str(info.value)
+
+
+def test_data_cannot_smuggle_a_secret_expression_into_a_step() -> None:
+    # A parameter (or alert label, or output) holding `${secrets.X}` would be resolved by the
+    # worker's second pass over the inputs: the step fails instead, before it is scheduled.
+    runbook, _ = load_runbook_text("""
+id: smuggle
+name: Smuggle
+parameters: {type: object, properties: {target: {type: string}}}
+steps:
+  - {id: t, type: transform, inputs: {sent: "x=${params.target}"}, outputs: {sent: $.sent}}
+""")
+    runner = Runner(
+        InMemoryEventStore(),
+        PluginExecutor(default_registry()),
+        FakeClock("2025-01-01T00:00:00Z"),
+        Settings(),
+        secrets={"TOKEN": SECRET},
+    )
+    state = asyncio.run(runner.run(RunRequest(runbook=runbook, params={"target": "${secrets.TOKEN}"})))
+    assert state.status == "FAILED"
+    assert "reads secrets; data may not" in (state.steps["t"].error or "")
+    assert SECRET not in str(state.steps["t"].outputs)

@@ -176,8 +176,22 @@ def _render_inputs(inputs: Any, context: Callable[[], dict[str, Any]]) -> Any:
     if isinstance(inputs, str) and "${" in inputs:
         if mentions_secrets(inputs):
             return inputs
-        return render(inputs, context())
+        rendered = render(inputs, context())
+        if _smuggles_secrets(rendered):
+            # Data (a parameter, an alert label, an output) that holds `${secrets.X}` would be
+            # resolved by the worker's second pass and send the secret wherever the step goes.
+            raise ExpressionError(
+                f"in {inputs!r}: the value holds an expression that reads secrets; data may not"
+            )
+        return rendered
     return inputs
+
+
+def _smuggles_secrets(value: Any) -> bool:
+    try:
+        return mentions_secrets(value)
+    except ExpressionError:
+        return False  # not an expression the worker could evaluate either
 
 
 def _run(state: ExecutionState, step: Step, attempt: int, inputs: Any, *, not_before: Any = None) -> RunStep:
