@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from rb_api.dbutil import in_thread
 from rb_api.deps import ApiOptions, Services
 from rb_api.graphql import graphql_router
+from rb_api.input_guard import InputGuardMiddleware
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from rb_api.problems import install_handlers
@@ -79,6 +80,7 @@ def create_app(
     app.include_router(triggers.router)
     app.include_router(alerts.router)
     # Added last = outermost: metrics see every answer, including the 413s of the body limit.
+    app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
