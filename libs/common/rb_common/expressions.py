@@ -413,10 +413,36 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):
         return OrderedSet(items)
 
     def _eval_comprehension(self, node: Any) -> Any:
-        if isinstance(node, ast.SetComp):
-            as_list = ast.ListComp(elt=node.elt, generators=node.generators)
-            return OrderedSet(super()._eval_comprehension(as_list))
-        return super()._eval_comprehension(node)
+        """simpleeval's comprehension without its self-referencing closure (a reference cycle
+        that kept a refused comprehension's partial result alive until the next collection)."""
+        built: Any = {} if isinstance(node, ast.DictComp) else []
+        scope: dict[str, Any] = {}
+        outer = self.nodes[ast.Name]
+
+        def names(name: ast.Name) -> Any:
+            return scope[name.id] if name.id in scope else outer(name)
+
+        self.nodes[ast.Name] = names
+        try:
+            self._generate(node, 0, built, scope)
+        finally:
+            self.nodes[ast.Name] = outer
+        return OrderedSet(built) if isinstance(node, ast.SetComp) else built
+
+    def _generate(self, node: Any, index: int, built: Any, scope: dict[str, Any]) -> None:
+        generator = node.generators[index]
+        for value in self._eval(generator.iter):
+            self._max_count += 1
+            if self._max_count > simpleeval.MAX_COMPREHENSION_LENGTH:
+                raise simpleeval.IterableTooLong("Comprehension generates too many elements")
+            _bind(generator.target, value, scope)
+            if all(self._eval(condition) for condition in generator.ifs):
+                if index + 1 < len(node.generators):
+                    self._generate(node, index + 1, built, scope)
+                elif isinstance(built, dict):
+                    built[self._eval(node.key)] = self._eval(node.value)
+                else:
+                    built.append(self._eval(node.elt))
 
     def _eval_attribute(self, node: ast.Attribute) -> Any:
         if node.attr.startswith("_"):
@@ -433,6 +459,17 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):
             return super()._eval_subscript(node)
         except (KeyError, IndexError) as exc:
             raise ExpressionError(f"no item {exc}") from None
+
+
+def _bind(target: ast.AST, value: Any, scope: dict[str, Any]) -> None:
+    """Assign a comprehension's loop value to its target (a name or nested tuples of names)."""
+    if isinstance(target, ast.Name):
+        scope[target.id] = value
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element, item in zip(target.elts, value, strict=False):
+            _bind(element, item, scope)
+    else:
+        raise simpleeval.FeatureNotAvailable(f"cannot assign to {type(target).__name__}")
 
 
 def supported_syntax() -> tuple[frozenset[type], frozenset[type]]:
@@ -453,9 +490,24 @@ def _depth(node: ast.AST, limit: int) -> int:
     return depth
 
 
-@lru_cache(maxsize=4096)
+# Parsed trees are cached only for short expressions (the common case), so the cache stays a few
+# MiB whatever a process evaluates: a long expression is parsed again each time.
+CACHED_EXPRESSION_LENGTH = 300
+
+
 def parse_expression(source: str) -> ast.expr:
     """Parse once, reject what is too long or too deep before any evaluation happens."""
+    if len(source) <= CACHED_EXPRESSION_LENGTH:
+        return _parse_cached(source)
+    return _parse(source)
+
+
+@lru_cache(maxsize=2048)
+def _parse_cached(source: str) -> ast.expr:
+    return _parse(source)
+
+
+def _parse(source: str) -> ast.expr:
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
     text = _HYPHEN_STEP_REF.sub(lambda m: f'steps["{m.group(1)}"]', source.strip())
@@ -476,26 +528,30 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression body (without `${}`) against `context`."""
     tree = parse_expression(source)
     evaluator = _Evaluator(dict(context))
+    # The error is raised after the except blocks: raised inside one it would carry the original
+    # (its traceback, the frames, whatever the evaluation had built) as its __context__.
+    error: ExpressionError
     try:
         result = evaluator.eval(source, previously_parsed=tree)
         evaluator.check_result(result)
         return _plain(result) if evaluator.made_set else result
     except ExpressionError as exc:
-        raise type(exc)(f"in '${{{source}}}': {exc}") from None
+        error = type(exc)(f"in '${{{source}}}': {exc}")
     except simpleeval.NameNotDefined as exc:
-        raise ExpressionError(f"in '${{{source}}}': unknown name '{exc.name}'") from None
+        error = ExpressionError(f"in '${{{source}}}': unknown name '{exc.name}'")
     except simpleeval.InvalidExpression as exc:
-        raise ExpressionError(f"in '${{{source}}}': {exc}") from None
+        error = ExpressionError(f"in '${{{source}}}': {exc}")
     except (RecursionError, MemoryError, OverflowError):
-        raise ExpressionError(f"in '${{{source}}}': result too large or too deep") from None
+        error = ExpressionError(f"in '${{{source}}}': result too large or too deep")
     except Exception as exc:  # the expression's own runtime error (TypeError, ZeroDivision...)
-        raise ExpressionError(f"in '${{{source}}}': {type(exc).__name__}: {exc}") from None
+        error = ExpressionError(f"in '${{{source}}}': {type(exc).__name__}: {exc}")
     finally:
         # simpleeval's tables hold bound methods (a cycle through the evaluator): break it, so
         # what the evaluation built is freed now, not at the next garbage collection.
         evaluator.nodes = {}
         evaluator.operators = {}
         evaluator.functions = {}
+    raise error
 
 
 def iter_expressions(text: str) -> Iterator[tuple[int, int, str]]:
