@@ -22,8 +22,12 @@ script replies per path and then assert on what the server actually received::
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import shutil
+import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -280,6 +284,74 @@ def make_ctx(tmp_path: Path) -> Callable[..., StepContext]:
         return StepContext(**values)
 
     return factory
+
+
+@pytest.fixture
+def step_dir() -> Iterator[Path]:
+    """A directory shell steps may write to (mode 0777, under the system temp directory): they
+    run as another user (`nobody` when the tests run as root), who cannot enter pytest's
+    tmp_path (0700, owned by the test user)."""
+    path = Path(tempfile.mkdtemp(prefix="rb-test-steps-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class SocketGuard:
+    """What the `socket_guard` fixture saw: loopback connects, and anything else (a violation)."""
+
+    connects: list[tuple[str, int]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+
+def _loopback(host: object) -> bool:
+    if host in (None, "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def socket_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[SocketGuard]:
+    """Fails the test on any connect() to an address that is not loopback, and on any name
+    lookup other than localhost and loopback literals (a DNS query is a packet too): the call
+    raises at once, before anything is sent, and the test fails at teardown whatever caught
+    the error. Records the loopback addresses connected to."""
+    guard = SocketGuard()
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def checked(address: Any) -> None:
+        if isinstance(address, tuple) and not _loopback(address[0]):
+            guard.violations.append(f"connect to {address!r}")
+            raise ConnectionRefusedError(f"socket_guard: connect to a non-loopback address {address!r}")
+        if isinstance(address, tuple):
+            guard.connects.append((str(address[0]), int(address[1])))
+
+    def connect(self: socket.socket, address: Any) -> None:
+        checked(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        checked(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _loopback(host.decode() if isinstance(host, bytes) else host):
+            guard.violations.append(f"name lookup of {host!r}")
+            raise socket.gaierror(socket.EAI_NONAME, f"socket_guard: lookup of {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield guard
+    assert not guard.violations, f"the test tried to reach outside loopback: {guard.violations}"
 
 
 POSTGRES_URL = os.environ.get("RB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

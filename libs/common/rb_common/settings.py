@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -103,6 +103,33 @@ class Settings(BaseSettings):
     # Every service's log level (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"
     recorder_deliver: Literal["all", "new"] = "all"
+
+    # -- step sandbox and egress (issue 12; README "What a step can reach") --------------------
+    # The user shell steps run as: default "nobody" when the worker runs as root; a worker that
+    # is not root runs them as itself (and says so once in its log).
+    shell_user: str | None = None
+    # Per-process limits of every process a shell step starts (RLIMIT_CPU seconds, RLIMIT_AS,
+    # RLIMIT_FSIZE) and RLIMIT_NPROC, which the kernel counts per uid: every process and thread
+    # of the step user, on the whole host, shares it (only applied under a separate step user).
+    shell_cpu_seconds: int = Field(default=3600, ge=1)
+    shell_memory_mb: int = Field(default=1024, ge=64)
+    shell_file_size_mb: int = Field(default=1024, ge=1)
+    shell_max_processes: int = Field(default=256, ge=1)
+    # Directories a shell step's `cwd` may name (comma-separated absolute paths); none by
+    # default: a step works in a fresh directory of its own, removed after the attempt.
+    shell_cwd_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Where the per-attempt directories are made (default: the system's temp directory).
+    shell_work_dir: Path | None = None
+    # Private, loopback and shared addresses steps may connect to (comma-separated host names
+    # and CIDRs, e.g. "127.0.0.1/32,db.internal"); link-local and metadata addresses never.
+    egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("shell_cwd_roots", "egress_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def oidc_enabled(self) -> bool:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from services_support import Services, publish_trigger, wait_for_event, wait_terminal
@@ -47,9 +51,9 @@ def assert_clean_stream(events: list) -> None:
 
 
 async def test_execution_completes_after_the_executor_is_killed_mid_step(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, step_dir: Path
 ) -> None:
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     executor = services.start("executor")
     execution_id = await publish_trigger(bus, marker_runbook("kill-test", marks, slow_seconds=2))
     await wait_for_event(
@@ -68,11 +72,11 @@ async def test_execution_completes_after_the_executor_is_killed_mid_step(
 
 
 async def test_two_replicas_share_the_work_without_running_a_step_twice(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, step_dir: Path
 ) -> None:
     services.start("executor")
     services.start("executor")
-    marks = [tmp_path / f"marks-{i}.txt" for i in range(12)]
+    marks = [step_dir / f"marks-{i}.txt" for i in range(12)]
     ids = [await publish_trigger(bus, marker_runbook(f"replicas-{i}", m)) for i, m in enumerate(marks)]
     results = await asyncio.gather(*(wait_terminal(bus, i, timeout=60) for i in ids))
     for events, m in zip(results, marks, strict=True):
@@ -82,9 +86,9 @@ async def test_two_replicas_share_the_work_without_running_a_step_twice(
 
 
 async def test_a_stopping_executor_hands_its_running_step_to_another_at_once(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, step_dir: Path
 ) -> None:
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     text = marker_runbook("handover", marks, slow_seconds=60, slow_once=True)
     slow = {"RB_TASK_ACK_WAIT": "60", "RB_WORKER_SHUTDOWN_GRACE": "0"}  # only a hand-back is quick
     first = services.start("executor", **slow)
@@ -101,17 +105,23 @@ async def test_a_stopping_executor_hands_its_running_step_to_another_at_once(
 
 
 async def test_a_step_that_kills_its_worker_every_time_fails_as_lost(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, step_dir: Path, http_server: Any
 ) -> None:
-    marks = tmp_path / "marks.txt"
-    # The step's parent is its supervisor (steps/supervise.py); the worker is the one above.
-    kill_parent = (
-        "import os, signal; stat = open(f'/proc/{os.getppid()}/stat').read(); "
-        "os.kill(int(stat.rsplit(')', 1)[1].split()[1]), signal.SIGKILL)"
-    )
+    marks = step_dir / "marks.txt"
+    # A shell step cannot kill its worker (it runs as another user): the step's request makes
+    # the server it calls kill the worker that sent it, every time.
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def kill_the_worker(request: Any) -> Any:
+        for worker in workers:
+            if worker.poll() is None:
+                os.kill(worker.pid, signal.SIGKILL)
+        return http_server.Reply(200, json={})
+
+    http_server.route("/poison", kill_the_worker)
     text = (
         "id: poison\nname: Poison\nsteps:\n"
-        f"  - {{id: poison, type: shell, inputs: {{command: [python3, -c, {kill_parent!r}]}}}}\n"
+        f"  - {{id: poison, type: http, inputs: {{url: {http_server.url_for('/poison')!r}}}}}\n"
         f"  - {{id: after, type: shell, depends_on: [poison], inputs: {{command: [touch, {str(marks)!r}]}}}}\n"
     )
     env = {"RB_TASK_ACK_WAIT": "1", "RB_TASK_MAX_DELIVER": "3"}
@@ -121,6 +131,7 @@ async def test_a_step_that_kills_its_worker_every_time_fails_as_lost(
     terminal = asyncio.ensure_future(wait_terminal(bus, execution_id, timeout=60))
     while not terminal.done() and deaths < 10:
         worker = services.start("worker", **env)
+        workers.append(worker)
         while worker.poll() is None and not terminal.done():
             await asyncio.wait([terminal], timeout=0.1)
         deaths += worker.poll() is not None
@@ -143,10 +154,10 @@ async def inbox_reports(bus: Bus, execution_id: str) -> int:
 
 
 async def test_workers_in_the_executor_hand_outcomes_to_it_directly(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, step_dir: Path
 ) -> None:
     services.start("executor")
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     execution_id = await publish_trigger(bus, marker_runbook("direct-outcomes", marks))
     events = await wait_terminal(bus, execution_id)
     assert fold(events).status == "SUCCEEDED", services.logs()
@@ -156,12 +167,12 @@ async def test_workers_in_the_executor_hand_outcomes_to_it_directly(
 
 
 async def test_standalone_workers_report_through_the_inbox(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, step_dir: Path
 ) -> None:
     services.start("executor", RB_EXECUTOR_WORKERS="false")
     services.start("worker")
     services.start("worker")
-    marks = [tmp_path / f"marks-{i}.txt" for i in range(4)]
+    marks = [step_dir / f"marks-{i}.txt" for i in range(4)]
     ids = [await publish_trigger(bus, marker_runbook(f"standalone-{i}", m)) for i, m in enumerate(marks)]
     results = await asyncio.gather(*(wait_terminal(bus, i, timeout=60) for i in ids))
     for execution_id, events, m in zip(ids, results, marks, strict=True):
@@ -171,9 +182,9 @@ async def test_standalone_workers_report_through_the_inbox(
         assert await inbox_reports(bus, execution_id) == 3  # one outcome per step
 
 
-async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus: Bus, tmp_path: Path) -> None:
+async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus: Bus, step_dir: Path) -> None:
     services.start("executor")
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     text = marker_runbook("dup-trigger", marks)
     execution_id = await publish_trigger(bus, text)
     # Same execution id again, with another message id: the executor must see it exists.

@@ -78,9 +78,9 @@ def step_events(events: list[Event], type_: EventType) -> list[Event]:
 
 @pytest.mark.parametrize("where", ["executor", "worker"])
 async def test_a_step_three_times_longer_than_ack_wait_runs_once(
-    services: Services, bus: Bus, tmp_path: Path, where: str
+    services: Services, bus: Bus, tmp_path: Path, step_dir: Path, where: str
 ) -> None:
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     env = {"RB_TASK_ACK_WAIT": "2"}
     if where == "executor":
         services.start("executor", **env)
@@ -98,9 +98,9 @@ async def test_a_step_three_times_longer_than_ack_wait_runs_once(
 
 
 async def test_a_step_whose_worker_is_killed_runs_again_once_on_another(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, tmp_path: Path, step_dir: Path
 ) -> None:
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     env = {"RB_TASK_ACK_WAIT": "2"}
     services.start("executor", RB_EXECUTOR_WORKERS="false", **env)
     workers = [services.start("worker", **env), services.start("worker", **env)]
@@ -125,9 +125,9 @@ async def test_a_step_whose_worker_is_killed_runs_again_once_on_another(
 
 
 async def test_killing_the_executor_mid_step_never_runs_two_copies_at_once(
-    services: Services, bus: Bus, tmp_path: Path
+    services: Services, bus: Bus, tmp_path: Path, step_dir: Path
 ) -> None:
-    marks = tmp_path / "marks.txt"
+    marks = step_dir / "marks.txt"
     env = {"RB_TASK_ACK_WAIT": "5"}
     executor = services.start("executor", **env)
     execution_id = await publish_trigger(bus, locked_step_runbook("kill-executor", marks, seconds=20))

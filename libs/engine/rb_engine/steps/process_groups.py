@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SUPERVISOR = Path(__file__).with_name("supervise.py")
 
@@ -62,8 +64,11 @@ def parse_start_time(stat: bytes) -> int | None:
         return None
 
 
-def supervised_argv(command: list[str], env: dict[str, str], status_fd: int) -> list[str]:
-    """The argv that runs `command` under the supervisor, as a child of this process."""
+def supervised_argv(
+    command: list[str], env: dict[str, str], status_fd: int, sandbox: dict[str, Any] | None = None
+) -> list[str]:
+    """The argv that runs `command` under the supervisor, as a child of this process, in the
+    sandbox described by `sandbox` (rb_engine.steps.sandbox.Sandbox.spec; none: as it is)."""
     lc_ctype = "=" + env["LC_CTYPE"] if "LC_CTYPE" in env else "-"
     return [
         sys.executable,
@@ -73,13 +78,15 @@ def supervised_argv(command: list[str], env: dict[str, str], status_fd: int) -> 
         str(os.getpid()),
         str(status_fd),
         lc_ctype,
+        json.dumps(sandbox or {}),
         *command,
     ]
 
 
-async def spawn_status(fd: int) -> int | None:
-    """What the supervisor reports on its status pipe (closes `fd`): 0 once the command runs,
-    the errno of a failed exec, or None if it ended without a word."""
+async def spawn_status(fd: int) -> tuple[int | None, str]:
+    """What the supervisor reports on its status pipe (closes `fd`): (0, "exec") once the
+    command runs; (errno, stage) when the sandbox (stage "limits", "user", "cwd") or the exec
+    ("exec") failed; (None, "exec") if it ended without a word."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     pipe = os.fdopen(fd, "rb", buffering=0)
@@ -88,13 +95,23 @@ async def spawn_status(fd: int) -> int | None:
         line = await reader.readline()
     finally:
         transport.close()
+    code, _, stage = line.decode("ascii", "replace").strip().partition(" ")
     with contextlib.suppress(ValueError):
-        return int(line.strip())
-    return None
+        return int(code), stage or "exec"
+    return None, "exec"
 
 
-def spawn_error(code: int | None, program: str) -> str:
+_STAGES = {
+    "limits": "cannot set the step's resource limits",
+    "user": "cannot switch to the step user",
+    "cwd": "cannot enter the working directory as the step user",
+}
+
+
+def spawn_error(code: int | None, program: str, stage: str = "exec") -> str:
     """The step's error for a command the supervisor could not start."""
+    if stage in _STAGES:
+        return f"{_STAGES[stage]}: {os.strerror(code) if code else 'unknown error'}"
     if code == errno.ENOENT:
         return f"command not found: {program}"
     if code in (errno.EACCES, errno.EPERM):

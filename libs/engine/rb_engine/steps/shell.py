@@ -6,6 +6,10 @@ small supervisor (`supervise.py`) that kills it when the worker dies, even by ki
 processes never outlive their worker to run beside the copy another worker starts. The command
 sees `RB_IDEMPOTENCY_KEY` (`<execution>:<step>:<attempt>`, the same on every delivery of an
 attempt), so it can tell a re-run from a new attempt.
+
+The command runs sandboxed (`sandbox.py`): as an unprivileged user, with CPU, memory, file-size
+and process-count limits, in a fresh directory of its own that is also its HOME and TMPDIR
+(removed after the attempt), with an environment that holds nothing of the worker's.
 """
 
 from __future__ import annotations
@@ -20,24 +24,22 @@ from typing import Any
 from rb_common.step_specs import SPECS
 from rb_engine.steps.base import SpecValidated, StepContext, StepFailed
 from rb_engine.steps.process_groups import GROUPS, spawn_error, spawn_status, supervised_argv
+from rb_engine.steps.sandbox import (
+    allowed_cwd,
+    announce,
+    make_undumpable,
+    make_workdir,
+    remove_workdir,
+    scrubbed_env,
+    shell_sandbox,
+)
 
 OUTPUT_LIMIT = 64 * 1024
 _TAIL_LIMIT = 4096
-_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _CHUNK = 65536
 _REAP_SECONDS = 5.0
 _PIPE_GRACE_SECONDS = 2.0
 _EXIT_POLL_SECONDS = 0.05
-
-
-def scrubbed_env(extra: dict[str, str] | None) -> dict[str, str]:
-    """Only what commands need to be found and to print; the executor's secrets stay out."""
-    env = {"PATH": os.environ.get("PATH") or _DEFAULT_PATH}
-    for name in ("LANG", "HOME"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    env.update(extra or {})
-    return env
 
 
 class _Capture:
@@ -95,26 +97,46 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
 class ShellStep(SpecValidated):
     spec = SPECS["shell"]
 
+    def __init__(self) -> None:
+        # The process that runs shell steps hides its memory and environment (its secrets)
+        # from them: set when the executor builds its plugins, before any step starts.
+        make_undumpable()
+
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
         command = inputs.get("command")
         if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
             raise StepFailed("'command' must be a non-empty list of strings", retryable=False)
-        cwd = ctx.base_dir / Path(inputs["cwd"]) if inputs.get("cwd") else ctx.base_dir
-        if not cwd.is_dir():
-            raise StepFailed(f"working directory not found: {cwd}", retryable=False)
-        stdin = inputs.get("stdin")
+        cwd = allowed_cwd(inputs["cwd"], ctx) if inputs.get("cwd") else None
+        sandbox = shell_sandbox(ctx.settings)
+        announce(sandbox, ctx.settings)
+        make_undumpable()  # idempotent; covers plugins built before this process forked
+        workdir = make_workdir(ctx.settings, sandbox)
+        try:
+            env = scrubbed_env(inputs.get("env"), workdir)
+            env["RB_IDEMPOTENCY_KEY"] = ctx.idempotency_key
+            return await self._run(command, inputs, ctx, env, sandbox.spec(cwd or workdir), workdir)
+        finally:
+            remove_workdir(workdir)
 
-        env = scrubbed_env(inputs.get("env"))
-        env["RB_IDEMPOTENCY_KEY"] = ctx.idempotency_key
+    async def _run(
+        self,
+        command: list[str],
+        inputs: dict[str, Any],
+        ctx: StepContext,
+        env: dict[str, str],
+        sandbox: dict[str, Any],
+        workdir: Path,
+    ) -> Any:
+        stdin = inputs.get("stdin")
         status_read, status_write = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                *supervised_argv(command, env, status_write),
+                *supervised_argv(command, env, status_write, sandbox),
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
-                cwd=cwd,
+                cwd=workdir,  # the supervisor enters the step's own `cwd` as the step user
                 start_new_session=True,
                 pass_fds=(status_write,),
             )
@@ -139,13 +161,13 @@ class ShellStep(SpecValidated):
         ctx: StepContext,
     ) -> Any:
         try:
-            spawned = await spawn_status(status_read)
+            spawned, stage = await spawn_status(status_read)
         except BaseException:
             _kill_group(process)
             raise
         if spawned != 0:
             await process.wait()
-            raise StepFailed(spawn_error(spawned, command[0]), retryable=False)
+            raise StepFailed(spawn_error(spawned, command[0], stage), retryable=False)
 
         out, err = _Capture(), _Capture()
         io = asyncio.gather(

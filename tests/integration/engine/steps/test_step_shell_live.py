@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rb_common.settings import Settings
 from rb_engine.steps.base import StepContext, StepFailed
 from rb_engine.steps.shell import OUTPUT_LIMIT, ShellStep
 
@@ -44,9 +45,9 @@ async def test_echo(make_ctx: MakeCtx) -> None:
     assert ctx.meta["exit_code"] == 0
 
 
-async def test_stdin_env_and_cwd(make_ctx: MakeCtx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stdin_env_and_cwd(make_ctx: MakeCtx, step_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RB_SECRET_KEY", "must-not-leak")
-    (tmp_path / "work").mkdir()
+    (step_dir / "work").mkdir(mode=0o777)
     result = await ShellStep().run(
         {
             "command": ["sh", "-c", 'cat; echo "mode=$MODE"; pwd; env'],
@@ -54,14 +55,22 @@ async def test_stdin_env_and_cwd(make_ctx: MakeCtx, tmp_path: Path, monkeypatch:
             "env": {"MODE": "dry-run"},
             "cwd": "work",
         },
-        make_ctx(base_dir=tmp_path),
+        make_ctx(base_dir=step_dir, settings=Settings(shell_cwd_roots=[step_dir])),
     )
     lines = result["stdout"].splitlines()
-    assert lines[:3] == ["line from stdin", "mode=dry-run", str(tmp_path / "work")]
+    assert lines[:3] == ["line from stdin", "mode=dry-run", str(step_dir / "work")]
     names = {line.split("=", 1)[0] for line in lines[3:]}
     assert "RB_SECRET_KEY" not in names
     assert "must-not-leak" not in result["stdout"]
-    assert names <= {"PATH", "HOME", "LANG", "MODE", "PWD", "SHLVL", "_", "OLDPWD", "RB_IDEMPOTENCY_KEY"}
+    assert names - {"PWD", "SHLVL", "_", "OLDPWD"} <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LANGUAGE",
+        "MODE",
+        "RB_IDEMPOTENCY_KEY",
+    } | {name for name in names if name.startswith("LC_")}
 
 
 async def test_non_zero_exit_fails_with_last_stderr_line(make_ctx: MakeCtx) -> None:
@@ -87,10 +96,13 @@ async def test_command_not_found_is_not_retryable(make_ctx: MakeCtx) -> None:
     assert "rb-no-such-command-xyz" in err.value.message
 
 
-async def test_missing_cwd_is_not_retryable(make_ctx: MakeCtx) -> None:
+async def test_missing_cwd_is_not_retryable(make_ctx: MakeCtx, tmp_path: Path) -> None:
     with pytest.raises(StepFailed) as err:
-        await ShellStep().run({"command": ["true"], "cwd": "nope"}, make_ctx())
+        await ShellStep().run(
+            {"command": ["true"], "cwd": "nope"}, make_ctx(settings=Settings(shell_cwd_roots=[tmp_path]))
+        )
     assert err.value.retryable is False
+    assert err.value.message == f"working directory not found: {tmp_path.resolve() / 'nope'}"
 
 
 async def test_output_is_truncated(make_ctx: MakeCtx) -> None:
@@ -104,8 +116,8 @@ async def test_output_is_truncated(make_ctx: MakeCtx) -> None:
     assert ctx.meta["stderr_truncated"] is True
 
 
-async def test_cancellation_kills_the_whole_process_group(make_ctx: MakeCtx, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids"
+async def test_cancellation_kills_the_whole_process_group(make_ctx: MakeCtx, step_dir: Path) -> None:
+    pidfile = step_dir / "pids"
     script = f"sleep 30 & echo $$ $! > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; wait"
     task = asyncio.create_task(ShellStep().run({"command": ["sh", "-c", script]}, make_ctx()))
     assert await _until(pidfile.exists, timeout=5), "command never started"
@@ -130,9 +142,9 @@ async def test_runner_style_timeout_kills_sleep(make_ctx: MakeCtx) -> None:
 
 
 async def test_background_child_holding_the_pipes_does_not_hang_the_step(
-    make_ctx: MakeCtx, tmp_path: Path
+    make_ctx: MakeCtx, step_dir: Path
 ) -> None:
-    pidfile = tmp_path / "bg"
+    pidfile = step_dir / "bg"
     started = time.monotonic()
     result = await ShellStep().run(
         {"command": ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; echo done"]}, make_ctx()

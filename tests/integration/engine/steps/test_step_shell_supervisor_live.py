@@ -41,8 +41,9 @@ async def until(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 async def test_the_command_sees_its_idempotency_key_and_nothing_the_supervisor_adds(
-    make_ctx: MakeCtx,
+    make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("LC_CTYPE", raising=False)  # the worker's own would be passed on
     ctx = make_ctx(idempotency_key="exec-1:step:2")
     result = await ShellStep().run({"command": ["env"]}, ctx)
     env = dict(line.split("=", 1) for line in result["stdout"].splitlines())
@@ -61,8 +62,8 @@ async def test_exit_codes_and_signals_come_through_the_supervisor(make_ctx: Make
     assert piped["stdout"] == "y\n"  # SIGPIPE is the default again in the command
 
 
-async def test_a_running_group_is_listed_while_the_step_runs(make_ctx: MakeCtx, tmp_path: Path) -> None:
-    started = tmp_path / "started"
+async def test_a_running_group_is_listed_while_the_step_runs(make_ctx: MakeCtx, step_dir: Path) -> None:
+    started = step_dir / "started"
     step = asyncio.ensure_future(
         ShellStep().run({"command": ["sh", "-c", f"touch {started}; sleep 30"], "timeout": 60}, make_ctx())
     )
@@ -89,9 +90,11 @@ asyncio.run(ShellStep().run({"command": ["sh", "-c", sys.argv[1]]}, ctx))
 
 
 @pytest.mark.parametrize("how", ["worker killed", "worker killed at once"])
-async def test_the_steps_processes_die_with_the_process_that_runs_it(tmp_path: Path, how: str) -> None:
+async def test_the_steps_processes_die_with_the_process_that_runs_it(
+    tmp_path: Path, step_dir: Path, how: str
+) -> None:
     """Grandchildren too: `sleep` below is not the supervisor's child but the shell's."""
-    pids = tmp_path / "pids"
+    pids = step_dir / "pids"
     script = f"sleep 60 & echo $! >> {pids}; sh -c 'sleep 60' & echo $! >> {pids}; wait"
     runner = subprocess.Popen([sys.executable, "-c", RUN_ONE_STEP, script, str(tmp_path)])
     try:

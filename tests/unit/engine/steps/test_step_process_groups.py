@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
 
@@ -36,7 +37,9 @@ def test_start_time_of_this_process_and_of_none() -> None:
 def test_supervised_argv_runs_the_supervisor_isolated_with_the_command_last() -> None:
     argv = supervised_argv(["echo", "hi"], {"PATH": "/bin"}, 7)
     assert argv[:4] == [sys.executable, "-I", "-S", str(SUPERVISOR)]
-    assert argv[4:] == [str(os.getpid()), "7", "-", "echo", "hi"]
+    assert argv[4:] == [str(os.getpid()), "7", "-", "{}", "echo", "hi"]
+    sandboxed = supervised_argv(["true"], {}, 7, {"uid": 65534, "gid": 65534, "limits": [], "cwd": "/w"})
+    assert json.loads(sandboxed[7]) == {"uid": 65534, "gid": 65534, "limits": [], "cwd": "/w"}
     # The step's own LC_CTYPE goes to the command as it is, whatever Python's locale coercion does.
     assert supervised_argv(["true"], {"LC_CTYPE": "C"}, 7)[6] == "=C"
 
@@ -46,6 +49,11 @@ def test_spawn_errors_read_like_the_ones_before_the_supervisor() -> None:
     assert spawn_error(errno.EACCES, "x.sh") == "command not executable: x.sh"
     assert spawn_error(errno.ENOEXEC, "x") == f"cannot start x: {os.strerror(errno.ENOEXEC)}"
     assert "supervisor" in spawn_error(None, "x")
+    # The sandbox the supervisor could not enter, by stage.
+    assert spawn_error(errno.EACCES, "x", "cwd") == (
+        f"cannot enter the working directory as the step user: {os.strerror(errno.EACCES)}"
+    )
+    assert spawn_error(errno.EPERM, "x", "user").startswith("cannot switch to the step user: ")
 
 
 def test_the_registry_tells_its_listeners_of_every_change() -> None:
