@@ -87,6 +87,12 @@ def _start() -> None:
 
 _start()
 
+# Steps in tests talk to peers on loopback (the scripted HTTP servers, PostgreSQL): the egress
+# policy refuses loopback unless it is allowlisted, so the test session allowlists it, for the
+# Settings built here and the services the tests start. Tests of the policy itself set
+# `egress_allow` explicitly (tests/integration/engine/steps/test_step_egress_live.py).
+os.environ.setdefault("RB_EGRESS_ALLOW", "127.0.0.0/8,::1/128")
+
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _server

@@ -18,14 +18,16 @@ from rb_engine.steps.registry import default_registry
 pytestmark = pytest.mark.integration
 
 
-async def run(yaml_text: str, tmp_path: Path, **request: object) -> tuple[ExecutionState, InMemoryEventStore]:
+async def run(
+    yaml_text: str, tmp_path: Path, settings: Settings | None = None, **request: object
+) -> tuple[ExecutionState, InMemoryEventStore]:
     runbook, _ = load_runbook_text(yaml_text)
     store = InMemoryEventStore()
     runner = Runner(
         store,
         PluginExecutor(default_registry()),
         SystemClock(),
-        Settings(home=tmp_path),
+        settings or Settings(home=tmp_path),
         secrets={"TOKEN": "s3cr3t-token-value"},
         base_dir=tmp_path,
     )
@@ -147,16 +149,17 @@ steps:
 
 async def test_sql_query_step_reads_postgres(postgres_url: str, tmp_path: Path) -> None:
     state, _ = await run(
-        f"""
+        """
 id: sql
 name: SQL
 steps:
   - id: q
     type: sql_query
-    inputs: {{connection: "{postgres_url}", query: "SELECT :n + 1 AS answer", params: {{n: 41}}}}
-    outputs: {{answer: "$.rows[0].answer"}}
+    inputs: {connection: reporting, query: "SELECT :n + 1 AS answer", params: {n: 41}}
+    outputs: {answer: "$.rows[0].answer"}
 """,
         tmp_path,
+        Settings(home=tmp_path, connections={"reporting": postgres_url}),
     )
     assert state.status == "SUCCEEDED", state.reason
     assert state.steps["q"].outputs == {"answer": 42}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,8 +32,12 @@ class StepContext:
     settings: Settings
     clock: Clock
     base_dir: Path = Path(".")
-    # Injected so tests and the fixture runner can route HTTP without patching.
+    # Injected so tests and the fixture runner can route HTTP without patching. It replaces the
+    # network: requests through it are not checked against the egress policy (rb_engine.egress).
     http_transport: httpx.AsyncBaseTransport | None = None
+    # Resolves host names for the egress policy, (host, port) -> addresses; None: the system's.
+    # Injected by tests, which map names to addresses without sending a DNS query.
+    resolve_host: Callable[[str, int], Awaitable[list[str]]] | None = None
     # Evaluates an expression against the execution's current context (wait.until).
     evaluate: Callable[[str], Any] | None = None
     # Status, headers and other facts about the call, recorded beside the raw result.

@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 
 from rb_common.step_specs import SPECS, StepSpec
+from rb_engine.egress import EgressPolicy, EgressRefused, EgressTransport, redact_url
 from rb_engine.steps.base import SpecValidated, StepContext, StepFailed
 
 # The runner enforces step timeouts by cancelling the coroutine; this only stops a dead peer
 # from holding a connection forever when a step has no timeout of its own.
 HTTP_TIMEOUT = httpx.Timeout(300.0, connect=30.0)
+MAX_REDIRECTS = 10  # each one checked against the egress policy again
 _BODY_EXCERPT = 200
 _NO_BODY: Any = object()
 
@@ -75,27 +77,40 @@ async def send_request(
         kwargs["json"] = json_body
     elif content is not None:
         kwargs["content"] = content
+    # Every hop (redirects too) goes through the egress policy; an injected transport (tests,
+    # the fixture runner) replaces the network and is used as it is.
+    transport = ctx.http_transport or EgressTransport(
+        EgressPolicy.from_settings(ctx.settings), ctx.resolve_host
+    )
+    shown = redact_url(url)  # errors are recorded and logged: no query strings, no credentials
     try:
         async with httpx.AsyncClient(
-            transport=ctx.http_transport, timeout=HTTP_TIMEOUT, follow_redirects=True
+            transport=transport,
+            timeout=HTTP_TIMEOUT,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            trust_env=False,
         ) as client:
             response = await client.request(method.upper(), url, **kwargs)
+    except EgressRefused as exc:
+        redirected = f" (redirected from {shown})" if exc.url != shown else ""
+        raise StepFailed(exc.message + redirected, retryable=False) from None
     except httpx.InvalidURL as exc:
-        raise StepFailed(f"invalid URL {url!r}: {exc}", retryable=False) from exc
+        raise StepFailed(f"invalid URL {shown!r}: {exc}", retryable=False) from exc
     except httpx.UnsupportedProtocol as exc:
-        raise StepFailed(f"unsupported URL {url!r}: {exc}", retryable=False) from exc
+        raise StepFailed(f"unsupported URL {shown!r}: {exc}", retryable=False) from exc
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
-        raise StepFailed(f"HTTP request to {url} failed: {detail}", retryable=True) from exc
+        raise StepFailed(f"HTTP request to {shown} failed: {detail}", retryable=True) from exc
     except httpx.HTTPError as exc:  # too many redirects, undecodable body: retrying won't help
         detail = str(exc) or type(exc).__name__
-        raise StepFailed(f"HTTP request to {url} failed: {detail}", retryable=False) from exc
+        raise StepFailed(f"HTTP request to {shown} failed: {detail}", retryable=False) from exc
     ctx.meta["status"] = response.status_code
     ctx.meta["headers"] = dict(response.headers)
     if not _status_expected(response.status_code, expect_status):
         status = response.status_code
         raise StepFailed(
-            f"HTTP {status} from {url}: {_excerpt(response)}",
+            f"HTTP {status} from {shown}: {_excerpt(response)}",
             retryable=status >= 500 or status == 429,
         )
     return response

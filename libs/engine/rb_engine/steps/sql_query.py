@@ -1,4 +1,4 @@
-"""`sql_query`: one parameterised statement against a named connection or a URL.
+"""`sql_query`: one parameterised statement against a named connection (RB_CONNECTIONS).
 
 SQLAlchemy is synchronous, so statements run in a worker thread; cancelling the step (its
 timeout) asks the database to cancel the statement so the thread does not run on unseen.
@@ -152,14 +152,23 @@ class SqlQueryStep(SpecValidated):
             return {"rows": [], "rowcount": result.rowcount}
 
     def _resolve(self, connection: Any, ctx: StepContext) -> str:
+        """The URL of a named connection. Runbooks name connections and never give URLs: which
+        databases steps reach (and as whom) is the operator's choice, made in RB_CONNECTIONS."""
         if not isinstance(connection, str) or not connection:
-            raise StepFailed("'connection' must be a connection name or URL", retryable=False)
+            raise StepFailed(
+                "'connection' must be the name of a connection in RB_CONNECTIONS", retryable=False
+            )
         url = ctx.settings.connections.get(connection)
         if url is None:
-            if "://" not in connection:
-                known = ", ".join(sorted(ctx.settings.connections)) or "none configured"
-                raise StepFailed(f"unknown connection '{connection}' (known: {known})", retryable=False)
-            url = connection
+            known = ", ".join(sorted(ctx.settings.connections)) or "none configured"
+            if ":" in connection or "/" in connection:
+                # Not echoed: a URL may carry a password.
+                raise StepFailed(
+                    "sql_query takes a connection name, not a URL: name the database in "
+                    f"RB_CONNECTIONS and use that name (known: {known})",
+                    retryable=False,
+                )
+            raise StepFailed(f"unknown connection '{connection}' (known: {known})", retryable=False)
         return normalize_url(url)
 
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:

@@ -21,6 +21,11 @@ pytestmark = pytest.mark.integration
 MakeCtx = Callable[..., StepContext]
 
 
+def connected(make_ctx: MakeCtx, **connections: str) -> StepContext:
+    """A step context whose settings name these connections (RB_CONNECTIONS)."""
+    return make_ctx(settings=Settings(connections=connections))
+
+
 @pytest.fixture
 def step() -> Iterator[SqlQueryStep]:
     plugin = SqlQueryStep()
@@ -44,10 +49,10 @@ def pg_table(postgres_url: str) -> Iterator[str]:
 async def test_postgres_ddl_dml_and_typed_rows(
     step: SqlQueryStep, pg_table: str, postgres_url: str, make_ctx: MakeCtx
 ) -> None:
-    ctx = make_ctx()
+    ctx = connected(make_ctx, pg=postgres_url)
     created = await step.run(
         {
-            "connection": postgres_url,
+            "connection": "pg",
             "query": f"CREATE TABLE {pg_table} (id uuid PRIMARY KEY, name text, "
             "price numeric(10, 2), seen timestamptz, doc jsonb)",
         },
@@ -59,7 +64,7 @@ async def test_postgres_ddl_dml_and_typed_rows(
     for i, entity_id in enumerate(ids):
         inserted = await step.run(
             {
-                "connection": postgres_url,
+                "connection": "pg",
                 "query": f"INSERT INTO {pg_table} VALUES (:id, :name, :price, :seen, CAST(:doc AS jsonb))",
                 "params": {
                     "id": str(entity_id),
@@ -79,7 +84,7 @@ async def test_postgres_ddl_dml_and_typed_rows(
 
     selected = await step.run(
         {
-            "connection": postgres_url,
+            "connection": "pg",
             "query": f"SELECT id, name, price, seen AT TIME ZONE 'UTC' AS seen_utc, doc "
             f"FROM {pg_table} WHERE price >= :min ORDER BY name",
             "params": {"min": 0},
@@ -95,14 +100,12 @@ async def test_postgres_ddl_dml_and_typed_rows(
         "doc": {"tags": ["a"]},
     }
 
-    updated = await step.run(
-        {"connection": postgres_url, "query": f"UPDATE {pg_table} SET name = upper(name)"}, ctx
-    )
+    updated = await step.run({"connection": "pg", "query": f"UPDATE {pg_table} SET name = upper(name)"}, ctx)
     assert updated == {"rows": [], "rowcount": 2}
 
     returning = await step.run(
         {
-            "connection": postgres_url,
+            "connection": "pg",
             "query": f"DELETE FROM {pg_table} WHERE name = :n RETURNING name",
             "params": {"n": "E1"},
         },
@@ -136,8 +139,8 @@ async def test_postgres_sql_error_is_not_retryable(
 ) -> None:
     with pytest.raises(StepFailed) as err:
         await step.run(
-            {"connection": postgres_url, "query": "SELECT * FROM rb_no_such_table_xyz"},
-            make_ctx(),
+            {"connection": "pg", "query": "SELECT * FROM rb_no_such_table_xyz"},
+            connected(make_ctx, pg=postgres_url),
         )
     assert err.value.retryable is False
     assert 'relation "rb_no_such_table_xyz" does not exist' in err.value.message
@@ -147,14 +150,9 @@ async def test_unreachable_database_is_retryable(step: SqlQueryStep, make_ctx: M
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    down = f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=3"
     with pytest.raises(StepFailed) as err:
-        await step.run(
-            {
-                "connection": f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=3",
-                "query": "SELECT 1",
-            },
-            make_ctx(),
-        )
+        await step.run({"connection": "down", "query": "SELECT 1"}, connected(make_ctx, down=down))
     assert err.value.retryable is True
 
 
@@ -163,7 +161,8 @@ async def test_cancelling_cancels_the_statement_in_postgres(
 ) -> None:
     marker = f"rb-cancel-{uuid.uuid4().hex}"
     query = f"SELECT pg_sleep(30) /* {marker} */"
-    task = asyncio.create_task(step.run({"connection": postgres_url, "query": query}, make_ctx()))
+    ctx = connected(make_ctx, pg=postgres_url)
+    task = asyncio.create_task(step.run({"connection": "pg", "query": query}, ctx))
 
     def running() -> int:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
@@ -188,8 +187,8 @@ async def test_cancelling_cancels_the_statement_in_postgres(
 
 
 async def test_sqlite_file(step: SqlQueryStep, tmp_path: Path, make_ctx: MakeCtx) -> None:
-    url = f"sqlite:///{tmp_path / 'rb.db'}"
-    ctx = make_ctx()
+    url = "local"
+    ctx = connected(make_ctx, local=f"sqlite:///{tmp_path / 'rb.db'}")
     await step.run({"connection": url, "query": "CREATE TABLE t (id INTEGER, name TEXT)"}, ctx)
     inserted = await step.run(
         {"connection": url, "query": "INSERT INTO t VALUES (:id, :name)", "params": {"id": 1, "name": "one"}},
@@ -205,8 +204,8 @@ async def test_sqlite_missing_table_is_not_retryable(
 ) -> None:
     with pytest.raises(StepFailed) as err:
         await step.run(
-            {"connection": f"sqlite:///{tmp_path / 'x.db'}", "query": "SELECT * FROM nope"},
-            make_ctx(),
+            {"connection": "local", "query": "SELECT * FROM nope"},
+            connected(make_ctx, local=f"sqlite:///{tmp_path / 'x.db'}"),
         )
     assert err.value.retryable is False
     assert "no such table: nope" in err.value.message
@@ -214,26 +213,48 @@ async def test_sqlite_missing_table_is_not_retryable(
 
 async def test_missing_bind_parameter(step: SqlQueryStep, make_ctx: MakeCtx) -> None:
     with pytest.raises(StepFailed) as err:
-        await step.run({"connection": "sqlite://", "query": "SELECT :x"}, make_ctx())
+        await step.run({"connection": "mem", "query": "SELECT :x"}, connected(make_ctx, mem="sqlite://"))
     assert err.value.retryable is False
 
 
 async def test_sqlite_in_memory_persists_across_statements(step: SqlQueryStep, make_ctx: MakeCtx) -> None:
-    ctx = make_ctx()
-    await step.run({"connection": "sqlite://", "query": "CREATE TABLE m (v INTEGER)"}, ctx)
+    ctx = connected(make_ctx, mem="sqlite://")
+    await step.run({"connection": "mem", "query": "CREATE TABLE m (v INTEGER)"}, ctx)
     await asyncio.gather(
         *(
-            step.run(
-                {"connection": "sqlite://", "query": "INSERT INTO m VALUES (:v)", "params": {"v": v}}, ctx
-            )
+            step.run({"connection": "mem", "query": "INSERT INTO m VALUES (:v)", "params": {"v": v}}, ctx)
             for v in range(5)
         )
     )
-    result = await step.run({"connection": "sqlite://", "query": "SELECT sum(v) AS s FROM m"}, ctx)
+    result = await step.run({"connection": "mem", "query": "SELECT sum(v) AS s FROM m"}, ctx)
     assert result == {"rows": [{"s": 10}], "rowcount": 1}
 
 
 async def test_unparseable_url_is_not_retryable(step: SqlQueryStep, make_ctx: MakeCtx) -> None:
     with pytest.raises(StepFailed) as err:
-        await step.run({"connection": "nosuchdialect://x/y", "query": "SELECT 1"}, make_ctx())
+        await step.run(
+            {"connection": "bad", "query": "SELECT 1"}, connected(make_ctx, bad="nosuchdialect://x/y")
+        )
     assert err.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:hunter2@127.0.0.1:5432/test",
+        "sqlite://",
+        "sqlite:////var/lib/rb/rb.db",
+        "postgresql+psycopg://db.internal/x",
+    ],
+)
+async def test_a_url_in_the_runbook_is_refused(step: SqlQueryStep, make_ctx: MakeCtx, url: str) -> None:
+    """Which databases steps reach is the operator's choice (RB_CONNECTIONS), never a runbook's."""
+    ctx = connected(make_ctx, reporting="sqlite://")
+    with pytest.raises(StepFailed) as err:
+        await step.run({"connection": url, "query": "SELECT 1"}, ctx)
+    assert err.value.retryable is False
+    assert err.value.message == (
+        "sql_query takes a connection name, not a URL: name the database in RB_CONNECTIONS and use "
+        "that name (known: reporting)"
+    )
+    assert "hunter2" not in err.value.message
