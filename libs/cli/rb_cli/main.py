@@ -18,7 +18,7 @@ from rich.markup import escape
 from rb_cli.output import Progress, check_line
 from rb_cli.resolve import resolve_runbook
 from rb_cli.sources import executions_of, load_events
-from rb_cli.stack import cli_settings
+from rb_cli.stack import auth_headers, cli_settings
 from rb_common.audit import audit_record, verify_chain
 from rb_common.canonical import canonical_json
 from rb_common.errors import RbError
@@ -411,11 +411,13 @@ def _api(settings: Settings) -> str:
     return (settings.api_url or f"http://{settings.api_addr}").rstrip("/")
 
 
-def _call(method: str, url: str, **kwargs: Any) -> Any:
+def _call(method: str, url: str, settings: Settings, **kwargs: Any) -> Any:
+    """One API request with the CLI's credentials (rb_cli.stack.auth_headers)."""
     import httpx
 
+    headers = {**auth_headers(settings), **kwargs.pop("headers", {})}
     try:
-        response = httpx.request(method, url, timeout=30, **kwargs)
+        response = httpx.request(method, url, timeout=30, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
         raise RbError(f"cannot reach the API at {url}: {exc}") from None
     if response.status_code >= 400:
@@ -426,7 +428,11 @@ def _call(method: str, url: str, **kwargs: Any) -> Any:
         except ValueError:
             detail, errors = response.text[:300], None
         extra = "".join(f"\n  {e}" for e in errors or [])
+        if response.status_code == 401:
+            extra += "\n  (set RB_API_KEY, or run `rb up`, which writes RB_HOME/admin.key)"
         raise RbError(f"{response.status_code}: {detail}{extra}")
+    if response.status_code == 204 or not response.content:
+        return {}
     return response.json()
 
 
@@ -453,7 +459,7 @@ def trigger(
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     body = {"params": _params(param), "assumptions": _params(fact, "--fact")}
     result = _call(
-        "POST", f"{_api(settings)}/api/v1/runbooks/{runbook_id}/execute", json=body, headers=headers
+        "POST", f"{_api(settings)}/api/v1/runbooks/{runbook_id}/execute", settings, json=body, headers=headers
     )
     _console().print(f"execution id: {result['execution_id']} ({result['status']})")
 
@@ -515,7 +521,7 @@ def executions(
     """Recent executions, newest first, from the API."""
     settings = cli_settings()
     query = {k: v for k, v in {"runbook_id": runbook_id, "status": status, "limit": limit}.items() if v}
-    result = _call("GET", f"{_api(settings)}/api/v1/executions", params=query)
+    result = _call("GET", f"{_api(settings)}/api/v1/executions", settings, params=query)
     if json_output:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -546,7 +552,7 @@ def alerts(
     query.update({k: v for k, v in {"source": source, "status": status}.items() if v})
     if matched is not None:
         query["matched"] = "true" if matched else "false"
-    result = _call("GET", f"{_api(settings)}/api/v1/alerts", params=query)
+    result = _call("GET", f"{_api(settings)}/api/v1/alerts", settings, params=query)
     if json_output:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -580,11 +586,13 @@ def logs(
     console = _console()
     url = f"{_api(settings)}/api/v1/executions/{execution_id}"
     if not follow:
-        for event in _call("GET", f"{url}/events")["items"]:
+        for event in _call("GET", f"{url}/events", settings)["items"]:
             _print_event(console, event)
         return
     try:
-        with httpx.stream("GET", f"{url}/stream", timeout=httpx.Timeout(10, read=None)) as response:
+        with httpx.stream(
+            "GET", f"{url}/stream", headers=auth_headers(settings), timeout=httpx.Timeout(10, read=None)
+        ) as response:
             if response.status_code >= 400:
                 raise RbError(f"{response.status_code}: {response.read().decode()[:300]}")
             for line in response.iter_lines():
@@ -604,6 +612,82 @@ def _print_event(console: Console, event: dict[str, Any]) -> None:
         f"{escape(str(what))}{extra}{escape(error)}"
     )
 
+
+keys_app = typer.Typer(
+    help="API keys (needs an admin key: RB_API_KEY or RB_HOME/admin.key).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+_DAYS = 86_400
+
+
+def _expires_in(value: str) -> int:
+    """Seconds: a number, or 30m / 12h / 90d."""
+    from rb_common.durations import parse_duration
+
+    text = value.strip().lower()
+    try:
+        seconds = float(text[:-1]) * _DAYS if text.endswith("d") else parse_duration(text)
+    except ValueError:
+        raise RbError(f"--expires-in {value!r}: use seconds or e.g. 30m, 12h, 90d") from None
+    return int(seconds)
+
+
+@keys_app.command("create")
+@user_errors
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who holds the key (recorded as key:<name>)")],
+    role: Annotated[
+        list[str], typer.Option("--role", "-r", help="viewer, operator, approver, author, admin (repeat)")
+    ],
+    team: Annotated[list[str], typer.Option("--team", "-t", help="a team the key belongs to (repeat)")] = [],  # noqa: B006
+    expires_in: Annotated[str | None, typer.Option(help="e.g. 3600, 12h, 90d (default: never)")] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API key; it is printed this once and never shown again."""
+    settings = cli_settings()
+    body: dict[str, Any] = {"name": name, "roles": role, "teams": team}
+    if expires_in is not None:
+        body["expires_in"] = _expires_in(expires_in)
+    result = _call("POST", f"{_api(settings)}/api/v1/keys", settings, json=body)
+    if json_output:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    _err().print(f"key {result['id']} for {result['name']} ({', '.join(result['roles'])}); shown only now:")
+    sys.stdout.write(result["key"] + "\n")
+
+
+@keys_app.command("list")
+@user_errors
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="revoked and expired keys too")] = False,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """API keys: id, name, roles, teams, state (never the keys themselves)."""
+    settings = cli_settings()
+    items = _call("GET", f"{_api(settings)}/api/v1/keys", settings)["items"]
+    if not all_keys:
+        items = [k for k in items if k.get("active")]
+    if json_output:
+        sys.stdout.write(json.dumps({"items": items}, indent=2) + "\n")
+        return
+    console = _console()
+    for k in items:
+        state = "active" if k.get("active") else ("revoked" if k.get("revoked_at") else "expired")
+        console.print(
+            f"{k['id']}  {escape(k['name']):<20} {','.join(k['roles']):<24} "
+            f"{escape(','.join(k['teams']) or '-'):<16} {state:<8} expires {k.get('expires_at') or 'never'}"
+        )
+    console.print(f"{len(items)} keys")
+
+
+@keys_app.command("revoke")
+@user_errors
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (rb keys list)")]) -> None:
+    """Revoke an API key: it answers 401 from then on."""
+    settings = cli_settings()
+    result = _call("DELETE", f"{_api(settings)}/api/v1/keys/{key_id}", settings)
+    _console().print(f"revoked {result['id']} ({escape(result['name'])})")
 
 
 from rb_cli.secrets_cmd import secrets_app  # noqa: E402

@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from rb_cli.health_server import health_server
-from rb_cli.stack import Stack
+from rb_cli.stack import Stack, read_admin_key, write_admin_key
 from rb_common.errors import RbError
 from rb_common.health import Health
+from rb_common.identity import SYSTEM_KEY_NAME, Role, new_key
 from rb_common.settings import Settings
 from rb_common.snapshot import registration_body
 
@@ -33,6 +34,8 @@ SHUTDOWN_MARGIN = 15.0
 
 def shutdown_limit(settings: Settings) -> float:
     return settings.worker_shutdown_grace + SHUTDOWN_MARGIN
+
+
 SERVICES = ("api", "executor", "worker", "recorder", "scheduler", "notifier")
 
 
@@ -201,16 +204,31 @@ def start_nats(settings: Settings) -> subprocess.Popen[bytes] | None:
     return process
 
 
+def admin_key(settings: Settings) -> tuple[str, bool]:
+    """The admin key of this stack and whether it was made now: RB_BOOTSTRAP_ADMIN_KEY, else
+    RB_HOME/admin.key, else a new one written there (mode 0600). The API seeds it at start."""
+    if settings.bootstrap_admin_key is not None and settings.bootstrap_admin_key.get_secret_value().strip():
+        return settings.bootstrap_admin_key.get_secret_value().strip(), False
+    found = read_admin_key(settings.home)
+    if found:
+        return found, False
+    key = new_key()
+    write_admin_key(settings.home, key)
+    return key, True
+
+
 def up(settings: Settings, *, load_runbooks: bool = True) -> None:
     """The whole stack on this machine, each service its own process, until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"nats_url": own_nats_url(settings)})
+    key, made_now = admin_key(settings)
     nats = start_nats(settings)
     env = {
         **os.environ,
         "RB_HOME": str(settings.home.resolve()),
         "RB_NATS_URL": settings.nats_url,
         "RB_NAMESPACE": settings.namespace,
+        "RB_BOOTSTRAP_ADMIN_KEY": key,
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
     logs = settings.home / "logs"
@@ -243,8 +261,14 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
         )
         stack_file = Stack(base, settings.nats_url, settings.namespace, os.getpid()).write(settings.home)
         print(f"the CLI finds this stack through {stack_file}", flush=True)
+        if made_now:
+            print(
+                f"admin API key (shown this once; the CLI reads it from {settings.home / 'admin.key'}, "
+                f"mode 0600):\n  {key}",
+                flush=True,
+            )
         if load_runbooks and settings.runbooks_dir.is_dir():
-            _register_examples(base, settings.runbooks_dir)
+            _register_examples(base, settings.runbooks_dir, key)
         print("press Ctrl-C to stop", flush=True)
         while not stopping:
             for service, process in list(children.items()):
@@ -284,8 +308,41 @@ def _wait_ready(base: str, children: dict[str, subprocess.Popen[bytes]], logs: P
     raise RbError(f"the API did not become ready at {base}; see {logs}")
 
 
-def _register_examples(base: str, directory: Path) -> None:
-    """Register and approve the runbooks found under RB_RUNBOOKS_DIR (skipping known ids)."""
+def _register_examples(base: str, directory: Path, admin: str) -> None:
+    """Register and approve the runbooks found under RB_RUNBOOKS_DIR (skipping known ids) as the
+    `system` identity: a short-lived key (author + admin) made for this and revoked after it, so
+    the revisions record `key:system` as their author, not a person."""
+    admin_headers = {"Authorization": f"Bearer {admin}"}
+    try:
+        made = httpx.post(
+            f"{base}/api/v1/keys",
+            json={
+                "name": SYSTEM_KEY_NAME,
+                "roles": [Role.AUTHOR.value, Role.ADMIN.value],
+                "expires_in": 900,
+            },
+            headers=admin_headers,
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        print(f"  cannot register the runbooks: {exc}", flush=True)
+        return
+    if made.status_code != 201:
+        print(
+            f"  cannot register the runbooks: the admin key was refused ({made.status_code}); "
+            "is RB_HOME/admin.key revoked?",
+            flush=True,
+        )
+        return
+    system = made.json()
+    try:
+        _register_as(base, directory, {"Authorization": f"Bearer {system['key']}"})
+    finally:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.delete(f"{base}/api/v1/keys/{system['id']}", headers=admin_headers, timeout=10)
+
+
+def _register_as(base: str, directory: Path, headers: dict[str, str]) -> None:
     for path in sorted(directory.glob("*/runbook.yaml")) + sorted(directory.glob("*.yaml")):
         try:
             # The runbook with the files it references (schemas, GraphQL documents): they are
@@ -295,11 +352,14 @@ def _register_examples(base: str, directory: Path) -> None:
             print(f"  skipped {path}: {exc}", flush=True)
             continue
         response = httpx.post(
-            f"{base}/api/v1/runbooks", content=body, headers={"Content-Type": content_type}, timeout=10
+            f"{base}/api/v1/runbooks",
+            content=body,
+            headers={**headers, "Content-Type": content_type},
+            timeout=10,
         )
         if response.status_code == 201:
             runbook_id = response.json()["id"]
-            httpx.post(f"{base}/api/v1/runbooks/{runbook_id}/approve", timeout=10)
+            httpx.post(f"{base}/api/v1/runbooks/{runbook_id}/approve", headers=headers, timeout=10)
             print(f"  registered {runbook_id} from {path}", flush=True)
         elif response.status_code != 409:
             print(f"  skipped {path}: {response.status_code} {response.text[:200]}", flush=True)

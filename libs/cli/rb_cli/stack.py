@@ -1,4 +1,5 @@
-"""Where a running `rb up` stack is: `RB_HOME/stack.json`, written by `rb up`, read by the CLI.
+"""Where a running `rb up` stack is: `RB_HOME/stack.json`, written by `rb up`, read by the CLI;
+and the API key the CLI sends: RB_API_KEY, else `RB_HOME/admin.key` (written by `rb up`).
 
 `rb up` writes the API URL, NATS URL and namespace it uses; `rb trigger`, `rb replay`,
 `rb executions` ... read them first, so they talk to that stack and not to whatever answers on
@@ -16,6 +17,7 @@ from pathlib import Path
 from rb_common.settings import Settings
 
 FILE_NAME = "stack.json"
+ADMIN_KEY_FILE = "admin.key"
 
 
 @dataclass(frozen=True)
@@ -79,3 +81,36 @@ def cli_settings() -> Settings:
         if key not in explicit
     }
     return settings.model_copy(update=overlay)
+
+
+def read_admin_key(home: Path) -> str | None:
+    try:
+        key = (home / ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return key or None
+
+
+def write_admin_key(home: Path, key: str) -> Path:
+    """RB_HOME/admin.key, mode 0600 from the start (never readable by others, not even briefly)."""
+    path = home / ADMIN_KEY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(key + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
+
+
+def api_key(settings: Settings) -> str | None:
+    """The API key the CLI sends: RB_API_KEY, else RB_HOME/admin.key."""
+    if settings.api_key is not None and settings.api_key.get_secret_value().strip():
+        return settings.api_key.get_secret_value().strip()
+    return read_admin_key(settings.home)
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    key = api_key(settings)
+    return {"Authorization": f"Bearer {key}"} if key else {}

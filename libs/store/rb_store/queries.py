@@ -5,6 +5,7 @@ Datetimes are ISO 8601 strings in UTC; unknown executions give None / [].
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -40,11 +41,15 @@ def list_executions(
     status: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    exclude_runbooks: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of execution summaries, newest first, and the total matching count."""
+    """A page of execution summaries, newest first, and the total matching count; executions of
+    `exclude_runbooks` (runbooks the caller may not see) are left out."""
     where = []
     if runbook_id is not None:
         where.append(runbook_executions.c.runbook_id == runbook_id)
+    if exclude_runbooks:
+        where.append(runbook_executions.c.runbook_id.not_in(sorted(exclude_runbooks)))
     if status is not None:
         where.append(runbook_executions.c.status == status.upper())
     page = (

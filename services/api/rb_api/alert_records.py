@@ -3,9 +3,10 @@ with the executions it started, or why it matched nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 
 from rb_api.dbutil import iso
 from rb_store.tables import alerts
@@ -13,8 +14,8 @@ from rb_store.tables import alerts
 STATUSES = ("firing", "resolved")
 
 
-def _item(row: Any) -> dict[str, Any]:
-    found = row["matches"] or []
+def _item(row: Any, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    found = [m for m in row["matches"] or [] if m.get("runbook_id") not in hidden]
     return {
         "id": row["id"],
         "dedupe_id": row["dedupe_id"],
@@ -43,9 +44,14 @@ def list_alerts(
     matched: bool | None,
     limit: int,
     offset: int,
+    hidden_runbooks: Collection[str] = (),
 ) -> dict[str, Any]:
-    """A page of alerts, newest first, and how many match the filters."""
+    """A page of alerts, newest first, and how many match the filters. Alerts addressed to a
+    runbook in `hidden_runbooks` (team scope) are left out, and so are matches of those."""
+    hidden = frozenset(hidden_runbooks)
     where = []
+    if hidden:
+        where.append(or_(alerts.c.runbook_id.is_(None), alerts.c.runbook_id.not_in(sorted(hidden))))
     if source is not None:
         where.append(alerts.c.source == source)
     if status is not None:
@@ -62,5 +68,5 @@ def list_alerts(
     count = select(func.count()).select_from(alerts).where(*where)
     with engine.connect() as connection:
         total = int(connection.scalar(count) or 0)
-        items = [_item(row) for row in connection.execute(page).mappings()]
+        items = [_item(row, hidden) for row in connection.execute(page).mappings()]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

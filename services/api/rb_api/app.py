@@ -14,23 +14,48 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
+from rb_api.auth import AuthMiddleware
 from rb_api.dbutil import in_thread
 from rb_api.deps import ApiOptions, Services
 from rb_api.graphql import graphql_router
 from rb_api.input_guard import InputGuardMiddleware
 from rb_api.metrics import Metrics
-from rb_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from rb_api.problems import install_handlers
-from rb_api.routes import alerts, executions, health, runbooks, schedules, triggers
+from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
+from rb_api.oidc import OidcVerifier
+from rb_api.problems import install_handlers, problem_responses
+from rb_api.routes import alerts, executions, health, keys, runbooks, schedules, triggers
 from rb_common.bus import Bus, connect
+from rb_common.identity import BOOTSTRAP_KEY_NAME, Role
 from rb_common.settings import Settings
 from rb_store.db import database_url, make_engine, migrate
+from rb_store.keys import seed_key
 
 log = logging.getLogger("rb_api")
 
 API_VERSION = "1"
+MIN_BOOTSTRAP_KEY_LENGTH = 32
+
+
+def seed_bootstrap_key(settings: Settings, engine: Engine) -> None:
+    """RB_BOOTSTRAP_ADMIN_KEY as an admin key (once; a revoked one stays revoked)."""
+    if settings.bootstrap_admin_key is None:
+        return
+    key = settings.bootstrap_admin_key.get_secret_value().strip()
+    if not key:  # set but empty (compose's ${RB_BOOTSTRAP_ADMIN_KEY:-}): none
+        return
+    if len(key) < MIN_BOOTSTRAP_KEY_LENGTH or not key.isprintable() or " " in key:
+        raise ValueError(
+            f"RB_BOOTSTRAP_ADMIN_KEY must be at least {MIN_BOOTSTRAP_KEY_LENGTH} printable characters "
+            "without spaces (e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    stored, created = seed_key(
+        engine, key, name=BOOTSTRAP_KEY_NAME, roles=[Role.ADMIN.value], created_by="bootstrap"
+    )
+    if created:
+        log.info("seeded the bootstrap admin key %s (id %s)", stored.prefix, stored.id)
 
 
 def create_app(
@@ -51,11 +76,15 @@ def create_app(
                 db = make_engine(database_url(settings))
                 stack.callback(db.dispose)
             await in_thread(migrate, db)
+            await in_thread(seed_bootstrap_key, settings, db)
+            oidc = OidcVerifier(settings) if settings.oidc_enabled else None
+            if settings.oidc_issuer and oidc is None:
+                log.warning("RB_OIDC_ISSUER is set without RB_OIDC_JWKS_URL or RB_OIDC_PUBLIC_KEY: no tokens")
             nats_bus = bus
             if nats_bus is None:
                 nats_bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-api")
                 stack.push_async_callback(nats_bus.close)
-            app.state.services = Services(settings, db, nats_bus, metrics, opts)
+            app.state.services = Services(settings, db, nats_bus, metrics, opts, oidc)
             log.info("rb api ready (database %s, NATS %s)", db.url.render_as_string(), settings.nats_url)
             try:
                 yield
@@ -72,15 +101,30 @@ def create_app(
     )
     app.state.metrics = metrics
     install_handlers(app)
-    app.include_router(runbooks.router)
-    app.include_router(executions.router)
-    app.include_router(health.router)
-    app.include_router(schedules.router)
-    app.include_router(graphql_router())
-    app.include_router(triggers.router)
-    app.include_router(alerts.router)
-    # Added last = outermost: metrics see every answer, including the 413s of the body limit.
+    # Every route behind credentials declares 401 and 403 (rb_api.auth answers them).
+    protected = problem_responses(401, 403)
+    app.include_router(runbooks.router, responses=protected)
+    app.include_router(executions.router, responses=protected)
+    app.include_router(health.router)  # /health/* anonymous; /metrics declares its own
+    app.include_router(schedules.router, responses=protected)
+    app.include_router(graphql_router())  # field errors: extensions.code (rb_api.graphql)
+    app.include_router(triggers.router)  # authenticated by the sender, not by API keys
+    app.include_router(alerts.router, responses=protected)
+    app.include_router(keys.router, responses=protected)
+    # Added last = outermost: metrics see every answer, including the 401s of authentication and
+    # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400
+    app.add_middleware(ContentTypeMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
+    app.add_middleware(AuthMiddleware)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After", "WWW-Authenticate"],
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

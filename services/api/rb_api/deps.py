@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from rb_api.metrics import Metrics
+from rb_api.oidc import OidcVerifier
 from rb_api.problems import ProblemError
 from rb_common.bus import Bus
 from rb_common.settings import Settings
-
-DEFAULT_ACTOR = "api"
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class Services:
     bus: Bus
     metrics: Metrics
     options: ApiOptions
+    oidc: OidcVerifier | None = None  # when RB_OIDC_* configure bearer tokens
 
 
 def services(request: Request) -> Services:
@@ -44,14 +44,4 @@ def services(request: Request) -> Services:
     return found
 
 
-def actor(
-    x_rb_actor: Annotated[
-        str | None, Header(alias="X-RB-Actor", max_length=200, description="who is asking (default: api)")
-    ] = None,
-) -> str:
-    name = (x_rb_actor or "").strip()
-    return name if name and name.isprintable() else DEFAULT_ACTOR
-
-
 ServicesDep = Annotated[Services, Depends(services)]
-ActorDep = Annotated[str, Depends(actor)]

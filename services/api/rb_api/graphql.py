@@ -3,16 +3,20 @@ mutations (strawberry)."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.permission import BasePermission
 from strawberry.scalars import JSON
 
 from rb_api import audit, executions, registry, triggering
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.problems import ProblemError
+from rb_api.scope import execution_visible, registered_team, require_execution, require_runbook
+from rb_common.identity import Identity, Role
 from rb_common.statuses import ExecutionStatus
 
 
@@ -22,6 +26,49 @@ class Context(BaseContext):
         assert self.request is not None
         services: Services = self.request.app.state.services
         return services
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who is asking (rb_api.auth authenticated the request), None without credentials."""
+        if self.request is None:
+            return None
+        found = getattr(self.request.state, "identity", None)
+        return found if isinstance(found, Identity) else None
+
+
+class _Needs(BasePermission):
+    """A field needs an identity with `role`: UNAUTHENTICATED / FORBIDDEN GraphQL errors
+    otherwise (HTTP 200, as GraphQL answers field errors)."""
+
+    role: ClassVar[Role] = Role.ADMIN
+
+    def has_permission(self, source: Any, info: strawberry.Info[Context, None], **kwargs: Any) -> bool:
+        who = info.context.identity
+        if who is None:
+            raise GraphQLError(
+                "authentication required: Authorization: Bearer <API key or token>",
+                extensions={"code": "UNAUTHENTICATED", "status": 401},
+            )
+        if not who.has(self.role):
+            raise GraphQLError(
+                f"{who.actor} lacks the role {self.role.value!r}",
+                extensions={"code": "FORBIDDEN", "status": 403},
+            )
+        return True
+
+
+class NeedsViewer(_Needs):
+    role = Role.VIEWER
+
+
+class NeedsOperator(_Needs):
+    role = Role.OPERATOR
+
+
+def _who(info: strawberry.Info[Context, None]) -> Identity:
+    who = info.context.identity
+    assert who is not None  # the field's permission class checked it
+    return who
 
 
 @strawberry.type
@@ -108,13 +155,16 @@ class ReplayReport:
 
 
 def _problem(exc: ProblemError) -> Exception:
-    return Exception(f"{exc.status}: {exc.detail}")
+    return GraphQLError(f"{exc.status}: {exc.detail}", extensions={"status": exc.status})
 
 
 @strawberry.type
 class Query:
-    @strawberry.field
+    @strawberry.field(permission_classes=[NeedsViewer])
     async def runbook(self, info: strawberry.Info[Context, None], id: str) -> Runbook | None:
+        registered, team = await in_thread(registered_team, info.context.services.engine, id)
+        if registered and not _who(info).sees_team(team):
+            return None
         try:
             data = await in_thread(registry.get, info.context.services.engine, id)
         except ProblemError as exc:
@@ -131,11 +181,13 @@ class Query:
             definition=cast(JSON, definition),
         )
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[NeedsViewer])
     async def runbook_execution(
         self, info: strawberry.Info[Context, None], id: str
     ) -> RunbookExecution | None:
         try:
+            if not await execution_visible(info.context.services, _who(info), id):
+                return None
             return RunbookExecution.of(await executions.detail(info.context.services, id))
         except ProblemError as exc:
             if exc.status == 404:
@@ -145,7 +197,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsOperator])
     async def execute_runbook(
         self,
         info: strawberry.Info[Context, None],
@@ -155,17 +207,20 @@ class Mutation:
         idempotency_key: str | None = None,
     ) -> ExecutionTicket:
         try:
+            who = _who(info)
+            await require_runbook(info.context.services, who, id)
             body = triggering.ExecuteBody.model_validate({"params": params or {}, "legal_basis": legal_basis})
             execution_id = await triggering.execute(
-                info.context.services, id, body, "graphql", idempotency_key
+                info.context.services, id, body, who.actor, idempotency_key
             )
         except ProblemError as exc:
             raise _problem(exc) from None
         return ExecutionTicket(execution_id=execution_id, status=ExecutionStatus.QUEUED)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[NeedsOperator])
     async def replay_execution(self, info: strawberry.Info[Context, None], id: str) -> ReplayReport:
         try:
+            await require_execution(info.context.services, _who(info), id)
             report = await audit.replay_report(info.context.services, id)
         except ProblemError as exc:
             raise _problem(exc) from None
@@ -179,4 +234,6 @@ class Mutation:
 
 def graphql_router() -> GraphQLRouter[Context, None]:
     schema = strawberry.Schema(query=Query, mutation=Mutation)
-    return GraphQLRouter(schema, path="/graphql", context_getter=lambda: Context())
+    # No websocket protocols: the API has no subscriptions, and every request comes through HTTP,
+    # where rb_api.auth authenticates it.
+    return GraphQLRouter(schema, path="/graphql", context_getter=lambda: Context(), subscription_protocols=())

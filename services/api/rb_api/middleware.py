@@ -116,3 +116,64 @@ class MetricsMiddleware:
             route: Any = scope.get("route")
             path = getattr(route, "path", None) or _UNMATCHED
             self.metrics.observe(scope.get("method", "?"), path, status, time.perf_counter() - start)
+
+
+# Browser safety: what a mutating route's body may be. A cross-site form or `text/plain` POST
+# never reaches a route (and nothing is CORS-"simple" once Authorization is required anyway).
+JSON_TYPES = frozenset({"application/json"})
+RUNBOOK_TYPES = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/json"}
+)
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def accepted_types(method: str, path: str) -> frozenset[str] | None:
+    """The media types a request body may have, or None where this does not decide (reads,
+    trigger endpoints: each source parses its own formats)."""
+    if method not in _MUTATING or path.startswith("/api/v1/triggers/"):
+        return None
+    if (method == "POST" and path.rstrip("/") == "/api/v1/runbooks") or (
+        method == "PUT" and path.startswith("/api/v1/runbooks/") and path.count("/") == 4
+    ):
+        return RUNBOOK_TYPES
+    if path == "/graphql" or path.startswith("/api/"):
+        return JSON_TYPES
+    return None
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.strip() not in (b"0", b""):
+            return True
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+class ContentTypeMiddleware:
+    """415 for a request body whose Content-Type is not one the route documents."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_body(scope):
+            accepted = accepted_types(scope.get("method", ""), scope.get("path", ""))
+            if accepted is not None:
+                content_type = ""
+                for name, value in scope.get("headers", ()):
+                    if name == b"content-type":
+                        content_type = value.decode("latin-1")
+                media = content_type.split(";", 1)[0].strip().lower()
+                if media not in accepted:
+                    await _send_problem(
+                        send,
+                        scope,
+                        415,
+                        "Unsupported Media Type",
+                        f"Content-Type {media or '(none)'!r} is not accepted here; send "
+                        + " or ".join(sorted(accepted)),
+                        "unsupported-media-type",
+                    )
+                    return
+        await self.app(scope, receive, send)

@@ -13,6 +13,7 @@ worker died mid-step and another ran the attempt again).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -47,10 +48,21 @@ def _projected(engine: Engine, execution_id: str) -> bool:
 
 
 def list_executions(
-    engine: Engine, *, runbook_id: str | None, status: str | None, limit: int, offset: int
+    engine: Engine,
+    *,
+    runbook_id: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    hidden_runbooks: Collection[str] = (),
 ) -> dict[str, Any]:
     items, total = queries.list_executions(
-        engine, runbook_id=runbook_id, status=status, limit=limit, offset=offset
+        engine,
+        runbook_id=runbook_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+        exclude_runbooks=hidden_runbooks,
     )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 

@@ -50,6 +50,12 @@ def _deprecated(runbook_id: str, action: str) -> ProblemError:
     )
 
 
+def team_of(definition: dict[str, Any] | None) -> str | None:
+    """The `team:` of a definition (None: not team-scoped)."""
+    team = (definition or {}).get("team")
+    return team if isinstance(team, str) and team else None
+
+
 def _row(conn: Connection, runbook_id: str) -> Any:
     return conn.execute(select(runbooks).where(runbooks.c.id == runbook_id)).first()
 
@@ -74,6 +80,7 @@ def _summary(rb: Any, version: Any) -> dict[str, Any]:
         "description": definition.get("description", ""),
         "tags": definition.get("tags", []),
         "environment": definition.get("environment", "development"),
+        "team": team_of(definition),
         "created_at": iso(rb.created_at),
         "updated_at": iso(rb.updated_at),
     }
@@ -98,7 +105,12 @@ def create(engine: Engine, sub: Submission, actor: str) -> dict[str, Any]:
                 raise _exists(runbook_id)
             conn.execute(
                 insert(runbooks).values(
-                    id=runbook_id, status=DRAFT, current_revision=1, created_at=now, updated_at=now
+                    id=runbook_id,
+                    status=DRAFT,
+                    current_revision=1,
+                    created_at=now,
+                    updated_at=now,
+                    team=team_of(sub.definition),
                 )
             )
             _insert_version(conn, runbook_id, 1, sub.runbook.version, sub.definition, sub.source, actor)
@@ -172,7 +184,9 @@ def _new_revision(
                     .where(
                         and_(runbooks.c.id == runbook_id, runbooks.c.current_revision == rb.current_revision)
                     )
-                    .values(current_revision=revision, status=DRAFT, updated_at=utcnow())
+                    .values(
+                        current_revision=revision, status=DRAFT, updated_at=utcnow(), team=team_of(definition)
+                    )
                 )
                 if moved.rowcount != 1:
                     raise IntegrityError("concurrent revision", None, Exception("lost race"))
@@ -266,8 +280,15 @@ def current(engine: Engine, runbook_id: str) -> Current:
 
 
 def list_runbooks(
-    engine: Engine, *, status: str | None, tag: str | None, limit: int, offset: int
+    engine: Engine,
+    *,
+    status: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+    visible: Any = None,
 ) -> dict[str, Any]:
+    """A page of runbooks; `visible`: a WHERE clause on `runbooks` (team scope), None for all."""
     joined = runbooks.outerjoin(
         runbook_versions,
         and_(
@@ -278,12 +299,16 @@ def list_runbooks(
     query = select(runbooks, runbook_versions.c.version, runbook_versions.c.definition).select_from(joined)
     if status:
         query = query.where(runbooks.c.status == status)
+    if visible is not None:
+        query = query.where(visible)
     query = query.order_by(runbooks.c.id)
     with engine.connect() as conn:
         if tag is None:
             count_query = select(func.count()).select_from(runbooks)
             if status:
                 count_query = count_query.where(runbooks.c.status == status)
+            if visible is not None:
+                count_query = count_query.where(visible)
             total = conn.execute(count_query).scalar_one()
             rows = list(conn.execute(query.limit(limit).offset(offset)))
         else:

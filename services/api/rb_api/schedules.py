@@ -37,6 +37,7 @@ def list_schedules(engine: Engine, now: datetime | None = None) -> list[dict[str
                     "paused": is_paused,
                     "next_fire_time": None if is_paused or next_fire is None else next_fire.isoformat(),
                     "revision": entry.revision,
+                    "team": entry.runbook.team,
                 }
             )
     return out

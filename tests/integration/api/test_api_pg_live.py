@@ -29,6 +29,9 @@ from rb_engine.steps.registry import default_registry
 pytestmark = pytest.mark.integration
 
 NATS_URL = os.environ["RB_TEST_NATS_URL"]
+# The admin key the API under test seeds (RB_BOOTSTRAP_ADMIN_KEY) and the clients send.
+ADMIN_KEY = "rbk_api-integration-admin-key-0123456789abcdefghijk"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def runbook_yaml(runbook_id: str) -> str:
@@ -77,10 +80,12 @@ async def pending_triggers(bus: Bus, runbook_id: str) -> list[dict[str, Any]]:
 
 async def test_app_on_postgres_builds_its_own_engine_and_bus(api_pg_url: str, nats_bus: Bus) -> None:
     runbook_id = f"t-api-int-{uuid.uuid4().hex[:10]}"
-    app = create_app(Settings(database_url=api_pg_url, nats_url=NATS_URL))
+    app = create_app(Settings(database_url=api_pg_url, nats_url=NATS_URL, bootstrap_admin_key=ADMIN_KEY))
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test") as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://rb.test", headers=ADMIN
+        ) as client,
     ):
         r = await client.get("/health/ready")
         assert (r.status_code, r.json()["checks"]) == (200, {"nats": "ok", "database": "ok"})
@@ -113,10 +118,12 @@ async def test_app_on_postgres_builds_its_own_engine_and_bus(api_pg_url: str, na
 async def test_ready_is_503_when_postgres_goes_away(postgres_url: str, scratch_pg_url: str) -> None:
     from rb_api.app import create_app as make
 
-    app = make(Settings(database_url=scratch_pg_url, nats_url=NATS_URL))
+    app = make(Settings(database_url=scratch_pg_url, nats_url=NATS_URL, bootstrap_admin_key=ADMIN_KEY))
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test") as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://rb.test", headers=ADMIN
+        ) as client,
     ):
         assert (await client.get("/health/ready")).status_code == 200
         import psycopg
@@ -150,7 +157,12 @@ async def _events(runbook_id: str) -> list[Event]:
 
 async def test_service_streams_sse_live_over_tcp(api_pg_url: str, nats_bus: Bus) -> None:
     port = free_port()
-    settings = Settings(database_url=api_pg_url, nats_url=NATS_URL, api_addr=f"127.0.0.1:{port}")
+    settings = Settings(
+        database_url=api_pg_url,
+        nats_url=NATS_URL,
+        api_addr=f"127.0.0.1:{port}",
+        bootstrap_admin_key=ADMIN_KEY,
+    )
     stop = asyncio.Event()
     service = asyncio.create_task(serve_api(settings, stop, log_level="warning"))
     events = await _events(f"t-api-sse-{uuid.uuid4().hex[:8]}")
@@ -164,7 +176,9 @@ async def test_service_streams_sse_live_over_tcp(api_pg_url: str, nats_bus: Bus)
             last_seq = await append_event(nats_bus, event, last_seq)
 
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=10, headers=ADMIN
+        ) as client:
             for _ in range(100):
                 try:
                     if (await client.get("/health/live")).status_code == 200:

@@ -34,6 +34,9 @@ from rb_common.settings import Settings
 pytestmark = pytest.mark.integration
 
 NATS_URL = os.environ["RB_TEST_NATS_URL"]
+# The admin key the API under test seeds (RB_BOOTSTRAP_ADMIN_KEY) and the clients send.
+ADMIN_KEY = "rbk_api-integration-admin-key-0123456789abcdefghijk"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PD_SECRET = "pd-live-secret-7d2a"
 RB_SECRET = "rb-live-secret-0f4e"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -118,7 +121,12 @@ async def api_url(api_pg_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     monkeypatch.setenv("RB_PAGERDUTY_WEBHOOK_SECRET", PD_SECRET)
     monkeypatch.setenv("RB_WEBHOOK_SECRET", RB_SECRET)
     port = free_port()
-    settings = Settings(database_url=api_pg_url, nats_url=NATS_URL, api_addr=f"127.0.0.1:{port}")
+    settings = Settings(
+        database_url=api_pg_url,
+        nats_url=NATS_URL,
+        api_addr=f"127.0.0.1:{port}",
+        bootstrap_admin_key=ADMIN_KEY,
+    )
     stop = asyncio.Event()
     service = asyncio.create_task(serve_api(settings, stop, log_level="warning"))
     url = f"http://127.0.0.1:{port}"
@@ -325,7 +333,7 @@ async def test_signed_sources_and_limits_over_tcp(api_url: str, tap: Tap) -> Non
         r = await client.post("/api/v1/triggers/webhook/rb-live-target", content=huge, headers=headers)
         assert r.status_code == 413
 
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=ADMIN)).text
     assert 'route="/api/v1/triggers/pagerduty",status="202"' in metrics
     assert 'route="/api/v1/triggers/webhook/{runbook_id}",status="202"' in metrics
 

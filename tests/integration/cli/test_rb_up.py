@@ -20,6 +20,9 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 
 
+BOOTSTRAP_KEY = "rbk_integration-bootstrap-admin-key-0123456789abcdef"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,7 +39,9 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
         "RB_RUNBOOKS_DIR": str(REPO / "runbooks"),
         "RB_API_URL": f"http://127.0.0.1:{api_port}",
     }
-    env.pop("RB_DATABASE_URL", None)
+    # No key given: `rb up` makes the admin key, prints it once, and the CLI reads RB_HOME/admin.key.
+    for name in ("RB_DATABASE_URL", "RB_BOOTSTRAP_ADMIN_KEY", "RB_API_KEY"):
+        env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "rb_cli", "up"],
         env=env,
@@ -61,6 +66,17 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
         assert "registered rb-000-hello" in output
         assert (tmp_path / "home" / "rb.db").exists(), "embedded SQLite under RB_HOME"
         assert (tmp_path / "home" / "nats").is_dir(), "rb up started its own nats-server"
+        key_file = tmp_path / "home" / "admin.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        admin_key = key_file.read_text().strip()
+        assert output.count(admin_key) == 1, "the admin key is printed once"
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        base = f"http://127.0.0.1:{api_port}/api/v1"
+        assert httpx.get(f"{base}/runbooks").status_code == 401
+        versions = httpx.get(f"{base}/runbooks/rb-000-hello/versions", headers=admin).json()
+        assert versions["items"][0]["created_by"] == "key:system", versions
+        keys = httpx.get(f"{base}/keys", headers=admin).json()["items"]
+        assert [k["active"] for k in keys if k["name"] == "system"] == [False], "revoked after use"
 
         trigger = subprocess.run(
             [sys.executable, "-m", "rb_cli", "trigger", "rb-000-hello", "-p", "greeting=hey"],
@@ -74,7 +90,7 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
         status = None
         deadline = time.monotonic() + 60
         while status not in {"SUCCEEDED", "FAILED", "ABORTED"} and time.monotonic() < deadline:
-            response = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/executions/{execution_id}")
+            response = httpx.get(f"{base}/executions/{execution_id}", headers=admin)
             status = response.json().get("status") if response.status_code == 200 else None
             time.sleep(0.3)
         assert status == "SUCCEEDED", response.text
@@ -167,6 +183,9 @@ def test_rb_up_without_rb_nats_url_runs_its_own_nats_and_the_cli_follows_it(tmp_
         "RB_HOME": str(home),
         "RB_API_ADDR": f"127.0.0.1:{api_port}",
         "RB_RUNBOOKS_DIR": str(REPO / "runbooks"),
+        # A given admin key: seeded by the API, sent by the CLI.
+        "RB_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_KEY,
+        "RB_API_KEY": BOOTSTRAP_KEY,
     }
     for name in ("RB_DATABASE_URL", "RB_NATS_URL", "RB_NAMESPACE", "RB_API_URL"):
         env.pop(name, None)
@@ -238,3 +257,4 @@ def test_rb_up_without_rb_nats_url_runs_its_own_nats_and_the_cli_follows_it(tmp_
             foreign.terminate()
             foreign.wait(timeout=10)
     assert not (home / "stack.json").exists(), "the stack file goes with the stack"
+    assert not (home / "admin.key").exists(), "a given key is not written to RB_HOME"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -23,6 +24,11 @@ from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_engine.runner import RunRequest
 
+# The admin key the stacks of these tests seed (RB_BOOTSTRAP_ADMIN_KEY) and the CLI sends
+# (RB_API_KEY); `api` is an HTTP client that sends it.
+ADMIN_KEY = "rbk_services-tests-admin-key-0123456789abcdefghijkl"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+api = httpx.Client(headers=ADMIN, timeout=10)
 NATS_URL = os.environ["RB_TEST_NATS_URL"]  # the session's private nats-server (tests/conftest.py)
 PG_ADMIN = os.environ.get("RB_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -82,6 +88,8 @@ def services(tmp_path: Path, namespace: str) -> Iterator[Services]:
         "RB_LOG_LEVEL": "INFO",
         "RB_RECORDER_CONSUMER": consumer,
         "RB_RECORDER_DELIVER": "new",
+        "RB_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        "RB_API_KEY": ADMIN_KEY,
     }
     env.pop("RB_DATABASE_URL", None)
     manager = Services(tmp_path, env)

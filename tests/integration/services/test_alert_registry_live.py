@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from services_support import NATS_URL, Services
+from services_support import ADMIN, NATS_URL, Services, api
 from test_alert_routing import alertmanager_notification, executions_of, routed_runbook
 from test_stack_e2e import Stack
 
@@ -67,7 +67,7 @@ async def recorded_alerts(
     """The recorded alerts among `dedupe_ids`, once all of them are there."""
     deadline = time.monotonic() + timeout
     found: dict[str, dict[str, Any]] = {}
-    async with httpx.AsyncClient(base_url=stack.base) as client:
+    async with httpx.AsyncClient(base_url=stack.base, headers=ADMIN) as client:
         while time.monotonic() < deadline:
             items = (await client.get("/alerts", params={"limit": 500, **params})).json()["items"]
             found = {i["dedupe_id"]: i for i in items if i["dedupe_id"] in dedupe_ids}
@@ -79,7 +79,7 @@ async def recorded_alerts(
 
 async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stack) -> None:
     start(stack)
-    async with httpx.AsyncClient(base_url=stack.base) as client:
+    async with httpx.AsyncClient(base_url=stack.base, headers=ADMIN) as client:
         await client.get("/runbooks")  # the connection is open: the timing below is the requests'
         # Create, approve and post within 100 ms. On a loaded machine one round may be slower:
         # then another runbook, another round (each starts its one execution all the same).
@@ -102,7 +102,7 @@ async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stac
 
     items = await executions_of(stack, runbook_id, 1, timeout=60)
     assert len(items) == 1, items
-    detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
+    detail = api.get(f"{stack.base}/executions/{items[0]['id']}").json()
     assert detail["steps"][0]["outputs"] == {"instance": "web-1:9100"}
 
     # Every alert of the notification is recorded: the matching one with its execution, the
@@ -135,7 +135,7 @@ async def test_a_deprecated_runbook_stops_matching_at_once(stack: Stack) -> None
     runbook_id = f"depr-{uuid.uuid4().hex[:8]}"
     before = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
     after = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
-    async with httpx.AsyncClient(base_url=stack.base) as client:
+    async with httpx.AsyncClient(base_url=stack.base, headers=ADMIN) as client:
         created = await client.post(
             "/runbooks", content=team_runbook(runbook_id), headers={"Content-Type": "application/yaml"}
         )

@@ -12,9 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from services_support import Services
+from services_support import Services, api
 from test_stack_e2e import Stack
 
 pytestmark = pytest.mark.integration
@@ -42,12 +41,10 @@ steps:
 
 
 def register(stack: Stack, text: str) -> None:
-    response = httpx.post(
-        f"{stack.base}/runbooks", content=text, headers={"Content-Type": "application/yaml"}
-    )
+    response = api.post(f"{stack.base}/runbooks", content=text, headers={"Content-Type": "application/yaml"})
     assert response.status_code == 201, response.text
     rid = response.json()["id"]
-    assert httpx.post(f"{stack.base}/runbooks/{rid}/approve").status_code == 200
+    assert api.post(f"{stack.base}/runbooks/{rid}/approve").status_code == 200
 
 
 async def executions_of(
@@ -58,10 +55,10 @@ async def executions_of(
     deadline = time.monotonic() + timeout
     items: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        items = httpx.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"]
+        items = api.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"]
         if len([i for i in items if i["status"] == "SUCCEEDED"]) >= count:
             await asyncio.sleep(2)
-            return httpx.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"]
+            return api.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"]
         await asyncio.sleep(0.3)
     return items
 
@@ -101,7 +98,7 @@ async def test_a_published_alert_starts_the_matching_runbook_once(stack: Stack, 
     publish(stack.services.env, tmp_path, ignored)
     items = await executions_of(stack, runbook_id, 1, timeout=60)
     assert len(items) == 1, items
-    detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
+    detail = api.get(f"{stack.base}/executions/{items[0]['id']}").json()
     assert detail["steps"][0]["outputs"] == {"instance": "web-7:9100"}
     assert detail["trigger"]["type"] == "alert" and detail["trigger"]["dedupe_id"] == dedupe
 
@@ -154,13 +151,13 @@ async def test_the_same_alertmanager_notification_three_times_is_one_execution(s
         ),
     )
     body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
-    answers = [httpx.post(f"{stack.base}/triggers/alertmanager", json=body).json() for _ in range(3)]
+    answers = [api.post(f"{stack.base}/triggers/alertmanager", json=body).json() for _ in range(3)]
     assert answers[0]["accepted"] == 3 and answers[0]["duplicates"] == 0
     assert answers[1]["accepted"] == 0 and answers[1]["duplicates"] == 3
     assert answers[2]["duplicates"] == 3
     items = await executions_of(stack, runbook_id, 1, timeout=60)
     assert len(items) == 1, items  # only the firing critical alert matches; resolved starts nothing
-    detail = httpx.get(f"{stack.base}/executions/{items[0]['id']}").json()
+    detail = api.get(f"{stack.base}/executions/{items[0]['id']}").json()
     assert detail["steps"][0]["outputs"] == {"instance": "web-1:9100"}
     assert detail["trigger"]["source"] == "alertmanager"
 
@@ -176,10 +173,10 @@ async def test_refused_alerts_publish_nothing_and_start_nothing(stack: Stack) ->
         ),
     )
     body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
-    bad_version = httpx.post(f"{stack.base}/triggers/alertmanager", json={**body, "version": "3"})
+    bad_version = api.post(f"{stack.base}/triggers/alertmanager", json={**body, "version": "3"})
     assert bad_version.status_code == 422
     assert (
-        httpx.post(
+        api.post(
             f"{stack.base}/triggers/alertmanager",
             content=b"{not json",
             headers={"Content-Type": "application/json"},
@@ -187,8 +184,8 @@ async def test_refused_alerts_publish_nothing_and_start_nothing(stack: Stack) ->
         == 400
     )
     huge = {**body, "commonAnnotations": {"x": "y" * 2_000_000}}
-    assert httpx.post(f"{stack.base}/triggers/alertmanager", json=huge).status_code == 413
-    unsigned = httpx.post(f"{stack.base}/triggers/webhook/{runbook_id}", json={"a": "b"})
+    assert api.post(f"{stack.base}/triggers/alertmanager", json=huge).status_code == 413
+    unsigned = api.post(f"{stack.base}/triggers/webhook/{runbook_id}", json={"a": "b"})
     assert unsigned.status_code == 401
     await asyncio.sleep(4)
-    assert httpx.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"] == []
+    assert api.get(f"{stack.base}/executions", params={"runbook_id": runbook_id}).json()["items"] == []

@@ -9,9 +9,8 @@ import time
 import uuid
 from datetime import datetime
 
-import httpx
 import pytest
-from services_support import Services
+from services_support import Services, api
 from test_stack_e2e import Stack
 
 pytestmark = pytest.mark.integration
@@ -43,16 +42,16 @@ async def test_two_schedulers_start_one_execution_per_fire_time(stack: Stack) ->
     stack.services.start("scheduler", RB_SCHEDULER_RELOAD_SECONDS="0.5")
     stack.wait_ready()
     runbook_id = f"cron-{uuid.uuid4().hex[:8]}"
-    response = httpx.post(
+    response = api.post(
         f"{stack.base}/runbooks",
         content=every_second(runbook_id),
         headers={"Content-Type": "application/yaml"},
     )
     assert response.status_code == 201, response.text
     approved_at = time.time()
-    assert httpx.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
+    assert api.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
     await asyncio.sleep(5)
-    assert httpx.post(f"{stack.base}/runbooks/{runbook_id}/deprecate").status_code == 200
+    assert api.post(f"{stack.base}/runbooks/{runbook_id}/deprecate").status_code == 200
     deprecated_at = time.time()
     await asyncio.sleep(3)  # the last fires finish and reach the recorder
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from services_support import Services, wait_terminal
+from services_support import Services, api, wait_terminal
 from sqlalchemy import create_engine, text
 
 from rb_common.bus import Bus
@@ -60,7 +60,7 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=2).status_code == 200:
+                if api.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -68,16 +68,16 @@ class Stack:
         raise AssertionError("API not ready:\n" + self.services.logs())
 
     def register(self, runbook_id: str) -> None:
-        response = httpx.post(
+        response = api.post(
             f"{self.base}/runbooks",
             content=runbook_yaml(runbook_id),
             headers={"Content-Type": "application/yaml"},
         )
         assert response.status_code == 201, response.text
-        assert httpx.post(f"{self.base}/runbooks/{runbook_id}/approve").status_code == 200
+        assert api.post(f"{self.base}/runbooks/{runbook_id}/approve").status_code == 200
 
     def execute(self, runbook_id: str, **kwargs: Any) -> httpx.Response:
-        return httpx.post(f"{self.base}/runbooks/{runbook_id}/execute", **kwargs)
+        return api.post(f"{self.base}/runbooks/{runbook_id}/execute", **kwargs)
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
@@ -86,7 +86,7 @@ class Stack:
     async def wait_recorded(self, execution_id: str, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = httpx.get(f"{self.base}/executions/{execution_id}")
+            response = api.get(f"{self.base}/executions/{execution_id}")
             if response.status_code == 200 and response.json()["status"] in {"SUCCEEDED", "FAILED"}:
                 rows = self.rows("SELECT status FROM runbook_executions WHERE id = :id", id=execution_id)
                 if rows and rows[0].status == response.json()["status"]:
@@ -126,7 +126,7 @@ async def test_execution_through_the_api_is_recorded_event_for_event(stack: Stac
     assert {r.step_id: (r.status, r.attempts) for r in logs} == {
         sid: (s.status, s.attempt) for sid, s in state.steps.items()
     }
-    api_events = httpx.get(f"{stack.base}/executions/{execution_id}/events").json()["items"]
+    api_events = api.get(f"{stack.base}/executions/{execution_id}/events").json()["items"]
     assert [e["id"] for e in api_events] == [e.id for e in events]
 
 
@@ -226,10 +226,10 @@ def test_rb_001_runs_through_the_api_from_another_directory_and_replays_verified
     stack.start("recorder", "executor", "api")
     stack.wait_ready()
     body, content_type = registration_body(RB001 / "runbook.yaml")
-    created = httpx.post(f"{stack.base}/runbooks", content=body, headers={"Content-Type": content_type})
+    created = api.post(f"{stack.base}/runbooks", content=body, headers={"Content-Type": content_type})
     assert created.status_code == 201, created.text
     runbook_id = created.json()["id"]
-    assert httpx.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
+    assert api.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
     params = {"source_url": http_server.url_for("/entities"), "enrich_url": http_server.url_for("/enrich")}
     response = stack.execute(
         runbook_id, json={"params": params, "assumptions": {"source_data_validated": True}}

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from api_auth_support import ADMIN, ADMIN_KEY
 from sqlalchemy import Engine
 
 from rb_api.app import create_app
@@ -92,13 +93,35 @@ def api_options() -> ApiOptions:
 async def client(
     tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(home=tmp_path / ".rb", nats_url="nats://memory.invalid:4222")
+    settings = Settings(
+        home=tmp_path / ".rb", nats_url="nats://memory.invalid:4222", bootstrap_admin_key=ADMIN_KEY
+    )
     app = create_app(settings, engine=engine, bus=bus, options=api_options)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20) as c,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20, headers=ADMIN
+        ) as c,
     ):
         yield c
+
+
+KeyFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def make_key(client: httpx.AsyncClient) -> KeyFactory:
+    """A new API key with these roles (and teams), created through the API by the admin."""
+
+    async def make(name: str, *roles: str, teams: list[str] | None = None, **extra: Any) -> str:
+        body: dict[str, Any] = {"name": name, "roles": list(roles), **extra}
+        if teams is not None:
+            body["teams"] = teams
+        r = await client.post("/api/v1/keys", json=body)
+        assert r.status_code == 201, r.text
+        return str(r.json()["key"])
+
+    return make
 
 
 @pytest.fixture

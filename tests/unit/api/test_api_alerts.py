@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from api_auth_support import bearer
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
 from test_api_triggers_payloads import alertmanager_notification
@@ -43,7 +44,7 @@ async def post_yaml(client: httpx.AsyncClient, rid: str, version: str = "1.0.0",
 
 
 async def test_every_registry_change_is_an_event_before_the_answer(
-    client: httpx.AsyncClient, bus: Bus, runbook_id: str
+    client: httpx.AsyncClient, bus: Bus, runbook_id: str, make_key: Any
 ) -> None:
     await post_yaml(client, runbook_id)  # creates the bucket if this is the first change
     sub = await bus.js.subscribe(
@@ -70,10 +71,11 @@ async def test_every_registry_change_is_an_event_before_the_answer(
         assert (await next_change())["change"] == "revised"
         assert (await client.post(f"/api/v1/runbooks/{runbook_id}/approve")).status_code == 200
         await next_change()
-        paused = await client.post(f"/api/v1/schedules/{runbook_id}/0/pause", headers={"X-RB-Actor": "ops"})
+        ops = bearer(await make_key("ops", "operator"))
+        paused = await client.post(f"/api/v1/schedules/{runbook_id}/0/pause", headers=ops)
         assert paused.status_code == 200
         change = await next_change()
-        assert (change["change"], change["trigger_index"], change["actor"]) == ("schedule_paused", 0, "ops")
+        assert (change["change"], change["trigger_index"], change["actor"]) == ("schedule_paused", 0, "key:ops")
         assert (await client.post(f"/api/v1/schedules/{runbook_id}/0/resume")).status_code == 200
         assert (await next_change())["change"] == "schedule_resumed"
         rollback = await client.post(f"/api/v1/runbooks/{runbook_id}/rollback", json={"revision": 1})

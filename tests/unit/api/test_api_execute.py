@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from api_auth_support import bearer
 
 from rb_common.loader import load_runbook_text
 
@@ -21,6 +22,7 @@ async def register(client: httpx.AsyncClient, text: str) -> None:
 
 
 async def test_execute_publishes_the_trigger(
+    make_key: Any,
     client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
 ) -> None:
     text = make_yaml(runbook_id)
@@ -28,7 +30,7 @@ async def test_execute_publishes_the_trigger(
     r = await client.post(
         f"/api/v1/runbooks/{runbook_id}/execute",
         json={"params": {"region": "eu"}, "assumptions": {"source_ok": True}},
-        headers={"X-RB-Actor": "alice"},
+        headers=bearer(await make_key("alice", "operator")),
     )
     assert r.status_code == 202, r.text
     body = r.json()
@@ -42,12 +44,12 @@ async def test_execute_publishes_the_trigger(
     [trigger] = triggers
     assert trigger["headers"]["Nats-Msg-Id"] == execution_id
     msg = trigger["body"]
-    assert (msg["execution_id"], msg["actor"]) == (execution_id, "alice")
+    assert (msg["execution_id"], msg["actor"]) == (execution_id, "key:alice")
     data = msg["data"]
     assert data["params"] == {"region": "eu", "batch_size": 200}  # the schema default is applied
     assert data["runbook"] == load_runbook_text(text)[0].snapshot()
-    assert data["trigger"] == {"type": "api", "actor": "alice", "revision": 1}
-    assert data["actor"] == "alice"
+    assert data["trigger"] == {"type": "api", "actor": "key:alice", "revision": 1}
+    assert data["actor"] == "key:alice"
     assert data["legal_basis"] == "Tests of the rb API"  # the runbook's, when the body has none
     assert data["facts"] == {"source_ok": True}
     assert (data["env"], data["files"], data["concurrency"]) == ({}, {}, None)
@@ -81,7 +83,7 @@ async def test_execute_uses_the_current_revision_and_given_legal_basis(
     assert data["trigger"]["revision"] == 2
     assert (data["legal_basis"], data["actor"], data["params"]) == (
         "Incident 42",
-        "api",
+        "key:admin",
         {"region": "us", "batch_size": 7},
     )
 

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import httpx
+from api_auth_support import bearer
 from sqlalchemy import Engine
 
 from rb_common.events import Event
@@ -206,14 +207,16 @@ async def test_sse_last_event_id_and_first_event_wait(client: httpx.AsyncClient,
 
 
 async def test_control_commands(
+    make_key: Any,
     client: httpx.AsyncClient, engine: Engine, executions: Any, probe: Any
 ) -> None:
     events = await executions.run()
     execution_id = events[0].execution_id
     started = next(i for i, e in enumerate(events) if e.type == "step.started")
     await executions.publish(events[: started + 1])
+    bob = bearer(await make_key("bob", "operator"))
     for action, kind in (("pause", "execution.paused"), ("resume", "execution.resumed")):
-        r = await client.post(f"/api/v1/executions/{execution_id}/{action}", headers={"X-RB-Actor": "bob"})
+        r = await client.post(f"/api/v1/executions/{execution_id}/{action}", headers=bob)
         assert r.status_code == 202, r.text
         assert r.json()["command"] == kind
     r = await client.post(f"/api/v1/executions/{execution_id}/cancel", json={"reason": "wrong target"})
@@ -222,9 +225,9 @@ async def test_control_commands(
     commands, pending = await probe.commands(execution_id, want=3)
     assert pending == 3
     assert [(c["type"], c["actor"]) for c in commands] == [
-        ("execution.paused", "bob"),
-        ("execution.resumed", "bob"),
-        ("execution.cancel_requested", "api"),
+        ("execution.paused", "key:bob"),
+        ("execution.resumed", "key:bob"),
+        ("execution.cancel_requested", "key:admin"),
     ]
     assert commands[2]["data"]["reason"] == "wrong target"
     assert all(c["execution_id"] == execution_id for c in commands)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import httpx
+from api_auth_support import bearer
 
 YAML = """id: {rid}
 name: Nightly
@@ -40,9 +42,10 @@ async def test_only_approved_cron_triggers_are_listed_with_next_fire_times(
     assert mine[0]["timezone"] == "Europe/Berlin" and mine[0]["paused"] is False
 
 
-async def test_pause_and_resume(client: httpx.AsyncClient, runbook_id: str) -> None:
+async def test_pause_and_resume(client: httpx.AsyncClient, runbook_id: str, make_key: Any) -> None:
     await create(client, runbook_id)
-    paused = await client.post(f"/api/v1/schedules/{runbook_id}/2/pause", headers={"X-RB-Actor": "ops"})
+    ops = bearer(await make_key("ops", "operator"))
+    paused = await client.post(f"/api/v1/schedules/{runbook_id}/2/pause", headers=ops)
     assert paused.status_code == 200 and paused.json()["paused"] is True
     assert paused.json()["next_fire_time"] is None
     items = {

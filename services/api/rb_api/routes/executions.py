@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rb_api import audit, control, executions
+from rb_api.auth import Operator, Viewer
 from rb_api.dbutil import in_thread
-from rb_api.deps import ActorDep, ServicesDep
+from rb_api.deps import ServicesDep
 from rb_api.problems import ProblemError, problem_responses
 from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
+from rb_api.scope import hidden_runbooks, require_execution, snapshot_of
 from rb_api.streaming import SSE_HEADERS, ExecutionStream, parse_last_event_id
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
 ExecutionId = Annotated[str, Path(max_length=64, description="the execution's id")]
-_PROBLEMS = problem_responses(400, 404, 409, 422, 503)
+_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 503)
 
 
 @router.get("", summary="List executions, newest first", responses=_PROBLEMS)
 async def list_all(
     svc: ServicesDep,
+    who: Viewer,
     runbook_id: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[str | None, Query(max_length=32, description=", ".join(EXECUTION_STATUSES))] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -37,8 +41,15 @@ async def list_all(
             title="Invalid request",
             errors=[{"field": "query.status", "message": "unknown status"}],
         )
+    hidden = await in_thread(hidden_runbooks, svc.engine, who)
     return await in_thread(
-        list_executions, svc.engine, runbook_id=runbook_id, status=wanted, limit=limit, offset=offset
+        list_executions,
+        svc.engine,
+        runbook_id=runbook_id,
+        status=wanted,
+        limit=limit,
+        offset=offset,
+        hidden_runbooks=hidden,
     )
 
 
@@ -47,7 +58,8 @@ async def list_all(
     summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis}",
     responses=_PROBLEMS,
 )
-async def get_one(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]:
+async def get_one(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+    await require_execution(svc, who, execution_id)
     return await executions.detail(svc, execution_id)
 
 
@@ -55,8 +67,10 @@ async def get_one(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]
 async def get_events(
     execution_id: ExecutionId,
     svc: ServicesDep,
+    who: Viewer,
     after_seq: Annotated[int, Query(ge=0, le=2**31 - 1, description="only events after this seq")] = 0,
 ) -> dict[str, Any]:
+    await require_execution(svc, who, execution_id)
     items = await executions.events_of(svc, execution_id, after_seq)
     return {"execution_id": execution_id, "items": items}
 
@@ -64,7 +78,8 @@ async def get_events(
 @router.get(
     "/{execution_id}/logs", summary="Step logs: inputs, outputs, errors per step", responses=_PROBLEMS
 )
-async def get_logs(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]:
+async def get_logs(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+    await require_execution(svc, who, execution_id)
     items = await executions.logs_of(svc, execution_id)
     return {"execution_id": execution_id, "items": items}
 
@@ -88,11 +103,15 @@ async def _known(svc: ServicesDep, execution_id: str) -> bool:
 async def stream(
     execution_id: ExecutionId,
     svc: ServicesDep,
+    who: Viewer,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> StreamingResponse:
     executions.check_id(execution_id)
     # A just-triggered execution may have no event yet: wait a little for its first one.
-    wait = 0.0 if await _known(svc, execution_id) else svc.options.stream_wait_seconds
+    known = await _known(svc, execution_id)
+    if known:
+        await require_execution(svc, who, execution_id)
+    wait = 0.0 if known else svc.options.stream_wait_seconds
     try:
         opened = await ExecutionStream.open(svc, execution_id, wait)
     except Exception as exc:
@@ -105,18 +124,33 @@ async def stream(
     if wait > 0 and opened.first is None:
         await opened.close()
         raise executions.missing(execution_id)
+    if not known and not _first_visible(who, opened.first):
+        await opened.close()
+        raise executions.missing(execution_id)
     frames = opened.events(parse_last_event_id(last_event_id), svc.options.keepalive_seconds)
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _first_visible(who: Viewer, first: Any) -> bool:
+    """Whether `who` may see the execution whose first message is `first` (team scope)."""
+    if first is None or who.team_filter() is None:
+        return True
+    try:
+        event = json.loads(first.data)
+    except ValueError:
+        return False
+    return who.sees_team(snapshot_of(event)[1])
 
 
 async def _control(
     svc: ServicesDep,
     execution_id: str,
     action: str,
-    actor: str,
+    who: Operator,
     body: control.ControlBody | None,
     key: str | None,
 ) -> JSONResponse:
+    await require_execution(svc, who, execution_id)
     detail = await executions.detail(svc, execution_id)  # 404 for unknown executions
     if detail["status"] in TERMINAL_STATUSES:
         raise ProblemError(
@@ -125,7 +159,7 @@ async def _control(
             slug="execution-finished",
             title="Execution already finished",
         )
-    command = control.build_command(execution_id, action, actor, body)
+    command = control.build_command(execution_id, action, who.actor, body)
     msg_id = f"{execution_id}:{action}:{key}" if key else None
     await control.publish_command(svc.bus, command, msg_id)
     return JSONResponse(
@@ -141,27 +175,27 @@ _Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 @router.post("/{execution_id}/cancel", status_code=202, summary="Request cancellation", responses=_PROBLEMS)
 async def cancel(
-    execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
+    execution_id: ExecutionId, svc: ServicesDep, who: Operator, body: _ControlBody = None, key: _Key = None
 ) -> JSONResponse:
-    return await _control(svc, execution_id, "cancel", actor, body, key)
+    return await _control(svc, execution_id, "cancel", who, body, key)
 
 
 @router.post(
     "/{execution_id}/pause", status_code=202, summary="Pause (running steps finish)", responses=_PROBLEMS
 )
 async def pause(
-    execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
+    execution_id: ExecutionId, svc: ServicesDep, who: Operator, body: _ControlBody = None, key: _Key = None
 ) -> JSONResponse:
-    return await _control(svc, execution_id, "pause", actor, body, key)
+    return await _control(svc, execution_id, "pause", who, body, key)
 
 
 @router.post(
     "/{execution_id}/resume", status_code=202, summary="Resume a paused execution", responses=_PROBLEMS
 )
 async def resume(
-    execution_id: ExecutionId, svc: ServicesDep, actor: ActorDep, body: _ControlBody = None, key: _Key = None
+    execution_id: ExecutionId, svc: ServicesDep, who: Operator, body: _ControlBody = None, key: _Key = None
 ) -> JSONResponse:
-    return await _control(svc, execution_id, "resume", actor, body, key)
+    return await _control(svc, execution_id, "resume", who, body, key)
 
 
 @router.post(
@@ -172,10 +206,12 @@ async def resume(
 async def replay(
     execution_id: ExecutionId,
     svc: ServicesDep,
+    who: Operator,
     body: Annotated[
         dict[str, Any] | None, Body(description='optional {"against": runbook definition}')
     ] = None,
 ) -> dict[str, Any]:
+    await require_execution(svc, who, execution_id)
     against = (body or {}).get("against")
     if against is not None and not isinstance(against, dict):
         raise ProblemError(422, "'against' must be a runbook definition object", slug="invalid-runbook")
@@ -187,5 +223,6 @@ async def replay(
     summary="Verify the hash chain; who, why, under which assumptions",
     responses=_PROBLEMS,
 )
-async def audit_execution(execution_id: ExecutionId, svc: ServicesDep) -> dict[str, Any]:
+async def audit_execution(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+    await require_execution(svc, who, execution_id)
     return await audit.audit_report(svc, execution_id)

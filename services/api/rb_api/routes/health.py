@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from rb_api.auth import Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services, ServicesDep
-from rb_api.problems import problem_response
+from rb_api.problems import problem_response, problem_responses
 from rb_store.db import select_one
 
 router = APIRouter(tags=["health"])
@@ -66,6 +67,11 @@ async def ready(request: Request, svc: ServicesDep) -> Any:
     return JSONResponse({"status": "ready", "checks": checks})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-async def metrics(svc: ServicesDep) -> PlainTextResponse:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (role viewer)",
+    response_class=PlainTextResponse,
+    responses=problem_responses(401, 403),
+)
+async def metrics(svc: ServicesDep, _: Viewer) -> PlainTextResponse:
     return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

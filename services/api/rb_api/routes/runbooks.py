@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from rb_api import registry, triggering
+from rb_api.auth import Admin, Author, Operator, Viewer
 from rb_api.dbutil import in_thread
 from rb_api.definitions import REQUEST_BODY_DOC, parse_submission
-from rb_api.deps import ActorDep, ServicesDep
+from rb_api.deps import ServicesDep
 from rb_api.problems import not_found, problem_responses
+from rb_api.scope import require_runbook, require_team_member, visible_clause
 from rb_common.model import ID_PATTERN
 from rb_common.registry_events import announce
 from rb_common.statuses import ExecutionStatus
@@ -23,7 +25,7 @@ _RUNBOOK_ID = re.compile(ID_PATTERN)
 
 RunbookId = Annotated[str, Path(max_length=100, description="the runbook's id")]
 Revision = Annotated[int, Path(ge=1, le=2**31 - 1)]
-_PROBLEMS = problem_responses(400, 404, 409, 413, 415, 422)
+_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422)
 
 
 class RollbackBody(BaseModel):
@@ -57,10 +59,11 @@ async def _announce(svc: ServicesDep, result: dict[str, Any], change: str, actor
     openapi_extra=REQUEST_BODY_DOC,
     responses=_PROBLEMS,
 )
-async def create_runbook(request: Request, svc: ServicesDep, actor: ActorDep) -> JSONResponse:
+async def create_runbook(request: Request, svc: ServicesDep, who: Author) -> JSONResponse:
     sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
-    result = await in_thread(registry.create, svc.engine, sub, actor)
-    await _announce(svc, result, "created", actor)
+    require_team_member(who, sub.runbook.team)
+    result = await in_thread(registry.create, svc.engine, sub, who.actor)
+    await _announce(svc, result, "created", who.actor)
     return JSONResponse(result, status_code=201, headers=_location(sub.runbook.id))
 
 
@@ -71,47 +74,62 @@ async def create_runbook(request: Request, svc: ServicesDep, actor: ActorDep) ->
     responses=_PROBLEMS,
 )
 async def update_runbook(
-    runbook_id: RunbookId, request: Request, svc: ServicesDep, actor: ActorDep
+    runbook_id: RunbookId, request: Request, svc: ServicesDep, who: Author
 ) -> dict[str, Any]:
+    await require_runbook(svc, who, runbook_id)
     sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
-    result = await in_thread(registry.update_definition, svc.engine, runbook_id, sub, actor)
-    return await _announce(svc, result, "revised", actor)
+    require_team_member(who, sub.runbook.team)
+    result = await in_thread(registry.update_definition, svc.engine, runbook_id, sub, who.actor)
+    return await _announce(svc, result, "revised", who.actor)
 
 
 @router.get("", summary="List runbooks", responses=_PROBLEMS)
 async def list_runbooks(
     svc: ServicesDep,
+    who: Viewer,
     status: Annotated[Literal["DRAFT", "APPROVED", "DEPRECATED"] | None, Query()] = None,
     tag: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> dict[str, Any]:
     return await in_thread(
-        registry.list_runbooks, svc.engine, status=status, tag=tag, limit=limit, offset=offset
+        registry.list_runbooks,
+        svc.engine,
+        status=status,
+        tag=tag,
+        limit=limit,
+        offset=offset,
+        visible=visible_clause(who),
     )
 
 
 @router.get("/{runbook_id}", summary="The current definition and metadata", responses=_PROBLEMS)
-async def get_runbook(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
+async def get_runbook(runbook_id: RunbookId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+    await require_runbook(svc, who, runbook_id)
     return await in_thread(registry.get, svc.engine, runbook_id)
 
 
 @router.delete(
     "/{runbook_id}", status_code=204, summary="Delete a runbook and its revisions", responses=_PROBLEMS
 )
-async def delete_runbook(runbook_id: RunbookId, svc: ServicesDep) -> Response:
+async def delete_runbook(runbook_id: RunbookId, svc: ServicesDep, who: Author) -> Response:
+    await require_runbook(svc, who, runbook_id)
     await in_thread(registry.remove, svc.engine, runbook_id)
-    await announce(svc.bus, runbook_id, "deleted")
+    await announce(svc.bus, runbook_id, "deleted", actor=who.actor)
     return Response(status_code=204)
 
 
 @router.get("/{runbook_id}/versions", summary="All revisions", responses=_PROBLEMS)
-async def list_versions(runbook_id: RunbookId, svc: ServicesDep) -> dict[str, Any]:
+async def list_versions(runbook_id: RunbookId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+    await require_runbook(svc, who, runbook_id)
     return await in_thread(registry.versions, svc.engine, runbook_id)
 
 
 @router.get("/{runbook_id}/versions/{revision}", summary="One revision", responses=_PROBLEMS)
-async def get_version(runbook_id: RunbookId, revision: Revision, svc: ServicesDep) -> dict[str, Any]:
+async def get_version(
+    runbook_id: RunbookId, revision: Revision, svc: ServicesDep, who: Viewer
+) -> dict[str, Any]:
+    await require_runbook(svc, who, runbook_id)
     return await in_thread(registry.version, svc.engine, runbook_id, revision)
 
 
@@ -121,22 +139,25 @@ async def get_version(runbook_id: RunbookId, revision: Revision, svc: ServicesDe
     responses=_PROBLEMS,
 )
 async def rollback(
-    runbook_id: RunbookId, body: RollbackBody, svc: ServicesDep, actor: ActorDep
+    runbook_id: RunbookId, body: RollbackBody, svc: ServicesDep, who: Author
 ) -> dict[str, Any]:
-    result = await in_thread(registry.rollback, svc.engine, runbook_id, body.revision, actor)
-    return await _announce(svc, result, "rolled_back", actor)
+    await require_runbook(svc, who, runbook_id)
+    old = await in_thread(registry.version, svc.engine, runbook_id, body.revision)
+    require_team_member(who, registry.team_of(old.get("definition")))
+    result = await in_thread(registry.rollback, svc.engine, runbook_id, body.revision, who.actor)
+    return await _announce(svc, result, "rolled_back", who.actor)
 
 
 @router.post("/{runbook_id}/approve", summary="Status APPROVED", responses=_PROBLEMS)
-async def approve(runbook_id: RunbookId, svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+async def approve(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[str, Any]:
     result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.APPROVED)
-    return await _announce(svc, result, "approved", actor)
+    return await _announce(svc, result, "approved", who.actor)
 
 
 @router.post("/{runbook_id}/deprecate", summary="Status DEPRECATED (no more executions)", responses=_PROBLEMS)
-async def deprecate(runbook_id: RunbookId, svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[str, Any]:
     result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED)
-    return await _announce(svc, result, "deprecated", actor)
+    return await _announce(svc, result, "deprecated", who.actor)
 
 
 @router.post(
@@ -148,7 +169,7 @@ async def deprecate(runbook_id: RunbookId, svc: ServicesDep, actor: ActorDep) ->
 async def execute(
     runbook_id: RunbookId,
     svc: ServicesDep,
-    actor: ActorDep,
+    who: Operator,
     body: Annotated[triggering.ExecuteBody | None, Body()] = None,
     idempotency_key: Annotated[
         str | None,
@@ -161,8 +182,9 @@ async def execute(
 ) -> JSONResponse:
     if not _RUNBOOK_ID.match(runbook_id):
         raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
+    await require_runbook(svc, who, runbook_id)
     execution_id = await triggering.execute(
-        svc, runbook_id, body or triggering.ExecuteBody(), actor, idempotency_key
+        svc, runbook_id, body or triggering.ExecuteBody(), who.actor, idempotency_key
     )
     return JSONResponse(
         {"execution_id": execution_id, "status": ExecutionStatus.QUEUED},
