@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -247,6 +248,29 @@ def test_rb_up_without_rb_nats_url_runs_its_own_nats_and_the_cli_follows_it(tmp_
             timeout=60,
         )
         assert "REPLAY VERIFIED" in replay.stdout, replay.stdout + replay.stderr
+
+        def rb(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "rb_cli", *args],
+                env={**cli, **extra},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        made = rb("keys", "create", "ci-bot", "--role", "viewer", "--team", "payments", "--expires-in", "1d")
+        assert made.returncode == 0, made.stdout + made.stderr
+        ci_key = made.stdout.strip()
+        assert ci_key.startswith("rbk_") and "shown only now" in made.stderr
+        listed = rb("keys", "list", "--json")
+        [entry] = [k for k in json.loads(listed.stdout)["items"] if k["name"] == "ci-bot"]
+        assert entry["teams"] == ["payments"] and entry["expires_at"] and ci_key not in listed.stdout
+        assert rb("executions", RB_API_KEY=ci_key).returncode == 0
+        not_admin = rb("keys", "list", RB_API_KEY=ci_key)
+        assert not_admin.returncode == 2 and "403" in not_admin.stderr
+        assert rb("keys", "revoke", entry["id"]).returncode == 0
+        refused = rb("executions", RB_API_KEY=ci_key)
+        assert refused.returncode == 2 and "401" in refused.stderr and "RB_API_KEY" in refused.stderr
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
