@@ -75,7 +75,11 @@ async def test_every_registry_change_is_an_event_before_the_answer(
         paused = await client.post(f"/api/v1/schedules/{runbook_id}/0/pause", headers=ops)
         assert paused.status_code == 200
         change = await next_change()
-        assert (change["change"], change["trigger_index"], change["actor"]) == ("schedule_paused", 0, "key:ops")
+        assert (change["change"], change["trigger_index"], change["actor"]) == (
+            "schedule_paused",
+            0,
+            "key:ops",
+        )
         assert (await client.post(f"/api/v1/schedules/{runbook_id}/0/resume")).status_code == 200
         assert (await next_change())["change"] == "schedule_resumed"
         rollback = await client.post(f"/api/v1/runbooks/{runbook_id}/rollback", json={"revision": 1})

@@ -22,8 +22,7 @@ async def register(client: httpx.AsyncClient, text: str) -> None:
 
 
 async def test_execute_publishes_the_trigger(
-    make_key: Any,
-    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+    make_key: Any, client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
 ) -> None:
     text = make_yaml(runbook_id)
     await register(client, text)

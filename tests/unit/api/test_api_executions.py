@@ -207,8 +207,7 @@ async def test_sse_last_event_id_and_first_event_wait(client: httpx.AsyncClient,
 
 
 async def test_control_commands(
-    make_key: Any,
-    client: httpx.AsyncClient, engine: Engine, executions: Any, probe: Any
+    make_key: Any, client: httpx.AsyncClient, engine: Engine, executions: Any, probe: Any
 ) -> None:
     events = await executions.run()
     execution_id = events[0].execution_id
