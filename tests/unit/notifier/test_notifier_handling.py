@@ -233,5 +233,5 @@ async def test_the_coordinator_appends_the_notifiers_records_after_the_end(
     assert state.terminal
     for _, body, _ in js.inbox:
         outcome = StepOutcome.model_validate(body)
-        [(type_, data, actor)] = reported(state, outcome.type, outcome.data)
+        [(type_, data, actor, _)] = reported(state, outcome.type, outcome.data)
         assert type_ == outcome.type and data == outcome.data and actor == "rb-notifier"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -37,9 +37,16 @@ EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
 
-# (type, data, actor): an event before it is sealed. `data` is written as given (a reported
-# dict passes through as the worker wrote it); the applier reads it through its typed payload.
-Fact = tuple[EventType, dict[str, Any], str]
+class Fact(NamedTuple):
+    """An event before it is sealed. `data` is written as given (a reported dict passes through
+    as the worker wrote it); `payload`, when the applier has parsed it already, is its typed
+    view, handed to the event so that the fold does not parse it again."""
+
+    type: EventType
+    data: dict[str, Any]
+    actor: str
+    payload: EventPayload | None = None
+
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
 NOTIFICATIONS = frozenset({EventType.NOTIFICATION_SENT, EventType.NOTIFICATION_FAILED})
@@ -86,8 +93,8 @@ def apply(
         if observe is not None:
             observe(event, applied.state)
 
-    for type_, data, actor in facts:
-        record(type_, data, actor)
+    for fact in facts:
+        record(fact.type, fact.data, fact.actor, fact.payload)
     while commands := decide(applied.state):
         command = commands[0]  # re-decide after every event: the state moved
         if isinstance(command, Emit):
@@ -110,7 +117,7 @@ def requested(state: ExecutionState, data: dict[str, Any], actor: str) -> list[F
     """A start request: news only for an execution that does not exist yet."""
     if state.status != st.NEW:
         return []  # a repeated or duplicate trigger: the execution exists already
-    return [(EventType.EXECUTION_REQUESTED, data, actor)]
+    return [Fact(EventType.EXECUTION_REQUESTED, data, actor)]
 
 
 def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: str) -> list[Fact]:
@@ -118,7 +125,7 @@ def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: st
     type_ = _event_type(kind)
     if type_ not in CONTROLS or state.status == st.NEW or state.terminal:
         return []
-    return [(type_, data, actor)]
+    return [Fact(type_, data, actor)]
 
 
 def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fact]:
@@ -136,7 +143,7 @@ def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fac
     if type_ in NOTIFICATIONS:
         # Facts about the record, appended even after the end; the notifier's message ids make
         # a repeated report a duplicate that the inbox drops.
-        return [] if state.status == st.NEW else [(type_, dict(data), NOTIFIER)]
+        return [] if state.status == st.NEW else [Fact(type_, dict(data), NOTIFIER)]
     if state.status == st.NEW or state.terminal:
         return []
     assert isinstance(report, StepStarted | StepSucceeded | StepFailed)
@@ -151,15 +158,16 @@ def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fac
         # Also once per redelivery of the attempt (its worker died mid-step), so the record
         # shows every run, including those a crash cut short.
         again = main and current == st.RUNNING and report.delivery > step.deliveries
-        return [(type_, dict(data), WORKER)] if current == st.SCHEDULED or again else []
+        return [Fact(type_, dict(data), WORKER, report)] if current == st.SCHEDULED or again else []
     if current not in st.ACTIVE:
         return []
     if isinstance(report, StepFailed) and main:
         will_retry, delay = retry_plan(state, report.step_id, report.attempt, bool(report.retryable))
         # Written after what the worker wrote, as the coordinator's part of the record.
-        return [(type_, {**data, "will_retry": will_retry, "retry_delay": delay}, WORKER)]
+        decided = {"will_retry": will_retry, "retry_delay": delay}
+        return [Fact(type_, {**data, **decided}, WORKER, report.model_copy(update=decided))]
     # A quick step never said it had started: its outcome carries `started_at` instead.
-    return [(type_, dict(data), WORKER)]
+    return [Fact(type_, dict(data), WORKER, report)]
 
 
 def lost(state: ExecutionState, command: RunStep, deliveries: Any) -> list[Fact]:
@@ -182,7 +190,7 @@ def lost(state: ExecutionState, command: RunStep, deliveries: Any) -> list[Fact]
         will_retry=False,
         retry_delay=0.0,
     )
-    return [(EventType.STEP_FAILED, failed.dump(), EXECUTOR)]
+    return [Fact(EventType.STEP_FAILED, failed.dump(), EXECUTOR, failed)]
 
 
 def _event_type(kind: str) -> EventType | None:

@@ -57,10 +57,11 @@ def test_a_request_is_recorded_once_with_every_decision_after_it() -> None:
 def test_outcomes_of_another_attempt_or_after_the_end_are_dropped() -> None:
     state = started()
     failed = {"step_id": "a", "attempt": 1, "phase": "main", "error": "x", "retryable": True}
-    [(type_, data, actor)] = reported(state, "step.failed", failed)
-    assert (type_, actor) == (EventType.STEP_FAILED, "rb-worker")
-    assert data["will_retry"] is True and data["retry_delay"] >= 0, "the retry decision is added"
-    applied = apply(state, [(type_, data, actor)], seal)
+    [fact] = reported(state, "step.failed", failed)
+    assert (fact.type, fact.actor) == (EventType.STEP_FAILED, "rb-worker")
+    assert fact.data["will_retry"] is True and fact.data["retry_delay"] >= 0, "the retry decision is added"
+    assert fact.payload is not None and fact.payload.dump()["will_retry"] is True
+    applied = apply(state, [fact], seal)
     [retry] = applied.run
     assert (retry.step_id, retry.attempt) == ("a", 2)
     assert reported(applied.state, "step.succeeded", {**failed, "result": {}}) == [], "attempt 1 is over"
@@ -105,8 +106,8 @@ def test_a_lost_task_fails_only_an_attempt_still_running() -> None:
 
     state = started()
     command = RunStep("a", "transform", 1, "main", {}, 60.0, "ex1:a:1")
-    [(type_, data, _)] = lost(state, command, 10)
-    assert type_ == EventType.STEP_FAILED and data["lost"] is True and data["will_retry"] is False
+    [fact] = lost(state, command, 10)
+    assert fact.type == EventType.STEP_FAILED and fact.data["lost"] is True and fact.data["will_retry"] is False
     assert lost(state, RunStep("a", "transform", 2, "main", {}, 60.0, "ex1:a:2"), 10) == []
 
 
