@@ -97,6 +97,9 @@ class Names:
     def control_subject(self, execution_id: str) -> str:
         return f"{self.namespace}.control.{execution_id}"
 
+    def timer_subject(self, execution_id: str) -> str:
+        return f"{self.namespace}.timer.{execution_id}"
+
     def all_of(self, kind: str) -> str:
         """The wildcard over one kind of subject: `all_of("exec")` = `rb.exec.*`."""
         return f"{self.namespace}.{kind}.*"
@@ -155,7 +158,12 @@ class Names:
             # and tasks no worker could finish.
             StreamConfig(
                 name=self.inbox_stream,
-                subjects=[self.all_of("result"), self.all_of("control"), self.lost_task_advisories],
+                subjects=[
+                    self.all_of("result"),
+                    self.all_of("control"),
+                    self.all_of("timer"),
+                    self.lost_task_advisories,
+                ],
                 retention=RetentionPolicy.LIMITS,
                 max_age=DAY,
                 storage=StorageType.FILE,

@@ -43,6 +43,8 @@ class EventType(StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_ABORTED = "execution.aborted"
     EXECUTION_CANCELLED = "execution.cancelled"
+    TIMER_STARTED = "timer.started"
+    TIMER_FIRED = "timer.fired"
 
 
 TERMINAL_EVENTS = frozenset(
@@ -62,6 +64,7 @@ DECIDED_EVENTS = frozenset(
         EventType.STEP_SCHEDULED,
         EventType.STEP_SKIPPED,
         EventType.ROLLBACK_STARTED,
+        EventType.TIMER_STARTED,
         EventType.KPI_EVALUATED,
         *TERMINAL_EVENTS,
     }

@@ -42,6 +42,15 @@ class StepOutcome(_Message):
     data: dict[str, Any]
 
 
+class TimerDue(_Message):
+    """A timer the coordinator started (timer.started): redelivered, with a delay, until its
+    time has come; then the coordinator records timer.fired."""
+
+    execution_id: str
+    timer_id: str
+    fire_at: str  # ISO time
+
+
 class ControlCommand(_Message):
     """An operator's request: execution.cancel_requested | execution.paused | execution.resumed."""
 

@@ -160,6 +160,9 @@ class Runbook(Strict):
     parameters: dict[str, Any] | None = None
     kpis: Kpis = Kpis()
     defaults: Defaults = Defaults()
+    # The whole execution's deadline, from its start: when it passes, running steps are
+    # cancelled, pending ones skipped and the execution fails ("timed out").
+    timeout: Duration | None = Field(default=None, gt=0)
     triggers: list[Trigger] = []
     notify: list[NotifyRule] = []
     steps: list[Step] = Field(min_length=1)

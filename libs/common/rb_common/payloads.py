@@ -245,6 +245,28 @@ class NotificationFailed(_Notification):
     TYPE = EventType.NOTIFICATION_FAILED
 
 
+# -- timers -----------------------------------------------------------------------------------
+
+
+class TimerStarted(EventPayload):
+    """A decision to be woken at `fire_at` (the runbook's `timeout`; approval timeouts, long
+    waits): recorded, so it survives restarts, and fired by whoever drives the coordinator."""
+
+    TYPE = EventType.TIMER_STARTED
+    timer_id: str
+    fire_at: str  # ISO time
+    purpose: str | None = None
+
+    @property
+    def fire_time(self) -> datetime:
+        return datetime.fromisoformat(self.fire_at)
+
+
+class TimerFired(EventPayload):
+    TYPE = EventType.TIMER_FIRED
+    timer_id: str
+
+
 # -- the end ----------------------------------------------------------------------------------
 
 
@@ -261,6 +283,7 @@ class ExecutionFailed(_Terminal):
     failed_step: str | None = None
     rolled_back: list[str] | None = None
     rollback_failed: list[str] | None = None
+    timed_out: bool = False  # the runbook's timeout passed (written only then)
 
 
 class ExecutionAborted(_Terminal):
@@ -297,6 +320,8 @@ Payload = (
     | ExecutionFailed
     | ExecutionAborted
     | ExecutionCancelled
+    | TimerStarted
+    | TimerFired
 )
 TerminalPayload = ExecutionSucceeded | ExecutionFailed | ExecutionAborted | ExecutionCancelled
 

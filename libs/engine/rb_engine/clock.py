@@ -12,6 +12,11 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def wait_timeout(self, until: datetime, idle: bool) -> float | None:
+        """How long a runner may wait for news before a timer due at `until` must fire
+        (None: wait for news, the timer is not due before it); `idle`: nothing is running."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -19,6 +24,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def wait_timeout(self, until: datetime, idle: bool) -> float | None:
+        return max(0.0, (until - self.now()).total_seconds())
 
 
 class FakeClock:
@@ -34,3 +42,13 @@ class FakeClock:
         if seconds > 0:
             self._now += timedelta(seconds=seconds)
         await asyncio.sleep(0)
+
+    def wait_timeout(self, until: datetime, idle: bool) -> float | None:
+        """Virtual time moves with what runs (a step's sleep); when nothing runs, it jumps to
+        the timer. A timer a step's sleep passed fires before that step's outcome."""
+        if until <= self._now:
+            return 0.0
+        if idle:
+            self._now = until
+            return 0.0
+        return None

@@ -25,6 +25,7 @@ from rb_common.upcast import upcast_all
 from rb_engine.attempt import Revealed, resolve_secrets
 from rb_engine.clock import FakeClock
 from rb_engine.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
+from rb_engine.coordinator.commands import StartTimer
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.runner import StepExecutor
 from rb_engine.steps.base import StepContext, StepFailed
@@ -67,14 +68,18 @@ def _short(value: Any) -> str:
 
 
 def _decided(event: Event) -> bool:
+    if event.type == EventType.EXECUTION_ABORTED and event.data.get("refused") is True:
+        return False  # the executor refused the start (revision not APPROVED): a fact, not decide()'s
     return event.type in DECIDED_EVENTS or (
         event.type == EventType.STEP_FAILED and event.payload_as(StepFailedPayload).stage == "inputs"
     )
 
 
-def _command_data(command: Emit | RunStep) -> tuple[EventType, dict[str, Any]]:
+def _command_data(command: Emit | RunStep | StartTimer) -> tuple[EventType, dict[str, Any]]:
     if isinstance(command, RunStep):
         return EventType.STEP_SCHEDULED, command.event_data()
+    if isinstance(command, StartTimer):
+        return EventType.TIMER_STARTED, command.payload.dump()
     return command.type, command.data
 
 

@@ -24,7 +24,7 @@ from rb_common.snapshot import requested_data
 from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep
-from rb_engine.coordinator.applier import Fact, apply, reported, requested
+from rb_engine.coordinator.applier import Fact, apply, due, reported, requested
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
 
@@ -149,9 +149,13 @@ class Runner:
         try:
             self._apply(requested(self.state, data, request.actor))
             while not (self.state.terminal and not self._tasks):
-                if not self._tasks:
+                if not self._tasks and not self.state.pending_timers():
                     raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
-                outcome = await self._outcomes.get()
+                outcome = await self._next_outcome()
+                # Timers whose time came before this news fire first (timer.fired).
+                self._apply(due(self.state, self.clock.now()))
+                if outcome is None:
+                    continue
                 if not isinstance(outcome, ev.StepStarted):
                     self._tasks.pop(outcome.step_id, None)
                 self._apply(reported(self.state, outcome.TYPE, outcome.dump()))
@@ -160,6 +164,17 @@ class Runner:
             for task in [*self._tasks.values(), *self._cancelled]:
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), *self._cancelled, return_exceptions=True)
+
+    async def _next_outcome(self) -> ev.StepStarted | ev.StepSucceeded | ev.StepFailed | None:
+        """The next outcome, or None when the earliest pending timer is due first."""
+        timers = self.state.pending_timers()
+        if not timers or not self._outcomes.empty():
+            return await self._outcomes.get()
+        timeout = self.clock.wait_timeout(min(timers.values()), idle=not self._tasks)
+        try:
+            return await asyncio.wait_for(self._outcomes.get(), timeout)
+        except TimeoutError:
+            return None
 
     async def _attempt(self, command: RunStep) -> None:
         try:

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from rb_common.events import Event, EventType
-from rb_common.payloads import EventPayload, StepFailed, StepStarted, StepSucceeded, parse_payload
+from rb_common.payloads import EventPayload, StepFailed, StepStarted, StepSucceeded, TimerFired, parse_payload
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.commands import CancelStep, Emit, RunStep
+from rb_engine.coordinator.commands import CancelStep, Emit, RunStep, StartTimer
 from rb_engine.coordinator.decide import decide, retry_plan
 from rb_engine.coordinator.evolve import evolve
 from rb_engine.coordinator.state import ExecutionState
@@ -62,6 +63,7 @@ class Applied:
     events: list[Event] = field(default_factory=list)
     run: list[RunStep] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
+    timers: list[StartTimer] = field(default_factory=list)  # started: the driver fires them
 
 
 def cancelled(step_id: str, attempt: int, phase: str) -> StepFailed:
@@ -110,6 +112,10 @@ def apply(
             stopped = cancelled(command.step_id, step.attempt, phase)
             record(EventType.STEP_FAILED, stopped.dump(), payload=stopped)
             applied.cancel.append(command.step_id)
+        elif isinstance(command, StartTimer):
+            started = command.payload
+            record(EventType.TIMER_STARTED, started.dump(), payload=started)
+            applied.timers.append(command)
     return applied
 
 
@@ -168,6 +174,21 @@ def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fac
         return [Fact(type_, {**data, **decided}, WORKER, report.model_copy(update=decided))]
     # A quick step never said it had started: its outcome carries `started_at` instead.
     return [Fact(type_, dict(data), WORKER, report)]
+
+
+def fired(state: ExecutionState, timer_id: str) -> list[Fact]:
+    """A timer's time has come: news once, while the execution runs and the timer waits."""
+    timer = state.timers.get(timer_id)
+    if timer is None or timer[1] or state.terminal:
+        return []
+    payload = TimerFired(timer_id=timer_id)
+    return [Fact(EventType.TIMER_FIRED, payload.dump(), EXECUTOR, payload)]
+
+
+def due(state: ExecutionState, now: datetime) -> list[Fact]:
+    """Every timer whose time has come by `now`, earliest first."""
+    pending = sorted(state.pending_timers().items(), key=lambda item: (item[1], item[0]))
+    return [fact for tid, at in pending if at <= now for fact in fired(state, tid)]
 
 
 def lost(state: ExecutionState, command: RunStep, deliveries: Any) -> list[Fact]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rb_common.events import EventType
-from rb_common.payloads import EventPayload, StepScheduled
+from rb_common.payloads import EventPayload, StepScheduled, TimerStarted
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,25 @@ class Emit:
     @property
     def data(self) -> dict[str, Any]:
         return self.payload.dump()
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """Be woken at `fire_at`: recorded as timer.started; the driver fires it (timer.fired) once
+    that time has come, across restarts (the in-process runner on its clock, the executor
+    service through a delayed message)."""
+
+    timer_id: str
+    fire_at: datetime
+    purpose: str | None = None
+
+    @property
+    def payload(self) -> TimerStarted:
+        return TimerStarted(timer_id=self.timer_id, fire_at=self.fire_at.isoformat(), purpose=self.purpose)
+
+    @classmethod
+    def from_payload(cls, payload: TimerStarted) -> StartTimer:
+        return cls(payload.timer_id, payload.fire_time, payload.purpose)
 
 
 @dataclass(frozen=True)
@@ -89,4 +108,4 @@ class CancelStep:
     step_id: str
 
 
-Command = Emit | RunStep | CancelStep
+Command = Emit | RunStep | CancelStep | StartTimer

@@ -7,6 +7,7 @@ command is not decided again (CancelStep aside, which the runner treats as idemp
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from rb_common.errors import ExpressionError
@@ -26,11 +27,11 @@ from rb_common.payloads import (
 )
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep
+from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep, StartTimer
 from rb_engine.coordinator.context import expression_context
 from rb_engine.coordinator.kpis import evaluate_kpis
 from rb_engine.coordinator.retry import backoff_delay
-from rb_engine.coordinator.state import ExecutionState
+from rb_engine.coordinator.state import DEADLINE, ExecutionState
 
 
 def decide(state: ExecutionState) -> list[Command]:
@@ -39,6 +40,10 @@ def decide(state: ExecutionState) -> list[Command]:
     if state.status == st.QUEUED:
         rb = state.definition
         return [Emit(ExecutionStarted(runbook_id=rb.id, version=rb.version))]
+    timeout = state.definition.timeout
+    if timeout is not None and DEADLINE not in state.timers and state.started_at is not None:
+        fire_at = state.started_at + timedelta(seconds=timeout)
+        return [StartTimer(DEADLINE, fire_at, f"the runbook's timeout of {timeout:g}s")]
     pending_checks = [a for a in state.definition.assumptions if a.name not in state.assumptions]
     if pending_checks:
         context = expression_context(state)
@@ -48,6 +53,14 @@ def decide(state: ExecutionState) -> list[Command]:
         return _wind_down(state, ExecutionAborted(reason=f"assumption '{unmet[0]}' not met", unmet=unmet))
     if state.cancel_requested:
         return _wind_down(state, ExecutionCancelled(reason="cancel requested"))
+    if state.timed_out:
+        timeout = state.definition.timeout or 0.0
+        return _wind_down(
+            state,
+            ExecutionFailed(
+                reason=f"timed out: the runbook's timeout of {timeout:g}s passed", timed_out=True
+            ),
+        )
     if state.failure is not None:
         failure = state.failure
         reason = f"step '{failure.step_id}' failed: {failure.error}"
@@ -86,7 +99,7 @@ def retry_plan(state: ExecutionState, step_id: str, attempt: int, retryable: boo
     """(will_retry, delay) after attempt `attempt` of `step_id` failed."""
     step = state.definition.step(step_id)
     policy = state.definition.retry_for(step)
-    winding_down = state.failure is not None or state.cancel_requested
+    winding_down = state.failure is not None or state.cancel_requested or state.timed_out
     if not retryable or winding_down or attempt >= policy.max_attempts:
         return False, 0.0
     return True, backoff_delay(policy, attempt, f"{state.execution_id}:{step_id}")

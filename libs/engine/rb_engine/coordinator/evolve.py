@@ -19,6 +19,8 @@ from rb_common.payloads import (
     StepStarted,
     StepSucceeded,
     TerminalPayload,
+    TimerFired,
+    TimerStarted,
 )
 from rb_common.statuses import ExecutionStatus
 from rb_engine.coordinator import state as st
@@ -229,6 +231,19 @@ def _cancel(state: ExecutionState, event: Event, data: EventPayload) -> Changes:
     return {} if state.terminal else {"cancel_requested": True}
 
 
+def _timer_started(state: ExecutionState, event: Event, data: TimerStarted) -> Changes:
+    if data.timer_id in state.timers:
+        return {}
+    return {"timers": {**state.timers, data.timer_id: (data.fire_time, False)}}
+
+
+def _timer_fired(state: ExecutionState, event: Event, data: TimerFired) -> Changes:
+    timer = state.timers.get(data.timer_id)
+    if timer is None or timer[1]:
+        return {}
+    return {"timers": {**state.timers, data.timer_id: (timer[0], True)}}
+
+
 def _terminal(status: ExecutionStatus) -> Callable[[ExecutionState, Event, TerminalPayload], Changes]:
     def handler(state: ExecutionState, event: Event, data: TerminalPayload) -> Changes:
         return {"status": status, "completed_at": event.time, "reason": data.reason}
@@ -254,4 +269,6 @@ _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.EXECUTION_FAILED: _terminal(st.EXEC_FAILED),
     EventType.EXECUTION_ABORTED: _terminal(st.ABORTED),
     EventType.EXECUTION_CANCELLED: _terminal(st.CANCELLED),
+    EventType.TIMER_STARTED: _timer_started,
+    EventType.TIMER_FIRED: _timer_fired,
 }

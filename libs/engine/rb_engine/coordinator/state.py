@@ -74,6 +74,9 @@ class StepState:
     deliveries: int = 1
 
 
+DEADLINE = "deadline"  # the timer of the runbook's `timeout`
+
+
 @dataclass(frozen=True)
 class Failure:
     """Why the execution is winding down: a step that failed with abort or rollback."""
@@ -106,6 +109,8 @@ class ExecutionState:
     assumptions: dict[str, bool] = field(default_factory=dict)
     failure: Failure | None = None
     cancel_requested: bool = False
+    # Timers started (by id): their fire time, and whether they have fired.
+    timers: dict[str, tuple[datetime, bool]] = field(default_factory=dict)
     rollback_started: bool = False
     kpis: dict[str, Any] | None = None
     reason: str | None = None
@@ -128,6 +133,16 @@ class ExecutionState:
 
     def active_count(self) -> int:
         return len(self.active)
+
+    @property
+    def timed_out(self) -> bool:
+        """The runbook's timeout (the `deadline` timer) has fired."""
+        deadline = self.timers.get(DEADLINE)
+        return deadline is not None and deadline[1]
+
+    def pending_timers(self) -> dict[str, datetime]:
+        """Timers started and not fired yet, by id: what a driver must still fire."""
+        return {tid: at for tid, (at, fired) in self.timers.items() if not fired}
 
     @property
     def all_finished(self) -> bool:

@@ -28,15 +28,18 @@ from rb_common.bus import Bus
 from rb_common.consumers import consume_push, durable_config
 from rb_common.events import Event, EventType
 from rb_common.expressions import mentions_secrets
-from rb_common.messages import ControlCommand, StepOutcome, StepTask, TriggerRequest
+from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
 from rb_common.ports import ConcurrencyError
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, lost, reported, requested
+from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, fired, lost, reported
 from rb_engine.coordinator.context import expression_context
+from rb_executor.service import admission
 
 log = logging.getLogger(__name__)
+
+TIMER_EARLY = 0.05  # seconds: a timer handed over this close to its time fires now
 
 
 @dataclass
@@ -98,6 +101,13 @@ class Coordinator:
                 self.on_lost_task,
                 stop,
             ),
+            consume_push(
+                bus,
+                names.inbox_stream,
+                durable_config(f"{self.consumer_prefix}-timers-q", names.all_of("timer")),
+                self.on_timer,
+                stop,
+            ),
         )
 
     # -- message handlers -------------------------------------------------------------------
@@ -110,7 +120,8 @@ class Coordinator:
             await msg.term()
             return
 
-        await self.advance(request.execution_id, lambda state: requested(state, request.data, request.actor))
+        refused = await admission.refusal(self.bus, request)  # the revision must be APPROVED now
+        await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
         await msg.ack()
 
     async def on_outcome(self, msg: Msg) -> None:
@@ -175,6 +186,23 @@ class Coordinator:
         await self.advance(task.execution_id, lambda state: lost(state, command, deliveries))
         await msg.ack()
 
+    async def on_timer(self, msg: Msg) -> None:
+        """A timer's message: handed back with a delay until its time, then fired (recorded as
+        timer.fired; stale or repeated ones are dropped by the applier)."""
+        try:
+            due = TimerDue.model_validate_json(msg.data)
+            fire_at = datetime.fromisoformat(due.fire_at)
+        except (ValidationError, ValueError) as exc:
+            log.error("dropping malformed timer: %s", exc)
+            await msg.term()
+            return
+        wait = (fire_at - self.clock()).total_seconds()
+        if wait > TIMER_EARLY:
+            await msg.nak(delay=wait)  # JetStream hands it back then, whoever is running
+            return
+        await self.advance(due.execution_id, lambda state: fired(state, due.timer_id))
+        await msg.ack()
+
     # -- the core ---------------------------------------------------------------------------
 
     async def advance(self, execution_id: str, decision: Decision) -> None:
@@ -195,6 +223,7 @@ class Coordinator:
                     self.cache.pop(execution_id, None)
                     continue
                 await self._publish_tasks(entry, tasks)
+                await self._publish_timers(entry)
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
                 return
@@ -272,6 +301,28 @@ class Coordinator:
             if waiting and scheduled and scheduled.idempotency_key not in entry.published:
                 commands.append(RunStep.from_payload(scheduled))
         return commands
+
+    async def _publish_timers(self, entry: _Entry) -> None:
+        """Timers recorded as started whose message this process has not sent (after a crash
+        or a cache miss, sent again: the inbox drops duplicates by message id, and a second
+        firing is stale)."""
+        state = entry.state
+        if state.terminal:
+            return
+        for timer_id, fire_at in state.pending_timers().items():
+            key = f"{state.execution_id}:timer:{timer_id}"
+            if key in entry.published:
+                continue
+            message = TimerDue(
+                execution_id=state.execution_id, timer_id=timer_id, fire_at=fire_at.isoformat()
+            )
+            await self.bus.js.publish(
+                self.bus.names.timer_subject(state.execution_id),
+                message.encode(),
+                headers={"Nats-Msg-Id": key},
+                stream=self.bus.names.inbox_stream,
+            )
+            entry.published.add(key)
 
     async def _publish_tasks(self, entry: _Entry, commands: list[RunStep]) -> None:
         if not commands:
