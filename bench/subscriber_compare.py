@@ -1,5 +1,7 @@
 """PullFeed against FastStream's NATS pull subscriber, side by side (issue 11).
 
+rb does not depend on FastStream; install it for this benchmark: `.venv/bin/pip install -e '.[bench]'`.
+
 Starts its own nats-server (.venv/bin/nats-server, free port, temporary store) and, for each
 contender, a stream and a durable pull consumer shaped like the worker's (explicit ack, AckWait,
 max_deliver with backoff, max_ack_pending = 4 x concurrency), publishes the messages first, then
