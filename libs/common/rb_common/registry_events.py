@@ -21,7 +21,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
 from rb_common.bus import Bus, Names
@@ -108,3 +108,35 @@ def decode(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+_HANDLES: dict[tuple[int, str], KeyValue] = {}
+
+
+async def read(bus: Bus, runbook_id: str) -> dict[str, Any] | None:
+    """The bucket's current value for a runbook (one round trip), or None when it has none
+    (never announced, deleted from the bucket, or no bucket at all). Only the bucket handle is
+    kept between calls, never a value. NATS errors propagate: the caller retries."""
+    js: Any = bus.js
+    if not hasattr(js, "key_value"):  # the in-memory bus of the tests has no KV API
+        try:
+            msg = await js.get_last_msg(bus.names.registry_stream, bus.names.registry_key_subject(runbook_id))
+        except NotFoundError:
+            return None
+        return decode(msg.data or b"")
+    handle_key = (id(js), bus.names.registry_bucket)
+    kv = _HANDLES.get(handle_key)
+    if kv is None:
+        try:
+            kv = await js.key_value(bus.names.registry_bucket)
+        except (BucketNotFoundError, NotFoundError):
+            return None
+        _HANDLES[handle_key] = kv
+    try:
+        entry = await kv.get(runbook_id)
+    except (KeyNotFoundError, NotFoundError):
+        return None
+    except BucketNotFoundError:
+        _HANDLES.pop(handle_key, None)
+        return None
+    return decode(entry.value or b"")

@@ -1,0 +1,75 @@
+"""Admission: the executor's own check, when a run starts, that the revision a trigger names is
+the runbook's APPROVED revision as of now.
+
+Every door (REST, GraphQL, cron, alerts, webhooks) checks before it publishes; this check is for
+everything that reaches `rb.trigger.*` anyway (a stale request, a registry change in between, a
+message published straight onto the bus). It reads the registry's KV bucket value for the
+runbook (`{change, revision, status, ...}`, rb_common.registry_events) at every trigger: one
+round trip, nothing cached. No entry means no approval: refused.
+
+A refused start is recorded, not dropped: `execution.requested` and then `execution.aborted`
+with the reason and `refused: true`. Replay takes such an abort as a fact (rb_engine.replay):
+decide() does not make it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rb_common.bus import Bus
+from rb_common.events import EventType
+from rb_common.messages import TriggerRequest
+from rb_common.registry_events import read
+from rb_engine.coordinator import ExecutionState
+from rb_engine.coordinator.applier import EXECUTOR, Fact, requested
+
+APPROVED = "APPROVED"
+
+
+def _named(request: TriggerRequest) -> tuple[str | None, Any]:
+    """(runbook id, revision) the request names."""
+    data = request.data
+    runbook = data.get("runbook")
+    runbook_id = runbook.get("id") if isinstance(runbook, dict) else None
+    trigger = data.get("trigger")
+    revision = trigger.get("revision") if isinstance(trigger, dict) else None
+    return (runbook_id if isinstance(runbook_id, str) else None), revision
+
+
+def judge(runbook_id: str | None, revision: Any, entry: dict[str, Any] | None) -> str | None:
+    """Why the run may not start (None: it may)."""
+    if runbook_id is None:
+        return "the request names no runbook"
+    if not isinstance(revision, int) or isinstance(revision, bool):
+        return f"the request names no revision of {runbook_id}: only an APPROVED revision runs"
+    if entry is None:
+        return f"revision {revision} of {runbook_id} is not APPROVED (the registry has no entry for {runbook_id})"
+    if entry.get("change") == "deleted":
+        return f"revision {revision} of {runbook_id} is not APPROVED ({runbook_id} was deleted)"
+    status, current = entry.get("status"), entry.get("revision")
+    if not isinstance(status, str) or not isinstance(current, int):
+        return f"revision {revision} of {runbook_id} is not APPROVED (the registry does not say its status)"
+    if current != revision:
+        return (
+            f"revision {revision} of {runbook_id} is not APPROVED "
+            f"(revision {current} is current and {status})"
+        )
+    if status != APPROVED:
+        return f"revision {revision} of {runbook_id} is not APPROVED ({status})"
+    return None
+
+
+async def refusal(bus: Bus, request: TriggerRequest) -> str | None:
+    """Why this trigger may not start a run, as of now (None: it may)."""
+    runbook_id, revision = _named(request)
+    entry = await read(bus, runbook_id) if runbook_id is not None else None
+    return judge(runbook_id, revision, entry)
+
+
+def admitted(state: ExecutionState, request: TriggerRequest, refused: str | None) -> list[Fact]:
+    """The facts of a start request: `execution.requested`, then `execution.aborted` when it
+    was refused; nothing for an execution that exists already."""
+    facts = requested(state, request.data, request.actor)
+    if facts and refused is not None:
+        facts.append(Fact(EventType.EXECUTION_ABORTED, {"reason": refused, "refused": True}, EXECUTOR))
+    return facts
