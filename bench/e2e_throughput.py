@@ -40,6 +40,7 @@ from rb_common.events import Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_common.ports import InMemoryEventStore
+from rb_common.registry_events import announce, ensure_bucket
 from rb_common.settings import Settings
 from rb_engine.clock import SystemClock
 from rb_engine.runner import PluginExecutor, Runner, RunRequest
@@ -100,7 +101,15 @@ class Watcher:
 def requested_data(text: str) -> tuple[str, dict]:  # type: ignore[type-arg]
     """Parsed once: the benchmark client must not be what is measured."""
     runbook, _ = load_runbook_text(text)
-    return runbook.id, RunRequest(runbook=runbook).event_data()
+    # Revision 1, approved in the registry bucket by `approve` (the executor checks it).
+    return runbook.id, RunRequest(runbook=runbook, trigger={"revision": 1}).event_data()
+
+
+async def approve(bus: Bus, text: str) -> None:
+    """The executor starts only the APPROVED revision the registry bucket names."""
+    runbook_id, _ = requested_data(text)
+    await ensure_bucket(bus.js, bus.names)
+    await announce(bus, runbook_id, "approved", revision=1, status="APPROVED", actor="bench")
 
 
 async def trigger(bus: Bus, text: str, execution_id: str) -> None:
@@ -183,6 +192,7 @@ async def main() -> None:
         await asyncio.sleep(3)  # services connect and create their consumers
         # Warm-up: one of each, so start-up costs are not measured.
         for text in (fan_runbook("bench-fan"), chain_runbook("bench-chain")):
+            await approve(bus, text)
             ex = uuid.uuid4().hex
             watcher.waiters[ex] = asyncio.get_running_loop().create_future()
             await trigger(bus, text, ex)

@@ -35,9 +35,18 @@ class Settings(BaseSettings):
     # secrets at most every secrets_cache_seconds.
     secrets_dir: Path | None = None
     secrets_cache_seconds: float = Field(default=5.0, ge=0)
-    # HMAC secrets of signed trigger sources (PagerDuty V3 webhooks, generic webhooks).
+    # HMAC secrets of signed trigger sources (PagerDuty V3 webhooks, generic webhooks), and how
+    # far a signed timestamp (or PagerDuty's occurred_at) may be from now; within it a signature
+    # or event id is accepted once.
     pagerduty_webhook_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    trigger_replay_window: float = Field(default=300.0, gt=0)
+    # Trigger sources that cannot sign: a bearer token, or basic auth "user:password".
+    alertmanager_token: SecretStr | None = None
+    alertmanager_basic_auth: SecretStr | None = None
+    grafana_token: SecretStr | None = None
+    grafana_basic_auth: SecretStr | None = None
+    cloudevents_token: SecretStr | None = None
     slack_token: str | None = None
     slack_base_url: str | None = None
     smtp_url: str | None = None

@@ -103,6 +103,22 @@ approvals = Table(
     Column("decided_at", DateTime(timezone=True)),
 )
 
+# Lifecycle decisions on runbook revisions (rb_api.registry): who approved or deprecated which
+# revision and who authored it, and the approvals refused by four eyes (an admin approving a
+# revision of their own). `reason`: why (the installer exception, the refusal).
+runbook_decisions = Table(
+    "runbook_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("runbook_id", String(100), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("action", String(32), nullable=False),  # approved | approval_refused | deprecated
+    Column("actor", String(200), nullable=False),
+    Column("author", String(200)),
+    Column("reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 # Idempotency keys of the API's execute calls: the same key gives the same execution.
 idempotency_keys = Table(
     "idempotency_keys",

@@ -3,7 +3,14 @@
 Synchronous SQLAlchemy Core on the engine (routes run these in the thread pool). Every change of
 the definition is a new revision (1, 2, ...); `runbooks.current_revision` points at the live one.
 Lifecycle: DRAFT -> APPROVED; any edit (PUT, rollback) of an APPROVED runbook makes it DRAFT
-again; DEPRECATED is final (no edits, no executions, no approval).
+again (nothing runs it until its new revision is approved); DEPRECATED is final (no edits, no
+executions, no approval). Only APPROVED runbooks execute, through every door (rb_api.triggering,
+the scheduler, and the executor's own check when a run starts).
+
+Four eyes: an admin may not approve a revision they authored (403). Every approval, refusal and
+deprecation is recorded in `runbook_decisions` with the actor and the revision's author. The one
+exception is the installer: `rb up`'s `system` identity approves the bundled runbooks it has
+just registered itself, recorded with the reason "bundled with rb up".
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from rb_api.dbutil import iso, utcnow
 from rb_api.definitions import Submission
 from rb_api.problems import ProblemError, not_found
-from rb_store.tables import runbook_versions, runbooks
+from rb_store.tables import runbook_decisions, runbook_versions, runbooks
 
 DRAFT = "DRAFT"
 APPROVED = "APPROVED"
 DEPRECATED = "DEPRECATED"
 STATUSES = (DRAFT, APPROVED, DEPRECATED)
+
+INSTALLER_REASON = "bundled with rb up"
 
 _ATTEMPTS = 5  # optimistic retries when two writers race for the next revision
 
@@ -228,24 +237,105 @@ def rollback(engine: Engine, runbook_id: str, revision: int, actor: str) -> dict
     return result
 
 
-def set_status(engine: Engine, runbook_id: str, status: str) -> dict[str, Any]:
+def four_eyes_refusal(runbook_id: str, revision: int, actor: str) -> ProblemError:
+    return ProblemError(
+        403,
+        f"{actor} authored revision {revision} of runbook {runbook_id!r} and may not approve it "
+        "(four eyes): another admin must approve it",
+        slug="four-eyes",
+        title="Approval by the author refused",
+    )
+
+
+def _decide(
+    conn: Connection, runbook_id: str, revision: int, action: str, actor: str, author: Any, reason: Any
+) -> None:
+    conn.execute(
+        insert(runbook_decisions).values(
+            runbook_id=runbook_id,
+            revision=revision,
+            action=action,
+            actor=actor,
+            author=author,
+            reason=reason,
+            at=utcnow(),
+        )
+    )
+
+
+def set_status(
+    engine: Engine,
+    runbook_id: str,
+    status: str,
+    actor: str | None = None,
+    *,
+    installer: bool = False,
+) -> dict[str, Any]:
+    """Approve or deprecate the current revision. With an `actor`, an approval is held to four
+    eyes (the revision's author may not approve it, unless `installer`: rb up's system identity
+    approving what it registered itself) and recorded with approver and author, a refusal too."""
+    refused: ProblemError | None = None
     with engine.begin() as conn:
         rb = _row(conn, runbook_id)
         if rb is None:
             raise _missing(runbook_id)
         if rb.status == DEPRECATED and status != DEPRECATED:
             raise _deprecated(runbook_id, "approved")
-        if rb.status != status:
+        version = _version_row(conn, runbook_id, rb.current_revision)
+        author = version.created_by if version is not None else None
+        reason = None
+        if status == APPROVED and actor is not None and rb.status != APPROVED and author == actor:
+            if installer:
+                reason = INSTALLER_REASON
+            else:
+                refused = four_eyes_refusal(runbook_id, rb.current_revision, actor)
+        if refused is None and rb.status != status:
             conn.execute(
                 update(runbooks).where(runbooks.c.id == runbook_id).values(status=status, updated_at=utcnow())
             )
-        version = _version_row(conn, runbook_id, rb.current_revision)
-    return {
+            if actor is not None:
+                action = "approved" if status == APPROVED else status.lower()
+                _decide(conn, runbook_id, rb.current_revision, action, actor, author, reason)
+    if refused is not None:
+        # Recorded in a transaction of its own: the refusal stays on record.
+        with engine.begin() as conn:
+            _decide(
+                conn, runbook_id, rb.current_revision, "approval_refused", str(actor), author, "four eyes"
+            )
+        raise refused
+    out: dict[str, Any] = {
         "id": runbook_id,
         "revision": rb.current_revision,
         "status": status,
         "version": version.version if version is not None else None,
     }
+    if status == APPROVED and actor is not None:
+        out["author"] = author
+        out["approved_by"] = actor if rb.status != APPROVED else None
+        if reason is not None:
+            out["reason"] = reason
+    return out
+
+
+def decisions(engine: Engine, runbook_id: str) -> list[dict[str, Any]]:
+    """The lifecycle record of a runbook, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(runbook_decisions)
+            .where(runbook_decisions.c.runbook_id == runbook_id)
+            .order_by(runbook_decisions.c.id)
+        ).all()
+    return [
+        {
+            "revision": r.revision,
+            "action": r.action,
+            "actor": r.actor,
+            "author": r.author,
+            "reason": r.reason,
+            "at": iso(r.at),
+        }
+        for r in rows
+    ]
 
 
 def remove(engine: Engine, runbook_id: str) -> None:
@@ -344,7 +434,12 @@ def versions(engine: Engine, runbook_id: str) -> dict[str, Any]:
         }
         for r in rows
     ]
-    return {"id": runbook_id, "current_revision": rb.current_revision, "items": items}
+    return {
+        "id": runbook_id,
+        "current_revision": rb.current_revision,
+        "items": items,
+        "decisions": decisions(engine, runbook_id),
+    }
 
 
 def version(engine: Engine, runbook_id: str, revision: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rb_api.dbutil import utcnow
 from rb_api.problems import ProblemError
-from rb_api.registry import DEPRECATED, Current
+from rb_api.registry import APPROVED, DEPRECATED, Current
 from rb_common.bus import TRIGGER_DEDUPE_WINDOW, Bus
 from rb_common.messages import TriggerRequest
 from rb_common.model import Runbook
@@ -76,6 +76,14 @@ def build_trigger(
             f"runbook {current.id!r} is DEPRECATED and cannot be executed",
             slug="runbook-deprecated",
             title="Runbook is deprecated",
+        )
+    if current.status != APPROVED:
+        raise ProblemError(
+            409,
+            f"revision {current.revision} of runbook {current.id!r} is {current.status}: only APPROVED "
+            "revisions execute (an admin other than its author approves it); `rb run` runs local files",
+            slug="runbook-not-approved",
+            title="Runbook is not approved",
         )
     try:
         runbook = Runbook.model_validate(current.definition)

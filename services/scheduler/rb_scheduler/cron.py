@@ -23,7 +23,7 @@ from rb_store.registry import Registered
 
 log = logging.getLogger(__name__)
 
-Fire = Callable[[Runbook, int, Trigger, datetime, str], Coroutine[Any, Any, None]]
+Fire = Callable[[Runbook, int, Trigger, datetime, str, int], Coroutine[Any, Any, None]]
 
 
 def _noop() -> None:
@@ -37,7 +37,7 @@ class CronSchedules:
             timezone="UTC",
             job_defaults={"misfire_grace_time": misfire_grace, "coalesce": coalesce, "max_instances": 1},
         )
-        self.jobs: dict[str, tuple[Runbook, int, Trigger]] = {}
+        self.jobs: dict[str, tuple[Runbook, int, Trigger, int]] = {}
         self.pending: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -49,19 +49,19 @@ class CronSchedules:
 
     def sync(self, registered: list[Registered], paused: set[tuple[str, int]]) -> None:
         """Make the jobs match the approved runbooks' cron triggers (new revision = new job)."""
-        wanted: dict[str, tuple[Runbook, int, Trigger]] = {}
+        wanted: dict[str, tuple[Runbook, int, Trigger, int]] = {}
         for entry in registered:
             for index, trigger in enumerate(entry.runbook.triggers):
                 if trigger.cron and (entry.runbook.id, index) not in paused:
                     wanted[
                         f"{entry.runbook.id}:{index}:{entry.revision}:{trigger.cron}:{trigger.timezone}"
-                    ] = (entry.runbook, index, trigger)
+                    ] = (entry.runbook, index, trigger, entry.revision)
         for job_id in set(self.jobs) - set(wanted):
             self.scheduler.remove_job(job_id)
             del self.jobs[job_id]
             log.info("unscheduled %s", job_id)
         for job_id in set(wanted) - set(self.jobs):
-            runbook, index, trigger = wanted[job_id]
+            runbook, index, trigger, _ = wanted[job_id]
             assert trigger.cron is not None
             try:
                 cron = cron_trigger(trigger.cron, trigger.timezone)
@@ -76,12 +76,12 @@ class CronSchedules:
         job = self.jobs.get(event.job_id)
         if job is None:
             return
-        runbook, index, trigger = job
+        runbook, index, trigger, revision = job
         # Coalesced misfires arrive together: the latest fire time stands for them all.
         fire_time = max(event.scheduled_run_times)
         execution_id = deterministic_id("cron", runbook.id, str(index), fire_time.isoformat())
         task = asyncio.get_running_loop().create_task(
-            self.fire(runbook, index, trigger, fire_time, execution_id)
+            self.fire(runbook, index, trigger, fire_time, execution_id, revision)
         )
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)

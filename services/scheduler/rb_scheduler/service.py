@@ -77,14 +77,25 @@ class Scheduler:
         return not ack.duplicate, None
 
     async def fire(
-        self, runbook: Runbook, index: int, trigger: Trigger, fire_time: datetime, execution_id: str
+        self,
+        runbook: Runbook,
+        index: int,
+        trigger: Trigger,
+        fire_time: datetime,
+        execution_id: str,
+        revision: int | None = None,
     ) -> None:
-        context = {
+        if revision is None:
+            revision = next((e.revision for e in self.view.current() if e.runbook.id == runbook.id), None)
+        context: dict[str, Any] = {
             "type": "cron",
             "cron": trigger.cron,
             "timezone": trigger.timezone,
             "fire_time": fire_time.astimezone(UTC).isoformat(),
             "index": index,
+            # The approved revision this job belongs to: the executor starts it only while that
+            # revision is still the approved one.
+            "revision": revision,
         }
         try:
             from rb_common.expressions import render
@@ -130,7 +141,7 @@ class Scheduler:
                 match.runbook,
                 match.execution_id,
                 match.params,
-                {**match.context, "trigger_index": match.index},
+                {**match.context, "trigger_index": match.index, "revision": revisions.get(match.runbook.id)},
                 f"alert:{alert.source}",
             )
             started.append(

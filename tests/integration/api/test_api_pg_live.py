@@ -93,7 +93,11 @@ async def test_app_on_postgres_builds_its_own_engine_and_bus(api_pg_url: str, na
             "/api/v1/runbooks", content=runbook_yaml(runbook_id), headers={"content-type": "application/yaml"}
         )
         assert r.status_code == 201, r.text
-        assert (await client.post(f"/api/v1/runbooks/{runbook_id}/approve")).json()["status"] == "APPROVED"
+        # Four eyes: a second admin approves what the bootstrap admin authored.
+        second = await client.post("/api/v1/keys", json={"name": "second-admin", "roles": ["admin"]})
+        approver = {"Authorization": f"Bearer {second.json()['key']}"}
+        approved = await client.post(f"/api/v1/runbooks/{runbook_id}/approve", headers=approver)
+        assert approved.json()["status"] == "APPROVED"
         # Concurrent first uses of one key race on the PostgreSQL primary key: one execution.
         key = f"int-{uuid.uuid4().hex}"
         answers = await asyncio.gather(

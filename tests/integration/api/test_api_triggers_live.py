@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,8 @@ ADMIN_KEY = "rbk_api-integration-admin-key-0123456789abcdefghijk"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PD_SECRET = "pd-live-secret-7d2a"
 RB_SECRET = "rb-live-secret-0f4e"
+AM_TOKEN = "am-live-token-5c1b"  # Alertmanager's http_config bearer token
+CE_TOKEN = "ce-live-token-9e3d"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
@@ -117,9 +120,12 @@ async def tap(nats_bus: Bus) -> AsyncIterator[Tap]:
 
 @pytest.fixture
 async def api_url(api_pg_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    """The API service on a free port, with both HMAC secrets configured (RB_* variables)."""
+    """The API service on a free port, with both HMAC secrets and the senders' tokens configured
+    (RB_* variables)."""
     monkeypatch.setenv("RB_PAGERDUTY_WEBHOOK_SECRET", PD_SECRET)
     monkeypatch.setenv("RB_WEBHOOK_SECRET", RB_SECRET)
+    monkeypatch.setenv("RB_ALERTMANAGER_TOKEN", AM_TOKEN)
+    monkeypatch.setenv("RB_CLOUDEVENTS_TOKEN", CE_TOKEN)
     port = free_port()
     settings = Settings(
         database_url=api_pg_url,
@@ -164,6 +170,11 @@ async def alertmanager(tmp_path: Path, api_url: str) -> AsyncIterator[str]:
         "    webhook_configs:\n"
         f"      - url: {api_url}/api/v1/triggers/alertmanager\n"
         "        send_resolved: true\n"
+        # Alertmanager cannot sign: it sends the bearer token rb expects (RB_ALERTMANAGER_TOKEN).
+        "        http_config:\n"
+        "          authorization:\n"
+        "            type: Bearer\n"
+        f"            credentials: {AM_TOKEN}\n"
     )
     log_path = tmp_path / "alertmanager.log"
     with log_path.open("wb") as log:
@@ -268,7 +279,7 @@ async def test_signed_sources_and_limits_over_tcp(api_url: str, tap: Tap) -> Non
             "id": f"01LIVE{token}",
             "event_type": "incident.triggered",
             "resource_type": "incident",
-            "occurred_at": "2025-11-29T10:06:00.000Z",
+            "occurred_at": datetime.now(UTC).isoformat(),
             "agent": None,
             "client": None,
             "data": {
@@ -283,7 +294,7 @@ async def test_signed_sources_and_limits_over_tcp(api_url: str, tap: Tap) -> Non
         }
     }
     pd_body = json.dumps(incident).encode()
-    rb_body = json.dumps({"service": "checkout", "rb_test": token}).encode()
+    rb_body = json.dumps({"service": "checkout", "rb_test": token, "event_id": f"live-{token}"}).encode()
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         signature = signatures.sign(signatures.PAGERDUTY, PD_SECRET, pd_body)
         headers = {"Content-Type": "application/json", "X-PagerDuty-Signature": signature}
@@ -298,11 +309,18 @@ async def test_signed_sources_and_limits_over_tcp(api_url: str, tap: Tap) -> Non
         headers = {
             "Content-Type": "application/json",
             "X-RB-Signature": signatures.sign(signatures.WEBHOOK, RB_SECRET, rb_body),
-            "X-RB-Event-Id": f"live-{token}",
         }
         r = await client.post("/api/v1/triggers/webhook/rb-live-target", content=rb_body, headers=headers)
         assert r.status_code == 202, r.text
-        r = await client.post("/api/v1/triggers/webhook/rb-live-target", content=rb_body, headers=headers)
+        replayed = await client.post(
+            "/api/v1/triggers/webhook/rb-live-target", content=rb_body, headers=headers
+        )
+        assert replayed.status_code == 401 and "WWW-Authenticate" in replayed.headers
+        resent = {
+            **headers,
+            "X-RB-Signature": signatures.sign(signatures.WEBHOOK, RB_SECRET, rb_body, t=int(time.time()) + 1),
+        }
+        r = await client.post("/api/v1/triggers/webhook/rb-live-target", content=rb_body, headers=resent)
         assert r.json() == {
             "accepted": 0,
             "duplicates": 1,
@@ -315,6 +333,7 @@ async def test_signed_sources_and_limits_over_tcp(api_url: str, tap: Tap) -> Non
             content=b'{"n": 1}',
             headers={
                 "Content-Type": "application/json",
+                "Authorization": f"Bearer {CE_TOKEN}",
                 "ce-specversion": "1.0",
                 "ce-id": f"live-{token}",
                 "ce-source": "/rb/live%20tests",
@@ -343,7 +362,7 @@ async def test_signed_sources_and_limits_over_tcp(api_url: str, tap: Tap) -> Non
     assert (wh.runbook_id, wh.dedupe_id, wh.labels) == (
         "rb-live-target",
         f"live-{token}",
-        {"service": "checkout", "rb_test": token},
+        {"service": "checkout", "rb_test": token, "event_id": f"live-{token}"},
     )
     [ce] = await tap.settle("cloudevents")
     assert ce.labels["source"] == "/rb/live tests" and ce.payload["data"] == {"n": 1}

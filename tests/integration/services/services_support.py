@@ -22,6 +22,7 @@ from rb_common.bus import Bus, connect, read_execution
 from rb_common.events import TERMINAL_EVENTS, Event
 from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
+from rb_common.registry_events import announce, ensure_bucket
 from rb_engine.runner import RunRequest
 
 # The admin key the stacks of these tests seed (RB_BOOTSTRAP_ADMIN_KEY) and the CLI sends
@@ -90,6 +91,11 @@ def services(tmp_path: Path, namespace: str) -> Iterator[Services]:
         "RB_RECORDER_DELIVER": "new",
         "RB_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
         "RB_API_KEY": ADMIN_KEY,
+        # The trigger sources that cannot sign take a bearer token; these stacks use the admin
+        # key's value for it, so `api` (which sends that key) authenticates as the sender too.
+        "RB_ALERTMANAGER_TOKEN": ADMIN_KEY,
+        "RB_GRAFANA_TOKEN": ADMIN_KEY,
+        "RB_CLOUDEVENTS_TOKEN": ADMIN_KEY,
     }
     env.pop("RB_DATABASE_URL", None)
     manager = Services(tmp_path, env)
@@ -128,9 +134,39 @@ def postgres_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def publish_trigger(bus: Bus, yaml_text: str, **request: Any) -> str:
+_APPROVERS: dict[str, dict[str, str]] = {}
+
+
+def approver_headers(base: str) -> dict[str, str]:
+    """A second admin of the stack at `base` (…/api/v1): four eyes keeps the bootstrap admin,
+    who authored the tests' runbooks, from approving them."""
+    if base not in _APPROVERS:
+        made = api.post(f"{base}/keys", json={"name": "second-admin", "roles": ["admin"]})
+        assert made.status_code == 201, made.text
+        _APPROVERS[base] = {"Authorization": f"Bearer {made.json()['key']}"}
+    return _APPROVERS[base]
+
+
+def approve(base: str, runbook_id: str) -> httpx.Response:
+    """Approve the runbook's current revision as the second admin."""
+    return api.post(f"{base}/runbooks/{runbook_id}/approve", headers=approver_headers(base))
+
+
+async def approve_in_registry(bus: Bus, runbook_id: str, revision: int = 1, status: str = "APPROVED") -> None:
+    """What the API puts in the registry bucket when it approves a revision: the executor
+    starts a run only for the revision the bucket says is APPROVED (rb_executor admission)."""
+    await ensure_bucket(bus.js, bus.names)
+    await announce(bus, runbook_id, "approved", revision=revision, status=status, actor="tests")
+
+
+async def publish_trigger(bus: Bus, yaml_text: str, *, approve: bool = True, **request: Any) -> str:
+    """A trigger straight onto the bus for revision 1, approved in the registry bucket first
+    (unless `approve=False`)."""
     runbook, _ = load_runbook_text(yaml_text)
     execution_id = uuid.uuid4().hex
+    if approve:
+        await approve_in_registry(bus, runbook.id)
+    request["trigger"] = {"revision": 1, **request.get("trigger", {})}
     data = RunRequest(runbook=runbook, **request).event_data()
     message = TriggerRequest(execution_id=execution_id, actor="tests", data=data)
     await bus.js.publish(

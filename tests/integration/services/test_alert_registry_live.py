@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from services_support import ADMIN, NATS_URL, Services, api
+from services_support import ADMIN, NATS_URL, Services, api, approver_headers
 from test_alert_routing import alertmanager_notification, executions_of, routed_runbook
 from test_stack_e2e import Stack
 
@@ -79,6 +79,7 @@ async def recorded_alerts(
 
 async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stack) -> None:
     start(stack)
+    second_admin = approver_headers(stack.base)  # four eyes: not the author
     async with httpx.AsyncClient(base_url=stack.base, headers=ADMIN) as client:
         await client.get("/runbooks")  # the connection is open: the timing below is the requests'
         # Create, approve and post within 100 ms. On a loaded machine one round may be slower:
@@ -90,7 +91,7 @@ async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stac
             created = await client.post(
                 "/runbooks", content=team_runbook(runbook_id), headers={"Content-Type": "application/yaml"}
             )
-            approved = await client.post(f"/runbooks/{runbook_id}/approve")
+            approved = await client.post(f"/runbooks/{runbook_id}/approve", headers=second_admin)
             posted = await client.post("/triggers/alertmanager", json=body)
             elapsed = time.monotonic() - began
             assert (created.status_code, approved.status_code, posted.status_code) == (201, 200, 202)
@@ -140,7 +141,8 @@ async def test_a_deprecated_runbook_stops_matching_at_once(stack: Stack) -> None
             "/runbooks", content=team_runbook(runbook_id), headers={"Content-Type": "application/yaml"}
         )
         assert created.status_code == 201
-        assert (await client.post(f"/runbooks/{runbook_id}/approve")).status_code == 200
+        approved = await client.post(f"/runbooks/{runbook_id}/approve", headers=approver_headers(stack.base))
+        assert approved.status_code == 200
         first = (await client.post("/triggers/alertmanager", json=before)).json()["trigger_ids"][0]
         assert (await client.post(f"/runbooks/{runbook_id}/deprecate")).status_code == 200
         last = (await client.post("/triggers/alertmanager", json=after)).json()["trigger_ids"][0]

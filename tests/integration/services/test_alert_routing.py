@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services_support import Services, api
+from services_support import Services, api, approve
 from test_stack_e2e import Stack
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def register(stack: Stack, text: str) -> None:
     response = api.post(f"{stack.base}/runbooks", content=text, headers={"Content-Type": "application/yaml"})
     assert response.status_code == 201, response.text
     rid = response.json()["id"]
-    assert api.post(f"{stack.base}/runbooks/{rid}/approve").status_code == 200
+    assert approve(stack.base, rid).status_code == 200
 
 
 async def executions_of(

@@ -194,7 +194,9 @@ async def test_a_duplicate_trigger_starts_one_execution(services: Services, bus:
 
     runbook, _ = load_runbook_text(text)
     again = TriggerRequest(
-        execution_id=execution_id, actor="tests", data=RunRequest(runbook=runbook).event_data()
+        execution_id=execution_id,
+        actor="tests",
+        data=RunRequest(runbook=runbook, trigger={"revision": 1}).event_data(),
     )
     await bus.js.publish(
         bus.names.trigger_subject(runbook.id),

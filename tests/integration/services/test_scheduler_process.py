@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 import pytest
-from services_support import Services, api
+from services_support import Services, api, approve
 from test_stack_e2e import Stack
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ async def test_two_schedulers_start_one_execution_per_fire_time(stack: Stack) ->
     )
     assert response.status_code == 201, response.text
     approved_at = time.time()
-    assert api.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
+    assert approve(stack.base, runbook_id).status_code == 200
     await asyncio.sleep(5)
     assert api.post(f"{stack.base}/runbooks/{runbook_id}/deprecate").status_code == 200
     deprecated_at = time.time()

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import pytest
-from services_support import Services, api, wait_for_event, wait_terminal
+from services_support import Services, api, approve, wait_for_event, wait_terminal
 
 from rb_common.bus import Bus
 from rb_common.events import EventType
@@ -207,7 +207,7 @@ async def test_a_secret_leaves_no_trace(services: Services, bus: Bus, peer: Peer
         headers={"Content-Type": "application/yaml"},
     )
     assert created.status_code == 201, created.text
-    assert api.post(f"{base}/runbooks/{runbook_id}/approve").status_code == 200
+    assert approve(base, runbook_id).status_code == 200
     started = api.post(f"{base}/runbooks/{runbook_id}/execute", json={})
     assert started.status_code == 202, started.text
     execution_id = started.json()["execution_id"]

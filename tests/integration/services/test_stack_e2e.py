@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from services_support import Services, api, wait_terminal
+from services_support import Services, api, approve, wait_terminal
 from sqlalchemy import create_engine, text
 
 from rb_common.bus import Bus
@@ -74,7 +74,7 @@ class Stack:
             headers={"Content-Type": "application/yaml"},
         )
         assert response.status_code == 201, response.text
-        assert api.post(f"{self.base}/runbooks/{runbook_id}/approve").status_code == 200
+        assert approve(self.base, runbook_id).status_code == 200
 
     def execute(self, runbook_id: str, **kwargs: Any) -> httpx.Response:
         return api.post(f"{self.base}/runbooks/{runbook_id}/execute", **kwargs)
@@ -229,7 +229,7 @@ def test_rb_001_runs_through_the_api_from_another_directory_and_replays_verified
     created = api.post(f"{stack.base}/runbooks", content=body, headers={"Content-Type": content_type})
     assert created.status_code == 201, created.text
     runbook_id = created.json()["id"]
-    assert api.post(f"{stack.base}/runbooks/{runbook_id}/approve").status_code == 200
+    assert approve(stack.base, runbook_id).status_code == 200
     params = {"source_url": http_server.url_for("/entities"), "enrich_url": http_server.url_for("/enrich")}
     response = stack.execute(
         runbook_id, json={"params": params, "assumptions": {"source_data_validated": True}}

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_auth_support import ADMIN, ADMIN_KEY
+from api_auth_support import ADMIN, ADMIN_KEY, TRIGGER_TOKEN
 from sqlalchemy import Engine
 
 from rb_api.app import create_app
@@ -94,7 +94,10 @@ async def client(
     tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
-        home=tmp_path / ".rb", nats_url="nats://memory.invalid:4222", bootstrap_admin_key=ADMIN_KEY
+        home=tmp_path / ".rb",
+        nats_url="nats://memory.invalid:4222",
+        bootstrap_admin_key=ADMIN_KEY,
+        alertmanager_token=TRIGGER_TOKEN,
     )
     app = create_app(settings, engine=engine, bus=bus, options=api_options)
     async with (
@@ -122,6 +125,13 @@ def make_key(client: httpx.AsyncClient) -> KeyFactory:
         return str(r.json()["key"])
 
     return make
+
+
+@pytest.fixture
+async def approver(make_key: KeyFactory) -> dict[str, str]:
+    """Headers of a second admin: four eyes keeps the default admin, who authored the test's
+    runbooks, from approving them."""
+    return {"Authorization": f"Bearer {await make_key('second-admin', 'admin')}"}
 
 
 @pytest.fixture

@@ -197,7 +197,9 @@ async def world(
         text = make_yaml(runbook_id, extra="triggers:\n  - cron: '0 3 * * *'\n")
         created = await client.post(RB, content=text, headers={**ADMIN, "content-type": "application/yaml"})
         assert created.status_code == 201, created.text
-        assert (await client.post(f"{RB}/{runbook_id}/approve", headers=ADMIN)).status_code == 200
+        _, second_admin = create_key(engine, name="second-admin", roles=["admin"], created_by="test")
+        approved = await client.post(f"{RB}/{runbook_id}/approve", headers=bearer(second_admin))
+        assert approved.status_code == 200, approved.text  # four eyes: not by its author
         done = await executions.run(runbook_id)
         await executions.publish(done)
         running = await executions.run(runbook_id)
@@ -417,6 +419,7 @@ async def test_team_scope_members_see_and_run_others_get_404(world: World, execu
     listed = (await client.get(RB, params={"limit": 500}, headers=member)).json()
     assert scoped in [i["id"] for i in listed["items"]]
     assert (await client.get(f"{RB}/{scoped}", headers=member)).json()["team"] == "payments"
+    assert (await client.post(f"{RB}/{scoped}/approve", headers=ADMIN)).status_code == 200  # not its author
     r = await client.post(f"{RB}/{scoped}/execute", json={"params": {"region": "eu"}}, headers=member)
     assert r.status_code == 202, r.text
     assert (await client.get(f"{EX}/{execution_id}", headers=member)).status_code == 200

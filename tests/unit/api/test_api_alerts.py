@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from api_auth_support import bearer
+from api_auth_support import TRIGGER_TOKEN, bearer
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
 from test_api_triggers_payloads import alertmanager_notification
@@ -44,7 +44,7 @@ async def post_yaml(client: httpx.AsyncClient, rid: str, version: str = "1.0.0",
 
 
 async def test_every_registry_change_is_an_event_before_the_answer(
-    client: httpx.AsyncClient, bus: Bus, runbook_id: str, make_key: Any
+    client: httpx.AsyncClient, bus: Bus, runbook_id: str, make_key: Any, approver: dict[str, str]
 ) -> None:
     await post_yaml(client, runbook_id)  # creates the bucket if this is the first change
     sub = await bus.js.subscribe(
@@ -65,11 +65,15 @@ async def test_every_registry_change_is_an_event_before_the_answer(
 
         first = await next_change()
         assert first["change"] == "created" and first["revision"] == 1 and first["status"] == "DRAFT"
-        assert (await client.post(f"/api/v1/runbooks/{runbook_id}/approve")).status_code == 200
+        assert (
+            await client.post(f"/api/v1/runbooks/{runbook_id}/approve", headers=approver)
+        ).status_code == 200
         assert (await next_change())["status"] == "APPROVED"
         await post_yaml(client, runbook_id, "1.1.0", put=True)
         assert (await next_change())["change"] == "revised"
-        assert (await client.post(f"/api/v1/runbooks/{runbook_id}/approve")).status_code == 200
+        assert (
+            await client.post(f"/api/v1/runbooks/{runbook_id}/approve", headers=approver)
+        ).status_code == 200
         await next_change()
         ops = bearer(await make_key("ops", "operator"))
         paused = await client.post(f"/api/v1/schedules/{runbook_id}/0/pause", headers=ops)
@@ -103,7 +107,7 @@ async def test_every_registry_change_is_an_event_before_the_answer(
 
 
 async def test_alerts_carry_the_registry_sequence_of_their_arrival(
-    client: httpx.AsyncClient, bus: Bus, runbook_id: str
+    client: httpx.AsyncClient, bus: Bus, runbook_id: str, approver: dict[str, str]
 ) -> None:
     token = uuid.uuid4().hex
     sub = await bus.js.subscribe(
@@ -111,10 +115,16 @@ async def test_alerts_carry_the_registry_sequence_of_their_arrival(
     )
     try:
         await post_yaml(client, runbook_id)
-        assert (await client.post(f"/api/v1/runbooks/{runbook_id}/approve")).status_code == 200
+        assert (
+            await client.post(f"/api/v1/runbooks/{runbook_id}/approve", headers=approver)
+        ).status_code == 200
         approved_at = await last_seq(bus)
         assert approved_at
-        response = await client.post("/api/v1/triggers/alertmanager", json=alertmanager_notification(token))
+        response = await client.post(
+            "/api/v1/triggers/alertmanager",
+            json=alertmanager_notification(token),
+            headers=bearer(TRIGGER_TOKEN),
+        )
         assert response.status_code == 202 and response.json()["accepted"] == 3
         seen: list[AlertEvent] = []
         while len(seen) < 3:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from api_auth_support import bearer
+from api_auth_support import approve, bearer
 
 from rb_common.loader import load_runbook_text
 
@@ -17,8 +17,10 @@ PROBLEM = "application/problem+json"
 
 
 async def register(client: httpx.AsyncClient, text: str) -> None:
+    """Registered by the default admin and approved by a second one: only APPROVED runs."""
     r = await client.post("/api/v1/runbooks", content=text, headers=YAML)
     assert r.status_code == 201, r.text
+    await approve(client, r.json()["id"])
 
 
 async def test_execute_publishes_the_trigger(
@@ -71,6 +73,7 @@ async def test_execute_uses_the_current_revision_and_given_legal_basis(
     await register(client, make_yaml(runbook_id))
     v2 = make_yaml(runbook_id).replace("version: 1.0.0", "version: 2.0.0")
     await client.put(f"/api/v1/runbooks/{runbook_id}", content=v2, headers=YAML)
+    await approve(client, runbook_id)
     r = await client.post(
         f"/api/v1/runbooks/{runbook_id}/execute",
         json={"params": {"region": "us", "batch_size": 7}, "legal_basis": "Incident 42"},

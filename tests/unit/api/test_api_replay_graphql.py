@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from api_auth_support import approve
 from sqlalchemy import Engine
 
 from rb_common.loader import load_runbook_text
@@ -97,6 +98,10 @@ async def test_graphql_queries_and_mutations(
     query = '{ runbook(id: "%s") { id name status revision } }' % runbook_id
     data = (await client.post("/graphql", json={"query": query})).json()["data"]
     assert data["runbook"] == {"id": runbook_id, "name": "Replayed", "status": "DRAFT", "revision": 1}
+    mutation = 'mutation { executeRunbook(id: "%s", params: {}) { executionId status } }' % runbook_id
+    refused = (await client.post("/graphql", json={"query": mutation})).json()
+    assert refused["data"] is None and "only APPROVED revisions execute" in refused["errors"][0]["message"]
+    await approve(client, runbook_id)
     mutation = 'mutation { executeRunbook(id: "%s", params: {}) { executionId status } }' % runbook_id
     ticket = (await client.post("/graphql", json={"query": mutation})).json()["data"]["executeRunbook"]
     assert ticket["status"] == "QUEUED" and len(ticket["executionId"]) == 32

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from api_auth_support import approve
 
 from rb_api.deps import ApiOptions
 from rb_common.snapshot import MAX_SNAPSHOT_BYTES
@@ -53,6 +54,7 @@ async def test_files_sent_with_the_runbook_are_stored_and_every_execution_carrie
     stored = (await client.get(f"/api/v1/runbooks/{runbook_id}")).json()
     assert stored["definition"]["files"] == FILES
     assert stored["source"] == text  # the YAML as written, not the envelope
+    await approve(client, runbook_id)
     r = await client.post(f"/api/v1/runbooks/{runbook_id}/execute", json={"params": {"region": "eu"}})
     assert r.status_code == 202, r.text
     [trigger], _ = await probe.triggers(runbook_id)
@@ -124,6 +126,7 @@ async def test_graphql_execute_carries_the_files_too(
 ) -> None:
     text = make_yaml(runbook_id, steps=STEPS)
     assert (await client.post("/api/v1/runbooks", json=bundle(text, FILES))).status_code == 201
+    await approve(client, runbook_id)
     mutation = 'mutation { executeRunbook(id: "%s", params: {region: "us"}) { executionId } }' % runbook_id
     answer = (await client.post("/graphql", json={"query": mutation})).json()
     assert answer.get("errors") is None, answer

@@ -120,17 +120,19 @@ async def test_put_id_mismatch_and_missing(
     assert_problem(r, 404)
 
 
-async def test_lifecycle(client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str]) -> None:
+async def test_lifecycle(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], approver: dict[str, str]
+) -> None:
     v1 = make_yaml(runbook_id)
     await client.post("/api/v1/runbooks", content=v1, headers=YAML)
-    r = await client.post(f"/api/v1/runbooks/{runbook_id}/approve")
+    r = await client.post(f"/api/v1/runbooks/{runbook_id}/approve", headers=approver)
     assert (r.status_code, r.json()["status"]) == (200, "APPROVED")
     # An edit needs a new approval.
     r = await client.put(
         f"/api/v1/runbooks/{runbook_id}", content=v1.replace("owner: api-tests", "owner: ops"), headers=YAML
     )
     assert (r.json()["revision"], r.json()["status"]) == (2, "DRAFT")
-    await client.post(f"/api/v1/runbooks/{runbook_id}/approve")
+    await client.post(f"/api/v1/runbooks/{runbook_id}/approve", headers=approver)
 
     r = await client.post(f"/api/v1/runbooks/{runbook_id}/deprecate")
     assert (r.status_code, r.json()["status"]) == (200, "DEPRECATED")
@@ -144,14 +146,14 @@ async def test_lifecycle(client: httpx.AsyncClient, runbook_id: str, make_yaml: 
 
 
 async def test_list_filters_and_paging(
-    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str]
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], approver: dict[str, str]
 ) -> None:
     ids = [f"{runbook_id}-{i}" for i in range(3)]
     for rid in ids:
         await client.post("/api/v1/runbooks", content=make_yaml(rid), headers=YAML)
     tagged = make_yaml(runbook_id + "-tagged").replace("tags: [api-test, enrichment]", "tags: [special]")
     await client.post("/api/v1/runbooks", content=tagged, headers=YAML)
-    await client.post(f"/api/v1/runbooks/{ids[1]}/approve")
+    await client.post(f"/api/v1/runbooks/{ids[1]}/approve", headers=approver)
 
     r = await client.get("/api/v1/runbooks", params={"limit": 2, "offset": 0})
     page = r.json()

@@ -21,12 +21,15 @@ steps:
 
 
 async def create(client: httpx.AsyncClient, rid: str, approve: bool = True) -> None:
+    """Created by the default admin, approved by a second one (four eyes)."""
     response = await client.post(
         "/api/v1/runbooks", content=YAML.format(rid=rid), headers={"Content-Type": "application/yaml"}
     )
     assert response.status_code == 201, response.text
     if approve:
-        assert (await client.post(f"/api/v1/runbooks/{rid}/approve")).status_code == 200
+        other = await client.post("/api/v1/keys", json={"name": f"approver-{rid}", "roles": ["admin"]})
+        approver = {"Authorization": f"Bearer {other.json()['key']}"}
+        assert (await client.post(f"/api/v1/runbooks/{rid}/approve", headers=approver)).status_code == 200
 
 
 async def test_only_approved_cron_triggers_are_listed_with_next_fire_times(

@@ -304,26 +304,36 @@ def test_cloudevents_malformed_json_is_400_and_other_formats_415() -> None:
 
 
 def test_webhook_labels_are_the_string_fields() -> None:
-    raw = webhook_body("wh1")
+    raw = {**webhook_body("wh1"), "event_id": "evt-9"}
     [event] = webhook.normalise(
         webhook.WebhookBody.model_validate(raw),
-        {"X-RB-Event-Id": "evt-9"},
+        {"X-RB-Event-Id": "evt-9"},  # may repeat the signed event id
         runbook_id="rb-1",
         received_at=NOW,
     )
     assert event.source == "webhook"
     assert event.dedupe_id == "evt-9"
     assert event.runbook_id == "rb-1"
-    assert event.labels == {"event": "deploy.failed", "service": "checkout", "rb_test": "wh1"}
+    assert event.labels == {
+        "event": "deploy.failed",
+        "service": "checkout",
+        "rb_test": "wh1",
+        "event_id": "evt-9",
+    }
     assert event.payload == raw
     assert msg_id(event) == "webhook:rb-1:evt-9"
 
 
-def test_webhook_without_event_id_is_always_new() -> None:
+def test_webhook_event_id_comes_from_the_signed_content() -> None:
     body = webhook.WebhookBody.model_validate({"a": "b"})
+    [one] = webhook.normalise(body, {}, runbook_id="rb-1", signed_id="s" * 32)
+    assert one.dedupe_id == "s" * 32
     [one] = webhook.normalise(body, {}, runbook_id="rb-1")
     [two] = webhook.normalise(body, {}, runbook_id="rb-1")
     assert one.dedupe_id != two.dedupe_id and len(one.dedupe_id) == 32
+    with pytest.raises(ProblemError) as exc:  # the header is not signed: it may not differ
+        webhook.normalise(body, {"X-RB-Event-Id": "evt-9"}, runbook_id="rb-1")
+    assert exc.value.status == 400
 
 
 def test_webhook_rejects_bad_event_ids_and_non_objects() -> None:

@@ -5,7 +5,7 @@ parse as those formats (the other test_api_triggers_* modules import the builder
 - Grafana unified alerting webhook contact point, version 1
 - PagerDuty V3 webhooks (incident.triggered, incident.resolved), signed X-PagerDuty-Signature v1
 - CloudEvents 1.0 HTTP binding: structured, binary, batch
-- rb generic webhook, signed X-RB-Signature sha256
+- rb generic webhook, signed X-RB-Signature t=<unix>,v1=<hex>
 
 Every builder takes a `token` that ends up in the fingerprints, ids and a label, so tests that
 share the NATS server (and JetStream's 1 h duplicate window) never collide.
@@ -15,11 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from rb_api.alerts import alertmanager, cloudevents, grafana, pagerduty, signatures, webhook
 
 ALERTNAME = "RbTriggersTestHighErrorRate"  # matches no real runbook
+TOKEN_SETTINGS = ("RB_ALERTMANAGER_TOKEN", "RB_GRAFANA_TOKEN", "RB_CLOUDEVENTS_TOKEN")
+
+
+def just_now() -> str:
+    """PagerDuty's occurred_at must be within the replay window of the API's clock."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 PD_SECRET = "pd-test-secret-5b1e"
 RB_SECRET = "rb-test-secret-93c0"
 
@@ -122,7 +131,7 @@ def pagerduty_webhook(token: str, event_type: str = "incident.triggered") -> dic
             "id": f"01DEN{token.upper()}",
             "event_type": event_type,
             "resource_type": "incident",
-            "occurred_at": "2025-11-29T10:06:00.000Z",
+            "occurred_at": just_now(),
             "agent": {
                 "html_url": "https://acme.pagerduty.com/users/PLH1HKV",
                 "id": "PLH1HKV",
@@ -171,7 +180,7 @@ def pagerduty_ping(token: str) -> dict[str, Any]:
             "id": f"01PING{token.upper()}",
             "event_type": "pagey.ping",
             "resource_type": "pagey",
-            "occurred_at": "2025-11-29T10:06:00.000Z",
+            "occurred_at": just_now(),
             "agent": None,
             "client": None,
             "data": {"message": "Hello from your friend Pagey!", "type": "ping"},
@@ -215,8 +224,9 @@ def webhook_body(token: str) -> dict[str, Any]:
     return {"event": "deploy.failed", "service": "checkout", "attempt": 3, "rb_test": token, "meta": {"a": 1}}
 
 
-def signed(scheme: signatures.Scheme, secret: str, body: bytes) -> dict[str, str]:
-    return {scheme.header: signatures.sign(scheme, secret, body), "content-type": "application/json"}
+def signed(scheme: signatures.Scheme, secret: str, body: bytes, *, t: int | None = None) -> dict[str, str]:
+    """Headers of a signed request; a timestamped scheme signs `t` (default: now)."""
+    return {scheme.header: signatures.sign(scheme, secret, body, t=t), "content-type": "application/json"}
 
 
 def encode(payload: Any) -> bytes:

@@ -10,7 +10,9 @@ exact, not a timeout. Afterwards it deletes exactly the messages it saw (and its
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,11 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from api_auth_support import TRIGGER_TOKEN
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
 from test_api_triggers_payloads import (
     PD_SECRET,
     RB_SECRET,
+    TOKEN_SETTINGS,
     alertmanager_ids,
     alertmanager_notification,
     binary_event,
@@ -127,7 +131,9 @@ async def make_client(
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(*, secrets: bool = True, use_bus: Bus | None = None) -> httpx.AsyncClient:
-            for name, value in (("RB_PAGERDUTY_WEBHOOK_SECRET", PD_SECRET), ("RB_WEBHOOK_SECRET", RB_SECRET)):
+            configured = [("RB_PAGERDUTY_WEBHOOK_SECRET", PD_SECRET), ("RB_WEBHOOK_SECRET", RB_SECRET)]
+            configured += [(name, TRIGGER_TOKEN) for name in TOKEN_SETTINGS]
+            for name, value in configured:
                 if secrets:
                     monkeypatch.setenv(name, value)
                 else:
@@ -135,8 +141,14 @@ async def make_client(
             settings = Settings(home=tmp_path / ".rb", nats_url="nats://memory.invalid:4222")
             app = create_app(settings, engine=engine, bus=use_bus or bus, options=api_options)
             await stack.enter_async_context(app.router.lifespan_context(app))
+            # The sources that cannot sign send the token (the signed ones ignore it).
             return await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20)
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app),
+                    base_url="http://rb.test",
+                    timeout=20,
+                    headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
+                )
             )
 
         yield make
@@ -273,8 +285,11 @@ async def test_pagerduty_signed_incident_is_published_once(
     r = await client.post(f"{BASE}/pagerduty", content=body, headers=headers)
     assert r.status_code == 202, r.text
     assert r.json() == accepted([event_id])
-    again = await client.post(f"{BASE}/pagerduty", content=body, headers=headers)  # PagerDuty retries
-    assert again.json() == accepted([], [event_id])
+    # The same event again within the replay window is refused: a replay (or a retry of an
+    # event already taken) starts nothing.
+    again = await client.post(f"{BASE}/pagerduty", content=body, headers=headers)
+    assert assert_problem(again, 401)["type"] == "urn:rb:problem:signature-replayed"
+    assert again.headers["www-authenticate"].startswith("Signature")
     [message] = await tap.settle("pagerduty")
     assert message["headers"]["Nats-Msg-Id"] == f"pagerduty:{event_id}"
     event = message["event"]
@@ -459,15 +474,37 @@ async def test_cloudevents_refusals_publish_nothing(
 
 
 async def test_webhook_signed_with_event_id(client: httpx.AsyncClient, tap: AlertTap, token: str) -> None:
-    body = encode(webhook_body(token))
-    headers = {**signed(signatures.WEBHOOK, RB_SECRET, body), "X-RB-Event-Id": f"deploy-{token}"}
-    r = await client.post(f"{BASE}/webhook/rb-deploy-guard", content=body, headers=headers)
+    payload = {**webhook_body(token), "event_id": f"deploy-{token}"}
+    body = encode(payload)
+    now = int(time.time())
+    r = await client.post(
+        f"{BASE}/webhook/rb-deploy-guard",
+        content=body,
+        headers=signed(signatures.WEBHOOK, RB_SECRET, body, t=now),
+    )
     assert r.status_code == 202, r.text
     assert r.json() == accepted([f"deploy-{token}"])
-    again = await client.post(f"{BASE}/webhook/rb-deploy-guard", content=body, headers=headers)
+    # A resend is signed anew (the same signature again is a replay): the signed event id
+    # makes it a duplicate.
+    again = await client.post(
+        f"{BASE}/webhook/rb-deploy-guard",
+        content=body,
+        headers=signed(signatures.WEBHOOK, RB_SECRET, body, t=now + 1),
+    )
     assert again.json() == accepted([], [f"deploy-{token}"])
-    other = await client.post(f"{BASE}/webhook/rb-other", content=body, headers=headers)
+    other = await client.post(
+        f"{BASE}/webhook/rb-other",
+        content=body,
+        headers=signed(signatures.WEBHOOK, RB_SECRET, body, t=now + 2),
+    )
     assert other.json() == accepted([f"deploy-{token}"])  # another runbook: another event
+    # The header may repeat the signed id, nothing else: it is not covered by the signature.
+    forged = await client.post(
+        f"{BASE}/webhook/rb-other",
+        content=body,
+        headers={**signed(signatures.WEBHOOK, RB_SECRET, body, t=now + 3), "X-RB-Event-Id": "another"},
+    )
+    assert assert_problem(forged, 400)["type"] == "urn:rb:problem:invalid-event-id"
 
     published = await tap.settle("webhook")
     assert [m["headers"]["Nats-Msg-Id"] for m in published] == [
@@ -476,17 +513,27 @@ async def test_webhook_signed_with_event_id(client: httpx.AsyncClient, tap: Aler
     ]
     event = published[0]["event"]
     assert event.runbook_id == "rb-deploy-guard"
-    assert event.labels == {"event": "deploy.failed", "service": "checkout", "rb_test": token}
-    assert event.payload == webhook_body(token)
+    assert event.labels == {
+        "event": "deploy.failed",
+        "service": "checkout",
+        "rb_test": token,
+        "event_id": f"deploy-{token}",
+    }
+    assert event.payload == payload
 
 
-async def test_webhook_without_event_id_is_never_a_duplicate(
+async def test_webhook_without_event_id_is_one_event_per_signature(
     client: httpx.AsyncClient, tap: AlertTap, token: str
 ) -> None:
     body = encode(webhook_body(token))
-    headers = signed(signatures.WEBHOOK, RB_SECRET, body)
+    now = int(time.time())
     answers = [
-        (await client.post(f"{BASE}/webhook/rb-x", content=body, headers=headers)).json() for _ in range(2)
+        (
+            await client.post(
+                f"{BASE}/webhook/rb-x", content=body, headers=signed(signatures.WEBHOOK, RB_SECRET, body, t=t)
+            )
+        ).json()
+        for t in (now, now + 1)
     ]
     assert [a["accepted"] for a in answers] == [1, 1]
     assert answers[0]["trigger_ids"] != answers[1]["trigger_ids"]
@@ -615,3 +662,121 @@ async def test_triggers_are_documented_in_openapi(client: httpx.AsyncClient) -> 
     for path in PATHS:
         route = f"{BASE}/{path}".replace("rb-x", "{runbook_id}")
         assert "202" in paths[route]["post"]["responses"], route
+
+
+# -- sender authentication (issue 12) ------------------------------------------------------------
+
+
+def _unsigned_bodies(token: str) -> dict[str, tuple[bytes, dict[str, str]]]:
+    return {
+        "alertmanager": (encode(alertmanager_notification(token)), dict(JSON)),
+        "grafana": (encode(grafana_notification(token)), dict(JSON)),
+        "cloudevents": (encode(structured_event(token)), {"content-type": "application/cloudevents+json"}),
+    }
+
+
+async def test_webhook_signatures_old_future_replayed_or_wrong_are_401(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    body = encode({**webhook_body(token), "event_id": f"auth-{token}"})
+    now = int(time.time())
+    url = f"{BASE}/webhook/rb-auth"
+    for headers, slug in [
+        (dict(JSON), "signature-required"),  # unsigned
+        (
+            {**JSON, "X-RB-Signature": signatures.sign(signatures.PAGERDUTY, RB_SECRET, body)},
+            "signature-required",
+        ),
+        (signed(signatures.WEBHOOK, RB_SECRET, body, t=now - 301), "signature-expired"),  # too old
+        (signed(signatures.WEBHOOK, RB_SECRET, body, t=now + 301), "signature-expired"),  # from the future
+        (signed(signatures.WEBHOOK, "not-the-secret", body, t=now), "invalid-signature"),
+        (signed(signatures.WEBHOOK, RB_SECRET, body + b" ", t=now), "invalid-signature"),  # another body
+    ]:
+        problem = assert_problem(await client.post(url, content=body, headers=headers), 401)
+        assert problem["type"] == f"urn:rb:problem:{slug}", (headers, problem)
+    await tap.nothing_published()
+    good = signed(signatures.WEBHOOK, RB_SECRET, body, t=now - 200)  # inside the window
+    first = await client.post(url, content=body, headers=good)
+    assert first.status_code == 202, first.text
+    replayed = await client.post(url, content=body, headers=good)
+    problem = assert_problem(replayed, 401)
+    assert problem["type"] == "urn:rb:problem:signature-replayed"
+    assert replayed.headers["www-authenticate"] == 'Signature realm="rb-triggers", headers="X-RB-Signature"'
+    assert len(await tap.settle("webhook")) == 1
+
+
+async def test_pagerduty_old_or_replayed_events_are_401(
+    client: httpx.AsyncClient, tap: AlertTap, token: str
+) -> None:
+    stale = pagerduty_webhook(token)
+    stale["event"]["occurred_at"] = "2025-11-29T10:06:00.000Z"  # long before the window
+    body = encode(stale)
+    r = await client.post(
+        f"{BASE}/pagerduty", content=body, headers=signed(signatures.PAGERDUTY, PD_SECRET, body)
+    )
+    assert assert_problem(r, 401)["type"] == "urn:rb:problem:signature-expired"
+    await tap.nothing_published()
+    body = encode(pagerduty_webhook(token))
+    r = await client.post(
+        f"{BASE}/pagerduty", content=body, headers=signed(signatures.PAGERDUTY, PD_SECRET, body)
+    )
+    assert r.status_code == 202, r.text
+    # The same event id, signed anew around another body: still a replay.
+    other = encode(pagerduty_webhook(token, "incident.acknowledged"))
+    r = await client.post(
+        f"{BASE}/pagerduty", content=other, headers=signed(signatures.PAGERDUTY, PD_SECRET, other)
+    )
+    assert assert_problem(r, 401)["type"] == "urn:rb:problem:signature-replayed"
+    assert len(await tap.settle("pagerduty")) == 1
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana", "cloudevents"])
+async def test_token_sources_need_the_right_token(
+    client: httpx.AsyncClient, tap: AlertTap, token: str, source: str
+) -> None:
+    body, headers = _unsigned_bodies(token)[source]
+    url = f"{BASE}/{source}"
+    client.headers.pop("Authorization")
+    missing = await client.post(url, content=body, headers=headers)
+    assert assert_problem(missing, 401)["type"] == "urn:rb:problem:unauthenticated"
+    challenge = missing.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="rb-triggers"')
+    assert ("Basic" in challenge) == (source != "cloudevents")
+    for wrong in ("Bearer not-the-token", f"Bearer {TRIGGER_TOKEN}x", f"Token {TRIGGER_TOKEN}", "Basic !!!"):
+        r = await client.post(url, content=body, headers={**headers, "Authorization": wrong})
+        assert assert_problem(r, 401)["type"] == "urn:rb:problem:invalid-credentials", wrong
+    await tap.nothing_published()
+    r = await client.post(url, content=body, headers={**headers, "Authorization": f"Bearer {TRIGGER_TOKEN}"})
+    assert r.status_code == 202, r.text
+    assert len(await tap.settle(source)) >= 1
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+async def test_alertmanager_and_grafana_may_use_basic_auth(
+    make_client: ClientFactory, tap: AlertTap, token: str, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"RB_{source.upper()}_BASIC_AUTH", "rb-sender:s3cret:with-colon")
+    client = await make_client()
+    body, headers = _unsigned_bodies(token)[source]
+    basic = "Basic " + base64.b64encode(b"rb-sender:s3cret:with-colon").decode()
+    wrong = "Basic " + base64.b64encode(b"rb-sender:guess").decode()
+    r = await client.post(f"{BASE}/{source}", content=body, headers={**headers, "Authorization": wrong})
+    assert assert_problem(r, 401)["type"] == "urn:rb:problem:invalid-credentials"
+    r = await client.post(f"{BASE}/{source}", content=body, headers={**headers, "Authorization": basic})
+    assert r.status_code == 202, r.text
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana", "cloudevents"])
+async def test_an_unconfigured_token_source_refuses_everything_naming_the_setting(
+    make_client: ClientFactory, tap: AlertTap, token: str, source: str
+) -> None:
+    client = await make_client(secrets=False)
+    body, headers = _unsigned_bodies(token)[source]
+    r = await client.post(
+        f"{BASE}/{source}", content=body, headers={**headers, "Authorization": f"Bearer {TRIGGER_TOKEN}"}
+    )
+    problem = assert_problem(r, 401)
+    assert problem["type"] == "urn:rb:problem:trigger-auth-not-configured"
+    assert f"RB_{source.upper()}_TOKEN" in problem["detail"]
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    await tap.nothing_published()

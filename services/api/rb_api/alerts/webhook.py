@@ -1,8 +1,11 @@
 """Generic signed webhooks addressed to one runbook: `POST /api/v1/triggers/webhook/{runbook_id}`.
 
-The body is any JSON object; it is signed with `X-RB-Signature: sha256=<hex>` (signatures.py).
-`X-RB-Event-Id` names the event for deduplication; without it every request is a new event
-(a uuid4). Labels are the string-valued top-level fields of the body.
+The body is any JSON object; it is signed with `X-RB-Signature: t=<unix>,v1=<hex>`
+(signatures.py). Its `event_id` field names the event for deduplication: it is signed with the
+body. `X-RB-Event-Id` is not covered by the signature: it is accepted only when it repeats the
+body's `event_id` (400 otherwise). Without an event id, the id derives from the signed content
+(timestamp and body), so a request is one event. Labels are the string-valued top-level fields
+of the body.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from rb_common.messages import AlertEvent
 
 SOURCE = "webhook"
 EVENT_ID_HEADER = "X-RB-Event-Id"
+EVENT_ID_FIELD = "event_id"
 
 
 class WebhookBody(RootModel[dict[str, Any]]):
@@ -47,16 +51,47 @@ def event_id(headers: Mapping[str, str]) -> str | None:
         ) from None
 
 
+def body_event_id(body: dict[str, Any]) -> str | None:
+    """The body's `event_id`; 422 when it is present but not a usable id."""
+    raw = body.get(EVENT_ID_FIELD)
+    if raw is None:
+        return None
+    try:
+        return _HeaderId.model_validate(raw).root
+    except ValidationError as exc:
+        reason = exc.errors()[0].get("msg", "invalid")
+        raise ProblemError(
+            422,
+            f"{EVENT_ID_FIELD} must be 1 to 256 printable characters ({reason})",
+            slug="invalid-request",
+            title="Invalid request",
+            errors=[{"field": f"body.{EVENT_ID_FIELD}", "message": reason, "type": "value_error"}],
+        ) from None
+
+
 def normalise(
     payload: WebhookBody,
     headers: Mapping[str, str] | None = None,
     *,
     runbook_id: str,
     received_at: str | None = None,
+    signed_id: str | None = None,
 ) -> list[AlertEvent]:
-    """The AlertEvent of one webhook call for `runbook_id`."""
+    """The AlertEvent of one webhook call for `runbook_id`; `signed_id`: the id when the body
+    names none (derived from the signed content)."""
     body = payload.root
-    dedupe_id = event_id(headers or {}) or uuid.uuid4().hex
+    from_body = body_event_id(body)
+    from_header = event_id(headers or {})
+    if from_header is not None and from_header != from_body:
+        raise ProblemError(
+            400,
+            f"{EVENT_ID_HEADER} is not covered by the signature: put the event id in the signed body "
+            f"as {EVENT_ID_FIELD!r} (the header may only repeat it)",
+            slug="invalid-event-id",
+            title="Invalid event id",
+            errors=[{"field": f"header.{EVENT_ID_HEADER}", "message": "not signed", "type": "value_error"}],
+        )
+    dedupe_id = from_body or signed_id or uuid.uuid4().hex
     return [
         AlertEvent(
             source=SOURCE,

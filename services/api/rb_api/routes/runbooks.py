@@ -16,6 +16,7 @@ from rb_api.definitions import REQUEST_BODY_DOC, parse_submission
 from rb_api.deps import ServicesDep
 from rb_api.problems import not_found, problem_responses
 from rb_api.scope import require_runbook, require_team_member, visible_clause
+from rb_common.identity import SYSTEM_KEY_NAME, Identity
 from rb_common.model import ID_PATTERN
 from rb_common.registry_events import announce
 from rb_common.statuses import ExecutionStatus
@@ -148,15 +149,31 @@ async def rollback(
     return await _announce(svc, result, "rolled_back", who.actor)
 
 
-@router.post("/{runbook_id}/approve", summary="Status APPROVED", responses=_PROBLEMS)
+def _is_installer(who: Identity) -> bool:
+    """rb up's `system` key: it approves the bundled runbooks it registered itself."""
+    return who.kind == "key" and who.name == SYSTEM_KEY_NAME
+
+
+@router.post(
+    "/{runbook_id}/approve",
+    summary="Status APPROVED; 403 when the approver authored the revision (four eyes)",
+    responses=_PROBLEMS,
+)
 async def approve(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[str, Any]:
-    result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.APPROVED)
+    result = await in_thread(
+        registry.set_status,
+        svc.engine,
+        runbook_id,
+        registry.APPROVED,
+        who.actor,
+        installer=_is_installer(who),
+    )
     return await _announce(svc, result, "approved", who.actor)
 
 
 @router.post("/{runbook_id}/deprecate", summary="Status DEPRECATED (no more executions)", responses=_PROBLEMS)
 async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[str, Any]:
-    result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED)
+    result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED, who.actor)
     return await _announce(svc, result, "deprecated", who.actor)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from rb_api import schedules
+from rb_api import registry, schedules
 from rb_api.auth import Operator, Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
@@ -21,6 +21,21 @@ Index = Annotated[int, Path(ge=0, le=1000)]
 _PROBLEMS = problem_responses(401, 403, 404, 415, 422)
 
 
+async def _announce(svc: ServicesDep, runbook_id: str, change: str, index: int, actor: str) -> None:
+    # With the runbook's revision and status: the bucket keeps only the last value per runbook,
+    # and the executor reads it when a run starts (rb_executor.service.admission).
+    current = await in_thread(registry.current, svc.engine, runbook_id)
+    await announce(
+        svc.bus,
+        runbook_id,
+        change,
+        trigger_index=index,
+        revision=current.revision,
+        status=current.status,
+        actor=actor,
+    )
+
+
 @router.get(
     "", summary="Cron schedules of approved runbooks, with their next fire times", responses=_PROBLEMS
 )
@@ -33,7 +48,7 @@ async def list_schedules(svc: ServicesDep, who: Viewer) -> dict[str, Any]:
 async def pause(runbook_id: RunbookId, index: Index, svc: ServicesDep, who: Operator) -> dict[str, Any]:
     await require_runbook(svc, who, runbook_id)
     result = await in_thread(schedules.set_paused, svc.engine, runbook_id, index, True, who.actor)
-    await announce(svc.bus, runbook_id, "schedule_paused", trigger_index=index, actor=who.actor)
+    await _announce(svc, runbook_id, "schedule_paused", index, who.actor)
     return result
 
 
@@ -41,5 +56,5 @@ async def pause(runbook_id: RunbookId, index: Index, svc: ServicesDep, who: Oper
 async def resume(runbook_id: RunbookId, index: Index, svc: ServicesDep, who: Operator) -> dict[str, Any]:
     await require_runbook(svc, who, runbook_id)
     result = await in_thread(schedules.set_paused, svc.engine, runbook_id, index, False, who.actor)
-    await announce(svc.bus, runbook_id, "schedule_resumed", trigger_index=index, actor=who.actor)
+    await _announce(svc, runbook_id, "schedule_resumed", index, who.actor)
     return result

@@ -1,9 +1,11 @@
 """/api/v1/triggers: alerts and webhook events in, AlertEvents on `rb.alert.<source>` out.
 
-Each endpoint verifies (signed sources), parses, validates and normalises the request
-(rb_api.alerts.<source>), publishes one AlertEvent per alert and answers 202
-`{accepted, duplicates, trigger_ids, duplicate_ids}`. Runbooks are matched asynchronously by the
-trigger router; nothing is published for a request that is refused.
+Each endpoint authenticates the sender first (rb_api.alerts.signatures: a timestamped HMAC
+signature where the sender signs, a bearer token or basic auth where it cannot; 401 otherwise),
+then parses, validates and normalises the request (rb_api.alerts.<source>), publishes one
+AlertEvent per alert and answers 202 `{accepted, duplicates, trigger_ids, duplicate_ids}`.
+Runbooks are matched asynchronously by the trigger router; nothing is published for a request
+that is refused.
 """
 
 from __future__ import annotations
@@ -60,11 +62,12 @@ async def _accept(svc: ServicesDep, events: list[AlertEvent]) -> JSONResponse:
 @router.post(
     "/alertmanager",
     status_code=202,
-    summary="Alertmanager webhook (version 4): one trigger per alert",
+    summary="Alertmanager webhook (version 4), bearer token or basic auth: one trigger per alert",
     openapi_extra=_body("An Alertmanager webhook notification, version 4", "application/json"),
-    responses=_responses(),
+    responses=_responses(401),
 )
 async def from_alertmanager(request: Request, svc: ServicesDep) -> JSONResponse:
+    signatures.require_token(signatures.ALERTMANAGER, svc.settings, request.headers)
     payload = base.parse(alertmanager.Notification, await request.body(), what="Alertmanager notification")
     return await _accept(svc, alertmanager.normalise(payload, request.headers))
 
@@ -72,11 +75,12 @@ async def from_alertmanager(request: Request, svc: ServicesDep) -> JSONResponse:
 @router.post(
     "/grafana",
     status_code=202,
-    summary="Grafana unified alerting webhook (version 1): one trigger per alert",
+    summary="Grafana unified alerting webhook (version 1), bearer token or basic auth: one trigger per alert",
     openapi_extra=_body("A Grafana webhook contact point notification", "application/json"),
-    responses=_responses(),
+    responses=_responses(401),
 )
 async def from_grafana(request: Request, svc: ServicesDep) -> JSONResponse:
+    signatures.require_token(signatures.GRAFANA, svc.settings, request.headers)
     payload = base.parse(grafana.GrafanaNotification, await request.body(), what="Grafana notification")
     return await _accept(svc, grafana.normalise(payload, request.headers))
 
@@ -92,13 +96,22 @@ async def from_pagerduty(request: Request, svc: ServicesDep) -> JSONResponse:
     body = await request.body()
     signatures.require(signatures.PAGERDUTY, svc.settings, body, request.headers)
     payload = base.parse(pagerduty.Webhook, body, what="PagerDuty webhook")
-    return await _accept(svc, pagerduty.normalise(payload, request.headers))
+    # PagerDuty signs no timestamp: the signed body's occurred_at must be recent, and an event
+    # id is accepted once within the window.
+    window = signatures.replay_window(svc.settings)
+    signatures.check_occurred_at(signatures.PAGERDUTY, payload.event.occurred_at, window)
+    guard = signatures.guard_of(svc)
+    replay_key = f"pagerduty:{payload.event.id}"
+    signatures.refuse_replay(signatures.PAGERDUTY, guard, replay_key, f"PagerDuty event {payload.event.id!r}")
+    answer = await _accept(svc, pagerduty.normalise(payload, request.headers))
+    guard.remember(replay_key, 2 * window)
+    return answer
 
 
 @router.post(
     "/cloudevents",
     status_code=202,
-    summary="CloudEvents 1.0: structured, batch or binary (ce-* headers) mode",
+    summary="CloudEvents 1.0 (bearer token): structured, batch or binary (ce-* headers) mode",
     openapi_extra=_body(
         "A CloudEvent (structured), a JSON array of them (batch), or the event's data with ce-* "
         "headers (binary)",
@@ -106,9 +119,10 @@ async def from_pagerduty(request: Request, svc: ServicesDep) -> JSONResponse:
         cloudevents.BATCH,
         "application/json",
     ),
-    responses=_responses(415),
+    responses=_responses(401, 415),
 )
 async def from_cloudevents(request: Request, svc: ServicesDep) -> JSONResponse:
+    signatures.require_token(signatures.CLOUDEVENTS, svc.settings, request.headers)
     events = cloudevents.parse(await request.body(), request.headers)
     return await _accept(svc, cloudevents.normalise(events, request.headers))
 
@@ -116,14 +130,21 @@ async def from_cloudevents(request: Request, svc: ServicesDep) -> JSONResponse:
 @router.post(
     "/webhook/{runbook_id}",
     status_code=202,
-    summary="Generic webhook for one runbook, signed (X-RB-Signature: sha256=<hex>)",
+    summary='Generic webhook for one runbook, signed (X-RB-Signature: t=<unix>,v1=<hex HMAC of "<t>.<body>">)',
     openapi_extra=_body(
-        "Any JSON object; optional X-RB-Event-Id header for deduplication", "application/json"
+        "Any JSON object; its `event_id` (signed with it) names the event for deduplication",
+        "application/json",
     ),
     responses=_responses(401),
 )
 async def from_webhook(runbook_id: RunbookId, request: Request, svc: ServicesDep) -> JSONResponse:
     body = await request.body()
-    signatures.require(signatures.WEBHOOK, svc.settings, body, request.headers)
+    verified = signatures.require(signatures.WEBHOOK, svc.settings, body, request.headers)
+    guard = signatures.guard_of(svc)
+    signatures.refuse_replay(signatures.WEBHOOK, guard, verified.replay_key, "this signature")
     payload = base.parse(webhook.WebhookBody, body, what="webhook body")
-    return await _accept(svc, webhook.normalise(payload, request.headers, runbook_id=runbook_id))
+    signed_id = signatures.digest("rb-webhook-event", signatures.signed_content(verified.t or 0, body))[:32]
+    events = webhook.normalise(payload, request.headers, runbook_id=runbook_id, signed_id=signed_id)
+    answer = await _accept(svc, events)
+    guard.remember(verified.replay_key, 2 * signatures.replay_window(svc.settings))
+    return answer
