@@ -122,6 +122,7 @@ class _Checker:
             self.check_outputs,
             self.check_parameters,
             self.check_triggers,
+            self.check_shell_interpolation,
             self.check_legal_basis,
         ):
             try:
@@ -453,9 +454,106 @@ class _Checker:
                 if problem:
                     self.error(f"trigger #{j + 1}: {problem}", None, ("triggers", j, "cron"))
 
+    def check_shell_interpolation(self) -> None:
+        """Warn where trigger data (`${trigger.*}`, or a parameter a trigger fills from it) is
+        interpolated into a shell command string: a command element that is not exactly one
+        expression, the script of `sh -c`, or the stdin of a shell. An alert label then
+        becomes shell code; pass it through `env:` or as an argv element of its own instead."""
+        fed = _trigger_fed_params(self.runbook)
+        for i, step in enumerate(self.runbook.steps):
+            blocks: list[tuple[str, dict[str, Any], Location, str]] = [
+                (step.type, step.inputs, ("steps", i), "")
+            ]
+            if step.rollback is not None:
+                blocks.append(
+                    (step.rollback.type, step.rollback.inputs, ("steps", i, "rollback"), "rollback ")
+                )
+            for type_name, inputs, loc, label in blocks:
+                if type_name != "shell":
+                    continue
+                command = inputs.get("command")
+                if not isinstance(command, list):
+                    continue
+                shell = bool(command) and isinstance(command[0], str) and _is_shell(command[0])
+                for k, element in enumerate(command):
+                    if not isinstance(element, str):
+                        continue
+                    what = _trigger_data_in(element, fed)
+                    if what is None:
+                        continue
+                    script = shell and k >= 2 and _is_dash_c(command[k - 1])
+                    if script or not _exactly_one_expression(element):
+                        where = "the script of a shell's -c" if script else "a command string"
+                        self.warning(
+                            f"{label}trigger data ({what}) is interpolated into {where}: a crafted "
+                            'alert runs its own commands. Pass it through `env:` (and quote "$VAR" in '
+                            "the script) or as an argv element of its own",
+                            step.id,
+                            (*loc, "inputs", "command", k),
+                        )
+                stdin = inputs.get("stdin")
+                if shell and isinstance(stdin, str) and not any(_is_dash_c(c) for c in command[1:]):
+                    what = _trigger_data_in(stdin, fed)
+                    if what is not None:
+                        self.warning(
+                            f"{label}trigger data ({what}) is the stdin of a shell: it runs as its "
+                            "script. Pass it through `env:` instead",
+                            step.id,
+                            (*loc, "inputs", "stdin"),
+                        )
+
     def check_legal_basis(self) -> None:
         if not (self.runbook.legal_basis or "").strip():
             self.warning("no legal_basis: say under which authority this runbook runs", None, ("id",))
+
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "fish", "busybox"})
+
+
+def _is_shell(program: str) -> bool:
+    return program.rsplit("/", 1)[-1] in _SHELLS
+
+
+def _is_dash_c(arg: Any) -> bool:
+    """`-c`, or combined short options that include it (`-ec`, `-lc`)."""
+    return isinstance(arg, str) and arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]
+
+
+def _exactly_one_expression(text: str) -> bool:
+    try:
+        found = list(iter_expressions(text))
+    except ExpressionError:
+        return False
+    return len(found) == 1 and found[0][0] == 0 and found[0][1] == len(text)
+
+
+def _trigger_fed_params(runbook: Runbook) -> frozenset[str]:
+    """Parameters some trigger fills from trigger data (`params: {x: "${trigger...}"}`)."""
+    out: set[str] = set()
+    for trigger in runbook.triggers:
+        for name, value in (trigger.params or {}).items():
+            if isinstance(value, str) and _trigger_data_in(value, frozenset()) is not None:
+                out.add(name)
+    return frozenset(out)
+
+
+def _trigger_data_in(text: str, fed: frozenset[str]) -> str | None:
+    """What trigger data an expression in `text` reads (`trigger`, `params.x` filled from it)."""
+    if "${" not in text:
+        return None
+    try:
+        bodies = [body for _, _, body in iter_expressions(text)]
+    except ExpressionError:
+        return None
+    for body in bodies:
+        if re.search(r"(?<![\w.])trigger\b", body):
+            return "${trigger...}"
+        for name in sorted(fed):
+            if re.search(
+                rf"(?<![\w.])params\s*(\.\s*{re.escape(name)}\b|\[\s*['\"]{re.escape(name)}['\"])", body
+            ):
+                return f"params.{name}, filled from the trigger"
+    return None
 
 
 def _sid(scope: _Scope) -> str | None:
