@@ -112,6 +112,25 @@ async def approve(bus: Bus, text: str) -> None:
     await announce(bus, runbook_id, "approved", revision=1, status="APPROVED", actor="bench")
 
 
+async def consumers_ready(bus: Bus, home: Path, *, recorder: bool, timeout: float = 120.0) -> None:
+    """Until the services have created their consumers: the recorder's starts at NEW, so an
+    event published before it exists would never be projected."""
+    names = bus.names
+    wanted = [(names.triggers_stream, "executor-triggers-q"), (names.tasks_stream, "workers")]
+    if recorder:
+        wanted.append((names.events_stream, f"recorder-{home.name}"))
+    deadline = time.monotonic() + timeout
+    for stream, consumer in wanted:
+        while True:
+            try:
+                await bus.js.consumer_info(stream, consumer)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{consumer} on {stream} not there after {timeout:g}s") from None
+                await asyncio.sleep(0.1)
+
+
 async def trigger(bus: Bus, text: str, execution_id: str) -> None:
     runbook_id, data = requested_data(text)
     message = TriggerRequest(execution_id=execution_id, actor="bench", data=data)
@@ -189,7 +208,7 @@ async def main() -> None:
     watcher = Watcher()
     sub = await bus.nc.subscribe(bus.names.all_of("exec"), cb=watcher.on_event)
     try:
-        await asyncio.sleep(3)  # services connect and create their consumers
+        await consumers_ready(bus, home, recorder=not args.no_recorder)
         # Warm-up: one of each, so start-up costs are not measured.
         for text in (fan_runbook("bench-fan"), chain_runbook("bench-chain")):
             await approve(bus, text)
