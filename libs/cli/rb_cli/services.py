@@ -228,16 +228,22 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
         "RB_HOME": str(settings.home.resolve()),
         "RB_NATS_URL": settings.nats_url,
         "RB_NAMESPACE": settings.namespace,
-        "RB_BOOTSTRAP_ADMIN_KEY": key,
     }
+    # Only the API gets the admin key (it seeds it); no other service holds API credentials.
+    for name in ("RB_BOOTSTRAP_ADMIN_KEY", "RB_API_KEY"):
+        env.pop(name, None)
     children: dict[str, subprocess.Popen[bytes]] = {}
     logs = settings.home / "logs"
     logs.mkdir(exist_ok=True)
 
     def spawn(service: str) -> None:
         out = (logs / f"{service}.log").open("ab")
+        service_env = {**env, "RB_BOOTSTRAP_ADMIN_KEY": key} if service == "api" else env
         children[service] = subprocess.Popen(
-            [sys.executable, "-m", "rb_cli", "serve", service], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "rb_cli", "serve", service],
+            env=service_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
     stopping = False
