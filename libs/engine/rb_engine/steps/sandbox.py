@@ -25,6 +25,7 @@ from typing import Any
 
 from rb_common.settings import Settings
 from rb_engine.steps.base import StepContext, StepFailed
+from rb_engine.steps.process_groups import start_time
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def announce(sandbox: Sandbox, settings: Settings) -> None:
     if key in _announced:
         return
     _announced.add(key)
+    sweep_workdirs(settings)
     limits = ", ".join(f"{name.removeprefix('RLIMIT_')}={soft}" for name, soft, _ in sandbox.limits)
     if sandbox.uid is None:
         ignored = f" (RB_SHELL_USER={settings.shell_user} ignored)" if settings.shell_user else ""
@@ -117,12 +119,34 @@ def announce(sandbox: Sandbox, settings: Settings) -> None:
         log.info("shell steps run as %s (uid %d); limits: %s", sandbox.user, sandbox.uid, limits)
 
 
+def _owner_tag(pid: int) -> str:
+    return f"rb-step-{pid}-{start_time(pid)}-"
+
+
+def sweep_workdirs(settings: Settings) -> int:
+    """Remove the attempt directories that processes no longer running left behind (a worker
+    killed mid-step cannot remove its own); named `rb-step-<pid>-<start time>-*`, so a pid used
+    again is never mistaken for their owner. Returns how many were removed."""
+    root = settings.shell_work_dir or Path(tempfile.gettempdir())
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            parts = entry.name.split("-", 4)
+            if len(parts) < 5 or parts[:2] != ["rb", "step"] or not parts[2].isdigit():
+                continue
+            if entry.name.startswith(_owner_tag(int(parts[2]))) or not entry.is_dir() or entry.is_symlink():
+                continue  # its process still runs
+            remove_workdir(entry)
+            removed += 1
+    return removed
+
+
 def make_workdir(settings: Settings, sandbox: Sandbox) -> Path:
     """A fresh directory for one attempt (mode 0700), owned by the step user."""
     root = settings.shell_work_dir
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="rb-step-", dir=root))
+    path = Path(tempfile.mkdtemp(prefix=_owner_tag(os.getpid()), dir=root))
     if sandbox.uid is not None and sandbox.gid is not None:
         os.chown(path, sandbox.uid, sandbox.gid)
     return path

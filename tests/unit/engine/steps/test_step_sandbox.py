@@ -4,14 +4,16 @@ not as root, the worker's own user, said once in the log."""
 from __future__ import annotations
 
 import logging
+import os
 import pwd
+from pathlib import Path
 
 import pytest
 
 from rb_common.settings import Settings
 from rb_engine.steps import sandbox as sandbox_module
 from rb_engine.steps.base import StepFailed
-from rb_engine.steps.sandbox import announce, shell_sandbox
+from rb_engine.steps.sandbox import announce, make_workdir, shell_sandbox, sweep_workdirs
 
 MB = 1024 * 1024
 
@@ -55,3 +57,15 @@ def test_comma_separated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert [str(p) for p in settings.shell_cwd_roots] == ["/srv/runbooks", "/var/lib/rb"]
     assert settings.egress_allow == ["127.0.0.1/32", "db.internal"]
+
+
+def test_attempt_directories_of_processes_that_are_gone_are_swept(tmp_path: Path) -> None:
+    settings = Settings(shell_work_dir=tmp_path)
+    mine = make_workdir(settings, shell_sandbox(settings))
+    gone = [tmp_path / f"rb-step-{2**22 + 7}-123-abc", tmp_path / f"rb-step-{os.getpid()}-1-reused-pid"]
+    for path in gone:
+        (path / "sub").mkdir(parents=True)
+    other = tmp_path / "rb-stepping-stone"
+    other.mkdir()
+    assert sweep_workdirs(settings) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name])
