@@ -37,6 +37,8 @@ class EventType(StrEnum):
     EXECUTION_CANCEL_REQUESTED = "execution.cancel_requested"
     ROLLBACK_STARTED = "rollback.started"
     KPI_EVALUATED = "kpi.evaluated"
+    NOTIFICATION_SENDING = "notification.sending"
+    NOTIFICATION_RETRYING = "notification.retrying"
     NOTIFICATION_SENT = "notification.sent"
     NOTIFICATION_FAILED = "notification.failed"
     EXECUTION_SUCCEEDED = "execution.succeeded"

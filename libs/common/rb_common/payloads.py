@@ -239,10 +239,33 @@ class _Notification(EventPayload):
 
 class NotificationSent(_Notification):
     TYPE = EventType.NOTIFICATION_SENT
+    # True when a restarted notifier found the message already out (Slack message metadata)
+    # instead of sending it again.
+    found: bool | None = None
 
 
 class NotificationFailed(_Notification):
     TYPE = EventType.NOTIFICATION_FAILED
+    # True: the channel refused it for good (Slack channel_not_found, SMTP 5xx); false: the
+    # channel's deadline passed.
+    permanent: bool | None = None
+
+
+class NotificationSending(_Notification):
+    """The intent, recorded before attempt `attempts` goes out: after a crash, a notifier that
+    finds an intent without an outcome checks whether the message went out before sending."""
+
+    TYPE = EventType.NOTIFICATION_SENDING
+    at: str  # ISO time the attempt started
+    deadline: str | None = None  # ISO time after which the notifier gives up
+
+
+class NotificationRetrying(_Notification):
+    """A failed attempt that will be retried, not before `retry_at`."""
+
+    TYPE = EventType.NOTIFICATION_RETRYING
+    retry_at: str  # ISO
+    retry_after: float | None = None  # what the channel asked for (Slack's Retry-After)
 
 
 # -- timers -----------------------------------------------------------------------------------
@@ -314,6 +337,8 @@ Payload = (
     | ExecutionCancelRequested
     | RollbackStarted
     | KpiEvaluated
+    | NotificationSending
+    | NotificationRetrying
     | NotificationSent
     | NotificationFailed
     | ExecutionSucceeded

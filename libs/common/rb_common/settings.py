@@ -86,11 +86,26 @@ class Settings(BaseSettings):
     notifier_filter_subject: str | None = None  # default: every execution of the namespace
     notifier_ack_wait: float = Field(default=60.0, gt=0)
     notifier_max_in_flight: int = Field(default=64, ge=1)
-    notify_max_attempts: int = Field(default=5, ge=1)
+    notify_max_attempts: int = Field(default=0, ge=0)  # 0: retry until the channel's deadline
     notify_retry_initial: float = Field(default=1.0, gt=0)
-    notify_retry_max: float = Field(default=30.0, gt=0)
+    notify_retry_max: float = Field(default=300.0, gt=0)  # the backoff's cap (before jitter)
     notify_send_timeout: float = Field(default=30.0, gt=0)
     notify_max_event_age: float = Field(default=86_400.0, ge=0)  # older events are not announced
+    # -- durable notifications and signed links (issue 13; README "Notifications") -------------
+    # How long a notification is retried before it is given up (notification.failed), per
+    # channel; unset: notify_deadline. Keep them under a day (the inbox keeps the record 1 day).
+    notify_deadline: float = Field(default=6 * 3600.0, gt=0)
+    notify_deadline_slack: float | None = Field(default=None, gt=0)
+    notify_deadline_email: float | None = Field(default=None, gt=0)
+    notify_deadline_webhook: float | None = Field(default=None, gt=0)
+    # Where a notification.failed is announced (any of them; none: nowhere).
+    notify_fallback_slack_channel: str | None = None
+    notify_fallback_email: str | None = None  # comma-separated addresses
+    notify_fallback_webhook: str | None = None
+    # Links in messages open the API's execution page through an HMAC-signed URL that expires:
+    # the key is link_key, else one derived from the master key; without either, no links.
+    link_key: SecretStr | None = None
+    link_ttl: float = Field(default=86_400.0, gt=0)
     # Access (README "Access"). An admin API key the API seeds at start (idempotent; a revoked key
     # stays revoked); `rb up` generates one into RB_HOME/admin.key when this is unset.
     bootstrap_admin_key: SecretStr | None = None

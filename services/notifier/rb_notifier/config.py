@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from rb_common.links import link_keys
 from rb_common.model import NotifyEvent
 from rb_common.secrets import RENAMED, secrets_from_env
 from rb_common.settings import Settings
@@ -99,12 +100,27 @@ class NotifierConfig:
     deliver_all: bool = False  # a NEW consumer starts with new events unless this is set
     ack_wait: float = 60.0
     max_in_flight: int = 64
-    # Delivery.
-    max_attempts: int = 5
+    # Delivery: retried until delivered or the channel's deadline (seconds from the first
+    # attempt) passes; max_attempts 0 = no limit but the deadline.
+    max_attempts: int = 0
     retry_initial: float = 1.0
-    retry_max: float = 30.0
+    retry_max: float = 300.0
     send_timeout: float = 30.0
     max_event_age: float = 86_400.0  # older events are not announced (0 = no limit)
+    deadlines: dict[str, float] = field(
+        default_factory=lambda: {"slack": 21_600.0, "email": 21_600.0, "webhook": 21_600.0}
+    )
+    # Where notification.failed is announced.
+    fallback_slack_channel: str | None = None
+    fallback_email: tuple[str, ...] = ()
+    fallback_webhook: str | None = None
+    # Signed links to the API's execution page (rb_common.links); None: no links.
+    link_key: bytes | None = field(default=None, repr=False)
+    link_ttl: float = 86_400.0
+
+    def deadline(self, channel_key: str) -> float:
+        """Seconds a notification to this channel is retried, from its first attempt."""
+        return self.deadlines.get(channel_key.split(":", 1)[0], 21_600.0)
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> NotifierConfig:
@@ -141,6 +157,16 @@ class NotifierConfig:
             retry_max=s.notify_retry_max,
             send_timeout=s.notify_send_timeout,
             max_event_age=s.notify_max_event_age,
+            deadlines={
+                "slack": s.notify_deadline_slack or s.notify_deadline,
+                "email": s.notify_deadline_email or s.notify_deadline,
+                "webhook": s.notify_deadline_webhook or s.notify_deadline,
+            },
+            fallback_slack_channel=s.notify_fallback_slack_channel or None,
+            fallback_email=tuple(a.strip() for a in (s.notify_fallback_email or "").split(",") if a.strip()),
+            fallback_webhook=s.notify_fallback_webhook or None,
+            link_key=next(iter(link_keys(s)), None),
+            link_ttl=s.link_ttl,
         )
 
 

@@ -1,9 +1,11 @@
-"""Delivery: bounded retries with exponential backoff, and the idempotency bookkeeping.
+"""Delivery: one attempt at a time, capped backoff with jitter (or the channel's Retry-After),
+and the bookkeeping that makes delivery durable and idempotent.
 
-A notification is identified by (event id, channel key). It is sent at most once per
-identity as far as the record knows: the record is the `notification.sent` facts, durable in
+A notification is identified by (event id, channel key). Its record is the notifier's
+`notification.sending` (the intent, before each attempt), `notification.retrying` (a failed
+attempt and when to try again), `notification.sent` and `notification.failed` facts: durable in
 the execution's events (appended by the coordinator) and, until the coordinator has appended
-them, in the outcomes the notifier published to rb.result.<execution_id>.
+them, in the outcomes the notifier published to rb.result.<execution_id>. A `Ledger` folds them.
 """
 
 from __future__ import annotations
@@ -13,24 +15,38 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
 from rb_common.events import EventType
-from rb_common.payloads import EventPayload, NotificationFailed, NotificationSent
+from rb_common.payloads import (
+    EventPayload,
+    NotificationFailed,
+    NotificationRetrying,
+    NotificationSending,
+    NotificationSent,
+)
 
 SENT = EventType.NOTIFICATION_SENT.value
 FAILED = EventType.NOTIFICATION_FAILED.value
+SENDING = EventType.NOTIFICATION_SENDING.value
+RETRYING = EventType.NOTIFICATION_RETRYING.value
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
 class DeliveryError(Exception):
-    """A channel refused or could not take the message; `transient` errors are retried."""
+    """A channel refused or could not take the message; `transient` errors are retried.
+    `retry_after`: seconds the channel asked us to wait (Slack's or a webhook's Retry-After)."""
 
     transient = True
+
+    def __init__(self, text: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(text)
+        self.retry_after = retry_after
 
 
 class TransientError(DeliveryError):
@@ -53,23 +69,40 @@ class Receipt:
 
 @dataclass(frozen=True)
 class Backoff:
-    max_attempts: int = 5
+    """Capped exponential backoff with jitter; `max_attempts` 0: no limit (the deadline is)."""
+
+    max_attempts: int = 0
     initial: float = 1.0
-    maximum: float = 30.0
+    maximum: float = 300.0
     jitter: float = 0.1  # +-10%
 
     def delay(self, failed_attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait after attempt `failed_attempt` (1-based) failed."""
-        base = min(self.maximum, self.initial * (2 ** (failed_attempt - 1)))
+        base = min(self.maximum, self.initial * (2 ** min(failed_attempt - 1, 40)))
         return max(0.0, base * (1 + self.jitter * (2 * rng() - 1)))
+
+    def after(
+        self, failed_attempt: int, retry_after: float | None, rng: Callable[[], float] = random.random
+    ) -> float:
+        """The wait before the next attempt: what the channel asked for (never less, a little
+        more so that many waiting senders do not return at once), else the backoff."""
+        if retry_after is not None and retry_after >= 0:
+            return retry_after * (1 + self.jitter * rng())
+        return self.delay(failed_attempt, rng)
 
 
 @dataclass(frozen=True)
-class Delivered:
-    ok: bool
-    attempts: int
+class Attempt:
+    """One try: delivered (receipt), or the error and whether it is worth another try."""
+
     receipt: Receipt | None = None
     error: str | None = None
+    transient: bool = True
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -79,81 +112,32 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def send_with_retries(
-    send: Callable[[], Awaitable[Receipt]],
-    backoff: Backoff,
-    *,
-    timeout: float | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    on_failure: Callable[[int, str, float | None], None] | None = None,
-) -> Delivered:
-    """Try `send` up to backoff.max_attempts times; a permanent error stops at once."""
-    error = ""
-    attempt = 0
-    for attempt in range(1, backoff.max_attempts + 1):
-        try:
-            if timeout:
-                receipt = await asyncio.wait_for(send(), timeout)
-            else:
-                receipt = await send()
-            return Delivered(True, attempt, receipt)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            error, transient = f"no answer within {timeout}s", True
-        except DeliveryError as exc:
-            error, transient = describe_error(exc), exc.transient
-        except Exception as exc:  # an unforeseen failure is retried, boundedly
-            error, transient = describe_error(exc), True
-        last = not transient or attempt >= backoff.max_attempts
-        delay = None if last else backoff.delay(attempt)
-        if on_failure:
-            on_failure(attempt, error, delay)
-        if delay is None:
-            break
-        await sleep(delay)
-    return Delivered(False, attempt, None, error)
+async def attempt_once(send: Callable[[], Awaitable[Receipt]], *, timeout: float | None = None) -> Attempt:
+    """Call `send` once and classify what happened."""
+    try:
+        receipt = await (asyncio.wait_for(send(), timeout) if timeout else send())
+        return Attempt(receipt=receipt)
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        return Attempt(error=f"no answer within {timeout}s")
+    except DeliveryError as exc:
+        return Attempt(error=describe_error(exc), transient=exc.transient, retry_after=exc.retry_after)
+    except Exception as exc:  # an unforeseen failure is retried, until the deadline
+        return Attempt(error=describe_error(exc))
 
 
-def outcome(
-    event_id: str, event_type: str, channel: str, delivered: Delivered, trigger: str | None = None
-) -> NotificationSent | NotificationFailed:
-    """The notification.sent (delivered) or notification.failed record; optional keys only
-    when they say something."""
-    receipt = delivered.receipt or Receipt()
-    optional: dict[str, Any] = {}
-    if trigger:
-        optional["on"] = trigger
-    if receipt.slack_channel:
-        optional["slack_channel"] = receipt.slack_channel
-    if receipt.thread_ts:
-        optional["thread_ts"] = receipt.thread_ts
-    if receipt.note:
-        optional["note"] = receipt.note
-    model = NotificationSent if delivered.ok else NotificationFailed
-    return model(
-        event_id=event_id,
-        event_type=event_type,
-        channel=channel,
-        attempts=delivered.attempts,
-        ts=receipt.ts,
-        error=delivered.error,
-        **optional,
-    )
-
-
-def outcome_data(
-    event_id: str, event_type: str, channel: str, delivered: Delivered, trigger: str | None = None
-) -> dict[str, Any]:
-    """The data of the notification.sent / notification.failed record."""
-    return outcome(event_id, event_type, channel, delivered, trigger).dump()
-
-
-def message_id(event_id: str, channel: str, type_: str = SENT) -> str:
-    """The Nats-Msg-Id of a record. A failure gets its own id, so that a later success of the
-    same notification is not dropped by JetStream's duplicate window."""
+def message_id(event_id: str, channel: str, type_: str = SENT, attempt: int | None = None) -> str:
+    """The Nats-Msg-Id of a record. Each kind of record gets its own id (an intent and a retry
+    per attempt), so that a later success of the same notification is not dropped by
+    JetStream's duplicate window."""
     base = f"notify:{event_id}:{channel}"
-    return base if type_ == SENT else f"{base}:failed"
+    if type_ == SENT:
+        return base
+    if type_ == FAILED:
+        return f"{base}:failed"
+    kind = type_.rsplit(".", 1)[-1]
+    return f"{base}:{kind}:{attempt or 0}"
 
 
 @dataclass(frozen=True)
@@ -165,30 +149,110 @@ class Thread:
 
 
 @dataclass
-class Ledger:
-    """The notifications an execution's record says were sent, and its Slack threads."""
+class Track:
+    """What the record says about one notification (event id, channel)."""
 
-    sent: dict[tuple[str, str], NotificationSent] = field(default_factory=dict)
+    attempts: int = 0  # the highest attempt an intent was recorded for
+    first_at: datetime | None = None  # the first intent
+    deadline: datetime | None = None
+    intent: NotificationSending | None = None  # the latest intent
+    outcome_attempt: int = 0  # the highest attempt with a recorded outcome
+    retry_at: datetime | None = None
+    error: str | None = None
+    sent: NotificationSent | None = None
+    failed: NotificationFailed | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.sent is not None or self.failed is not None
+
+    @property
+    def unanswered(self) -> NotificationSending | None:
+        """An intent without an outcome: the attempt was cut short (a crash, a lost answer);
+        whether the message went out is unknown."""
+        if self.final or self.intent is None or self.outcome_attempt >= self.attempts:
+            return None
+        return self.intent
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Ledger:
+    """The notifications an execution's record knows: each one's track, and the Slack threads."""
+
+    tracks: dict[tuple[str, str], Track] = field(default_factory=dict)
     threads: dict[str, Thread] = field(default_factory=dict)
 
+    @property
+    def sent(self) -> dict[tuple[str, str], NotificationSent]:
+        return {k: t.sent for k, t in self.tracks.items() if t.sent is not None}
+
+    def track(self, event_id: str, channel: str) -> Track:
+        return self.tracks.get((event_id, channel)) or Track()
+
     def record(self, payload: EventPayload) -> None:
-        """One notification record (an event's payload); only deliveries count."""
-        if not isinstance(payload, NotificationSent):
+        """One notification record (an event's payload, or an outcome still in the inbox); the
+        same record seen twice (both places) changes nothing."""
+        if not isinstance(
+            payload, NotificationSending | NotificationRetrying | NotificationSent | NotificationFailed
+        ):
             return
         channel = payload.channel
-        self.sent.setdefault((payload.event_id, channel), payload)
+        track = self.tracks.setdefault((payload.event_id, channel), Track())
+        attempt = payload.attempts or 0
+        if isinstance(payload, NotificationSending):
+            at = _time(payload.at)
+            if track.first_at is None or (at and at < track.first_at):
+                track.first_at = at
+            track.deadline = track.deadline or _time(payload.deadline)
+            if attempt >= track.attempts:
+                track.attempts, track.intent = attempt, payload
+            return
+        track.outcome_attempt = max(track.outcome_attempt, attempt)
+        track.attempts = max(track.attempts, attempt)
+        if isinstance(payload, NotificationRetrying):
+            retry_at = _time(payload.retry_at)
+            if retry_at and (track.retry_at is None or retry_at > track.retry_at):
+                track.retry_at = retry_at
+            track.error = payload.error
+            return
+        if isinstance(payload, NotificationFailed):
+            if track.sent is None:
+                track.failed = track.failed or payload
+            return
+        track.sent = track.sent or payload
+        track.failed = None
         if payload.ts and not payload.thread_ts and channel not in self.threads:
             self.threads[channel] = Thread(payload.ts, payload.slack_channel)
 
     def add(self, type_: str, data: dict[str, Any]) -> None:
         """A record as (type, data), e.g. an outcome still in the inbox; a malformed one is
         no record."""
-        if type_ != SENT:
+        model = RECORDS.get(type_)
+        if model is None:
             return
         try:
-            self.record(NotificationSent.model_validate(data))
+            self.record(model.model_validate(data))
         except ValidationError:
             return
+
+
+RECORDS: dict[
+    str, type[NotificationSending | NotificationRetrying | NotificationSent | NotificationFailed]
+] = {
+    SENDING: NotificationSending,
+    RETRYING: NotificationRetrying,
+    SENT: NotificationSent,
+    FAILED: NotificationFailed,
+}
 
 
 def ledger_from(records: Iterable[tuple[str, dict[str, Any]]]) -> Ledger:
@@ -217,6 +281,9 @@ class Lru(Generic[K, V]):
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        return self._items.pop(key, default)
 
     def setdefault(self, key: K, value: V) -> V:
         current = self.get(key)

@@ -1,4 +1,7 @@
-"""Slack through slack-sdk's AsyncWebClient: chat.postMessage, threads, rate limits honoured."""
+"""Slack through slack-sdk's AsyncWebClient: chat.postMessage with message metadata naming the
+notification, threads, and the lookup that tells a restarted notifier whether a message whose
+answer it never saw went out (conversations.history / conversations.replies with
+include_all_metadata, paged from the intent's time: Slack filters nothing by metadata)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from rb_notifier.delivery import PermanentError, Receipt, TransientError
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
+# The metadata event type of every rb message; its payload names the notification.
+METADATA_TYPE = "rb_notification"
+# How far before the recorded intent the lookup starts (clocks of rb and Slack disagree a bit).
+LOOKUP_MARGIN = 60.0
+LOOKUP_PAGE = 200
+LOOKUP_MAX_PAGES = 50
 # Slack errors worth another try; anything else (channel_not_found, invalid_auth, ...) is final.
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -38,15 +47,23 @@ class SlackSender:
         base_url: str | None = None,
         *,
         timeout: float = 30.0,
-        rate_limit_retries: int = 3,
+        rate_limit_retries: int = 0,
     ) -> None:
+        """`rate_limit_retries`: 429s slack-sdk waits out inside one call. 0 by default: such a
+        wait is invisible in the record and lost on a crash, so each 429 is an attempt of the
+        durable retry, which waits Retry-After (recorded, honoured after a restart)."""
+        self.channel_ids: dict[str, str] = {}
         self.client = AsyncWebClient(
             token=token,
             base_url=api_base_url(base_url),
             timeout=max(1, int(timeout)),
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(max_retry_count=1),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+                *(
+                    [AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)]
+                    if rate_limit_retries
+                    else []
+                ),
             ],
         )
 
@@ -58,6 +75,7 @@ class SlackSender:
         *,
         thread_ts: str | None = None,
         broadcast: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> Receipt:
         try:
             response = await self.client.chat_postMessage(
@@ -68,6 +86,7 @@ class SlackSender:
                 reply_broadcast=True if thread_ts and broadcast else None,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata={"event_type": METADATA_TYPE, "event_payload": metadata} if metadata else None,
             )
         except SlackApiError as exc:
             raise classify(exc) from None
@@ -83,6 +102,85 @@ class SlackSender:
             thread_ts=thread_ts,
         )
 
+    async def find(
+        self, channel: str, metadata: dict[str, str], since: float, *, thread_ts: str | None = None
+    ) -> Receipt | None:
+        """The message whose metadata payload is `metadata`, posted since `since` (unix time) to
+        `channel` (top level) or to the thread `thread_ts` (a reply); None if Slack has none."""
+        try:
+            channel_id = await self._channel_id(channel)
+            oldest = f"{max(0.0, since - LOOKUP_MARGIN):.6f}"
+            cursor: str | None = None
+            for _ in range(LOOKUP_MAX_PAGES):
+                if thread_ts:
+                    response = await self.client.conversations_replies(
+                        channel=channel_id,
+                        ts=thread_ts,
+                        oldest=oldest,
+                        include_all_metadata=True,
+                        limit=LOOKUP_PAGE,
+                        cursor=cursor,
+                    )
+                else:
+                    response = await self.client.conversations_history(
+                        channel=channel_id,
+                        oldest=oldest,
+                        include_all_metadata=True,
+                        limit=LOOKUP_PAGE,
+                        cursor=cursor,
+                    )
+                for message in response.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    if meta.get("event_type") == METADATA_TYPE and meta.get("event_payload") == metadata:
+                        if thread_ts and message.get("ts") == thread_ts:
+                            continue  # conversations.replies answers the parent too
+                        return Receipt(ts=message.get("ts"), slack_channel=channel_id, thread_ts=thread_ts)
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if not response.get("has_more") or not cursor:
+                    return None
+        except SlackApiError as exc:
+            raise classify(exc) from None
+        except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"Slack unreachable: {type(exc).__name__}: {exc}") from None
+        raise TransientError(f"more than {LOOKUP_MAX_PAGES} pages of history to search")
+
+    async def _channel_id(self, channel: str) -> str:
+        """conversations.history wants a channel id; a `#name` is looked up (once)."""
+        if not channel.startswith("#"):
+            return channel
+        known = self.channel_ids.get(channel)
+        if known:
+            return known
+        cursor: str | None = None
+        for _ in range(LOOKUP_MAX_PAGES):
+            response = await self.client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=LOOKUP_PAGE,
+                cursor=cursor,
+            )
+            for item in response.get("channels") or []:
+                if item.get("name") == channel[1:] and item.get("id"):
+                    self.channel_ids[channel] = item["id"]
+                    return str(item["id"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        raise PermanentError(f"Slack channel {channel} not found (conversations.list)")
+
+
+def retry_after(response: object) -> float | None:
+    """Retry-After from a Slack answer's headers (seconds), if it says."""
+    headers = getattr(response, "headers", None) or {}
+    for name, value in dict(headers).items():
+        if str(name).lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(str(raw).strip()))
+            except ValueError:
+                return None
+    return None
+
 
 def classify(exc: SlackApiError) -> TransientError | PermanentError:
     response = exc.response
@@ -94,5 +192,8 @@ def classify(exc: SlackApiError) -> TransientError | PermanentError:
         error = ""
     text = f"Slack API error {error or 'unknown'} (HTTP {status})"
     if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
-        return TransientError(text)
+        wait = retry_after(response)
+        if wait is not None:
+            text += f", Retry-After {wait:g}s"
+        return TransientError(text, retry_after=wait)
     return PermanentError(text)

@@ -11,6 +11,7 @@ from typing import Any
 
 from rb_common.events import Event
 from rb_common.expressions import mentions_secrets
+from rb_common.links import signed_url
 from rb_common.model import NotifyEvent
 from rb_common.payloads import ApprovalRequested, KpiEvaluated
 from rb_common.secrets import mask
@@ -93,8 +94,12 @@ def summarize(
     public_url: str | None = None,
     secrets: Iterable[str] = (),
     actor: str | None = None,
+    link_key: bytes | None = None,
+    link_ttl: float = 86_400.0,
 ) -> Summary:
-    """The notification's content for `event`, from the execution folded up to and including it."""
+    """The notification's content for `event`, from the execution folded up to and including it.
+    The link opens the execution's page for people through a signed link that expires
+    (rb_common.links); without a link key, the JSON API's URL (which needs an API key)."""
     runbook = state.definition
     status = ExecutionStatus.WAITING_APPROVAL if trigger == "approval_requested" else state.status
     failed_step, error, attempts = _failure(state, trigger)
@@ -125,9 +130,17 @@ def summarize(
         kpis=_kpi_lines(kpi_data.kpis) or None,
         kpis_breached=list(kpi_data.breached) or None,
         approval=_approval(state, event) if trigger == "approval_requested" else None,
-        link=f"{public_url.rstrip('/')}/api/v1/executions/{event.execution_id}" if public_url else None,
+        link=_link(public_url, event.execution_id, link_key, link_ttl),
     )
     return masked(summary, secrets)
+
+
+def _link(public_url: str | None, execution_id: str, key: bytes | None, ttl: float) -> str | None:
+    if not public_url:
+        return None
+    if key is None:
+        return f"{public_url.rstrip('/')}/api/v1/executions/{execution_id}"
+    return signed_url(public_url, execution_id, key, ttl)
 
 
 def masked(summary: Summary, secrets: Iterable[str]) -> Summary:

@@ -29,7 +29,12 @@ class WebhookSender:
             return Receipt()
         text = f"webhook answered HTTP {status}"
         if status in (408, 425, 429) or status >= 500:
-            raise TransientError(text)
+            wait = None
+            try:
+                wait = max(0.0, float(response.headers.get("Retry-After", "")))
+            except ValueError:
+                wait = None
+            raise TransientError(text, retry_after=wait)
         raise PermanentError(text)
 
     async def close(self) -> None:

@@ -66,17 +66,60 @@ class SlackCall:
     ts: str | None = None
 
 
-class SlackApi:
-    """`POST /api/chat.postMessage` as Slack answers it. Optionally the first call is answered
-    429 with Retry-After: 1, or stalls until `release` and is then dropped without an answer."""
+@dataclass
+class SlackMessage:
+    """A message as Slack keeps it in a channel."""
 
-    def __init__(self, *, rate_limit_first: bool = False, stall_first: bool = False) -> None:
+    ts: str
+    channel: str
+    text: str
+    thread_ts: str | None
+    metadata: dict[str, Any] | None
+    body: dict[str, Any]
+
+
+CHANNELS = {"ops": "C0OPS", "alerts": "C0ALERTS", "other": "C0OTHER"}
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "1")
+
+
+class SlackApi:
+    """The Slack Web API methods rb uses, answered like Slack: `chat.postMessage` (message
+    metadata kept with the message), `conversations.history` (top-level messages, newest first),
+    `conversations.replies` (the parent, then its replies, oldest first) — both with
+    `oldest`/`latest` (exclusive unless `inclusive`), `limit` and cursor paging, metadata only
+    with `include_all_metadata` — and `conversations.list` (paged).
+
+    Faults: the first post answered 429 with Retry-After: 1 (`rate_limit_first`), or stalled until
+    `release` and dropped unanswered, message not kept (`stall_first`); every post answered 429
+    with `Retry-After: retry_after` until `rate_limited_until` (monotonic time) passes; every post
+    answered 503 while `down` is set; with `hold_posts` set, posts are kept (Slack has the
+    message) but their answers wait for `release` and are then dropped (the sender never learns
+    the ts)."""
+
+    def __init__(
+        self,
+        *,
+        rate_limit_first: bool = False,
+        stall_first: bool = False,
+        page_size: int | None = None,
+    ) -> None:
         self.rate_limit_first = rate_limit_first
         self.stall_first = stall_first
+        self.page_size = page_size  # the most a page holds, whatever `limit` asks (forces paging)
         self.calls: list[SlackCall] = []
+        self.messages: list[SlackMessage] = []
         self.stalled = threading.Event()
         self.release = threading.Event()
+        self.down = threading.Event()
+        self.hold_posts = threading.Event()
+        self.held = 0  # posts kept whose answers wait for `release`
+        self.rate_limited_until = 0.0
+        self.retry_after = 1
         self._lock = threading.Lock()
+        self._last_ts = 0.0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -89,9 +132,19 @@ class SlackApi:
 
     @property
     def delivered(self) -> list[SlackCall]:
-        """The messages Slack accepted: answered 200 with ok and a ts."""
+        """The posts Slack answered 200 with ok and a ts."""
         with self._lock:
-            return [c for c in self.calls if c.status == 200]
+            return [c for c in self.calls if c.status == 200 and c.path == "/api/chat.postMessage"]
+
+    @property
+    def posts(self) -> list[SlackCall]:
+        with self._lock:
+            return [c for c in self.calls if c.path == "/api/chat.postMessage"]
+
+    def posted(self) -> list[SlackMessage]:
+        """What the channels hold, oldest first: the truth about what was delivered."""
+        with self._lock:
+            return list(self.messages)
 
     def close(self) -> None:
         self.release.set()
@@ -99,21 +152,131 @@ class SlackApi:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
+    def _channel_id(self, channel: str) -> str | None:
+        if channel.startswith("#"):
+            return CHANNELS.get(channel[1:])
+        return channel if channel in CHANNELS.values() else None
+
+    def _next_ts(self) -> str:
+        now = max(time.time(), self._last_ts + 0.000001)
+        self._last_ts = now
+        return f"{now:.6f}"
+
     def _answer(self, call: SlackCall, index: int) -> tuple[int, dict[str, Any], dict[str, str]] | None:
-        if call.path != "/api/chat.postMessage":
-            return 404, {"ok": False, "error": "unknown_method"}, {}
+        method = call.path.removeprefix("/api/")
+        if method == "chat.postMessage":
+            return self._post(call, index)
+        if method == "conversations.history":
+            return self._history(call.body)
+        if method == "conversations.replies":
+            return self._replies(call.body)
+        if method == "conversations.list":
+            items = [{"id": cid, "name": name, "is_channel": True} for name, cid in CHANNELS.items()]
+            return self._page(items, call.body, "channels")
+        return 404, {"ok": False, "error": "unknown_method"}, {}
+
+    def _post(self, call: SlackCall, index: int) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         if index == 0 and self.stall_first:
             self.stalled.set()
             self.release.wait(60)
             return None
         if index == 0 and self.rate_limit_first:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+        if time.monotonic() < self.rate_limited_until:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(self.retry_after)}
+        if self.down.is_set():
+            return 503, {"ok": False, "error": "service_unavailable"}, {}
+        body = call.body
+        channel = self._channel_id(str(body.get("channel") or ""))
+        if channel is None:
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        thread_ts = body.get("thread_ts") or None
         with self._lock:
-            n = sum(1 for c in self.calls if c.ts) + 1
-        ts = f"17000{n:05d}.{n:06d}"
-        call.ts = ts
-        channel = "C0OPS" if call.body.get("channel") in ("#ops", "C0OPS") else "C0OTHER"
-        return 200, {"ok": True, "channel": channel, "ts": ts, "message": {"text": call.body.get("text")}}, {}
+            if thread_ts and not any(m.ts == thread_ts and m.channel == channel for m in self.messages):
+                return 200, {"ok": False, "error": "thread_not_found"}, {}
+            ts = self._next_ts()
+            message = SlackMessage(ts, channel, str(body.get("text") or ""), thread_ts, metadata, body)
+            self.messages.append(message)
+            call.ts = ts
+            held = self.hold_posts.is_set()
+            if held:
+                self.held += 1
+        if held:
+            self.release.wait(60)
+            return None
+        return 200, {"ok": True, "channel": channel, "ts": ts, "message": self._shown(message, True)}, {}
+
+    @staticmethod
+    def _shown(message: SlackMessage, with_metadata: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
+        if message.thread_ts:
+            out["thread_ts"] = message.thread_ts
+        if with_metadata and message.metadata:
+            out["metadata"] = message.metadata
+        return out
+
+    @staticmethod
+    def _window(messages: list[SlackMessage], params: dict[str, Any]) -> list[SlackMessage]:
+        inclusive = _flag(params.get("inclusive"))
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or 1e12)
+
+        def inside(m: SlackMessage) -> bool:
+            ts = float(m.ts)
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        return [m for m in messages if inside(m)]
+
+    def _page(
+        self, items: list[Any], params: dict[str, Any], key: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        limit = int(params.get("limit") or 100)
+        if self.page_size:
+            limit = min(limit, self.page_size)
+        start = int(str(params.get("cursor") or "0").removeprefix("page:") or 0)
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        return (
+            200,
+            {
+                "ok": True,
+                key: page,
+                "has_more": more,
+                "response_metadata": {"next_cursor": f"page:{start + limit}" if more else ""},
+            },
+            {},
+        )
+
+    def _history(self, params: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        channel = self._channel_id(str(params.get("channel") or ""))
+        if channel is None or str(params.get("channel", "")).startswith("#"):
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        with self._lock:
+            top = [
+                m for m in self.messages if m.channel == channel and (not m.thread_ts or m.thread_ts == m.ts)
+            ]
+        shown = sorted(self._window(top, params), key=lambda m: float(m.ts), reverse=True)
+        meta = _flag(params.get("include_all_metadata"))
+        return self._page([self._shown(m, meta) for m in shown], params, "messages")
+
+    def _replies(self, params: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        channel = self._channel_id(str(params.get("channel") or ""))
+        parent_ts = str(params.get("ts") or "")
+        with self._lock:
+            parent = next((m for m in self.messages if m.channel == channel and m.ts == parent_ts), None)
+            replies = [m for m in self.messages if m.channel == channel and m.thread_ts == parent_ts]
+        if channel is None or str(params.get("channel", "")).startswith("#"):
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        if parent is None:
+            return 200, {"ok": False, "error": "thread_not_found"}, {}
+        shown = [parent, *sorted(self._window(replies, params), key=lambda m: float(m.ts))]
+        meta = _flag(params.get("include_all_metadata"))
+        return self._page([self._shown(m, meta) for m in shown], params, "messages")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -121,17 +284,25 @@ class SlackApi:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                self._serve(path, dict(parse_qsl(query)))
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if "json" in (self.headers.get("Content-Type") or ""):
                     body = json.loads(raw or b"{}")
                 else:
                     body = dict(parse_qsl(raw.decode()))
+                path, _, query = self.path.partition("?")
+                self._serve(path, {**dict(parse_qsl(query)), **body})
+
+            def _serve(self, path: str, body: dict[str, Any]) -> None:
                 call = SlackCall(
-                    self.path, body, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
+                    path, body, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
                 )
                 with api._lock:
-                    index = len(api.calls)
+                    index = len([c for c in api.calls if c.path == "/api/chat.postMessage"])
                     api.calls.append(call)
                 answer = api._answer(call, index)
                 if answer is None:
@@ -278,12 +449,17 @@ class Recorded:
     msg_id: str | None
 
 
-async def recorded_outcomes(bus: Bus, execution_id: str) -> list[Recorded]:
-    """The notification outcomes stored on rb.result.<execution_id> (JetStream dedupes them);
-    step outcomes there (workers of an executor on the shared NATS) are left out."""
-    subject = f"rb.result.{execution_id}"
+FINAL = ("notification.sent", "notification.failed")
+
+
+async def recorded_outcomes(bus: Bus, execution_id: str, *, kinds: tuple[str, ...] = FINAL) -> list[Recorded]:
+    """The notification records stored on <ns>.result.<execution_id> (JetStream dedupes them),
+    of the given kinds (by default the outcomes, sent and failed; the intents and retries are
+    `notification.sending` / `notification.retrying`); step outcomes there (workers of an
+    executor on the shared NATS) are left out."""
+    subject = bus.names.result_subject(execution_id)
     try:
-        last = (await bus.js.get_last_msg(DEFAULT_NAMES.inbox_stream, subject)).seq or 0
+        last = (await bus.js.get_last_msg(bus.names.inbox_stream, subject)).seq or 0
     except NotFoundError:
         return []
     sub = await bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
@@ -292,12 +468,30 @@ async def recorded_outcomes(bus: Bus, execution_id: str) -> list[Recorded]:
         while True:
             msg = await sub.next_msg(timeout=5)
             body = json.loads(msg.data)
-            if body["type"].startswith("notification."):
+            if body["type"] in kinds:
                 out.append(Recorded(body["type"], body["data"], (msg.headers or {}).get("Nats-Msg-Id")))
             if msg.metadata.sequence.stream >= last:
                 return out
     finally:
         await sub.unsubscribe()
+
+
+ALL_RECORDS = ("notification.sending", "notification.retrying", *FINAL)
+
+
+async def settled(bus: Bus, consumer: str, timeout: float = 30.0) -> None:
+    """Wait until the notifier's durable consumer has nothing pending and nothing unacknowledged:
+    every event is handled for good, so nothing can be redelivered (and sent) any more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await bus.js.consumer_info(bus.names.events_stream, consumer)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"consumer {consumer}: {info.num_pending} pending, {info.num_ack_pending} unacked"
+            )
+        await asyncio.sleep(0.1)
 
 
 # -- the notifier process ---------------------------------------------------------------------

@@ -38,8 +38,20 @@ class FakeJetStream:
         assert stream == "RB_INBOX"
         self.inbox.append((subject, json.loads(payload), headers))
 
-    def records(self) -> list[dict[str, Any]]:
-        return [body for _, body, _ in self.inbox]
+    def records(self, *, intents: bool = False) -> list[dict[str, Any]]:
+        """The outcomes published (sent, failed; with `intents`, also sending and retrying)."""
+        return [
+            body
+            for _, body, _ in self.inbox
+            if intents or body["type"] in ("notification.sent", "notification.failed")
+        ]
+
+    def msg_ids(self) -> list[str]:
+        return [
+            h["Nats-Msg-Id"]
+            for _, body, h in self.inbox
+            if body["type"] in ("notification.sent", "notification.failed")
+        ]
 
 
 class FakeSlack:
@@ -55,6 +67,7 @@ class FakeSlack:
         *,
         thread_ts: str | None = None,
         broadcast: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> Receipt:
         if self.failures:
             self.failures -= 1
@@ -95,7 +108,13 @@ async def no_sleep(_: float) -> None:
 
 def notifier(js: FakeJetStream, slack: FakeSlack, **config: Any) -> Notifier:
     defaults: dict[str, Any] = {"secrets": (DB_PASSWORD,), "retry_initial": 0.01}
-    return Notifier(Bus(None, js), NotifierConfig(**{**defaults, **config}), slack=slack, sleep=no_sleep)  # type: ignore[arg-type]
+    return Notifier(
+        Bus(None, js),  # type: ignore[arg-type]
+        NotifierConfig(**{**defaults, **config}),
+        slack=slack,  # type: ignore[arg-type]
+        sleep=no_sleep,
+        predecessor_grace=0.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +157,16 @@ async def test_failure_goes_to_slack_in_the_start_thread_and_is_recorded(
     }
     assert records[2]["data"]["error"] == "email is not configured (set RB_SMTP_URL)"
     assert records[2]["data"]["attempts"] == 1  # a permanent failure is not retried
-    headers = [h["Nats-Msg-Id"] for _, _, h in js.inbox]
+    assert records[2]["data"]["permanent"] is True
+    # Every attempt is announced before it is made (the intent), with the thread it goes to.
+    intents = [r for r in js.records(intents=True) if r["type"] == "notification.sending"]
+    assert [(r["data"]["channel"], r["data"]["attempts"]) for r in intents] == [
+        ("slack:#ops", 1),
+        ("slack:#ops", 1),
+        ("email:oncall@example.com", 1),
+    ]
+    assert intents[1]["data"]["thread_ts"] == started["ts"] and intents[0]["data"].get("thread_ts") is None
+    headers = js.msg_ids()
     assert headers == [
         f"notify:{first(failed_run, EventType.EXECUTION_STARTED).id}:slack:#ops",
         f"notify:{failed_event.id}:slack:#ops",
@@ -166,9 +194,9 @@ async def test_the_execution_events_are_the_durable_record(wire: Any, failed_run
     wire(js)
     slack = FakeSlack()
     await notifier(js, slack).handle(events[-1])
-    [sent] = [body for body in js.records() if body["type"] == "notification.sent"]
     history = list(failed_run)
-    append(history, EventType.NOTIFICATION_SENT, sent["data"])  # as the coordinator records it
+    for body in js.records(intents=True):  # as the coordinator records them
+        append(history, EventType(body["type"]), body["data"])
     js.events, js.inbox = history, []  # the inbox has aged out
     n = notifier(js, slack)
     await n.handle(events[-1])  # redelivered: not sent again
@@ -183,13 +211,23 @@ async def test_transient_failures_are_retried_then_recorded(wire: Any, failed_ru
     await notifier(js, slack).handle(first(failed_run, EventType.EXECUTION_STARTED))
     [record] = js.records()
     assert record["type"] == "notification.sent" and record["data"]["attempts"] == 3
+    # Each attempt's outcome is on record: intent, retry (with its time), intent, retry, ...
+    kinds = [(r["type"], r["data"]["attempts"]) for r in js.records(intents=True)]
+    assert kinds == [
+        ("notification.sending", 1),
+        ("notification.retrying", 1),
+        ("notification.sending", 2),
+        ("notification.retrying", 2),
+        ("notification.sending", 3),
+        ("notification.sent", 3),
+    ]
 
     js.inbox.clear()
     slack = FakeSlack(failures=99)
     await notifier(js, slack, max_attempts=4).handle(first(failed_run, EventType.EXECUTION_STARTED))
     [record] = js.records()
     assert record["type"] == "notification.failed" and record["data"]["attempts"] == 4
-    assert "internal_error" in record["data"]["error"]
+    assert "internal_error" in record["data"]["error"] and record["data"]["permanent"] is False
 
 
 async def test_old_events_and_events_without_rules_send_nothing(wire: Any, failed_run: list[Event]) -> None:

@@ -12,16 +12,17 @@ from rb_common.settings import Settings
 from rb_notifier.config import ConfigError, NotifierConfig, SmtpConfig
 from rb_notifier.delivery import (
     FAILED,
+    RETRYING,
+    SENDING,
     SENT,
+    Attempt,
     Backoff,
-    Delivered,
     PermanentError,
     Receipt,
     TransientError,
+    attempt_once,
     ledger_from,
     message_id,
-    outcome_data,
-    send_with_retries,
 )
 from rb_notifier.rules import (
     EVENT_TRIGGERS,
@@ -169,46 +170,29 @@ def test_backoff_is_exponential_and_bounded() -> None:
     assert jittery.delay(1, rng=lambda: 1.0) == pytest.approx(11.0)
 
 
-class FlakySend:
-    def __init__(self, *failures: Exception) -> None:
-        self.failures = list(failures)
-        self.calls = 0
+def test_retry_after_is_a_floor_and_backoff_the_rest() -> None:
+    backoff = Backoff(initial=1.0, maximum=300.0, jitter=0.1)
+    assert backoff.after(1, 3.0, rng=lambda: 0.0) == pytest.approx(3.0)  # never earlier
+    assert backoff.after(1, 3.0, rng=lambda: 1.0) == pytest.approx(3.3)  # a little later
+    assert backoff.after(3, None, rng=lambda: 0.5) == pytest.approx(4.0)
+    assert Backoff(initial=1.0, maximum=300.0, jitter=0.0).delay(60) == 300.0  # capped
 
-    async def __call__(self) -> Receipt:
-        self.calls += 1
-        if self.failures:
-            raise self.failures.pop(0)
+
+async def _raise(exc: Exception) -> Receipt:
+    raise exc
+
+
+def test_one_attempt_classified() -> None:
+    async def ok() -> Receipt:
         return Receipt(ts="1.0")
 
-
-def run_retries(send: FlakySend, backoff: Backoff) -> tuple[Delivered, list[float]]:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    return asyncio.run(send_with_retries(send, backoff, sleep=sleep)), slept
-
-
-def test_transient_failures_are_retried_with_backoff() -> None:
-    send = FlakySend(TransientError("451 try later"), ConnectionError("refused"))
-    delivered, slept = run_retries(send, Backoff(5, 1.0, 30.0, jitter=0.0))
-    assert delivered.ok and delivered.attempts == 3 and delivered.receipt == Receipt(ts="1.0")
-    assert slept == [1.0, 2.0]
-
-
-def test_retries_are_bounded() -> None:
-    send = FlakySend(*(TransientError(f"451 #{i}") for i in range(10)))
-    delivered, slept = run_retries(send, Backoff(5, 0.5, 30.0, jitter=0.0))
-    assert not delivered.ok and delivered.attempts == 5 and send.calls == 5
-    assert delivered.error == "451 #4"
-    assert slept == [0.5, 1.0, 2.0, 4.0]
-
-
-def test_permanent_failure_is_not_retried() -> None:
-    send = FlakySend(PermanentError("channel_not_found"))
-    delivered, slept = run_retries(send, Backoff(5, 1.0, 30.0))
-    assert not delivered.ok and delivered.attempts == 1 and slept == []
+    assert asyncio.run(attempt_once(ok)) == Attempt(receipt=Receipt(ts="1.0"))
+    limited = asyncio.run(attempt_once(lambda: _raise(TransientError("429", retry_after=30.0))))
+    assert not limited.ok and limited.transient and limited.retry_after == 30.0
+    final = asyncio.run(attempt_once(lambda: _raise(PermanentError("channel_not_found"))))
+    assert not final.transient and final.error == "channel_not_found"
+    odd = asyncio.run(attempt_once(lambda: _raise(ConnectionError("refused"))))
+    assert odd.transient and odd.error == "ConnectionError: refused"
 
 
 def test_ledger_knows_sent_notifications_and_thread_roots() -> None:
@@ -221,21 +205,34 @@ def test_ledger_knows_sent_notifications_and_thread_roots() -> None:
     ledger = ledger_from(records)
     assert set(ledger.sent) == {("e1", "slack:#ops"), ("e2", "slack:#ops"), ("e2", "email:a@b.example")}
     assert ("e0", "slack:#ops") not in ledger.sent  # a failure is not a delivery
+    assert ledger.track("e0", "slack:#ops").final
     assert ledger.threads["slack:#ops"].ts == "100.1" and ledger.threads["slack:#ops"].slack_channel == "C1"
     assert "email:a@b.example" not in ledger.threads
 
 
-def test_record_ids_and_data() -> None:
-    assert message_id("e1", "slack:#ops") == "notify:e1:slack:#ops"
-    assert message_id("e1", "slack:#ops", FAILED) == "notify:e1:slack:#ops:failed"
-    delivered = asyncio.run(send_with_retries(FlakySend(), Backoff()))
-    data = outcome_data("e1", "execution.failed", "slack:#ops", delivered, "failed")
-    assert data == {
+def test_ledger_tracks_intents_retries_and_unanswered_attempts() -> None:
+    at = "2026-01-01T10:00:00+00:00"
+    intent = {
         "event_id": "e1",
-        "event_type": "execution.failed",
         "channel": "slack:#ops",
         "attempts": 1,
-        "ts": "1.0",
-        "error": None,
-        "on": "failed",
+        "at": at,
+        "deadline": "2026-01-01T16:00:00+00:00",
     }
+    retry = {**intent, "retry_at": "2026-01-01T10:00:30+00:00", "retry_after": 30.0, "error": "429"}
+    second = {**intent, "attempts": 2, "at": "2026-01-01T10:00:31+00:00"}
+    ledger = ledger_from([(SENDING, intent), (RETRYING, retry), (SENDING, second), (SENDING, intent)])
+    track = ledger.track("e1", "slack:#ops")
+    assert track.attempts == 2 and track.retry_at is not None and track.retry_at.second == 30
+    assert track.first_at is not None and track.first_at.isoformat() == at
+    assert track.deadline is not None and track.deadline.hour == 16
+    assert track.unanswered is not None and track.unanswered.attempts == 2  # cut short
+    done = ledger_from([(SENDING, intent), (SENT, {**intent, "ts": "1.2"}), (RETRYING, retry)])
+    assert done.track("e1", "slack:#ops").final and done.track("e1", "slack:#ops").unanswered is None
+
+
+def test_record_ids() -> None:
+    assert message_id("e1", "slack:#ops") == "notify:e1:slack:#ops"
+    assert message_id("e1", "slack:#ops", FAILED) == "notify:e1:slack:#ops:failed"
+    assert message_id("e1", "slack:#ops", SENDING, 2) == "notify:e1:slack:#ops:sending:2"
+    assert message_id("e1", "slack:#ops", RETRYING, 2) == "notify:e1:slack:#ops:retrying:2"

@@ -50,7 +50,14 @@ class Fact(NamedTuple):
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
-NOTIFICATIONS = frozenset({EventType.NOTIFICATION_SENT, EventType.NOTIFICATION_FAILED})
+NOTIFICATIONS = frozenset(
+    {
+        EventType.NOTIFICATION_SENDING,
+        EventType.NOTIFICATION_RETRYING,
+        EventType.NOTIFICATION_SENT,
+        EventType.NOTIFICATION_FAILED,
+    }
+)
 CONTROLS = frozenset(
     {EventType.EXECUTION_CANCEL_REQUESTED, EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED}
 )
