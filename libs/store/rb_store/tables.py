@@ -140,6 +140,27 @@ schedule_state = Table(
     Column("updated_by", String(200)),
 )
 
+# Cron catch-up (rb_scheduler.cron, issue 13): the latest fire time each schedule published
+# (a scheduler that starts catches up from it), and the fires that came back too late to run
+# (older than RB_SCHEDULER_MISFIRE_GRACE), which GET /schedules shows. Written by schedulers.
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("runbook_id", String(100), primary_key=True),
+    Column("trigger_index", Integer, primary_key=True, autoincrement=False),
+    Column("last_fire_time", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+schedule_misses = Table(
+    "schedule_misses",
+    metadata,
+    Column("runbook_id", String(100), primary_key=True),
+    Column("trigger_index", Integer, primary_key=True, autoincrement=False),
+    Column("fire_time", DateTime(timezone=True), primary_key=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 # Every alert the scheduler's router handled, with what it matched (or why nothing): written by
 # the router after matching, one row per alert (a redelivered alert updates its row).
 alerts = Table(

@@ -12,12 +12,14 @@ from rb_api.problems import ProblemError
 from rb_common.cron import cron_trigger
 from rb_store.recorder import upsert
 from rb_store.registry import approved, paused
+from rb_store.schedules import fire_summary
 from rb_store.tables import runbooks, schedule_state
 
 
 def list_schedules(engine: Engine, now: datetime | None = None) -> list[dict[str, Any]]:
     now = now or datetime.now(UTC)
     stopped = paused(engine)
+    fires = fire_summary(engine)
     out = []
     for entry in approved(engine):
         for index, trigger in enumerate(entry.runbook.triggers):
@@ -38,9 +40,21 @@ def list_schedules(engine: Engine, now: datetime | None = None) -> list[dict[str
                     "next_fire_time": None if is_paused or next_fire is None else next_fire.isoformat(),
                     "revision": entry.revision,
                     "team": entry.runbook.team,
+                    **_fires(fires.get((entry.runbook.id, index))),
                 }
             )
     return out
+
+
+def _fires(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The last fire time, and the fires missed beyond RB_SCHEDULER_MISFIRE_GRACE (never run)."""
+    summary = summary or {}
+    last = summary.get("last_fire_time")
+    return {
+        "last_fire_time": last.isoformat() if last else None,
+        "missed_fires": summary.get("missed", 0),
+        "missed_recent": [t.isoformat() for t in summary.get("missed_recent", [])],
+    }
 
 
 def set_paused(engine: Engine, runbook_id: str, index: int, pause: bool, actor: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from rb_engine.runner import RunRequest
 from rb_scheduler.alert_log import Started, no_match_reason, record, record_row
 from rb_scheduler.cron import CronSchedules
 from rb_scheduler.registry_feed import RegistryView, RegistryWatcher
+from rb_store import schedules as fire_book
 from rb_store.db import database_url, make_engine, migrate_when_reachable, select_one
 from rb_store.registry import approved, paused
 
@@ -47,7 +48,10 @@ class Scheduler:
         self.view = RegistryView()
         self.registry_wait = REGISTRY_WAIT_SECONDS
         self.cron = CronSchedules(
-            self.fire, misfire_grace=settings.scheduler_misfire_grace, coalesce=settings.scheduler_coalesce
+            self.fire,
+            misfire_grace=settings.scheduler_misfire_grace,
+            coalesce=settings.scheduler_coalesce,
+            missed=self.record_missed,
         )
 
     async def publish(
@@ -111,6 +115,17 @@ class Scheduler:
             context["fire_time"],
             "triggered" if started else "already triggered by another replica",
         )
+        try:
+            # Persisted, so that a scheduler starting later catches up from here.
+            await asyncio.to_thread(fire_book.record_fire, self.engine, runbook.id, index, fire_time)
+        except Exception:
+            log.exception("recording the fire of %s at %s failed", runbook.id, fire_time)
+
+    async def record_missed(self, runbook_id: str, index: int, fire_times: list[datetime]) -> None:
+        try:
+            await asyncio.to_thread(fire_book.record_missed, self.engine, runbook_id, index, fire_times)
+        except Exception:
+            log.exception("recording missed fires of %s failed", runbook_id)
 
     async def on_alert(self, msg: Msg) -> None:
         try:
@@ -174,7 +189,17 @@ class Scheduler:
         await msg.ack()
 
     async def sync_cron(self, _runbook_id: str = "") -> None:
-        self.cron.sync(self.view.current(), await asyncio.to_thread(paused, self.engine))
+        stopped = await asyncio.to_thread(paused, self.engine)
+        since = await asyncio.to_thread(self._catch_up_points)
+        self.cron.sync(self.view.current(), stopped, since)
+
+    def _catch_up_points(self) -> dict[tuple[str, int], datetime]:
+        """Per schedule, where missed fires start: the last fire time, or a later resume."""
+        points = fire_book.last_fires(self.engine)
+        for key, at in fire_book.resumed(self.engine).items():
+            if key in points and at > points[key]:
+                points[key] = at
+        return points
 
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
