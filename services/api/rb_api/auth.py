@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -60,9 +61,23 @@ def is_sender_authenticated(path: str) -> bool:
     return path.startswith(SENDER_AUTHENTICATED_PREFIX)
 
 
+# An execution's page for people (issue 13): authenticated by its signed, expiring link
+# (rb_common.links), which the route checks; a click from Slack or a mail client has no API key.
+LINK_AUTHENTICATED = re.compile(r"^/api/v1/executions/[A-Za-z0-9_-]{1,64}/page$")
+
+
+def is_link_authenticated(path: str) -> bool:
+    return LINK_AUTHENTICATED.match(path) is not None
+
+
 def needs_credentials(path: str) -> bool:
     """Whether the middleware refuses the path without valid credentials."""
-    return not (is_anonymous(path) or is_sender_authenticated(path) or path == GRAPHQL_PATH)
+    return not (
+        is_anonymous(path)
+        or is_sender_authenticated(path)
+        or is_link_authenticated(path)
+        or path == GRAPHQL_PATH
+    )
 
 
 def unauthorized(detail: str, *, invalid: bool = False) -> ProblemError:
@@ -117,7 +132,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        if is_anonymous(path) or is_sender_authenticated(path):
+        if is_anonymous(path) or is_sender_authenticated(path) or is_link_authenticated(path):
             await self.app(scope, receive, send)
             return
         try:

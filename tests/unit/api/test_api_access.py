@@ -36,6 +36,7 @@ from rb_store.keys import create_key
 from rb_store.recorder import Recorder
 
 PUBLIC = "anonymous"  # /health/*, the API documentation
+LINK = "link-authenticated"  # the execution page: its signed link, checked by the route (issue 13)
 SENDER = "sender-authenticated"  # /api/v1/triggers/*: the sender's signature or token, not API keys
 GRAPHQL = "graphql"  # each field checks its role: GRAPHQL_FIELDS
 REFUSED = "refused"  # websockets: the API has none
@@ -70,6 +71,8 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("GET", EX + "/{execution_id}/logs"): Role.VIEWER,
     ("GET", EX + "/{execution_id}/stream"): Role.VIEWER,
     ("GET", EX + "/{execution_id}/audit"): Role.VIEWER,
+    ("GET", EX + "/{execution_id}/notifications"): Role.VIEWER,
+    ("GET", EX + "/{execution_id}/page"): LINK,
     ("POST", EX + "/{execution_id}/cancel"): Role.OPERATOR,
     ("POST", EX + "/{execution_id}/pause"): Role.OPERATOR,
     ("POST", EX + "/{execution_id}/resume"): Role.OPERATOR,
@@ -519,3 +522,81 @@ async def test_no_cors_unless_origins_are_configured(
         assert evil.status_code == 400 and "access-control-allow-origin" not in evil.headers
         simple = await client.get(RB, headers={**ADMIN, "Origin": "https://console.example"})
         assert simple.headers["access-control-allow-origin"] == "https://console.example"
+
+
+async def test_the_execution_page_opens_with_its_signed_link_and_nothing_else(world: World) -> None:
+    """Issue 13: a link from a message opens the execution's page without an API key; the
+    signature binds the execution and the expiry, and an expired or altered link is refused."""
+    from rb_common.links import link_keys, signed_path
+
+    settings = Settings(master_key=MASTER_KEY)
+    [key] = link_keys(settings)
+    good = signed_path(world.done, key, 600)
+    page = await world.client.get(good)  # no Authorization header
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "no-store" in page.headers["cache-control"]
+    body = page.text
+    assert world.runbook_id in body and "SUCCEEDED" in body and world.done in body
+    for event in world.done_events:  # step ids shown; no raw results or outputs
+        if event.type == "step.succeeded":
+            assert event.data["step_id"] in body
+            assert json.dumps(event.data["result"]) not in body
+    refusals = [
+        good[:-1] + ("0" if good[-1] != "0" else "1"),  # altered signature
+        signed_path(world.done, key, -5),  # expired
+        good.replace(world.done, world.running),  # another execution, same signature
+        signed_path(world.done, b"another key", 600),
+    ]
+    for link in refusals:
+        r = await world.client.get(link)
+        assert r.status_code == 403, (link, r.text)
+    assert (await world.client.get(f"{EX}/{world.done}/page")).status_code == 422
+    # Only the page: the same signature opens no other route.
+    query = good.split("?", 1)[1]
+    assert (await world.client.get(f"{EX}/{world.done}?{query}")).status_code == 401
+
+
+def test_notifications_show_each_attempts_outcome() -> None:
+    from rb_api.notifications import notifications
+
+    def ev(type_: str, **data: Any) -> dict[str, Any]:
+        return {"type": f"notification.{type_}", "data": {"event_id": "e1", "channel": "slack:#ops", **data}}
+
+    items = notifications(
+        [
+            {"type": "step.started", "data": {}},
+            ev("sending", attempts=1, at="t1", deadline="d"),
+            ev(
+                "retrying",
+                attempts=1,
+                error="Slack API error ratelimited (HTTP 429)",
+                retry_at="t2",
+                retry_after=30.0,
+            ),
+            ev("sending", attempts=2, at="t2"),
+            ev("sent", attempts=2, ts="1700.1", found=True),
+            {
+                "type": "notification.sending",
+                "data": {"event_id": "e1", "channel": "email:a@b", "attempts": 1, "at": "t1"},
+            },
+            {
+                "type": "notification.failed",
+                "data": {
+                    "event_id": "e1",
+                    "channel": "email:a@b",
+                    "attempts": 1,
+                    "permanent": True,
+                    "error": "550",
+                },
+            },
+        ]
+    )
+    slack, email = items
+    assert slack["status"] == "sent" and slack["ts"] == "1700.1" and slack["deadline"] == "d"
+    assert [(a["attempt"], a["outcome"]) for a in slack["attempts"]] == [
+        (1, "failed"),
+        (2, "found already sent"),
+    ]
+    assert slack["attempts"][0]["retry_after"] == 30.0 and slack["attempts"][0]["retry_at"] == "t2"
+    assert email["status"] == "failed" and email["permanent"] and email["attempts"][0]["outcome"] == "refused"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from rb_api import audit, control, executions
+from rb_api import audit, control, executions, notifications
 from rb_api.auth import Operator, Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
@@ -16,6 +17,8 @@ from rb_api.problems import ProblemError, problem_responses
 from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
 from rb_api.scope import hidden_runbooks, require_execution, snapshot_of
 from rb_api.streaming import SSE_HEADERS, ExecutionStream, parse_last_event_id
+from rb_common.links import link_keys
+from rb_common.links import verify as verify_link
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
@@ -226,3 +229,42 @@ async def replay(
 async def audit_execution(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
     await require_execution(svc, who, execution_id)
     return await audit.audit_report(svc, execution_id)
+
+
+@router.get(
+    "/{execution_id}/notifications",
+    summary="Each notification (event and channel): its status and every attempt's outcome",
+    responses=_PROBLEMS,
+)
+async def get_notifications(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+    await require_execution(svc, who, execution_id)
+    items = await executions.events_of(svc, execution_id, 0)
+    return {"execution_id": execution_id, "items": notifications.notifications(items)}
+
+
+@router.get(
+    "/{execution_id}/page",
+    summary="The execution as a page for people, through a signed link that expires (no API key)",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}, **problem_responses(403, 404, 422)},
+)
+async def get_page(
+    execution_id: ExecutionId,
+    svc: ServicesDep,
+    expires: Annotated[int, Query(ge=0, le=2**42)],
+    sig: Annotated[str, Query(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")],
+) -> HTMLResponse:
+    keys = link_keys(svc.settings)
+    if not keys:
+        raise ProblemError(
+            404, "execution pages are off (set RB_LINK_KEY or RB_MASTER_KEY)", slug="not-found"
+        )
+    refused = verify_link(execution_id, expires, sig, keys)
+    if refused is not None:
+        raise ProblemError(403, refused, slug="bad-link", title="Link refused")
+    detail = await executions.detail(svc, execution_id)
+    expires_at = datetime.fromtimestamp(expires, UTC).isoformat()
+    return HTMLResponse(
+        notifications.page(detail, expires_at),
+        headers={"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"},
+    )
