@@ -273,3 +273,25 @@ async def test_the_coordinator_appends_the_notifiers_records_after_the_end(
         outcome = StepOutcome.model_validate(body)
         [(type_, data, actor, _)] = reported(state, outcome.type, outcome.data)
         assert type_ == outcome.type and data == outcome.data and actor == "rb-notifier"
+
+
+async def test_a_notification_given_up_is_announced_on_the_fallback_channel(
+    wire: Any, failed_run: list[Event]
+) -> None:
+    js = FakeJetStream(list(failed_run))
+    wire(js)
+    slack = FakeSlack()
+    n = notifier(js, slack, fallback_slack_channel="#rb-fallback")
+    await n.handle(first(failed_run, EventType.EXECUTION_FAILED))  # email: not configured, refused
+    [failed] = [r for r in js.records() if r["type"] == "notification.failed"]
+    history = js.events
+    for body in js.records(intents=True):  # as the coordinator records them
+        append(history, EventType(body["type"]), body["data"])
+    announced = next(e for e in history if e.type == EventType.NOTIFICATION_FAILED)
+    await n.handle(announced)
+    fallback = [p for p in slack.posts if p["channel"] == "#rb-fallback"]
+    assert len(fallback) == 1 and fallback[0]["thread_ts"] is None
+    assert "Notification to email:oncall@example.com failed" in fallback[0]["text"]
+    await notifier(js, slack, fallback_slack_channel="#rb-fallback").handle(announced)  # redelivered
+    assert len([p for p in slack.posts if p["channel"] == "#rb-fallback"]) == 1
+    assert failed["data"]["permanent"] is True
