@@ -150,20 +150,33 @@ def find_key(engine: Engine, key: str) -> StoredKey | None:
     return None if row is None else StoredKey.of(row)
 
 
-def authenticate(engine: Engine, key: str, now: datetime | None = None) -> StoredKey | None:
-    """The active key `key` is, or None (unknown, revoked, expired); notes its use."""
+def find_active(engine: Engine, key: str, now: datetime | None = None) -> tuple[StoredKey | None, bool]:
+    """(the active key `key` is, or None: unknown, revoked, expired; whether its last_used_at is
+    due for a refresh). Read-only: the caller may `touch` it off the request's path."""
     now = now or datetime.now(UTC)
     found = find_key(engine, key)
     if found is None or not found.active(now):
-        return None
-    if found.last_used_at is None or now - found.last_used_at >= TOUCH_EVERY:
-        with engine.begin() as conn:
-            conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == found.id)
-                .where(or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - TOUCH_EVERY))
-                .values(last_used_at=now)
-            )
+        return None, False
+    return found, found.last_used_at is None or now - found.last_used_at >= TOUCH_EVERY
+
+
+def touch(engine: Engine, key_id: str, now: datetime | None = None) -> None:
+    """Note a key's use (at most once per TOUCH_EVERY)."""
+    now = now or datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .where(or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now - TOUCH_EVERY))
+            .values(last_used_at=now)
+        )
+
+
+def authenticate(engine: Engine, key: str, now: datetime | None = None) -> StoredKey | None:
+    """The active key `key` is, or None (unknown, revoked, expired); notes its use."""
+    found, due = find_active(engine, key, now)
+    if found is not None and due:
+        touch(engine, found.id, now)
     return found
 
 

@@ -20,6 +20,7 @@ identity without it, and use `identity.actor` as the actor of what they record.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -97,8 +98,24 @@ async def authenticate(svc: Services, credential: str) -> Identity | None:
         except InvalidToken as exc:
             log.info("refused a bearer token: %s", exc)
             return None
-    stored = await in_thread(keys.authenticate, svc.engine, credential)
-    return None if stored is None else stored.identity()
+    stored, due = await in_thread(keys.find_active, svc.engine, credential)
+    if stored is None:
+        return None
+    if due:  # a write: off the request's path, so it never waits behind other writers
+        task = asyncio.create_task(_touch(svc, stored.id))
+        _touching.add(task)
+        task.add_done_callback(_touching.discard)
+    return stored.identity()
+
+
+_touching: set[asyncio.Task[None]] = set()
+
+
+async def _touch(svc: Services, key_id: str) -> None:
+    try:
+        await in_thread(keys.touch, svc.engine, key_id)
+    except Exception as exc:  # best effort: last_used_at is informational
+        log.debug("cannot note the use of key %s: %s", key_id, exc)
 
 
 async def _send_problem(scope: Scope, send: Send, exc: ProblemError) -> None:
