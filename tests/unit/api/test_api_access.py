@@ -141,7 +141,7 @@ def test_every_route_is_in_the_table(tmp_path: Path, engine: Engine) -> None:
 
 
 # Entries for routes being built beside this table (their tests skip until they exist).
-UPCOMING = {k for k in ACCESS if k[1].startswith("/api/v1/secrets")}
+UPCOMING: set[tuple[str, str]] = set()
 
 
 def test_the_openapi_document_declares_401_and_403(tmp_path: Path, engine: Engine) -> None:
