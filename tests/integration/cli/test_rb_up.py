@@ -30,6 +30,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], queue.Queue[str], list[str]]:
+    """`rb up` in the background: the process, its remaining output lines, and what it printed
+    until it said it is up."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rb_cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    while not any("press Ctrl-C" in line for line in seen):
+        if time.monotonic() > deadline or process.poll() is not None:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError("rb up did not come up:\n" + "".join(seen))
+        try:
+            seen.append(lines.get(timeout=1))
+        except queue.Empty:
+            continue
+    return process, lines, seen
+
+
 def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> None:
     api_port, nats_port = free_port(), free_port()
     env = {
@@ -43,25 +69,8 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
     # No key given: `rb up` makes the admin key, prints it once, and the CLI reads RB_HOME/admin.key.
     for name in ("RB_DATABASE_URL", "RB_BOOTSTRAP_ADMIN_KEY", "RB_API_KEY"):
         env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rb_cli", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
-    seen: list[str] = []
+    process, lines, seen = start_up(env)
     try:
-        deadline = time.monotonic() + 90
-        while not any("press Ctrl-C" in line for line in seen):
-            assert time.monotonic() < deadline, "rb up did not come up:\n" + "".join(seen)
-            try:
-                seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                assert process.poll() is None, "rb up exited:\n" + "".join(seen)
         output = "".join(seen)
         assert f"API http://127.0.0.1:{api_port}/api/v1" in output
         assert "registered rb-000-hello" in output
@@ -190,25 +199,8 @@ def test_rb_up_without_rb_nats_url_runs_its_own_nats_and_the_cli_follows_it(tmp_
     }
     for name in ("RB_DATABASE_URL", "RB_NATS_URL", "RB_NAMESPACE", "RB_API_URL"):
         env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rb_cli", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
-    seen: list[str] = []
+    process, _, seen = start_up(env)
     try:
-        deadline = time.monotonic() + 90
-        while not any("press Ctrl-C" in line for line in seen):
-            assert time.monotonic() < deadline, "rb up did not come up:\n" + "".join(seen)
-            try:
-                seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                assert process.poll() is None, "rb up exited:\n" + "".join(seen)
         output = "".join(seen)
         assert "NATS nats://127.0.0.1:" in output and "(its own, namespace rb)" in output, output
         assert "nats://127.0.0.1:4222 " not in output, "joined the NATS on 4222"

@@ -7,14 +7,13 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import nats.errors
 import pytest
+from bus_support import chain
 from nats.js.errors import NotFoundError
 
 from rb_common.bus import Bus, append_event, append_events, connect, last_subject_seq, read_execution
-from rb_common.events import Event, EventType
 from rb_common.memory_bus import memory_bus, subject_matches
 from rb_common.ports import ConcurrencyError
 
@@ -35,24 +34,6 @@ async def bus(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[B
     await cleanup.close()
     if not connection.nc.is_closed:
         await connection.close()
-
-
-def chain(execution_id: str, count: int) -> list[Event]:
-    events, prev = [], None
-    for seq in range(1, count + 1):
-        event = Event.sealed(
-            prev_hash=prev,
-            id=uuid.uuid4().hex,
-            execution_id=execution_id,
-            seq=seq,
-            type=EventType.STEP_SCHEDULED,
-            time=datetime.now(UTC),
-            actor="tests",
-            data={"step_id": f"s{seq}"},
-        )
-        events.append(event)
-        prev = event.hash
-    return events
 
 
 async def test_a_message_id_is_stored_once(bus: Bus) -> None:

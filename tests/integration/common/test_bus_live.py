@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from bus_support import chain
 
 from rb_common.bus import Bus, append_event, append_events, connect, read_execution
-from rb_common.events import Event, EventType
 from rb_common.ports import ConcurrencyError
 
 pytestmark = pytest.mark.integration
@@ -24,24 +23,6 @@ async def bus() -> AsyncIterator[Bus]:
     connection = await connect(NATS_URL, name="rb-tests-bus")
     yield connection
     await connection.close()
-
-
-def chain(execution_id: str, count: int, first_seq: int = 1, prev_hash: str | None = None) -> list[Event]:
-    events = []
-    for seq in range(first_seq, first_seq + count):
-        event = Event.sealed(
-            prev_hash=prev_hash,
-            id=uuid.uuid4().hex,
-            execution_id=execution_id,
-            seq=seq,
-            type=EventType.STEP_SCHEDULED,
-            time=datetime.now(UTC),
-            actor="tests",
-            data={"step_id": f"s{seq}"},
-        )
-        events.append(event)
-        prev_hash = event.hash
-    return events
 
 
 class Interleaving:
