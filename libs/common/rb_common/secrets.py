@@ -148,6 +148,14 @@ class SecretResolver:
                 self._loaded_at = now
             return dict(self._values)
 
+    def fresh(self) -> dict[str, str] | None:
+        """The values if they need no re-read, else None: lets a caller skip the thread hop
+        that a read (a database, files) needs, on every step but one per `ttl`."""
+        loaded_at = self._loaded_at
+        if loaded_at is None or time.monotonic() - loaded_at >= self.ttl:
+            return None
+        return dict(self._values)
+
     def cached(self) -> list[str]:
         """The values as last read, without reading (for log filters)."""
         return list(self._values.values())

@@ -237,7 +237,9 @@ class Worker:
                 lambda: asyncio.ensure_future(self._report(task.execution_id, command, started)),
             )
             try:
-                secrets = await asyncio.to_thread(self.secrets.values)
+                secrets = self.secrets.fresh()
+                if secrets is None:  # re-read once per RB_SECRETS_CACHE_SECONDS, off the loop
+                    secrets = await asyncio.to_thread(self.secrets.values)
                 revealed = Revealed(secrets.values())
                 outcome = await run_attempt(
                     command,
