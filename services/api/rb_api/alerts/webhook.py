@@ -33,22 +33,26 @@ class _HeaderId(RootModel[Id]):
     pass
 
 
-def event_id(headers: Mapping[str, str]) -> str | None:
-    """The X-RB-Event-Id header; 400 when it is present but not a usable id."""
-    raw = lower_keys(headers).get(EVENT_ID_HEADER.lower())
-    if raw is None:
-        return None
+def _valid_id(raw: Any, where: str, name: str, status: int, slug: str, title: str) -> str:
     try:
         return _HeaderId.model_validate(raw).root
     except ValidationError as exc:
         reason = exc.errors()[0].get("msg", "invalid")
         raise ProblemError(
-            400,
-            f"{EVENT_ID_HEADER} must be 1 to 256 printable characters ({reason})",
-            slug="invalid-event-id",
-            title="Invalid event id",
-            errors=[{"field": f"header.{EVENT_ID_HEADER}", "message": reason, "type": "value_error"}],
+            status,
+            f"{name} must be 1 to 256 printable characters ({reason})",
+            slug=slug,
+            title=title,
+            errors=[{"field": f"{where}.{name}", "message": reason, "type": "value_error"}],
         ) from None
+
+
+def event_id(headers: Mapping[str, str]) -> str | None:
+    """The X-RB-Event-Id header; 400 when it is present but not a usable id."""
+    raw = lower_keys(headers).get(EVENT_ID_HEADER.lower())
+    if raw is None:
+        return None
+    return _valid_id(raw, "header", EVENT_ID_HEADER, 400, "invalid-event-id", "Invalid event id")
 
 
 def body_event_id(body: dict[str, Any]) -> str | None:
@@ -56,17 +60,7 @@ def body_event_id(body: dict[str, Any]) -> str | None:
     raw = body.get(EVENT_ID_FIELD)
     if raw is None:
         return None
-    try:
-        return _HeaderId.model_validate(raw).root
-    except ValidationError as exc:
-        reason = exc.errors()[0].get("msg", "invalid")
-        raise ProblemError(
-            422,
-            f"{EVENT_ID_FIELD} must be 1 to 256 printable characters ({reason})",
-            slug="invalid-request",
-            title="Invalid request",
-            errors=[{"field": f"body.{EVENT_ID_FIELD}", "message": reason, "type": "value_error"}],
-        ) from None
+    return _valid_id(raw, "body", EVENT_ID_FIELD, 422, "invalid-request", "Invalid request")
 
 
 def normalise(
