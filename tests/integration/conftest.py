@@ -415,3 +415,24 @@ async def consumer_name() -> AsyncIterator[str]:
             await bus.js.delete_consumer(DEFAULT_NAMES.events_stream, name)
     finally:
         await bus.close()
+
+
+@pytest.fixture
+def own_pg_engine(postgres_url: str) -> Iterator[Engine]:
+    """An engine on a fresh, unmigrated database of this test's own (for tests that migrate it
+    down and up), dropped afterwards."""
+    import psycopg
+
+    name = f"rb_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(postgres_url).set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(database_url(Settings(database_url=url)))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
