@@ -143,10 +143,11 @@ def test_approval_requested_hides_inputs_that_refer_to_secrets() -> None:
         EventType.APPROVAL_REQUESTED,
         {
             "step_id": "ingest",
+            "approval_id": "exec-render-approval:ingest",
             "approvers": ["alice", "bob"],
             "min_approvals": 1,
             "timeout": 3600,
-            "message": "Deploy with ${secrets.API_TOKEN}?",
+            "prompt": "Deploy with ${secrets.API_TOKEN}?",
         },
     )
     s = summary_for(events, event)
