@@ -50,6 +50,7 @@ class Approval:
     request: ApprovalRequested
     requested_at: datetime
     decisions: tuple[ApprovalDecided, ...] = ()
+    decided_at: tuple[datetime, ...] = ()  # each decision's event time
 
     def decided_by(self, actor: str) -> bool:
         return any(d.actor == actor for d in self.decisions)
@@ -108,7 +109,12 @@ def on_decided(state: ExecutionState, event: Event, data: ApprovalDecided) -> Ch
     current = state.approvals.get(data.step_id)
     if current is None or current.decided_by(data.actor):
         return {}
-    updated = Approval(current.request, current.requested_at, (*current.decisions, data))
+    updated = Approval(
+        current.request,
+        current.requested_at,
+        (*current.decisions, data),
+        (*current.decided_at, event.time),
+    )
     return {"approvals": {**state.approvals, data.step_id: updated}}
 
 
