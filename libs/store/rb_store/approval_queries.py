@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, select
+from sqlalchemy import ColumnElement, Engine, RowMapping, select
 
 from rb_store.queries import iso
 from rb_store.tables import approvals
@@ -40,7 +40,7 @@ def list_approvals(
     exclude_runbooks: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Approvals, newest request first; those of `exclude_runbooks` (hidden from the caller) left out."""
-    where = [approvals.c.approval_id.is_not(None)]
+    where: list[ColumnElement[bool]] = [approvals.c.approval_id.is_not(None)]
     if status is not None:
         where.append(approvals.c.status == status)
     if exclude_runbooks:
