@@ -693,3 +693,5 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (rb key
 from rb_cli.secrets_cmd import secrets_app  # noqa: E402
 
 app.add_typer(secrets_app, name="secrets")
+
+import rb_cli.approvals_cmd  # noqa: E402,F401  (rb approvals, rb approve, rb reject)
