@@ -208,6 +208,8 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("revoked_by", String(200)),
     Column("last_used_at", DateTime(timezone=True)),
+    # 0008: the Slack user whose Approve / Reject clicks decide as this identity.
+    Column("slack_user_id", String(32), index=True),
 )
 
 # The secret store: one Fernet token per step secret (rb_store.secrets), encrypted with the

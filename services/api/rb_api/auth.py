@@ -59,7 +59,8 @@ def is_anonymous(path: str) -> bool:
 
 
 def is_sender_authenticated(path: str) -> bool:
-    return path.startswith(SENDER_AUTHENTICATED_PREFIX)
+    # Slack's Approve / Reject clicks: signed by Slack (rb_api.slack_actions), not API keys.
+    return path.startswith(SENDER_AUTHENTICATED_PREFIX) or path == "/api/v1/slack/interactivity"
 
 
 # An execution's page for people (issue 13): authenticated by its signed, expiring link

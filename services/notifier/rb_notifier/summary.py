@@ -52,6 +52,7 @@ class Approval:
     min_approvals: int | None = None
     timeout: str | None = None
     message: str | None = None
+    approval_id: str | None = None  # what the Approve / Reject buttons decide
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ def _approval(state: ExecutionState, event: Event) -> Approval:
         min_approvals=data.min_approvals,
         timeout=format_value(data.timeout) if data.timeout is not None else None,
         message=_safe(data.prompt) if data.prompt else None,
+        approval_id=data.approval_id,
     )
 
 

@@ -20,7 +20,7 @@ from rb_store.recorder import Recorder
 T0 = datetime(2025, 11, 29, tzinfo=UTC)
 
 
-def approval_yaml(runbook_id: str, approvers: str = "[alice, bob]", extra_inputs: str = "") -> str:
+def approval_yaml(runbook_id: str, approvers: str = "[alice, bob]", require_comment: bool = True) -> str:
     return (
         f"id: {runbook_id}\n"
         "name: Approval API test\n"
@@ -28,7 +28,7 @@ def approval_yaml(runbook_id: str, approvers: str = "[alice, bob]", extra_inputs
         "steps:\n"
         "  - id: gate\n"
         "    type: approval\n"
-        f"    inputs: {{approvers: {approvers}, prompt: 'Go?', require_comment: true, timeout: 1h{extra_inputs}}}\n"
+        f"    inputs: {{approvers: {approvers}, prompt: 'Go?', require_comment: {str(require_comment).lower()}, timeout: 1h}}\n"
         "  - {id: after, type: transform, depends_on: [gate], inputs: {b: 2}}\n"
     )
 

@@ -1,7 +1,9 @@
-"""approvals: what an approval step asks and who may not decide it (issue 14)
+"""approvals: what an approval step asks and who may not decide it; api_keys.slack_user_id
+(issue 14)
 
 The `approvals` table existed without a writer; the recorder now projects approval steps into
-it (rb_store.approval_rows), and the API lists and decides them by `approval_id`.
+it (rb_store.approval_rows), and the API lists and decides them by `approval_id`. An identity
+may carry the Slack user id whose Approve / Reject clicks decide as it.
 
 Revision ID: 0008
 Revises: 0007
@@ -35,9 +37,15 @@ def upgrade() -> None:
             batch.add_column(sa.Column(name, type_, nullable=True))
     op.create_index("ix_approvals_approval_id", "approvals", ["approval_id"], unique=True)
     op.create_index("ix_approvals_status", "approvals", ["status"])
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(sa.Column("slack_user_id", sa.String(length=32), nullable=True))
+    op.create_index("ix_api_keys_slack_user_id", "api_keys", ["slack_user_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_api_keys_slack_user_id", table_name="api_keys")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("slack_user_id")
     op.drop_index("ix_approvals_status", table_name="approvals")
     op.drop_index("ix_approvals_approval_id", table_name="approvals")
     with op.batch_alter_table("approvals") as batch:
