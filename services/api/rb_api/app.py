@@ -28,6 +28,7 @@ from rb_api.oidc import OidcVerifier
 from rb_api.problems import install_handlers, problem_responses
 from rb_api.routes import (
     alerts,
+    approval_email,
     approvals,
     executions,
     health,
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(secrets.router, responses=protected)
     app.include_router(approvals.router, responses=protected)
     app.include_router(slack.router)  # authenticated by Slack's signature, not API keys
+    app.include_router(approval_email.router)  # authenticated by its signed link
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400

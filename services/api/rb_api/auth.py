@@ -68,8 +68,12 @@ def is_sender_authenticated(path: str) -> bool:
 LINK_AUTHENTICATED = re.compile(r"^/api/v1/executions/[A-Za-z0-9_-]{1,64}/page$")
 
 
+# An approval decided from an email: its signed link (rb_common.approval_links), checked by the route.
+APPROVAL_LINK = re.compile(r"^/api/v1/approvals/[A-Za-z0-9_-]{1,64}:[A-Za-z_][A-Za-z0-9_-]{0,99}/email$")
+
+
 def is_link_authenticated(path: str) -> bool:
-    return LINK_AUTHENTICATED.match(path) is not None
+    return LINK_AUTHENTICATED.match(path) is not None or APPROVAL_LINK.match(path) is not None
 
 
 def needs_credentials(path: str) -> bool:

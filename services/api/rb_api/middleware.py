@@ -137,8 +137,8 @@ def accepted_types(method: str, path: str) -> frozenset[str] | None:
         method == "PUT" and path.startswith("/api/v1/runbooks/") and path.count("/") == 4
     ):
         return RUNBOOK_TYPES
-    if path == SLACK_INTERACTIVITY:
-        return frozenset({"application/x-www-form-urlencoded"})
+    if path == SLACK_INTERACTIVITY or (path.startswith("/api/v1/approvals/") and path.endswith("/email")):
+        return frozenset({"application/x-www-form-urlencoded"})  # a form from Slack or the email page
     if path == "/graphql" or path.startswith("/api/"):
         return JSON_TYPES
     return None

@@ -96,7 +96,9 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/triggers/pagerduty"): SENDER,
     ("POST", "/api/v1/triggers/cloudevents"): SENDER,
     ("POST", "/api/v1/triggers/webhook/{runbook_id}"): SENDER,
-    ("POST", "/api/v1/slack/interactivity"): SENDER,  # Slack's signature (rb_api.slack_actions)
+    ("POST", "/api/v1/slack/interactivity"): SENDER,
+    ("GET", "/api/v1/approvals/{approval_id}/email"): LINK,  # its signed link (rb_common.approval_links)
+    ("POST", "/api/v1/approvals/{approval_id}/email"): LINK,  # Slack's signature (rb_api.slack_actions)
     ("GET", "/api/v1/approvals"): Role.VIEWER,
     ("GET", "/api/v1/approvals/{approval_id}"): Role.VIEWER,
     ("POST", "/api/v1/approvals/{approval_id}/approve"): Role.APPROVER,
