@@ -6,17 +6,21 @@ timeout_action, also when the executor that started its timer was killed in betw
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
 from services_support import Services, api, approve, publish_trigger, wait_for_event, wait_terminal
 
+from rb_api.slack_actions import signature
+from rb_common.approval_links import signed_url
 from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_common.settings import Settings
@@ -71,9 +75,8 @@ def rb(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_a_second_identity_approves_the_requester_may_not(
-    services: Services, postgres_database: str, bus: Bus
-) -> None:
+async def start_stack(services: Services, postgres_database: str) -> tuple[str, int]:
+    """API, recorder and executor as processes; (the API's base URL, its port)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
     services.env["RB_DATABASE_URL"] = postgres_database
@@ -84,11 +87,17 @@ async def test_a_second_identity_approves_the_requester_may_not(
     while True:
         try:
             if api.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
-                break
+                return base, port
         except httpx.HTTPError:
             pass
         assert time.monotonic() < deadline, "API not ready:\n" + services.logs()
         await asyncio.sleep(0.2)
+
+
+async def test_a_second_identity_approves_the_requester_may_not(
+    services: Services, postgres_database: str, bus: Bus
+) -> None:
+    base, port = await start_stack(services, postgres_database)
     runbook_id = f"gate-{uuid.uuid4().hex[:8]}"
     created = api.post(
         f"{base}/runbooks", content=gated(runbook_id), headers={"Content-Type": "application/yaml"}
@@ -162,3 +171,79 @@ async def test_a_timed_out_approval_follows_its_action_across_an_executor_restar
     assert time.monotonic() - began >= 3
     report = await Replayer(PluginExecutor(default_registry()), Settings()).replay(events)
     assert report.verified, [str(d) for d in report.deviations]
+
+
+SIGNING_SECRET = "slack-signing-secret-for-tests-4b1d"
+LINK_KEY = "approval-links-key-for-tests-77aa"
+
+
+def slack_click(approval_id: str, user: str) -> tuple[bytes, dict[str, str]]:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "actions": [{"action_id": "rb_approve", "value": approval_id}],
+        "channel": {"id": "C0APPROVALS"},
+        "container": {"message_ts": "1700000000.000100"},
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature(SIGNING_SECRET, timestamp, body),
+    }
+    return body, headers
+
+
+async def test_a_slack_click_and_an_email_link_approve_together(
+    services: Services, postgres_database: str, bus: Bus
+) -> None:
+    services.env["RB_SLACK_SIGNING_SECRET"] = SIGNING_SECRET
+    services.env["RB_LINK_KEY"] = LINK_KEY
+    base, port = await start_stack(services, postgres_database)
+    runbook_id = f"gate-two-{uuid.uuid4().hex[:6]}"
+    text = gated(runbook_id).replace(
+        "approvers: ['role:approver'], prompt: 'Go on?', require_comment: true",
+        "approvers: ['role:approver', 'alice@example.com'], min_approvals: 2, prompt: 'Go on?'",
+    )
+    created = api.post(f"{base}/runbooks", content=text, headers={"Content-Type": "application/yaml"})
+    assert created.status_code == 201, created.text
+    assert approve(base, runbook_id).status_code == 200
+    made = api.post(f"{base}/keys", json={"name": "bob", "roles": ["approver"], "slack_user_id": "U0BOB"})
+    assert made.status_code == 201, made.text
+    started = api.post(f"{base}/runbooks/{runbook_id}/execute", json={})
+    execution_id = started.json()["execution_id"]
+    approval_id = f"{execution_id}:gate"
+    await wait_pending(base, approval_id, services)
+
+    body, headers = slack_click(approval_id, "U0BOB")
+    unsigned = api.post(
+        f"{base}/slack/interactivity", content=body, headers={"Content-Type": headers["Content-Type"]}
+    )
+    assert unsigned.status_code == 401
+    clicked = api.post(f"{base}/slack/interactivity", content=body, headers=headers)
+    assert clicked.status_code == 200 and clicked.json()["text"] == "approved as key:bob", clicked.text
+    replayed = api.post(f"{base}/slack/interactivity", content=body, headers=headers)
+    assert replayed.status_code == 401
+
+    url = urlsplit(
+        signed_url(f"http://127.0.0.1:{port}", approval_id, "alice@example.com", [LINK_KEY.encode()], 600)
+    )
+    link = f"http://127.0.0.1:{port}{url.path}?{url.query}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    page = httpx.get(link, timeout=10)
+    assert page.status_code == 200 and "Approve" in page.text
+    decided = httpx.post(link, content=b"decision=approve&comment=ok", headers=form, timeout=10)
+    assert decided.status_code == 200, decided.text
+
+    events = await wait_terminal(bus, execution_id, timeout=30)
+    state = fold(events)
+    assert state.status == "SUCCEEDED", services.logs()
+    vias = sorted((e.data["via"], e.actor) for e in events if e.type == EventType.APPROVAL_DECIDED)
+    assert vias == [("email", "email:alice@example.com"), ("slack", "key:bob")]
+    deadline = time.monotonic() + 30
+    while api.get(f"{base}/approvals/{approval_id}").json()["status"] != "approved":
+        assert time.monotonic() < deadline, services.logs()
+        await asyncio.sleep(0.1)
+    used = httpx.post(link, content=b"decision=approve", headers=form, timeout=10)
+    assert used.status_code == 409, "the link worked once"
