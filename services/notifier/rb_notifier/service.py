@@ -42,7 +42,7 @@ from rb_common.pull import PullFeed
 from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_engine.coordinator import fold
-from rb_notifier import approval_mail, render
+from rb_notifier import approval_mail, approval_outcome, render
 from rb_notifier.config import NotifierConfig
 from rb_notifier.delivery import (
     FAILED,
@@ -172,7 +172,10 @@ class Notifier:
         """Deliver every notification `event` calls for. None: each one is recorded as sent or
         failed; a number: some wait for a retry, hand the event back for that many seconds."""
         plan = await self.prepare(event)
-        return await self.deliver(plan)
+        wait = await self.deliver(plan)
+        if wait is None:
+            await approval_outcome.announce(self, event)  # an approval step settled: its message says so
+        return wait
 
     async def prepare(self, event: Event) -> Plan:
         """What `event` calls for. Registers its deliveries as active, so that later events of
