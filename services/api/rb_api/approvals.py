@@ -135,10 +135,13 @@ async def decide(
         data=payload.dump(),
     )
     await control.publish_command(svc.bus, command, f"{approval_id}:decided:{who.actor}")
+    approved = sum(1 for d in approval["decisions"] if d.get("decision") == "approve")
     return {
         "approval_id": approval_id,
         "execution_id": approval["execution_id"],
         "decision": decision,
         "actor": who.actor,
         "status": "ACCEPTED",
+        # Whether this decision settles the step (a rejection, or the last approval needed).
+        "settles": decision == "reject" or approved + 1 >= (approval["min_approvals"] or 1),
     }

@@ -117,9 +117,8 @@ async def handle(svc: Services, headers: Mapping[str, str], body: bytes) -> dict
         result = await approvals.decide(svc, who, approval_id, decision, None, via="slack")
     except ProblemError as exc:
         return ephemeral(f"not {decision}d: {exc.detail}")
-    await update_message(
-        svc, payload, f"{'Approved' if decision == 'approve' else 'Rejected'} by <@{user}> ({who.actor})"
-    )
+    said = f"{'Approved' if decision == 'approve' else 'Rejected'} by <@{user}> ({who.actor})"
+    await update_message(svc, payload, said, keep_buttons=not result["settles"])
     return {
         "response_type": "ephemeral",
         "replace_original": False,
@@ -127,9 +126,10 @@ async def handle(svc: Services, headers: Mapping[str, str], body: bytes) -> dict
     }
 
 
-async def update_message(svc: Services, payload: dict[str, Any], outcome: str) -> None:
-    """chat.update: the message's buttons give way to the outcome. A failure is logged: the
-    decision stands, and the message only looks stale."""
+async def update_message(svc: Services, payload: dict[str, Any], outcome: str, *, keep_buttons: bool) -> None:
+    """chat.update: the decision under the message; its buttons give way to it once the step is
+    settled (they stay while more approvals are needed). A failure is logged: the decision
+    stands, and the message only looks stale."""
     settings = svc.settings
     channel = (payload.get("channel") or {}).get("id") if isinstance(payload.get("channel"), dict) else None
     container = _mapping(payload.get("container"))
@@ -138,7 +138,9 @@ async def update_message(svc: Services, payload: dict[str, Any], outcome: str) -
     if not settings.slack_token or not channel or not ts:
         return
     kept = [
-        b for b in message.get("blocks") or [] if isinstance(b, dict) and b.get("block_id") != "rb_approval"
+        b
+        for b in message.get("blocks") or []
+        if isinstance(b, dict) and (keep_buttons or b.get("block_id") != "rb_approval")
     ]
     blocks = [*kept, {"type": "context", "elements": [{"type": "mrkdwn", "text": outcome}]}]
     base = (settings.slack_base_url or "https://slack.com").rstrip("/")

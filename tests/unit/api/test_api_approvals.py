@@ -70,6 +70,7 @@ async def test_four_eyes_and_the_approvers_list(
         "decision": "approve",
         "actor": "key:bob",
         "status": "ACCEPTED",
+        "settles": True,
     }
     [command], _ = await probe.commands(waiting.execution_id)
     assert command["type"] == "approval.decided" and command["actor"] == "key:bob"

@@ -186,3 +186,16 @@ async def test_a_click_by_an_unlinked_slack_user_decides_nothing(
     malformed = b"payload=%7Bnot-json"
     bad = await slack_client.post(URL, content=malformed, headers=signed(malformed))
     assert bad.status_code == 400
+
+
+async def test_the_buttons_stay_while_more_approvals_are_needed(
+    slack_client: httpx.AsyncClient, waiting: Waiting, engine: Engine, slack_peer: SlackPeer
+) -> None:
+    text = approval_yaml("t-slack-two", "['role:approver']", require_comment=False)
+    two = Waiting(engine, text.replace("prompt:", "min_approvals: 2, prompt:"), "key:carol")
+    body = click(two.approval_id)
+    response = await slack_client.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 200 and response.json()["text"] == "approved as key:bob", response.text
+    [update] = slack_peer.updates
+    assert any(b.get("block_id") == "rb_approval" for b in update["blocks"]), "one more approver may click"
+    assert "Approved by <@U0BOB> (key:bob)" in update["text"]
