@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from rb_common import payloads as ev
+from rb_common.errors import RbError
 from rb_common.events import Event, EventType
 from rb_common.model import Runbook
 from rb_common.ports import EventStore
@@ -161,7 +162,7 @@ class Runner:
                 if not self._tasks and not self.state.pending_timers():
                     waiting = approvals.pending(self.state)
                     if waiting:
-                        raise RuntimeError(
+                        raise RbError(
                             f"execution {execution_id} waits for approval of step '{waiting[0]}', which "
                             "nobody can give in this process (a fixture scripts it: approvals)"
                         )

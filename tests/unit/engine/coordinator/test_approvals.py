@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from harness import Drive
 
+from rb_common.errors import RbError
 from rb_common.events import Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_common.payloads import ApprovalDecided, ApprovalRequested
@@ -216,3 +217,10 @@ def test_cancel_while_waiting_ends_the_approval() -> None:
     assert drive.state.status == "CANCELLED"
     assert drive.state.steps["gate"].status == "FAILED"
     assert decide(drive, "key:alice") == []
+
+
+async def test_an_approval_nobody_can_give_in_process_is_a_clear_error() -> None:
+    model, _ = load_runbook_text(runbook())
+    runner = Runner(InMemoryEventStore(), PluginExecutor(default_registry()), FakeClock(T0), Settings())
+    with pytest.raises(RbError, match="waits for approval of step 'gate'"):
+        await runner.run(RunRequest(runbook=model, execution_id="x2", params={"svc": "api"}))
