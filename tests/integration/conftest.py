@@ -435,3 +435,4 @@ def own_pg_engine(postgres_url: str) -> Iterator[Engine]:
         engine.dispose()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+

@@ -39,7 +39,6 @@ EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
 
-
 class Fact(NamedTuple):
     """An event before it is sealed. `data` is written as given (a reported dict passes through
     as the worker wrote it); `payload`, when the applier has parsed it already, is its typed
@@ -49,7 +48,6 @@ class Fact(NamedTuple):
     data: dict[str, Any]
     actor: str
     payload: EventPayload | None = None
-
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
