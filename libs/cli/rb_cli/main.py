@@ -643,10 +643,16 @@ def keys_create(
     team: Annotated[list[str], typer.Option("--team", "-t", help="a team the key belongs to (repeat)")] = [],  # noqa: B006
     expires_in: Annotated[str | None, typer.Option(help="e.g. 3600, 12h, 90d (default: never)")] = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
+    slack_user: Annotated[
+        str | None,
+        typer.Option(metavar="U…", help="Slack user id whose Approve/Reject clicks act as this key"),
+    ] = None,
 ) -> None:
     """Create an API key; it is printed this once and never shown again."""
     settings = cli_settings()
     body: dict[str, Any] = {"name": name, "roles": role, "teams": team}
+    if slack_user is not None:
+        body["slack_user_id"] = slack_user
     if expires_in is not None:
         body["expires_in"] = _expires_in(expires_in)
     result = _call("POST", f"{_api(settings)}/api/v1/keys", settings, json=body)
@@ -693,3 +699,5 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (rb key
 from rb_cli.secrets_cmd import secrets_app  # noqa: E402
 
 app.add_typer(secrets_app, name="secrets")
+
+import rb_cli.approvals_cmd  # noqa: E402,F401  (rb approvals, rb approve, rb reject)

@@ -69,6 +69,7 @@ DECIDED_EVENTS = frozenset(
         EventType.TIMER_STARTED,
         EventType.KPI_EVALUATED,
         *TERMINAL_EVENTS,
+        EventType.APPROVAL_REQUESTED,
     }
 )
 

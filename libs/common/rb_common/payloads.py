@@ -200,23 +200,33 @@ class KpiEvaluated(EventPayload):
 
 
 class ApprovalRequested(EventPayload):
-    """Not produced yet; the notifier announces it."""
+    """An `approval` step is waiting for people (decided by rb_engine.coordinator.approvals):
+    what the API, Slack and email show, and who may not decide (`requested_by`)."""
 
     TYPE = EventType.APPROVAL_REQUESTED
-    step_id: str | None = None
-    approvers: list[Any] | None = None
-    min_approvals: int | None = None
-    timeout: Any = None
-    message: str | None = None
+    step_id: str
+    approval_id: str  # `<execution id>:<step id>`
+    approvers: list[str] = []  # user names, or `role:<role>`
+    min_approvals: int = 1
+    prompt: str | None = None
+    require_comment: bool = False
+    timeout: float | None = None  # seconds
+    timeout_at: str | None = None  # ISO
+    timeout_action: str = "fail"  # fail | approve | skip
+    requested_by: str | None = None  # the execution's requester: may not approve
 
 
 class ApprovalDecided(EventPayload):
-    """Not produced yet."""
+    """One person's decision on a pending approval (a fact, from the API, Slack, email or a
+    fixture); the coordinator counts them."""
 
     TYPE = EventType.APPROVAL_DECIDED
-    step_id: str | None = None
-    approved: bool | None = None
-    reason: str | None = None
+    step_id: str
+    approval_id: str
+    decision: str  # approve | reject
+    actor: str
+    comment: str | None = None
+    via: str | None = None  # api | slack | email | fixture
 
 
 # -- notifications ------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     cloudevents_token: SecretStr | None = None
     slack_token: str | None = None
     slack_base_url: str | None = None
+    # The Slack app's signing secret: the API checks Approve / Reject clicks with it
+    # (POST /api/v1/slack/interactivity); without it the endpoint refuses every request.
+    slack_signing_secret: SecretStr | None = None
     smtp_url: str | None = None
     pushgateway_url: str | None = None
     # Named SQL connections for sql_query steps: RB_CONNECTIONS='{"reporting": "postgresql://..."}'

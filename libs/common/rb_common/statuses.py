@@ -9,7 +9,8 @@ from enum import StrEnum
 
 class ExecutionStatus(StrEnum):
     """QUEUED -> RUNNING <-> PAUSED -> SUCCEEDED | FAILED | ABORTED | CANCELLED; NEW before the
-    first event (never stored). WAITING_APPROVAL is defined but never entered yet."""
+    first event (never stored). WAITING_APPROVAL: RUNNING while an approval step waits for
+    people (rb_engine.coordinator.approvals); a pause makes it PAUSED, resuming returns to it."""
 
     NEW = "NEW"
     QUEUED = "QUEUED"

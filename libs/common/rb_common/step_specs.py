@@ -167,13 +167,16 @@ SPECS: dict[str, StepSpec] = {
         StepSpec(
             "approval",
             {
-                "approvers": {"type": "array", "items": {"type": "string"}},
+                # user names (an identity's name or actor) and/or `role:<role>`
+                "approvers": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 "min_approvals": {"type": "integer", "minimum": 1},
                 "timeout": _DURATION,
-                "timeout_action": {"enum": ["approve", "reject", "fail"]},
-                "message": {"type": "string"},
+                "timeout_action": {"enum": ["fail", "approve", "skip"]},
+                "prompt": {"type": "string"},
+                "require_comment": {"type": "boolean"},
             },
             required=("approvers",),
+            description="wait for people: decided by the coordinator, never sent to a worker",
         ),
         StepSpec(
             "branch",

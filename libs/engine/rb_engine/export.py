@@ -9,7 +9,7 @@ from rb_common.expressions import expressions_in, references
 from rb_common.model import Runbook
 from rb_common.payloads import ExecutionRequested, StepFailed, StepScheduled, StepSucceeded
 from rb_common.step_specs import SPECS
-from rb_engine.coordinator import fold
+from rb_engine.coordinator import ExecutionState, fold
 from rb_engine.result import canonical_result
 
 
@@ -62,6 +62,7 @@ def export_fixture(events: list[Event]) -> tuple[dict[str, Any], dict[str, Any]]
         "trigger": requested.trigger,
         "clock": events[0].time.isoformat(),
         "steps": {key: attempts[0] if len(attempts) == 1 else attempts for key, attempts in stubs.items()},
+        "approvals": approval_scripts(state),
         "expect": {
             # Plain strings (not the StrEnum members): the fixture is written as YAML.
             "status": str(state.status),
@@ -72,3 +73,25 @@ def export_fixture(events: list[Event]) -> tuple[dict[str, Any], dict[str, Any]]
     }
     _ = runbook  # validated above: an unreadable definition fails the export, not the test
     return fixture, canonical_result(state)
+
+
+def approval_scripts(state: ExecutionState) -> dict[str, dict[str, Any]]:
+    """Who decided each approval step, as a fixture scripts it (`approve`, `reject`, or
+    `timeout: true` when nobody decided)."""
+    scripts: dict[str, dict[str, Any]] = {}
+    for sid, approval in state.approvals.items():
+        rejection = approval.rejection
+        chosen = [d for d in approval.decisions if d.decision == "approve"]
+        if rejection is not None:
+            script: dict[str, Any] = {"reject": rejection.actor}
+            comment = rejection.comment
+        elif chosen:
+            names = [d.actor for d in chosen]
+            script = {"approve": names[0] if len(names) == 1 else names}
+            comment = next((d.comment for d in chosen if d.comment), None)
+        else:
+            script, comment = {"timeout": True}, None
+        if comment:
+            script["comment"] = comment
+        scripts[sid] = script
+    return scripts

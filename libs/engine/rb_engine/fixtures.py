@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from rb_common.errors import FixtureError
+from rb_common.payloads import ApprovalDecided, ApprovalRequested
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import RunStep
 from rb_engine.runner import StepExecutor
@@ -33,6 +34,41 @@ class StepStub(BaseModel):
         if isinstance(value, dict) and "result" not in value and "error" not in value:
             raise ValueError("a step stub has 'result' or 'error'")
         return value
+
+
+class ApprovalScript(BaseModel):
+    """How an approval step is decided in `rb test`: `approve: alice` (or a list of names),
+    `reject: bob`, or `timeout: true` (nobody decides; its timer fires on the virtual clock)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: str | list[str] | None = None
+    reject: str | None = None
+    comment: str | None = None
+    timeout: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ApprovalScript:
+        chosen = [self.approve is not None, self.reject is not None, self.timeout]
+        if sum(chosen) != 1:
+            raise ValueError("an approval script has one of 'approve', 'reject' or 'timeout: true'")
+        return self
+
+    def decisions(self, request: ApprovalRequested) -> list[ApprovalDecided]:
+        if self.reject is not None:
+            return [self._decision(request, "reject", self.reject)]
+        names = [self.approve] if isinstance(self.approve, str) else list(self.approve or [])
+        return [self._decision(request, "approve", name) for name in names]
+
+    def _decision(self, request: ApprovalRequested, decision: str, actor: str) -> ApprovalDecided:
+        return ApprovalDecided(
+            step_id=request.step_id,
+            approval_id=request.approval_id,
+            decision=decision,
+            actor=actor,
+            comment=self.comment,
+            via="fixture",
+        )
 
 
 class StepExpectation(BaseModel):
@@ -66,7 +102,14 @@ class Fixture(BaseModel):
     clock: datetime = datetime.fromisoformat(DEFAULT_CLOCK)
     # `<step id>` stubs the step, `<step id>.rollback` its compensation.
     steps: dict[str, StepStub | list[StepStub]] = {}
+    # `<step id>` of an approval step: who decides it (approve / reject / timeout).
+    approvals: dict[str, ApprovalScript] = {}
     expect: Expectations | None = None
+
+    def decide_approval(self, request: ApprovalRequested) -> list[ApprovalDecided]:
+        """The scripted decisions on an approval; none (it waits for its timeout) if unscripted."""
+        script = self.approvals.get(request.step_id)
+        return script.decisions(request) if script is not None else []
 
     def stub_for(self, step_id: str, phase: str, attempt: int) -> StepStub | None:
         key = step_id if phase == "main" else f"{step_id}.{phase}"

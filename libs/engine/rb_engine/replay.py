@@ -24,7 +24,16 @@ from rb_common.step_specs import SPECS
 from rb_common.upcast import upcast_all
 from rb_engine.attempt import Revealed, resolve_secrets
 from rb_engine.clock import FakeClock
-from rb_engine.coordinator import CancelStep, Emit, ExecutionState, RunStep, decide, evolve, retry_plan
+from rb_engine.coordinator import (
+    CancelStep,
+    Emit,
+    ExecutionState,
+    RunStep,
+    approvals,
+    decide,
+    evolve,
+    retry_plan,
+)
 from rb_engine.coordinator.commands import StartTimer
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.runner import StepExecutor
@@ -70,8 +79,10 @@ def _short(value: Any) -> str:
 def _decided(event: Event) -> bool:
     if event.type == EventType.EXECUTION_ABORTED and event.data.get("refused") is True:
         return False  # the executor refused the start (revision not APPROVED): a fact, not decide()'s
-    return event.type in DECIDED_EVENTS or (
-        event.type == EventType.STEP_FAILED and event.payload_as(StepFailedPayload).stage == "inputs"
+    return (
+        event.type in DECIDED_EVENTS
+        or (event.type == EventType.STEP_FAILED and event.payload_as(StepFailedPayload).stage == "inputs")
+        or approvals.is_decided_outcome(event)
     )
 
 
@@ -169,7 +180,7 @@ class Replayer:
         raw = data.result
         if data.digest is not None and digest(raw) != data.digest:
             report.deviations.append(Deviation(step_id, "result digest", data.digest, digest(raw), event.seq))
-        if phase == "main":
+        if phase == "main" and not approvals.is_decided_outcome(event):  # decided: checked whole
             try:
                 outputs = extract_outputs(state.definition.step(step_id).outputs, raw)
             except OutputError as exc:

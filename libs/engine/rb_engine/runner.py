@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from rb_common import payloads as ev
+from rb_common.errors import RbError
 from rb_common.events import Event, EventType
 from rb_common.model import Runbook
 from rb_common.ports import EventStore
@@ -23,7 +24,7 @@ from rb_common.settings import Settings
 from rb_common.snapshot import requested_data
 from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
 from rb_engine.clock import Clock
-from rb_engine.coordinator import ExecutionState, RunStep
+from rb_engine.coordinator import ExecutionState, RunStep, approvals
 from rb_engine.coordinator.applier import Fact, apply, due, reported, requested
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
@@ -96,6 +97,7 @@ class Runner:
         base_dir: Path = Path("."),
         http_transport: httpx.AsyncBaseTransport | None = None,
         on_event: Callable[[Event, ExecutionState], None] | None = None,
+        decide_approval: Callable[[ev.ApprovalRequested], list[ev.ApprovalDecided]] | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -105,6 +107,9 @@ class Runner:
         self.base_dir = base_dir
         self.http_transport = http_transport
         self.on_event = on_event
+        # Who decides approval steps in this process (a fixture's script); without it an
+        # approval waits for its timeout.
+        self.decide_approval = decide_approval
         self.state = ExecutionState()
         self._outcomes: asyncio.Queue[ev.StepStarted | ev.StepSucceeded | ev.StepFailed] = asyncio.Queue()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -140,6 +145,11 @@ class Runner:
                 self._cancelled.add(task)
         for command in applied.run:
             self._tasks[command.step_id] = asyncio.create_task(self._attempt(command))
+        asked = [e.payload for e in applied.events if e.type == EventType.APPROVAL_REQUESTED]
+        for request in asked if self.decide_approval is not None else []:
+            assert isinstance(request, ev.ApprovalRequested) and self.decide_approval is not None
+            for decision in self.decide_approval(request):
+                self._apply(approvals.decided(self.state, decision.dump(), decision.actor))
 
     async def run(self, request: RunRequest) -> ExecutionState:
         execution_id = request.execution_id or new_id()
@@ -150,6 +160,12 @@ class Runner:
             self._apply(requested(self.state, data, request.actor))
             while not (self.state.terminal and not self._tasks):
                 if not self._tasks and not self.state.pending_timers():
+                    waiting = approvals.pending(self.state)
+                    if waiting:
+                        raise RbError(
+                            f"execution {execution_id} waits for approval of step '{waiting[0]}', which "
+                            "nobody can give in this process (a fixture scripts it: approvals)"
+                        )
                     raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
                 outcome = await self._next_outcome()
                 # Timers whose time came before this news fire first (timer.fired).

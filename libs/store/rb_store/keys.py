@@ -46,6 +46,7 @@ class StoredKey:
     revoked_at: datetime | None
     revoked_by: str | None
     last_used_at: datetime | None
+    slack_user_id: str | None = None
 
     @classmethod
     def of(cls, row: Any) -> StoredKey:
@@ -61,6 +62,7 @@ class StoredKey:
             revoked_at=_utc(row.revoked_at),
             revoked_by=row.revoked_by,
             last_used_at=_utc(row.last_used_at),
+            slack_user_id=getattr(row, "slack_user_id", None),
         )
 
     def active(self, now: datetime) -> bool:
@@ -91,6 +93,7 @@ class StoredKey:
             "revoked_by": self.revoked_by,
             "last_used_at": _iso(self.last_used_at),
             "active": self.active(now),
+            "slack_user_id": self.slack_user_id,
         }
 
 
@@ -107,6 +110,7 @@ def create_key(
     created_by: str,
     expires_at: datetime | None = None,
     key: str | None = None,
+    slack_user_id: str | None = None,
 ) -> tuple[StoredKey, str]:
     """A new key (or `key`, when given): its stored record and the key itself, the one time."""
     key = key or new_key()
@@ -120,6 +124,7 @@ def create_key(
         "created_by": created_by,
         "created_at": datetime.now(UTC),
         "expires_at": expires_at,
+        "slack_user_id": slack_user_id,
     }
     with engine.begin() as conn:
         conn.execute(insert(api_keys).values(**values))
@@ -207,3 +212,15 @@ def revoke_key(engine: Engine, key_id: str, *, revoked_by: str) -> StoredKey | N
         )
         row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
     return None if row is None else StoredKey.of(row)
+
+
+def find_slack_user(engine: Engine, slack_user_id: str, now: datetime | None = None) -> StoredKey | None:
+    """The active identity that carries this Slack user id (the newest, should there be several)."""
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(api_keys)
+            .where(api_keys.c.slack_user_id == slack_user_id)
+            .order_by(api_keys.c.created_at.desc())
+        ).all()
+    return next((k for k in map(StoredKey.of, rows) if k.active(now)), None)

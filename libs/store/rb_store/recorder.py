@@ -25,9 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from rb_common.events import Event
+from rb_store.approval_rows import approval_rows, changed_approvals
 from rb_store.projection import Projection, advance, changed_steps, execution_row, project, step_rows
 from rb_store.store import event_row, last_seq, read_events
-from rb_store.tables import consumer_offsets, events, runbook_executions, runbook_step_logs
+from rb_store.tables import approvals, consumer_offsets, events, runbook_executions, runbook_step_logs
 
 log = logging.getLogger(__name__)
 
@@ -240,15 +241,17 @@ class Recorder:
                 results.append(ApplyResult.APPLIED)
             if rows:
                 connection.execute(insert(events), rows)
-            execution_rows, steps = [], []
+            execution_rows, steps, asked = [], [], []
             for execution_id, after in latest.items():
                 row = execution_row(after)
                 if row is not None:
                     execution_rows.append(row)
                 steps += step_rows(after, changed_steps(firsts[execution_id], after))
+                asked += approval_rows(after, changed_approvals(firsts[execution_id], after))
             # One multi-row upsert per table for the whole batch, not one per execution.
             upsert(connection, runbook_executions, execution_rows, ["id"])
             upsert(connection, runbook_step_logs, steps, ["execution_id", "step_id"])
+            upsert(connection, approvals, asked, ["execution_id", "step_id"])
             if offset is not None:
                 save_offset(connection, self.consumer, offset)
         for execution_id, after in latest.items():
@@ -292,6 +295,8 @@ class Recorder:
         changed = changed_steps(before, after)
         if changed:
             upsert(connection, runbook_step_logs, step_rows(after, changed), ["execution_id", "step_id"])
+        if asked := changed_approvals(before, after):
+            upsert(connection, approvals, approval_rows(after, asked), ["execution_id", "step_id"])
 
     def projection(self, execution_id: str) -> Projection:
         """The current projection of an execution (cached, or folded from the table)."""

@@ -101,6 +101,15 @@ approvals = Table(
     Column("decisions", JSON),
     Column("requested_at", DateTime(timezone=True)),
     Column("decided_at", DateTime(timezone=True)),
+    # 0008: projected by the recorder from approval steps (rb_store.approval_rows).
+    Column("approval_id", String(200), unique=True, index=True),  # `<execution id>:<step id>`
+    Column("runbook_id", String(100)),
+    Column("prompt", Text),
+    Column("min_approvals", Integer),
+    Column("require_comment", Boolean),
+    Column("timeout_at", DateTime(timezone=True)),
+    Column("timeout_action", String(16)),
+    Column("requested_by", String(200)),
 )
 
 # Lifecycle decisions on runbook revisions (rb_api.registry): who approved or deprecated which
@@ -199,6 +208,8 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("revoked_by", String(200)),
     Column("last_used_at", DateTime(timezone=True)),
+    # 0008: the Slack user whose Approve / Reject clicks decide as this identity.
+    Column("slack_user_id", String(32), index=True),
 )
 
 # The secret store: one Fernet token per step secret (rb_store.secrets), encrypted with the
@@ -227,3 +238,4 @@ Index("ix_events_type", events.c.type)
 Index("ix_alerts_received_at", alerts.c.received_at)
 Index("ix_alerts_source", alerts.c.source)
 Index("ix_alerts_matched", alerts.c.matched)
+Index("ix_approvals_status", approvals.c.status)

@@ -26,7 +26,19 @@ from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
 from rb_api.oidc import OidcVerifier
 from rb_api.problems import install_handlers, problem_responses
-from rb_api.routes import alerts, executions, health, keys, runbooks, schedules, secrets, triggers
+from rb_api.routes import (
+    alerts,
+    approval_email,
+    approvals,
+    executions,
+    health,
+    keys,
+    runbooks,
+    schedules,
+    secrets,
+    slack,
+    triggers,
+)
 from rb_common.bus import Bus, connect
 from rb_common.identity import BOOTSTRAP_KEY_NAME, Role
 from rb_common.settings import Settings
@@ -112,6 +124,9 @@ def create_app(
     app.include_router(alerts.router, responses=protected)
     app.include_router(keys.router, responses=protected)
     app.include_router(secrets.router, responses=protected)
+    app.include_router(approvals.router, responses=protected)
+    app.include_router(slack.router)  # authenticated by Slack's signature, not API keys
+    app.include_router(approval_email.router)  # authenticated by its signed link
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400

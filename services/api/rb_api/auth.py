@@ -59,7 +59,8 @@ def is_anonymous(path: str) -> bool:
 
 
 def is_sender_authenticated(path: str) -> bool:
-    return path.startswith(SENDER_AUTHENTICATED_PREFIX)
+    # Slack's Approve / Reject clicks: signed by Slack (rb_api.slack_actions), not API keys.
+    return path.startswith(SENDER_AUTHENTICATED_PREFIX) or path == "/api/v1/slack/interactivity"
 
 
 # An execution's page for people (issue 13): authenticated by its signed, expiring link
@@ -67,8 +68,12 @@ def is_sender_authenticated(path: str) -> bool:
 LINK_AUTHENTICATED = re.compile(r"^/api/v1/executions/[A-Za-z0-9_-]{1,64}/page$")
 
 
+# An approval decided from an email: its signed link (rb_common.approval_links), checked by the route.
+APPROVAL_LINK = re.compile(r"^/api/v1/approvals/[A-Za-z0-9_-]{1,64}:[A-Za-z_][A-Za-z0-9_-]{0,99}/email$")
+
+
 def is_link_authenticated(path: str) -> bool:
-    return LINK_AUTHENTICATED.match(path) is not None
+    return LINK_AUTHENTICATED.match(path) is not None or APPROVAL_LINK.match(path) is not None
 
 
 def needs_credentials(path: str) -> bool:

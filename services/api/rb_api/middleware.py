@@ -125,6 +125,7 @@ RUNBOOK_TYPES = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/json"}
 )
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SLACK_INTERACTIVITY = "/api/v1/slack/interactivity"  # Slack posts clicks as a form, signed
 
 
 def accepted_types(method: str, path: str) -> frozenset[str] | None:
@@ -136,6 +137,8 @@ def accepted_types(method: str, path: str) -> frozenset[str] | None:
         method == "PUT" and path.startswith("/api/v1/runbooks/") and path.count("/") == 4
     ):
         return RUNBOOK_TYPES
+    if path == SLACK_INTERACTIVITY or (path.startswith("/api/v1/approvals/") and path.endswith("/email")):
+        return frozenset({"application/x-www-form-urlencoded"})  # a form from Slack or the email page
     if path == "/graphql" or path.startswith("/api/"):
         return JSON_TYPES
     return None

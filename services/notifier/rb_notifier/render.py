@@ -105,6 +105,28 @@ def slack_text(s: Summary) -> str:
     return _esc(_clip(text, 300))
 
 
+APPROVAL_BLOCK = "rb_approval"  # the API's chat.update replaces this block with the outcome
+
+
+def approval_buttons(approval_id: str) -> dict[str, Any]:
+    """Approve / Reject: Slack posts the click to the API's /api/v1/slack/interactivity."""
+
+    def button(label: str, action: str, style: str) -> dict[str, Any]:
+        return {
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "style": style,
+            "action_id": action,
+            "value": approval_id,
+        }
+
+    return {
+        "type": "actions",
+        "block_id": APPROVAL_BLOCK,
+        "elements": [button("Approve", "rb_approve", "primary"), button("Reject", "rb_reject", "danger")],
+    }
+
+
 def slack_blocks(s: Summary) -> list[dict[str, Any]]:
     header = f"{s.headline}"
     blocks: list[dict[str, Any]] = [
@@ -126,6 +148,8 @@ def slack_blocks(s: Summary) -> list[dict[str, Any]]:
     approval = approval_text(s)
     if approval:
         blocks.append({"type": "section", "text": _mrkdwn(f"*Approval requested:* {_esc(approval)}")})
+    if s.approval is not None and s.approval.approval_id:
+        blocks.append(approval_buttons(s.approval.approval_id))
     if s.kpis:
         marks = {"ok": ":white_check_mark:", "BREACHED": ":x:", "recorded": ":small_blue_diamond:"}
         lines = [f"{marks[_kpi_mark(k)]} {_esc(kpi_text(k))}" for k in s.kpis]

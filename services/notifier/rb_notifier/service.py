@@ -42,7 +42,7 @@ from rb_common.pull import PullFeed
 from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_engine.coordinator import fold
-from rb_notifier import render
+from rb_notifier import approval_mail, approval_outcome, render
 from rb_notifier.config import NotifierConfig
 from rb_notifier.delivery import (
     FAILED,
@@ -172,7 +172,10 @@ class Notifier:
         """Deliver every notification `event` calls for. None: each one is recorded as sent or
         failed; a number: some wait for a retry, hand the event back for that many seconds."""
         plan = await self.prepare(event)
-        return await self.deliver(plan)
+        wait = await self.deliver(plan)
+        if wait is None:
+            await approval_outcome.announce(self, event)  # an approval step settled: its message says so
+        return wait
 
     async def prepare(self, event: Event) -> Plan:
         """What `event` calls for. Registers its deliveries as active, so that later events of
@@ -545,13 +548,15 @@ class Notifier:
             return to_slack
         if isinstance(target, EmailDestination):
             email = self.email
+            link = approval_mail.decision_link(summary, target, self.config)
+            text, html = approval_mail.with_link(render.email_text(summary), render.email_html(summary), link)
             message = build_message(
                 sender=self.config.notify_from,
                 to=target.to,
                 cc=target.cc,
                 subject=render.email_subject(summary),
-                text=render.email_text(summary),
-                html=render.email_html(summary),
+                text=text,
+                html=html,
                 message_id=stable_message_id(f"{event.id}:{target.key}"),
                 thread_id=stable_message_id(f"{event.execution_id}:{target.key}"),
             )

@@ -102,6 +102,15 @@ class SlackSender:
             thread_ts=thread_ts,
         )
 
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        """chat.update: replace a message's text and blocks (an approval's outcome)."""
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            raise classify(exc) from None
+        except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"Slack unreachable: {type(exc).__name__}: {exc}") from None
+
     async def find(
         self, channel: str, metadata: dict[str, str], since: float, *, thread_ts: str | None = None
     ) -> Receipt | None:

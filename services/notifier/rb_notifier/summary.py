@@ -52,6 +52,7 @@ class Approval:
     min_approvals: int | None = None
     timeout: str | None = None
     message: str | None = None
+    approval_id: str | None = None  # what the Approve / Reject buttons decide
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def _kpi_lines(kpis: dict[str, dict[str, Any]]) -> list[KpiLine]:
 
 def _approval(state: ExecutionState, event: Event) -> Approval:
     data = event.payload_as(ApprovalRequested)
-    step_id = data.step_id or ""
+    step_id = data.step_id
     description = ""
     if state.runbook is not None:
         with contextlib.suppress(KeyError):
@@ -250,7 +251,8 @@ def _approval(state: ExecutionState, event: Event) -> Approval:
         approvers=[_safe(str(a)) for a in data.approvers] if data.approvers is not None else None,
         min_approvals=data.min_approvals,
         timeout=format_value(data.timeout) if data.timeout is not None else None,
-        message=_safe(data.message) if data.message else None,
+        message=_safe(data.prompt) if data.prompt else None,
+        approval_id=data.approval_id,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from api_auth_support import ADMIN, ADMIN_KEY, bearer
+from approval_support import Waiting, approval_yaml
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -95,6 +96,13 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/triggers/pagerduty"): SENDER,
     ("POST", "/api/v1/triggers/cloudevents"): SENDER,
     ("POST", "/api/v1/triggers/webhook/{runbook_id}"): SENDER,
+    ("POST", "/api/v1/slack/interactivity"): SENDER,
+    ("GET", "/api/v1/approvals/{approval_id}/email"): LINK,  # its signed link (rb_common.approval_links)
+    ("POST", "/api/v1/approvals/{approval_id}/email"): LINK,  # Slack's signature (rb_api.slack_actions)
+    ("GET", "/api/v1/approvals"): Role.VIEWER,
+    ("GET", "/api/v1/approvals/{approval_id}"): Role.VIEWER,
+    ("POST", "/api/v1/approvals/{approval_id}/approve"): Role.APPROVER,
+    ("POST", "/api/v1/approvals/{approval_id}/reject"): Role.APPROVER,
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
@@ -172,6 +180,7 @@ class World:
     spare_key_id: str
     make_yaml: Callable[..., str]
     done_events: list[Any]
+    approval: str = ""  # a pending approval (any approver may decide it)
 
     def key(self, *roles: str, teams: tuple[str, ...] = ()) -> dict[str, str]:
         _, key = create_key(
@@ -212,6 +221,9 @@ async def world(
         if ("PUT", "/api/v1/secrets/{name}") in _routes(app):
             stored = await client.put(f"/api/v1/secrets/{SECRET}", json={"value": "v4lue"}, headers=ADMIN)
             assert stored.status_code == 201, stored.text
+        waiting = Waiting(
+            engine, approval_yaml(f"t-acl-gate-{uuid.uuid4().hex[:6]}", "['role:approver']"), "k"
+        )
         yield World(
             app,
             client,
@@ -222,6 +234,7 @@ async def world(
             spare.id,
             make_yaml,
             done,
+            waiting.approval_id,
         )
 
 
@@ -234,6 +247,7 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
         index=0,
         key_id=w.spare_key_id,
         name=SECRET,
+        approval_id=w.approval,
     )
     yaml = {"content-type": "application/yaml"}
     if (method, template) == ("POST", RB):
@@ -241,6 +255,8 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
     if (method, template) == ("PUT", RB + "/{runbook_id}"):
         revised = w.make_yaml(w.runbook_id).replace("version: 1.0.0", "version: 1.1.0")
         return path, {"content": revised, "headers": yaml}
+    if template.startswith("/api/v1/approvals/") and method == "POST":
+        return path, {"json": {"comment": "checked"}}
     if template.endswith("/rollback"):
         return path, {"json": {"revision": 1}}
     if template.endswith("/execute"):

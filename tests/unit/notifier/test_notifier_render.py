@@ -143,10 +143,11 @@ def test_approval_requested_hides_inputs_that_refer_to_secrets() -> None:
         EventType.APPROVAL_REQUESTED,
         {
             "step_id": "ingest",
+            "approval_id": "exec-render-approval:ingest",
             "approvers": ["alice", "bob"],
             "min_approvals": 1,
             "timeout": 3600,
-            "message": "Deploy with ${secrets.API_TOKEN}?",
+            "prompt": "Deploy with ${secrets.API_TOKEN}?",
         },
     )
     s = summary_for(events, event)
@@ -160,6 +161,11 @@ def test_approval_requested_hides_inputs_that_refer_to_secrets() -> None:
         "Approval requested: step ingest: Fetch entities from the source API; approvers: alice, bob" in text
     )
     assert render.email_subject(s) == "[rb] APPROVAL NEEDED: Nightly Enrichment (step ingest)"
+    [buttons] = [b for b in render.slack_blocks(s) if b.get("block_id") == "rb_approval"]
+    assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [
+        ("rb_approve", "exec-render-approval:ingest"),
+        ("rb_reject", "exec-render-approval:ingest"),
+    ]
 
 
 def test_assumption_abort_shows_the_reason() -> None:

@@ -1,5 +1,6 @@
 """The pure coordinator: evolve(state, event) folds history, decide(state) says what is next."""
 
+from rb_engine.coordinator import approvals
 from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep
 from rb_engine.coordinator.decide import decide, idempotency_key, retry_plan
 from rb_engine.coordinator.evolve import evolve, fold
@@ -12,6 +13,7 @@ __all__ = [
     "ExecutionState",
     "RunStep",
     "StepState",
+    "approvals",
     "decide",
     "evolve",
     "fold",

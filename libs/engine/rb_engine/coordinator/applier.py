@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from rb_common.events import Event, EventType
 from rb_common.payloads import EventPayload, StepFailed, StepStarted, StepSucceeded, TimerFired, parse_payload
+from rb_engine.coordinator import approvals
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Emit, RunStep, StartTimer
 from rb_engine.coordinator.decide import decide, retry_plan
@@ -59,7 +60,12 @@ NOTIFICATIONS = frozenset(
     }
 )
 CONTROLS = frozenset(
-    {EventType.EXECUTION_CANCEL_REQUESTED, EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED}
+    {
+        EventType.EXECUTION_CANCEL_REQUESTED,
+        EventType.EXECUTION_PAUSED,
+        EventType.EXECUTION_RESUMED,
+        EventType.APPROVAL_DECIDED,  # a person's decision on an approval step (approvals.decided)
+    }
 )
 OUTCOMES = frozenset({EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED})
 
@@ -134,10 +140,13 @@ def requested(state: ExecutionState, data: dict[str, Any], actor: str) -> list[F
 
 
 def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: str) -> list[Fact]:
-    """An operator's cancel, pause or resume: news while the execution runs."""
+    """An operator's cancel, pause or resume, or a decision on an approval: news while the
+    execution runs."""
     type_ = _event_type(kind)
     if type_ not in CONTROLS or state.status == st.NEW or state.terminal:
         return []
+    if type_ == EventType.APPROVAL_DECIDED:
+        return approvals.decided(state, data, actor)
     return [Fact(type_, data, actor)]
 
 

@@ -26,6 +26,7 @@ from rb_common.payloads import (
     TerminalPayload,
 )
 from rb_common.step_specs import SPECS
+from rb_engine.coordinator import approvals
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep, StartTimer
 from rb_engine.coordinator.context import expression_context
@@ -65,6 +66,8 @@ def decide(state: ExecutionState) -> list[Command]:
         failure = state.failure
         reason = f"step '{failure.step_id}' failed: {failure.error}"
         return _wind_down(state, ExecutionFailed(reason=reason, failed_step=failure.step_id))
+    if resolved := approvals.resolve(state):
+        return resolved
     if state.status == st.PAUSED:
         return []
     commands = _schedule(state)
@@ -160,7 +163,11 @@ def _schedule(state: ExecutionState) -> list[Command]:
                 Emit(StepFailed(step_id=sid, attempt=1, error=str(exc), will_retry=False, stage="inputs"))
             )
             continue
-        commands.append(_run(state, step, 1, inputs))
+        commands.append(
+            approvals.request(state, step, inputs)
+            if step.type == "approval"
+            else _run(state, step, 1, inputs)
+        )
         capacity -= 1
     return commands
 

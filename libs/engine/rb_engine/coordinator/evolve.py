@@ -23,6 +23,7 @@ from rb_common.payloads import (
     TimerStarted,
 )
 from rb_common.statuses import ExecutionStatus
+from rb_engine.coordinator import approvals
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.state import ExecutionState, Failure, StepState, updated
 
@@ -32,7 +33,8 @@ Changes = dict[str, Any]
 def evolve(state: ExecutionState, event: Event) -> ExecutionState:
     handler = _HANDLERS.get(event.type)
     changes = handler(state, event, event.payload) if handler else {}
-    return updated(state, now=event.time, seq=event.seq, last_hash=event.hash, **changes)
+    after = updated(state, now=event.time, seq=event.seq, last_hash=event.hash, **changes)
+    return approvals.settle(after) if after.approvals else after
 
 
 def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionState:
@@ -220,7 +222,7 @@ def _kpis(state: ExecutionState, event: Event, data: EventPayload) -> Changes:
 
 
 def _paused(state: ExecutionState, event: Event, data: EventPayload) -> Changes:
-    return {"status": st.PAUSED} if state.status == st.EXEC_RUNNING else {}
+    return {"status": st.PAUSED} if state.status in (st.EXEC_RUNNING, st.WAITING_APPROVAL) else {}
 
 
 def _resumed(state: ExecutionState, event: Event, data: EventPayload) -> Changes:
@@ -271,4 +273,6 @@ _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.EXECUTION_CANCELLED: _terminal(st.CANCELLED),
     EventType.TIMER_STARTED: _timer_started,
     EventType.TIMER_FIRED: _timer_fired,
+    EventType.APPROVAL_REQUESTED: lambda state, event, data: approvals.on_requested(state, event, data),
+    EventType.APPROVAL_DECIDED: lambda state, event, data: approvals.on_decided(state, event, data),
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rb_common.model import Runbook
 from rb_common.payloads import StepScheduled
@@ -15,6 +15,9 @@ from rb_common.statuses import (
     ExecutionStatus,
     StepStatus,
 )
+
+if TYPE_CHECKING:
+    from rb_engine.coordinator.approvals import Approval
 
 T = TypeVar("T")
 
@@ -112,6 +115,7 @@ class ExecutionState:
     # Timers started (by id): their fire time, and whether they have fired.
     timers: dict[str, tuple[datetime, bool]] = field(default_factory=dict)
     rollback_started: bool = False
+    approvals: dict[str, Approval] = field(default_factory=dict)  # by step id (coordinator.approvals)
     kpis: dict[str, Any] | None = None
     reason: str | None = None
     requested_at: datetime | None = None

@@ -40,6 +40,11 @@ class NewKey(BaseModel):
     expires_in: int | None = Field(
         default=None, ge=60, le=MAX_EXPIRES_IN, description="seconds until it expires (default: never)"
     )
+    slack_user_id: str | None = Field(
+        default=None,
+        pattern=r"^[UW][A-Z0-9]{2,30}$",
+        description="the Slack user (U…) whose Approve / Reject clicks decide as this identity",
+    )
 
 
 class KeyInfo(BaseModel):
@@ -55,6 +60,7 @@ class KeyInfo(BaseModel):
     revoked_by: str | None
     last_used_at: str | None
     active: bool
+    slack_user_id: str | None = None
 
 
 class CreatedKey(KeyInfo):
@@ -82,6 +88,7 @@ async def create_key(body: NewKey, svc: ServicesDep, who: Admin) -> JSONResponse
         teams=body.teams,
         created_by=who.actor,
         expires_at=expires_at,
+        slack_user_id=body.slack_user_id,
     )
     return JSONResponse(
         {**stored.public(), "key": key},
