@@ -25,6 +25,7 @@ from rb_api.input_guard import InputGuardMiddleware
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
 from rb_api.oidc import OidcVerifier
+from rb_api.openapi import install_openapi
 from rb_api.problems import install_handlers, problem_responses
 from rb_api.routes import alerts, executions, health, keys, runbooks, schedules, secrets, triggers
 from rb_common.bus import Bus, connect
@@ -101,6 +102,7 @@ def create_app(
     )
     app.state.metrics = metrics
     install_handlers(app)
+    install_openapi(app)  # declares the middleware's statuses and the Problem schema
     # Every route behind credentials declares 401 and 403 (rb_api.auth answers them).
     protected = problem_responses(401, 403)
     app.include_router(runbooks.router, responses=protected)

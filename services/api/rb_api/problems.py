@@ -18,6 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rb_api.problem_docs import problems_for
 from rb_common.errors import RbError, RunbookLoadError
 from rb_common.params import ParamsError
 from rb_common.problems import PROBLEM_JSON, phrase, problem_body
@@ -26,8 +27,9 @@ log = logging.getLogger("rb_api")
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` entries of a route's problem statuses."""
-    return {code: {"description": "problem+json (RFC 9457)"} for code in codes}
+    """The OpenAPI `responses` entries of a route's problem statuses (problem+json with the
+    Problem schema; `rb_api.problem_docs.problems_for`)."""
+    return problems_for(*codes)
 
 
 class ProblemError(Exception):
