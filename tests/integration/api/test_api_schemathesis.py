@@ -61,6 +61,7 @@ CHECKS = ",".join(
     ]
 )
 RUNBOOK_ID = "fuzz-seed"
+DOOMED_ID = "fuzz-doomed"  # what DELETE /api/v1/runbooks/{id} deletes, so that the seed stays
 RUNBOOK = f"""\
 id: {RUNBOOK_ID}
 name: Schemathesis seed
@@ -216,7 +217,8 @@ async def _seed_executions(database: str, namespace: str) -> Seeded:
 
 
 def _config(path: Path, seeded: Seeded) -> Path:
-    """Path parameters take the seeded ids half of the time (generated values otherwise); the
+    """Path parameters take the seeded ids half of the time (generated values otherwise), but
+    DELETE only ever deletes the doomed runbook (the seed stays for the other operations); the
     SSE stream only ever the finished execution's (it ends after the terminal event; a running
     execution's stream stays open, and an unknown one waits for a first event)."""
     path.write_text(
@@ -224,12 +226,21 @@ def _config(path: Path, seeded: Seeded) -> Path:
 [dictionaries.runbooks]
 values = ["{RUNBOOK_ID}"]
 
+[dictionaries.indexes]
+values = [0, 1]
+
 [dictionaries.executions]
 values = ["{seeded.finished}", "{seeded.running}"]
 
 [parameters]
 "path.runbook_id" = {{ dictionary = "runbooks", probability = 0.5 }}
 "path.execution_id" = {{ dictionary = "executions", probability = 0.5 }}
+"path.index" = {{ dictionary = "indexes", probability = 0.5 }}
+
+[[operations]]
+include-path = "/api/v1/runbooks/{{runbook_id}}"
+include-method = "DELETE"
+parameters = {{ runbook_id = "{DOOMED_ID}" }}
 
 [[operations]]
 include-path = "/api/v1/executions/{{execution_id}}/stream"
@@ -253,12 +264,13 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     admin = {"Authorization": f"Bearer {running_api.key}"}
     async with httpx.AsyncClient(base_url=running_api.url, headers=admin, timeout=10) as client:
         # Another admin registers the runbook: the fuzzer's key may approve it (four eyes).
-        created = await client.post(
-            "/api/v1/runbooks",
-            content=RUNBOOK,
-            headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}", "Content-Type": "application/yaml"},
-        )
-        assert created.status_code == 201, created.text
+        for text in (RUNBOOK, RUNBOOK.replace(f"id: {RUNBOOK_ID}", f"id: {DOOMED_ID}", 1)):
+            created = await client.post(
+                "/api/v1/runbooks",
+                content=text,
+                headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}", "Content-Type": "application/yaml"},
+            )
+            assert created.status_code == 201, created.text
         approved = await client.post(f"/api/v1/runbooks/{RUNBOOK_ID}/approve")
         assert approved.status_code == 200, approved.text
         # The fuzzer's key cannot revoke itself: deleting it is a conflict, and it still works.
