@@ -30,6 +30,7 @@ MEANINGS: dict[int, str] = {
     415: "the Content-Type is not one this operation accepts",
     422: "the request is well-formed but invalid (`errors` lists each problem)",
     429: "too many requests (Retry-After)",
+    502: "the execution's recorded events cannot be read back (a corrupt record)",
     503: "a dependency (database, NATS, secret store) is unavailable (Retry-After)",
 }
 
@@ -51,12 +52,27 @@ def problem_content() -> dict[str, Any]:
     return {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}}
 
 
+# Headers every answer of a status carries (response_headers_conformance checks them).
+HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'the challenge: Bearer realm="rb"[, error="invalid_token"]',
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
 def problem_response(code: int, description: str | None = None) -> dict[str, Any]:
     """One `responses` entry: problem+json with the Problem schema."""
-    return {
+    entry: dict[str, Any] = {
         "description": description or MEANINGS.get(code) or phrase(code),
         "content": problem_content(),
     }
+    if code in HEADERS:
+        entry["headers"] = HEADERS[code]
+    return entry
 
 
 def problems_for(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -26,9 +26,20 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def answers(model: type[BaseModel], status: int = 200, description: str = "") -> dict[int | str, Any]:
-    """A route's `responses=` entry for its success answer (documented, never filtered)."""
-    return {status: {"model": model, "description": description or "OK"}}
+LOCATION = {
+    "Location": {"description": "where the resource is", "required": True, "schema": {"type": "string"}}
+}
+
+
+def answers(
+    model: type[BaseModel], status: int = 200, description: str = "", *, location: bool = False
+) -> dict[int | str, Any]:
+    """A route's `responses=` entry for its success answer (documented, never filtered);
+    `location`: the answer carries a Location header."""
+    entry: dict[str, Any] = {"model": model, "description": description or "OK"}
+    if location:
+        entry["headers"] = LOCATION
+    return {status: entry}
 
 
 # -- runbooks ---------------------------------------------------------------------------------

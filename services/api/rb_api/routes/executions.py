@@ -31,7 +31,8 @@ from rb_common.links import verify as verify_link
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
 ExecutionId = Annotated[str, Path(max_length=64, description="the execution's id")]
-_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 503)
+# 502: the recorded events cannot be folded (rb_api.executions.fold_events).
+_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 502, 503)
 
 
 @router.get(
@@ -194,7 +195,7 @@ async def _control(
     )
 
 
-_CONTROLLED = answers(ControlAccepted, 202) | _PROBLEMS
+_CONTROLLED = answers(ControlAccepted, 202, location=True) | _PROBLEMS
 _ControlBody = Annotated[control.ControlBody | None, Body()]
 _Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -283,7 +284,7 @@ async def get_notifications(execution_id: ExecutionId, svc: ServicesDep, who: Vi
     "/{execution_id}/page",
     summary="The execution as a page for people, through a signed link that expires (no API key)",
     response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {}}}, **problem_responses(403, 404, 422)},
+    responses={200: {"content": {"text/html": {}}}, **problem_responses(403, 404, 422, 502)},
 )
 async def get_page(
     execution_id: ExecutionId,

@@ -60,7 +60,7 @@ async def _announce(svc: ServicesDep, result: dict[str, Any], change: str, actor
     summary="Register a runbook (YAML or JSON body); 201 {id, revision, status}",
     openapi_extra=REQUEST_BODY_DOC,
     response_model=None,
-    responses=answers(RegistryChange, 201) | _PROBLEMS,
+    responses=answers(RegistryChange, 201, location=True) | _PROBLEMS,
 )
 async def create_runbook(request: Request, svc: ServicesDep, who: Author) -> JSONResponse:
     sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
@@ -196,7 +196,7 @@ async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict
     "/{runbook_id}/execute",
     status_code=202,
     summary="Trigger an execution of the current revision; 202 {execution_id, status: QUEUED}",
-    responses=answers(Queued, 202) | _PROBLEMS | problem_responses(503),
+    responses=answers(Queued, 202, location=True) | _PROBLEMS | problem_responses(503),
 )
 async def execute(
     runbook_id: RunbookId,
