@@ -21,6 +21,7 @@ from rb_api.auth import AuthMiddleware
 from rb_api.dbutil import in_thread
 from rb_api.deps import ApiOptions, Services
 from rb_api.graphql import graphql_router
+from rb_api.graphql_problems import GraphQLProblemMiddleware
 from rb_api.input_guard import InputGuardMiddleware
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(secrets.router, responses=protected)
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
+    app.add_middleware(GraphQLProblemMiddleware)  # strawberry's text/plain 4xx: problem+json
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400
     app.add_middleware(ContentTypeMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)

@@ -10,7 +10,8 @@ answer (all `application/problem+json` with the `Problem` schema of `rb_api.prob
 - 422 on operations with parameters or a body (FastAPI's own `HTTPValidationError` entry is
   replaced: rb answers validation errors as problems), 503 wherever the database is read.
 
-GraphQL (strawberry) answers its own request errors as text/plain 400s, and GraphiQL as HTML.
+GraphQL answers GraphiQL (HTML) to a GET without a query; its request errors are problems too
+(`rb_api.graphql_problems`).
 """
 
 from __future__ import annotations
@@ -69,9 +70,7 @@ def _complete_graphql(method: str, operation: dict[str, Any]) -> None:
     content.setdefault("application/json", {"schema": {"type": "object"}})
     if method == "get":  # GraphiQL, when there is no query
         content["text/html"] = {"schema": {"type": "string"}}
-    bad = responses.setdefault("400", problem_response(400))
-    bad["content"]["text/plain"] = {"schema": {"type": "string"}}
-    bad["description"] = "strawberry's request errors (text/plain), or the input guard's (problem+json)"
+    responses.setdefault("400", problem_response(400, "no query, a mutation over GET, malformed JSON"))
 
 
 def complete(document: dict[str, Any]) -> dict[str, Any]:
