@@ -3,7 +3,8 @@ about 20 examples each, over HTTP to `rb serve api` as its own process (a fresh 
 database, the session's NATS in a namespace of the test's own), with an admin key of its own.
 
 The checks: no 5xx, every status and Content-Type declared, every answer (problems included)
-valid against its declared schema, declared headers present. Seeded with a runbook, a finished
+valid against its declared schema, declared headers present; credentials enforced, deleted
+resources gone. Seeded with a runbook, a finished
 and a running execution, so that the path parameters reach the routes' logic rather than 404s;
 the trigger sources that take a bearer token take the fuzzer's key, so their parsers are fuzzed
 too (the signed ones answer 401: a fuzzer cannot sign). Deterministic generation (reproducible
@@ -58,6 +59,13 @@ CHECKS = ",".join(
         "content_type_conformance",
         "response_schema_conformance",
         "response_headers_conformance",
+        # Credentials are enforced (no answer without them or with wrong ones), required
+        # headers are required, and what DELETE removed is gone (404 afterwards) while what
+        # POST created is there.
+        "ignored_auth",
+        "missing_required_header",
+        "use_after_free",
+        "ensure_resource_availability",
     ]
 )
 RUNBOOK_ID = "fuzz-seed"
