@@ -21,10 +21,12 @@ from rb_api.auth import AuthMiddleware
 from rb_api.dbutil import in_thread
 from rb_api.deps import ApiOptions, Services
 from rb_api.graphql import graphql_router
+from rb_api.graphql_problems import GraphQLProblemMiddleware
 from rb_api.input_guard import InputGuardMiddleware
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
 from rb_api.oidc import OidcVerifier
+from rb_api.openapi import install_openapi
 from rb_api.problems import install_handlers, problem_responses
 from rb_api.routes import (
     alerts,
@@ -113,6 +115,7 @@ def create_app(
     )
     app.state.metrics = metrics
     install_handlers(app)
+    install_openapi(app)  # declares the middleware's statuses and the Problem schema
     # Every route behind credentials declares 401 and 403 (rb_api.auth answers them).
     protected = problem_responses(401, 403)
     app.include_router(runbooks.router, responses=protected)
@@ -129,6 +132,7 @@ def create_app(
     app.include_router(approval_email.router)  # authenticated by its signed link
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
+    app.add_middleware(GraphQLProblemMiddleware)  # strawberry's text/plain 4xx: problem+json
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400
     app.add_middleware(ContentTypeMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)

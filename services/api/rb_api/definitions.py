@@ -27,13 +27,21 @@ YAML_TYPES = frozenset(
 JSON_TYPES = frozenset({"application/json", "text/json"})
 
 # For the OpenAPI document: the body of POST/PUT /runbooks.
+EXAMPLE_RUNBOOK: dict[str, Any] = {
+    "id": "example-runbook",
+    "name": "Example runbook",
+    "version": "1.0.0",
+    "owner": "ops",
+    "legal_basis": "Documentation example",
+    "steps": [{"id": "greet", "type": "transform", "inputs": {"greeting": "hello"}}],
+}
 REQUEST_BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "The runbook as YAML (application/yaml, text/yaml) or the same structure as JSON.",
         "content": {
             "application/yaml": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"schema": {"type": "object"}, "example": EXAMPLE_RUNBOOK},
         },
     }
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rb_api.methods import allowed_methods
 from rb_api.metrics import Metrics
 from rb_common.problems import PROBLEM_JSON, problem_type
 
@@ -161,8 +162,10 @@ class ContentTypeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_body(scope):
-            accepted = accepted_types(scope.get("method", ""), scope.get("path", ""))
-            if accepted is not None:
+            method, path, app = scope.get("method", ""), scope.get("path", ""), scope.get("app")
+            accepted = accepted_types(method, path)
+            # A method the path does not have is the router's 405, whatever the body.
+            if accepted is not None and (app is None or method in allowed_methods(app, path)):
                 content_type = ""
                 for name, value in scope.get("headers", ()):
                     if name == b"content-type":

@@ -18,6 +18,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rb_api.methods import allowed_methods
+from rb_api.problem_docs import problems_for
 from rb_common.errors import RbError, RunbookLoadError
 from rb_common.params import ParamsError
 from rb_common.problems import PROBLEM_JSON, phrase, problem_body
@@ -26,8 +28,9 @@ log = logging.getLogger("rb_api")
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` entries of a route's problem statuses."""
-    return {code: {"description": "problem+json (RFC 9457)"} for code in codes}
+    """The OpenAPI `responses` entries of a route's problem statuses (problem+json with the
+    Problem schema; `rb_api.problem_docs.problems_for`)."""
+    return problems_for(*codes)
 
 
 class ProblemError(Exception):
@@ -110,9 +113,13 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail in (None, "Not Found"):
         detail = f"no resource at {request.url.path}"
-    elif exc.status_code == 405:
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+        allowed = allowed_methods(request.app, request.url.path)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+    return problem_response(request, exc.status_code, detail, headers=headers)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,7 @@ from rb_api.auth import Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
 from rb_api.problems import problem_responses
+from rb_api.response_models import AlertPage, answers
 from rb_api.scope import hidden_runbooks
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -22,7 +23,8 @@ _PROBLEMS = problem_responses(400, 401, 403, 422, 503)
     "",
     summary="Alerts as the router handled them, newest first: matched runbooks and executions, "
     "or the reason nothing matched",
-    responses=_PROBLEMS,
+    response_model=None,
+    responses=answers(AlertPage) | _PROBLEMS,
 )
 async def list_all(
     svc: ServicesDep,

@@ -15,6 +15,14 @@ from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
 from rb_api.problems import ProblemError, problem_responses
 from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
+from rb_api.response_models import (
+    ControlAccepted,
+    EventList,
+    ExecutionDetail,
+    ExecutionPage,
+    StepLogList,
+    answers,
+)
 from rb_api.scope import hidden_runbooks, require_execution, snapshot_of
 from rb_api.streaming import SSE_HEADERS, ExecutionStream, parse_last_event_id
 from rb_common.links import link_keys
@@ -23,10 +31,16 @@ from rb_common.links import verify as verify_link
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 
 ExecutionId = Annotated[str, Path(max_length=64, description="the execution's id")]
-_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 503)
+# 502: the recorded events cannot be folded (rb_api.executions.fold_events).
+_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 502, 503)
 
 
-@router.get("", summary="List executions, newest first", responses=_PROBLEMS)
+@router.get(
+    "",
+    summary="List executions, newest first",
+    response_model=None,
+    responses=answers(ExecutionPage) | _PROBLEMS,
+)
 async def list_all(
     svc: ServicesDep,
     who: Viewer,
@@ -59,14 +73,20 @@ async def list_all(
 @router.get(
     "/{execution_id}",
     summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis}",
-    responses=_PROBLEMS,
+    response_model=None,
+    responses=answers(ExecutionDetail) | _PROBLEMS,
 )
 async def get_one(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
     await require_execution(svc, who, execution_id)
     return await executions.detail(svc, execution_id)
 
 
-@router.get("/{execution_id}/events", summary="The recorded events, in order", responses=_PROBLEMS)
+@router.get(
+    "/{execution_id}/events",
+    summary="The recorded events, in order",
+    response_model=None,
+    responses=answers(EventList) | _PROBLEMS,
+)
 async def get_events(
     execution_id: ExecutionId,
     svc: ServicesDep,
@@ -79,7 +99,10 @@ async def get_events(
 
 
 @router.get(
-    "/{execution_id}/logs", summary="Step logs: inputs, outputs, errors per step", responses=_PROBLEMS
+    "/{execution_id}/logs",
+    summary="Step logs: inputs, outputs, errors per step",
+    response_model=None,
+    responses=answers(StepLogList) | _PROBLEMS,
 )
 async def get_logs(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
     await require_execution(svc, who, execution_id)
@@ -172,11 +195,18 @@ async def _control(
     )
 
 
+_CONTROLLED = answers(ControlAccepted, 202, location=True) | _PROBLEMS
 _ControlBody = Annotated[control.ControlBody | None, Body()]
 _Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-@router.post("/{execution_id}/cancel", status_code=202, summary="Request cancellation", responses=_PROBLEMS)
+@router.post(
+    "/{execution_id}/cancel",
+    status_code=202,
+    summary="Request cancellation",
+    response_model=None,
+    responses=_CONTROLLED,
+)
 async def cancel(
     execution_id: ExecutionId, svc: ServicesDep, who: Operator, body: _ControlBody = None, key: _Key = None
 ) -> JSONResponse:
@@ -184,7 +214,11 @@ async def cancel(
 
 
 @router.post(
-    "/{execution_id}/pause", status_code=202, summary="Pause (running steps finish)", responses=_PROBLEMS
+    "/{execution_id}/pause",
+    status_code=202,
+    summary="Pause (running steps finish)",
+    response_model=None,
+    responses=_CONTROLLED,
 )
 async def pause(
     execution_id: ExecutionId, svc: ServicesDep, who: Operator, body: _ControlBody = None, key: _Key = None
@@ -193,7 +227,11 @@ async def pause(
 
 
 @router.post(
-    "/{execution_id}/resume", status_code=202, summary="Resume a paused execution", responses=_PROBLEMS
+    "/{execution_id}/resume",
+    status_code=202,
+    summary="Resume a paused execution",
+    response_model=None,
+    responses=_CONTROLLED,
 )
 async def resume(
     execution_id: ExecutionId, svc: ServicesDep, who: Operator, body: _ControlBody = None, key: _Key = None
@@ -246,7 +284,7 @@ async def get_notifications(execution_id: ExecutionId, svc: ServicesDep, who: Vi
     "/{execution_id}/page",
     summary="The execution as a page for people, through a signed link that expires (no API key)",
     response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {}}}, **problem_responses(403, 404, 422)},
+    responses={200: {"content": {"text/html": {}}}, **problem_responses(403, 404, 422, 502)},
 )
 async def get_page(
     execution_id: ExecutionId,

@@ -15,6 +15,7 @@ from rb_api.dbutil import in_thread
 from rb_api.definitions import REQUEST_BODY_DOC, parse_submission
 from rb_api.deps import ServicesDep
 from rb_api.problems import not_found, problem_responses
+from rb_api.response_models import Queued, RegistryChange, RunbookDetail, RunbookPage, answers
 from rb_api.scope import require_runbook, require_team_member, visible_clause
 from rb_common.identity import SYSTEM_KEY_NAME, Identity
 from rb_common.model import ID_PATTERN
@@ -58,7 +59,8 @@ async def _announce(svc: ServicesDep, result: dict[str, Any], change: str, actor
     status_code=201,
     summary="Register a runbook (YAML or JSON body); 201 {id, revision, status}",
     openapi_extra=REQUEST_BODY_DOC,
-    responses=_PROBLEMS,
+    response_model=None,
+    responses=answers(RegistryChange, 201, location=True) | _PROBLEMS,
 )
 async def create_runbook(request: Request, svc: ServicesDep, who: Author) -> JSONResponse:
     sub = await in_thread(parse_submission, await request.body(), request.headers.get("content-type"))
@@ -72,7 +74,8 @@ async def create_runbook(request: Request, svc: ServicesDep, who: Author) -> JSO
     "/{runbook_id}",
     summary="New revision of a runbook (same body as POST); unchanged bodies keep the revision",
     openapi_extra=REQUEST_BODY_DOC,
-    responses=_PROBLEMS,
+    response_model=None,
+    responses=answers(RegistryChange) | _PROBLEMS,
 )
 async def update_runbook(
     runbook_id: RunbookId, request: Request, svc: ServicesDep, who: Author
@@ -84,7 +87,7 @@ async def update_runbook(
     return await _announce(svc, result, "revised", who.actor)
 
 
-@router.get("", summary="List runbooks", responses=_PROBLEMS)
+@router.get("", summary="List runbooks", response_model=None, responses=answers(RunbookPage) | _PROBLEMS)
 async def list_runbooks(
     svc: ServicesDep,
     who: Viewer,
@@ -104,7 +107,12 @@ async def list_runbooks(
     )
 
 
-@router.get("/{runbook_id}", summary="The current definition and metadata", responses=_PROBLEMS)
+@router.get(
+    "/{runbook_id}",
+    summary="The current definition and metadata",
+    response_model=None,
+    responses=answers(RunbookDetail) | _PROBLEMS,
+)
 async def get_runbook(runbook_id: RunbookId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
     await require_runbook(svc, who, runbook_id)
     return await in_thread(registry.get, svc.engine, runbook_id)
@@ -137,7 +145,8 @@ async def get_version(
 @router.post(
     "/{runbook_id}/rollback",
     summary="Make a new revision equal to an old one (status DRAFT)",
-    responses=_PROBLEMS,
+    response_model=None,
+    responses=answers(RegistryChange) | _PROBLEMS,
 )
 async def rollback(
     runbook_id: RunbookId, body: RollbackBody, svc: ServicesDep, who: Author
@@ -157,7 +166,8 @@ def _is_installer(who: Identity) -> bool:
 @router.post(
     "/{runbook_id}/approve",
     summary="Status APPROVED; 403 when the approver authored the revision (four eyes)",
-    responses=_PROBLEMS,
+    response_model=None,
+    responses=answers(RegistryChange) | _PROBLEMS,
 )
 async def approve(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[str, Any]:
     result = await in_thread(
@@ -171,7 +181,12 @@ async def approve(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[s
     return await _announce(svc, result, "approved", who.actor)
 
 
-@router.post("/{runbook_id}/deprecate", summary="Status DEPRECATED (no more executions)", responses=_PROBLEMS)
+@router.post(
+    "/{runbook_id}/deprecate",
+    summary="Status DEPRECATED (no more executions)",
+    response_model=None,
+    responses=answers(RegistryChange) | _PROBLEMS,
+)
 async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict[str, Any]:
     result = await in_thread(registry.set_status, svc.engine, runbook_id, registry.DEPRECATED, who.actor)
     return await _announce(svc, result, "deprecated", who.actor)
@@ -181,7 +196,7 @@ async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict
     "/{runbook_id}/execute",
     status_code=202,
     summary="Trigger an execution of the current revision; 202 {execution_id, status: QUEUED}",
-    responses=_PROBLEMS | {503: {"description": "NATS unavailable (problem+json)"}},
+    responses=answers(Queued, 202, location=True) | _PROBLEMS | problem_responses(503),
 )
 async def execute(
     runbook_id: RunbookId,
