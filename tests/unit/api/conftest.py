@@ -6,11 +6,8 @@ is needed: these tests are hermetic. tests/integration/api runs the API against 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from api_auth_support import ADMIN, ADMIN_KEY, TRIGGER_TOKEN
+from api_probe_support import KeyFactory, SubjectProbe
 from sqlalchemy import Engine
 
 from rb_api.app import create_app
@@ -25,7 +23,7 @@ from rb_api.deps import ApiOptions
 from rb_common.bus import DEFAULT_NAMES, Bus, append_event
 from rb_common.events import Event
 from rb_common.loader import load_runbook_text
-from rb_common.memory_bus import MemoryJetStream, memory_bus
+from rb_common.memory_bus import memory_bus
 from rb_common.ports import InMemoryEventStore
 from rb_common.settings import Settings
 from rb_engine.clock import FakeClock
@@ -109,9 +107,6 @@ async def client(
         yield c
 
 
-KeyFactory = Callable[..., Awaitable[str]]
-
-
 @pytest.fixture
 def make_key(client: httpx.AsyncClient) -> KeyFactory:
     """A new API key with these roles (and teams), created through the API by the admin."""
@@ -140,49 +135,6 @@ async def runbook_id(bus: Bus) -> AsyncIterator[str]:
     rid = f"t-api-{uuid.uuid4().hex[:12]}"
     yield rid
     await bus.js.purge_stream(DEFAULT_NAMES.triggers_stream, subject=DEFAULT_NAMES.trigger_subject(rid))
-
-
-class SubjectProbe:
-    """Reads what reached one subject of a stream."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.made: list[tuple[str, str, str]] = []  # (stream, consumer, subject)
-
-    async def take(
-        self, stream: str, subject: str, want: int = 1, timeout: float = 5.0
-    ) -> tuple[list[Any], int]:
-        """(messages, how many there were); waits up to `timeout` for `want` messages."""
-        assert isinstance(self.bus.js, MemoryJetStream)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            msgs = self.bus.js.messages(stream, subject)
-            if len(msgs) >= want or asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.02)
-        self.made.append((stream, "", subject))
-        return msgs, len(msgs)
-
-    async def count(self, stream: str, subject: str) -> int:
-        info = await self.bus.js.stream_info(stream, subjects_filter=subject)
-        return (info.state.subjects or {}).get(subject, 0)
-
-    async def triggers(self, runbook_id: str, want: int = 1) -> tuple[list[dict[str, Any]], int]:
-        msgs, pending = await self.take(
-            DEFAULT_NAMES.triggers_stream, DEFAULT_NAMES.trigger_subject(runbook_id), want
-        )
-        return [{"headers": m.headers or {}, "body": json.loads(m.data)} for m in msgs], pending
-
-    async def commands(self, execution_id: str, want: int = 1) -> tuple[list[dict[str, Any]], int]:
-        msgs, pending = await self.take(
-            DEFAULT_NAMES.inbox_stream, DEFAULT_NAMES.control_subject(execution_id), want
-        )
-        return [json.loads(m.data) for m in msgs], pending
-
-    async def cleanup(self) -> None:
-        for stream, _, subject in self.made:
-            with contextlib.suppress(Exception):
-                await self.bus.js.purge_stream(stream, subject=subject)
 
 
 @pytest.fixture

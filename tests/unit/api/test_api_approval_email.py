@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from api_auth_support import ADMIN_KEY
+from api_probe_support import SubjectProbe
 from approval_support import Waiting, approval_yaml
-from conftest import SubjectProbe
 from sqlalchemy import Engine
 
 from rb_api.app import create_app

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from api_auth_support import ADMIN, bearer
+from api_probe_support import KeyFactory, SubjectProbe
 from approval_support import Waiting, approval_yaml
-from conftest import KeyFactory, SubjectProbe
 from sqlalchemy import Engine
 
 from rb_engine.coordinator.applier import controlled
