@@ -80,9 +80,7 @@ class Shell:
     def run(self, command: str) -> tuple[int, str, str]:
         assert self.process.stdin and self.process.stdout
         marker = f"__rc_{uuid.uuid4().hex}="
-        self.process.stdin.write(
-            f"{{ {command}\n}} >.stdout 2>.stderr <.stdin; echo {marker}$?\n"
-        )
+        self.process.stdin.write(f"{{ {command}\n}} >.stdout 2>.stderr <.stdin; echo {marker}$?\n")
         self.process.stdin.flush()
         deadline = time.monotonic() + COMMAND_TIMEOUT
         while True:
