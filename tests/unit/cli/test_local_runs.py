@@ -112,3 +112,16 @@ def test_rb_new_scaffolds_a_valid_runbook_whose_pack_passes(rb: Rb, tmp_path: Pa
     assert code == 2 and "already exists" in err
     code, _, err = rb("new", "Bad_Id", "--dir", str(tmp_path / "books"))
     assert code == 2 and "lower-case" in err
+
+
+def test_a_fixture_expecting_an_unknown_kpi_fails_naming_the_recorded_ones(rb: Rb, tmp_path: Path) -> None:
+    fixture = tmp_path / "fixture.yaml"
+    fixture.write_text(
+        (REPO / "runbooks/rb-000-hello/fixtures/ok.yaml").read_text().replace(
+            "expect:\n", "expect:\n  kpis: {max_error_rate: true}\n", 1
+        )
+    )
+    code, out, _ = rb("test", "rb-000-hello", "--fixture", str(fixture))
+    assert code == 1 and "FAIL" in out
+    line = next(x for x in out.splitlines() if "kpi max_error_rate" in x)
+    assert "✗" in line and "no such KPI was recorded" in line and "error_rate" in line
