@@ -117,11 +117,30 @@ def test_rb_new_scaffolds_a_valid_runbook_whose_pack_passes(rb: Rb, tmp_path: Pa
 def test_a_fixture_expecting_an_unknown_kpi_fails_naming_the_recorded_ones(rb: Rb, tmp_path: Path) -> None:
     fixture = tmp_path / "fixture.yaml"
     fixture.write_text(
-        (REPO / "runbooks/rb-000-hello/fixtures/ok.yaml").read_text().replace(
-            "expect:\n", "expect:\n  kpis: {max_error_rate: true}\n", 1
-        )
+        (REPO / "runbooks/rb-000-hello/fixtures/ok.yaml")
+        .read_text()
+        .replace("expect:\n", "expect:\n  kpis: {max_error_rate: true}\n", 1)
     )
     code, out, _ = rb("test", "rb-000-hello", "--fixture", str(fixture))
     assert code == 1 and "FAIL" in out
     line = next(x for x in out.splitlines() if "kpi max_error_rate" in x)
     assert "✗" in line and "no such KPI was recorded" in line and "error_rate" in line
+
+
+def test_rb_run_honours_the_runbooks_concurrency(rb: Rb, tmp_path: Path) -> None:
+    """`defaults.concurrency` limits a local run (RB_MAX_CONCURRENCY only caps it)."""
+    waits = "\n".join(f"  - {{id: w{i}, type: wait, inputs: {{seconds: 1}}}}" for i in range(3))
+    for limit, expected_overlap in ((1, False), (3, True)):
+        runbook = tmp_path / f"c{limit}.yaml"
+        runbook.write_text(
+            f"id: c{limit}\nname: c\nversion: 1.0.0\nowner: me\nlegal_basis: test\n"
+            f"defaults: {{concurrency: {limit}}}\nsteps:\n{waits}\n"
+        )
+        fixture = tmp_path / "clock.yaml"
+        fixture.write_text('clock: "2025-01-01T00:00:00Z"\n')
+        code, out, _ = rb("run", str(runbook), "--fixture", str(fixture))
+        assert code == 0, out
+        log = (tmp_path / "home" / "executions" / f"{execution_id(out)}.jsonl").read_text()
+        types = [t for t in re.findall(r'"type":\s*"(step\.started|step\.succeeded)"', log)]
+        overlap = types[:2] == ["step.started", "step.started"]
+        assert overlap is expected_overlap, (limit, types)
