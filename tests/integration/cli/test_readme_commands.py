@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -107,8 +109,20 @@ def test_readme_parser_sees_blocks_and_continuations() -> None:
     assert bare("./rb up              # the stack") == "./rb up"
 
 
-def test_every_readme_command_runs(tmp_path: Path, namespace: str) -> None:
-    work = tmp_path / "work"
+@dataclass
+class Stack:
+    work: Path
+    scratch: Path
+    env: dict[str, str]
+    api_port: int
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`rb up` in the background, in a scratch directory as a newcomer's clone: `./rb`,
+    `runbooks/`, and `.rb/` (RB_HOME's default) created there."""
+    scratch = tmp_path_factory.mktemp("readme")
+    work = scratch / "work"
     work.mkdir()
     (work / "runbooks").symlink_to(REPO / "runbooks")
     (work / "rb").symlink_to(Path(sys.executable).parent / "rb")
@@ -117,7 +131,7 @@ def test_every_readme_command_runs(tmp_path: Path, namespace: str) -> None:
     env.update(
         {
             "RB_NATS_URL": os.environ["RB_TEST_NATS_URL"],
-            "RB_NAMESPACE": namespace,
+            "RB_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
             "RB_API_ADDR": f"127.0.0.1:{api_port}",
             "RB_WEBHOOK_SECRET": "readme-webhook-secret-0123456789",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -125,24 +139,34 @@ def test_every_readme_command_runs(tmp_path: Path, namespace: str) -> None:
             "COLUMNS": "200",
         }
     )
-    substitutions = {
-        "localhost:8080": f"127.0.0.1:{api_port}",
-        "127.0.0.1:8080": f"127.0.0.1:{api_port}",
-        "/tmp/rb-drafts": str(tmp_path / "drafts"),
-        "/tmp/rb-fixtures/": f"{tmp_path / 'fixtures'}/",
-    }
-    commands = readme_commands(README.read_text(encoding="utf-8"))
-    assert len(commands) > 20, commands
-    unknown_skips = set(SKIPPED) - {bare(c) for c in commands}
-    assert not unknown_skips, f"SKIPPED lists commands the README no longer has: {unknown_skips}"
-
     cwd = os.getcwd()
     os.chdir(work)  # start_up runs `rb up` here: RB_HOME defaults to ./.rb, as in the README
     try:
         process, _, _ = start_up(env)
     finally:
         os.chdir(cwd)
-    shell = Shell(work, env)
+    try:
+        yield Stack(work, scratch, env, api_port)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_every_readme_command_runs(stack: Stack) -> None:
+    substitutions = {
+        "localhost:8080": f"127.0.0.1:{stack.api_port}",
+        "127.0.0.1:8080": f"127.0.0.1:{stack.api_port}",
+        "/tmp/rb-drafts": str(stack.scratch / "drafts"),
+        "/tmp/rb-fixtures/": f"{stack.scratch / 'fixtures'}/",
+    }
+    commands = readme_commands(README.read_text(encoding="utf-8"))
+    assert len(commands) > 20, commands
+    unknown_skips = set(SKIPPED) - {bare(c) for c in commands}
+    assert not unknown_skips, f"SKIPPED lists commands the README no longer has: {unknown_skips}"
+    shell = Shell(stack.work, stack.env)
     ran: list[str] = []
     output = ""
     try:
@@ -159,7 +183,7 @@ def test_every_readme_command_runs(tmp_path: Path, namespace: str) -> None:
                 ids = KEY_ID.findall(output)
                 assert ids, f"no key id printed before: {command}"
                 command = command.replace("<key id>", ids[-1])
-            assert "<" not in bare(command).replace("<.stdin", ""), f"unfilled placeholder: {command}"
+            assert "<" not in bare(command), f"unfilled placeholder: {command}"
             code, out, err = shell.run(command)
             output += out + err
             assert code == 0, f"{command}\nexit {code}\n{out}\n{err}"
@@ -167,10 +191,31 @@ def test_every_readme_command_runs(tmp_path: Path, namespace: str) -> None:
             ran.append(command)
     finally:
         shell.close()
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
     assert len(ran) + len(SKIPPED) == len(commands)
     assert re.search(r"\d+/\d+ replays verified", output), "replay --all ends with a summary line"
+
+
+def test_trigger_waits_for_a_failing_run_and_logs_resolve_a_prefix(stack: Stack) -> None:
+    def rb(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["./rb", *args], cwd=stack.work, env=stack.env, capture_output=True, text=True, timeout=120
+        )
+
+    refused = rb("trigger", "rb-000-hello", "-p", "wait_seconds=60", "--wait")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    execution_id = EXECUTION_ID.findall(refused.stdout)[0]
+    assert f"execution {execution_id} ABORTED" in refused.stdout
+
+    followed = rb("trigger", "rb-000-hello", "-f")
+    assert followed.returncode == 0 and "execution.succeeded" in followed.stdout, followed.stdout
+
+    logs = rb("logs", execution_id[:8])
+    assert logs.returncode == 0, logs.stderr
+    assert "execution.aborted" in logs.stdout and "sane_wait" in logs.stdout
+
+    listing = rb("executions")
+    assert listing.stdout.splitlines()[0].split() == ["EXECUTION", "RUNBOOK", "STATUS", "STARTED"]
+    assert execution_id in listing.stdout
+
+    missing = rb("logs", "0000000")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no execution '0000000'")
