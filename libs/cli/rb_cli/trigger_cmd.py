@@ -109,6 +109,12 @@ def _publish_event(path: Path, settings: Settings) -> None:
         finally:
             await bus.close()
 
+    from rb_cli.services import answers
+
+    if not answers(settings.nats_url, timeout=2):  # the client would retry forever
+        raise RbError(
+            f"cannot reach NATS at {settings.nats_url}: start the stack with `rb up`, or set RB_NATS_URL"
+        )
     try:
         duplicate = asyncio.run(publish())
     except OSError as exc:

@@ -114,3 +114,11 @@ def test_an_api_error_is_one_line_with_its_validation_errors(
     assert line == "error: 422: the query is invalid; query.limit: must be at most 500"
     line = one_error_line(*rb("trigger", "rb-000-hello", "-p", "x=1"))
     assert "422: the query is invalid" in line and "{" not in line
+
+
+def test_an_unreachable_nats_says_so_at_once(rb: Rb, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RB_NATS_URL", f"nats://127.0.0.1:{_closed_port()}")
+    event = tmp_path / "alert.yaml"
+    event.write_text("source: alertmanager\nlabels: {alertname: X}\n")
+    line = one_error_line(*rb("trigger", "--event", str(event)))
+    assert "cannot reach NATS" in line and "rb up" in line and "RB_NATS_URL" in line
