@@ -275,6 +275,10 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
             )
         if load_runbooks and settings.runbooks_dir.is_dir():
             _register_examples(base, settings.runbooks_dir, key)
+        print(
+            "try, in another terminal: rb trigger rb-000-hello --follow; rb executions; rb -h",
+            flush=True,
+        )
         print("press Ctrl-C to stop", flush=True)
         while not stopping:
             for service, process in list(children.items()):
