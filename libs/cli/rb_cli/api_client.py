@@ -43,9 +43,14 @@ def problem_message(status: int, body: Any, text: str) -> str:
 
 def call(method: str, path: str, settings: Settings, **kwargs: Any) -> Any:
     """One API request (`path` under the API's base URL) with the CLI's credentials."""
+    return request(method, f"{api_url(settings)}{path}", settings, **kwargs)
+
+
+def request(method: str, url: str, settings: Settings, **kwargs: Any) -> Any:
+    """One request to a full API URL with the CLI's credentials; an error answer is an RbError
+    of one line, an unreachable API one that says what to do."""
     import httpx
 
-    url = f"{api_url(settings)}{path}"
     headers = {**auth_headers(settings), **kwargs.pop("headers", {})}
     try:
         response = httpx.request(method, url, timeout=30, headers=headers, **kwargs)

@@ -77,3 +77,28 @@ app.add_typer(secrets_app, name="secrets")
 
 def main() -> None:
     app()
+
+
+# The names command modules imported from the single-file main.py of before; new modules use
+# rb_cli.ui and rb_cli.api_client directly.
+from rb_cli.api_client import api_url as _api  # noqa: E402
+from rb_cli.api_client import request as _call  # noqa: E402
+from rb_cli.follow import print_event as _print_event  # noqa: E402
+from rb_cli.resolve import read_mapping as _read_mapping  # noqa: E402
+from rb_cli.ui import console as _console  # noqa: E402
+from rb_cli.ui import err_console as _err  # noqa: E402
+from rb_cli.ui import key_values as _params  # noqa: E402
+from rb_cli.ui import user_errors  # noqa: E402
+
+__all__ = [
+    "_api",
+    "_call",
+    "_console",
+    "_err",
+    "_params",
+    "_print_event",
+    "_read_mapping",
+    "app",
+    "main",
+    "user_errors",
+]
