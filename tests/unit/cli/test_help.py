@@ -91,3 +91,28 @@ def test_short_f_means_follow_only() -> None:
             if "-f" in getattr(param, "opts", []):
                 seen[" ".join(path)] = param.opts
     assert seen and all("--follow" in opts for opts in seen.values()), seen
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    """`rb --install-completion` installs what `rb --show-completion` prints; the script asks rb
+    itself for completions (`_RB_COMPLETE`), as the shell does."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rb_script = str(Path(sys.executable).parent / "rb")
+    script = subprocess.run(
+        [rb_script, "--show-completion", "bash"], capture_output=True, text=True, timeout=60
+    )
+    assert script.returncode == 0 and "_rb_completion" in script.stdout and "complete " in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_RB_COMPLETE": "complete_bash", "COMP_WORDS": words}
+        env["COMP_CWORD"] = str(len(words.split()) - 1)
+        result = subprocess.run([rb_script], capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("rb tr") == ["trigger"]
+    assert complete("rb replay --so") == ["--source"]
