@@ -1,6 +1,5 @@
 """`rb approvals`, `rb approve ID`, `rb reject ID`: approval steps through the API, with the
-CLI's credentials (RB_API_KEY, else RB_HOME/admin.key). Registered on the `rb` app when
-rb_cli.main imports this module."""
+CLI's credentials (RB_API_KEY, else RB_HOME/admin.key)."""
 
 from __future__ import annotations
 
@@ -12,15 +11,22 @@ from urllib.parse import quote
 import typer
 from rich.markup import escape
 
-from rb_cli.main import _api, _call, _console, app, user_errors
+from rb_cli.api_client import call
 from rb_cli.stack import cli_settings
+from rb_cli.ui import console as _console
+from rb_cli.ui import examples
 from rb_common.errors import RbError
 
 STATUSES = ("pending", "approved", "rejected", "timed_out", "cancelled")
 
+APPROVALS_EXAMPLES = examples(
+    "rb approvals                                    # what waits for a decision",
+    "rb approvals --status approved --json",
+)
+APPROVE_EXAMPLES = examples('rb approve 3f2a9c:gate -m "checked the change ticket"')
+REJECT_EXAMPLES = examples('rb reject 3f2a9c:gate -m "not during peak traffic"')
 
-@app.command("approvals")
-@user_errors
+
 def approvals_list(
     status: Annotated[
         str,
@@ -33,16 +39,11 @@ def approvals_list(
         bool, typer.Option("--json", help="print the API's JSON instead of a table")
     ] = False,
 ) -> None:
-    """List approval steps waiting for a decision (or decided ones, with --status).
-
-    Example: rb approvals --status pending
-    """
+    """List approval steps waiting for a decision (or decided ones, with --status)."""
     if status not in STATUSES:
         raise RbError(f"--status is one of {', '.join(STATUSES)}, got {status!r}")
     settings = cli_settings()
-    result = _call(
-        "GET", f"{_api(settings)}/api/v1/approvals", settings, params={"status": status, "limit": limit}
-    )
+    result = call("GET", "/api/v1/approvals", settings, params={"status": status, "limit": limit})
     items: list[dict[str, Any]] = result.get("items", [])
     if json_output:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")
@@ -69,8 +70,8 @@ def approvals_list(
 
 def _decide(approval_id: str, decision: str, comment: str | None) -> None:
     settings = cli_settings()
-    url = f"{_api(settings)}/api/v1/approvals/{quote(approval_id, safe=':')}/{decision}"
-    result = _call("POST", url, settings, json={"comment": comment} if comment else {})
+    path = f"/api/v1/approvals/{quote(approval_id, safe=':')}/{decision}"
+    result = call("POST", path, settings, json={"comment": comment} if comment else {})
     verb = "approved" if decision == "approve" else "rejected"
     _console().print(
         f"{verb} {escape(result['approval_id'])} as {escape(result['actor'])} (sent to the executor)"
@@ -83,21 +84,11 @@ Comment = Annotated[
 ApprovalId = Annotated[str, typer.Argument(metavar="ID", help="the approval's id, as rb approvals shows it")]
 
 
-@app.command("approve")
-@user_errors
 def approve(approval_id: ApprovalId, comment: Comment = None) -> None:
-    """Approve an approval step (not as the execution's requester or the runbook's author).
-
-    Example: rb approve 3f2a9c:gate -m "checked the change ticket"
-    """
+    """Approve an approval step (not as the execution's requester or the runbook's author)."""
     _decide(approval_id, "approve", comment)
 
 
-@app.command("reject")
-@user_errors
 def reject(approval_id: ApprovalId, comment: Comment = None) -> None:
-    """Reject an approval step: the step fails and its on_failure applies.
-
-    Example: rb reject 3f2a9c:gate -m "not during peak traffic"
-    """
+    """Reject an approval step: the step fails and its on_failure applies."""
     _decide(approval_id, "reject", comment)

@@ -1,14 +1,15 @@
-"""Finding runbooks, fixtures and recorded executions from what the user typed."""
+"""Finding runbooks and reading the files the user names (recorded executions: `sources`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from rb_common.errors import RbError
-from rb_common.events import Event
-from rb_common.ports import EventStore
+from rb_common.model import Runbook
+from rb_common.validator import validate_file
 
 RUNBOOK_FILE = "runbook.yaml"
 
@@ -42,14 +43,27 @@ def _declares_id(path: Path, runbook_id: str) -> bool:
     return isinstance(data, dict) and data.get("id") == runbook_id and "steps" in data
 
 
-def find_execution(store: EventStore, ref: str) -> list[Event]:
-    """Events of the execution whose id is `ref` or starts with it (unambiguously)."""
-    events = store.read(ref) if ref.replace("-", "").isalnum() else []
-    if events:
-        return events
-    matches = [eid for eid in store.execution_ids() if eid.startswith(ref)]
-    if len(matches) > 1:
-        raise RbError(f"execution id {ref!r} is ambiguous: {', '.join(matches[:5])}")
-    if not matches:
-        raise RbError(f"no recorded execution {ref!r}")
-    return store.read(matches[0])
+def load_checked(ref: str, runbooks_dir: Path) -> tuple[Path, Runbook]:
+    """The runbook RUNBOOK names, validated: an invalid one is a usage error naming its issues."""
+    path = resolve_runbook(ref, runbooks_dir)
+    runbook, issues = validate_file(path)
+    errors = [i for i in issues if i.level == "error"]
+    if errors or runbook is None:
+        raise RbError(f"invalid runbook (rb validate {path}): " + "; ".join(str(i) for i in errors))
+    return path, runbook
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A JSON or YAML file holding a mapping (params, an alert event)."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except OSError as exc:
+        raise RbError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        raise RbError(f"{path}: not valid JSON/YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RbError(f"{path}: expected a mapping of names to values")
+    return data

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from rb_cli.ui import CONTEXT, examples
 from rb_common.errors import RbError
 from rb_common.secrets import DirSecrets, MasterKeyError, check_name, generate_key, secrets_from_env
 from rb_common.settings import Settings
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 secrets_app = typer.Typer(
     help="Step secrets in the encrypted store (needs RB_MASTER_KEY; values never shown).",
     no_args_is_help=True,
+    context_settings=CONTEXT,
 )
 
 
@@ -43,9 +45,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-@secrets_app.command("set")
+@secrets_app.command(
+    "set",
+    epilog=examples(
+        "rb secrets set API_TOKEN   # hidden prompt", "vault read -field=v x | rb secrets set API_TOKEN"
+    ),
+)
 def secrets_set(
-    name: Annotated[str, typer.Argument(help="the name steps use: ${secrets.NAME}")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="the name steps use: ${secrets.NAME}")],
 ) -> None:
     """Store a secret: the value is read from stdin (piped), else from a hidden prompt."""
     problem = check_name(name)
@@ -63,7 +70,7 @@ def secrets_set(
     Console(highlight=False).print(f"{'created' if created else 'updated'} secret {name}")
 
 
-@secrets_app.command("list")
+@secrets_app.command("list", epilog=examples("rb secrets list", "rb secrets list --json"))
 def secrets_list(
     json_output: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
@@ -94,8 +101,8 @@ def secrets_list(
         console.print("no secrets")
 
 
-@secrets_app.command("delete")
-def secrets_delete(name: Annotated[str, typer.Argument()]) -> None:
+@secrets_app.command("delete", epilog=examples("rb secrets delete API_TOKEN"))
+def secrets_delete(name: Annotated[str, typer.Argument(metavar="NAME", help="the secret's name")]) -> None:
     """Remove a secret from the store."""
     try:
         found = _store(Settings()).delete(name)
@@ -106,7 +113,9 @@ def secrets_delete(name: Annotated[str, typer.Argument()]) -> None:
     Console(highlight=False).print(f"deleted secret {name}")
 
 
-@secrets_app.command("rotate")
+@secrets_app.command(
+    "rotate", epilog=examples("RB_MASTER_KEY=$(rb secrets keygen),$RB_MASTER_KEY rb secrets rotate")
+)
 def secrets_rotate() -> None:
     """Re-encrypt every stored value with the newest key of RB_MASTER_KEY (the first). Rotate a
     key: put the new key first (`RB_MASTER_KEY=new,old`), run this, then drop the old one."""
@@ -117,7 +126,7 @@ def secrets_rotate() -> None:
     Console(highlight=False).print(f"re-encrypted {count} secret(s) with the newest key")
 
 
-@secrets_app.command("keygen")
+@secrets_app.command("keygen", epilog=examples("export RB_MASTER_KEY=$(rb secrets keygen)"))
 def secrets_keygen() -> None:
     """Print a new Fernet key for RB_MASTER_KEY."""
     sys.stdout.write(generate_key() + "\n")

@@ -275,6 +275,16 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
             )
         if load_runbooks and settings.runbooks_dir.is_dir():
             _register_examples(base, settings.runbooks_dir, key)
+        print(
+            "try, in another terminal: rb trigger rb-000-hello --follow; rb executions; rb -h",
+            flush=True,
+        )
+        if not settings.egress_allow:
+            print(
+                "  steps may not reach loopback or private addresses (the bundled rb-001..rb-003 call "
+                "127.0.0.1): to allow it, start with RB_EGRESS_ALLOW=127.0.0.1/32 rb up",
+                flush=True,
+            )
         print("press Ctrl-C to stop", flush=True)
         while not stopping:
             for service, process in list(children.items()):

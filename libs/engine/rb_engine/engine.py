@@ -31,8 +31,10 @@ async def run_local(
     live: bool = False,
     actor: str = "cli",
     on_event: Callable[[Event, ExecutionState], None] | None = None,
+    events_dir: Path | None = None,
 ) -> ExecutionState:
-    """Run `runbook` in this process, recording every event under RB_HOME."""
+    """Run `runbook` in this process, recording every event under RB_HOME/executions (or
+    `events_dir`: `rb test` keeps its scenario runs apart)."""
     registry = default_registry()
     executor: StepExecutor = PluginExecutor(registry)
     if fixture is not None:
@@ -54,10 +56,11 @@ async def run_local(
         trigger=trigger,
         facts=facts,
         actor=actor,
-        concurrency=settings.max_concurrency,
+        # The runbook's own limit, capped by RB_MAX_CONCURRENCY.
+        concurrency=min(runbook.defaults.concurrency, settings.max_concurrency),
         base_dir=base_dir,
     )
-    store = FileEventStore(settings.events_dir)
+    store = FileEventStore(events_dir or settings.events_dir)
     runner = Runner(
         store,
         executor,

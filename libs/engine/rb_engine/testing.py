@@ -52,7 +52,11 @@ def check_execution(
         checks.append(Check(held == want, label, detail))
     for sid in state.order:
         checks.append(_step_check(runbook, state, sid, expect.steps.get(sid)))
-    for name, kpi in ((state.kpis or {}).get("kpis") or {}).items():
+    recorded = (state.kpis or {}).get("kpis") or {}
+    for name in sorted(set(expect.kpis) - set(recorded)):
+        known = ", ".join(recorded) or "none"
+        checks.append(Check(False, f"kpi {name}", f"no such KPI was recorded (recorded: {known})"))
+    for name, kpi in recorded.items():
         if kpi.get("ok") is None and name not in expect.kpis:
             continue
         want = expect.kpis.get(name, True)

@@ -14,11 +14,16 @@ decide() does not make it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from pydantic import ValidationError
 
 from rb_common.bus import Bus
 from rb_common.events import EventType
 from rb_common.messages import TriggerRequest
+from rb_common.model import Runbook
+from rb_common.params import env_snapshot
 from rb_common.registry_events import read
 from rb_engine.coordinator import ExecutionState
 from rb_engine.coordinator.applier import EXECUTOR, Fact, requested
@@ -69,7 +74,22 @@ async def refusal(bus: Bus, request: TriggerRequest) -> str | None:
 def admitted(state: ExecutionState, request: TriggerRequest, refused: str | None) -> list[Fact]:
     """The facts of a start request: `execution.requested`, then `execution.aborted` when it
     was refused; nothing for an execution that exists already."""
-    facts = requested(state, request.data, request.actor)
+    facts = requested(state, with_env(request.data), request.actor)
     if facts and refused is not None:
         facts.append(Fact(EventType.EXECUTION_ABORTED, {"reason": refused, "refused": True}, EXECUTOR))
     return facts
+
+
+def with_env(data: dict[str, Any]) -> dict[str, Any]:
+    """A trigger from the API, the scheduler or the router carries no environment: the executor
+    that starts the run snapshots the variables the runbook reads (`env.X`, bare `${X}`) from
+    its own environment, as `rb run` does, into `execution.requested`; the run and its replays
+    read them from there."""
+    if data.get("env") or not isinstance(data.get("runbook"), dict):
+        return data
+    try:
+        runbook = Runbook.model_validate(data["runbook"])
+    except ValidationError:
+        return data  # the coordinator records and refuses it as it is
+    env = env_snapshot(runbook, os.environ)
+    return {**data, "env": env} if env else data

@@ -1,0 +1,47 @@
+"""`rb up` (the whole stack on this machine) and `rb serve` (one service in the foreground)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rb_cli.ui import examples
+from rb_common.settings import Settings
+
+UP_EXAMPLES = examples(
+    "rb up                                    # NATS, recorder, executor (+ workers), scheduler, notifier, API",
+    "RB_API_ADDR=127.0.0.1:8181 RB_HOME=/tmp/rb rb up   # another port, another home",
+    "RB_NATS_URL=nats://nats:4222 rb up       # join that NATS server instead of starting one",
+)
+SERVE_EXAMPLES = examples(
+    "rb serve api                             # as docker-compose and Kubernetes run it",
+    "RB_NATS_URL=nats://nats:4222 RB_DATABASE_URL=postgresql://... rb serve executor",
+)
+
+
+def serve(
+    service: Annotated[
+        str,
+        typer.Argument(metavar="SERVICE", help="api | executor | worker | recorder | scheduler | notifier"),
+    ],
+) -> None:
+    """Run one service in the foreground (for docker-compose, Kubernetes, or by hand); settings
+    from the environment (RB_*)."""
+    from rb_cli.services import serve as serve_service
+
+    serve_service(service, Settings())  # the environment only: `rb up` passes its stack down
+
+
+def up(
+    load: Annotated[
+        bool, typer.Option(help="register and approve the runbooks under RB_RUNBOOKS_DIR (as key:system)")
+    ] = True,
+) -> None:
+    """The whole stack on this machine until Ctrl-C: NATS (its own nats-server, unless
+    RB_NATS_URL is set), then the recorder, executor (coordinator and step workers), scheduler,
+    notifier and API, each its own process. Data under RB_HOME (./.rb): SQLite rb.db, the NATS
+    store, logs/, admin.key, stack.json (how the CLI finds this stack)."""
+    from rb_cli.services import up as run_up
+
+    run_up(Settings(), load_runbooks=load)  # the environment only: no earlier stack's file
