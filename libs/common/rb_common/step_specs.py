@@ -13,6 +13,7 @@ _DURATION = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 _DURATION_KEYS = ("seconds", "poll_interval", "timeout")
+AI_MAX_TOKENS = 16_384  # the most an `ai` step may ask for
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,20 @@ SPECS: dict[str, StepSpec] = {
             "notify",
             {"slack": _ANY_OBJECT, "email": _ANY_OBJECT, "message": {"type": "string"}},
             required=("message",),
+        ),
+        # -- issue 14, children part: the `ai` step (the `runbook` step's spec is above) --------
+        StepSpec(
+            "ai",
+            {
+                "prompt": {"type": "string", "minLength": 1},
+                "system": {"type": "string"},
+                "model": {"type": "string", "minLength": 1},
+                "schema": {"type": "object"},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": AI_MAX_TOKENS},
+            },
+            required=("prompt",),
+            description="chat completion from an OpenAI-compatible endpoint",
         ),
     ]
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rb_engine.steps.ai import AiStep
 from rb_engine.steps.api_call import ApiCallStep
 from rb_engine.steps.assertion import AssertStep
 from rb_engine.steps.base import StepPlugin
@@ -27,5 +28,6 @@ def default_registry() -> dict[str, StepPlugin]:
         ShellStep(),
         SqlQueryStep(),
         MetricsPublishStep(),
+        AiStep(),
     ]
     return {plugin.spec.name: plugin for plugin in plugins}
