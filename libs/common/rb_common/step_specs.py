@@ -209,7 +209,7 @@ SPECS: dict[str, StepSpec] = {
             {
                 "runbook": {"type": "string"},
                 "params": _ANY_OBJECT,
-                "max_depth": {"type": "integer", "minimum": 1, "maximum": 10},
+                "max_depth": {"type": "integer", "minimum": 1, "maximum": 5},
             },
             required=("runbook",),
         ),

@@ -38,6 +38,7 @@ EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
 
+
 class Fact(NamedTuple):
     """An event before it is sealed. `data` is written as given (a reported dict passes through
     as the worker wrote it); `payload`, when the applier has parsed it already, is its typed
@@ -47,6 +48,7 @@ class Fact(NamedTuple):
     data: dict[str, Any]
     actor: str
     payload: EventPayload | None = None
+
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 

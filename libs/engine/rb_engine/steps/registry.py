@@ -11,6 +11,7 @@ from rb_engine.steps.metrics_publish import MetricsPublishStep
 from rb_engine.steps.schema_check import SchemaCheckStep
 from rb_engine.steps.shell import ShellStep
 from rb_engine.steps.sql_query import SqlQueryStep
+from rb_engine.steps.sub_runbook import RunbookStep
 from rb_engine.steps.transform import TransformStep
 from rb_engine.steps.wait import WaitStep
 
@@ -29,5 +30,6 @@ def default_registry() -> dict[str, StepPlugin]:
         SqlQueryStep(),
         MetricsPublishStep(),
         AiStep(),
+        RunbookStep(),
     ]
     return {plugin.spec.name: plugin for plugin in plugins}

@@ -15,6 +15,7 @@ EXPECTED = {
     "sql_query",
     "metrics_publish",
     "ai",
+    "runbook",
 }
 
 
