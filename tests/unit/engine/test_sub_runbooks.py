@@ -243,7 +243,9 @@ def test_fixtures_script_child_runs_and_keep_the_depth_cap(tmp_path: Path) -> No
     )
     state, _ = run(tmp_path, "parent", fixture=deep)
     assert state.steps["call"].error == "sub-runbook depth 6 exceeds the cap of 5"
-    missing, _ = run(tmp_path, "parent", fixture=Fixture.model_validate({"params": {"who": "x", "fail": False}}))
+    missing, _ = run(
+        tmp_path, "parent", fixture=Fixture.model_validate({"params": {"who": "x", "fail": False}})
+    )
     assert "or children.call" in (missing.steps["call"].error or "")
 
 

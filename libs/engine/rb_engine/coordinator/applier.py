@@ -38,7 +38,6 @@ EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
 
-
 class Fact(NamedTuple):
     """An event before it is sealed. `data` is written as given (a reported dict passes through
     as the worker wrote it); `payload`, when the applier has parsed it already, is its typed
@@ -48,7 +47,6 @@ class Fact(NamedTuple):
     data: dict[str, Any]
     actor: str
     payload: EventPayload | None = None
-
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
