@@ -31,6 +31,7 @@ class StepTask(_Message):
     outputs: dict[str, Any] = {}  # the step's output specs: the worker extracts them
     # The expression context (without secrets), only when inputs still hold `${secrets...}`.
     context: dict[str, Any] | None = None
+    depth: int = 0  # the execution's sub-runbook depth (`runbook` steps check their cap with it)
 
 
 class StepOutcome(_Message):

@@ -58,7 +58,7 @@ async def list_all(
 
 @router.get(
     "/{execution_id}",
-    summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis}",
+    summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis, parent, children}",
     responses=_PROBLEMS,
 )
 async def get_one(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
