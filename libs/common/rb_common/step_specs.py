@@ -226,8 +226,38 @@ SPECS: dict[str, StepSpec] = {
         ),
         StepSpec(
             "notify",
-            {"slack": _ANY_OBJECT, "email": _ANY_OBJECT, "message": {"type": "string"}},
+            {
+                "message": {"type": "string", "minLength": 1},
+                "slack": {
+                    "type": "object",
+                    "properties": {"channel": {"type": "string", "minLength": 1}},
+                    "required": ["channel"],
+                    "additionalProperties": False,
+                },
+                "email": {
+                    "type": "object",
+                    "properties": {
+                        "to": {
+                            "anyOf": [
+                                {"type": "string", "minLength": 1},
+                                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                            ]
+                        },
+                        "subject": {"type": "string"},
+                    },
+                    "required": ["to"],
+                    "additionalProperties": False,
+                },
+                "webhook": {
+                    "type": "object",
+                    "properties": {"url": {"type": "string", "minLength": 1}},
+                    "required": ["url"],
+                    "additionalProperties": False,
+                },
+            },
             required=("message",),
+            one_of=(("slack", "email", "webhook"),),
+            description="a message through the notifier (Slack, email, webhook)",
         ),
         # -- issue 14, children part: the `ai` step (the `runbook` step's spec is above) --------
         StepSpec(

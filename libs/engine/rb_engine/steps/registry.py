@@ -8,6 +8,7 @@ from rb_engine.steps.assertion import AssertStep
 from rb_engine.steps.base import StepPlugin
 from rb_engine.steps.http import HttpStep
 from rb_engine.steps.metrics_publish import MetricsPublishStep
+from rb_engine.steps.notify import NotifyStep
 from rb_engine.steps.schema_check import SchemaCheckStep
 from rb_engine.steps.shell import ShellStep
 from rb_engine.steps.sql_query import SqlQueryStep
@@ -31,5 +32,6 @@ def default_registry() -> dict[str, StepPlugin]:
         MetricsPublishStep(),
         AiStep(),
         RunbookStep(),
+        NotifyStep(),
     ]
     return {plugin.spec.name: plugin for plugin in plugins}

@@ -40,6 +40,8 @@ from rb_executor.service import admission
 
 log = logging.getLogger(__name__)
 
+# Step types no worker runs: the notifier delivers `notify` steps from their step.scheduled event.
+NOT_TASKS = frozenset({"notify"})
 TIMER_EARLY = 0.05  # seconds: a timer handed over this close to its time fires now
 
 
@@ -329,6 +331,9 @@ class Coordinator:
         if not commands:
             return
         state = entry.state
+        for command in [c for c in commands if c.step_type in NOT_TASKS]:
+            entry.published.add(command.idempotency_key)  # another service acts on its event
+        commands = [c for c in commands if c.step_type not in NOT_TASKS]
         sends = []
         for command in commands:
             context = None

@@ -16,6 +16,7 @@ EXPECTED = {
     "metrics_publish",
     "ai",
     "runbook",
+    "notify",
 }
 
 
