@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 
+from rb_common.secrets import mask
 from rb_common.step_specs import SPECS, StepSpec
 from rb_engine.steps.base import SpecValidated, StepContext, StepFailed
 from rb_engine.steps.http import response_body, send_request
@@ -96,7 +97,8 @@ class AiStep(SpecValidated):
             json_body=body,
             auth_token=key,
         )
-        raw = response_body(response)
+        # Masked like a step secret, should an endpoint ever echo it: the raw body is recorded.
+        raw = mask(response_body(response), [key] if key else [])
         text = answer_text(raw)
         result: dict[str, Any] = {"text": text, "model": body["model"]}
         schema = inputs.get("schema")
