@@ -115,7 +115,7 @@ def test_a_failed_child_fails_the_step_and_a_late_notifier_outcome_is_dropped() 
             "attempt": 1,
             "phase": "main",
             "result": CHILD_RESULT,
-            "outputs": {"message": "x"},
+            "outputs": {"message": "hello ops"},
         },
     )
     cancelled.apply(
