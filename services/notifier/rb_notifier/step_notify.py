@@ -97,7 +97,7 @@ def sender(notifier: Notifier, item: Item, thread: Any) -> Any:
     notice = item.step
     assert notice is not None
     event, target = item.event, item.target
-    text = notice.message
+    text = notifier._mask(notice.message)  # values never to show (RB_SECRET_*, its own keys)
     if mentions_secrets(notice.inputs):
 
         async def refused() -> Receipt:
