@@ -150,3 +150,29 @@ async def test_cancelling_the_parent_cancels_the_child(stack: Stack, bus: Bus) -
     assert asked.data["reason"] == "its parent step call was cancelled"
     await replay_verified(parent_events)
     await replay_verified(child_events)
+
+
+async def test_a_self_recursive_runbook_ends_cleanly_at_the_depth_cap(stack: Stack, bus: Bus) -> None:
+    stack.start("recorder", "executor", "api")
+    stack.wait_ready()
+    runbook_id = f"recurse-{uuid.uuid4().hex[:8]}"
+    text = f"id: {runbook_id}\nname: Recurse\nsteps:\n  - {{id: again, type: runbook, timeout: 120s, inputs: {{runbook: {runbook_id}}}}}\n"
+    register(stack, text, runbook_id)
+    chain = [stack.execute(runbook_id, json={}).json()["execution_id"]]
+    for _ in range(5):
+        chain.append(child_execution_id(f"{chain[-1]}:again:1"))
+    deepest = fold(await wait_terminal(bus, chain[-1], timeout=90))
+    assert deepest.steps["again"].error == "sub-runbook depth 6 exceeds the cap of 5"
+    for execution_id in reversed(chain):
+        events = await wait_terminal(bus, execution_id, timeout=60)
+        assert fold(events).status == "FAILED"
+        await replay_verified(events)
+    assert not await bus_has(bus, child_execution_id(f"{chain[-1]}:again:1"))  # depth 6 never started
+
+
+async def bus_has(bus: Bus, execution_id: str) -> bool:
+    try:
+        await bus.js.get_last_msg(bus.names.events_stream, bus.names.exec_subject(execution_id))
+    except Exception:
+        return False
+    return True
