@@ -11,6 +11,8 @@ The same for all of them:
   or redelivered attempt finds the same child instead of starting another;
 - the child's `execution.requested` records `parent: {execution_id, step_id}` and `depth` (1 for
   the child of a top-level run) and its trigger is `{type: runbook, parent, depth, actor}`;
+- the child is requested by whoever requested the parent (`runbook:<parent id>` when the
+  parent's trigger names nobody);
 - a child deeper than MAX_DEPTH (or the step's `max_depth`) is refused before anything starts;
 - cancelling the parent's attempt cancels the child.
 """
@@ -80,6 +82,18 @@ def depth_of(trigger: dict[str, Any]) -> int:
         return 0
     depth = trigger.get("depth")
     return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else 0
+
+
+def requester_of(trigger: dict[str, Any]) -> str | None:
+    """Who asked for an execution, as its trigger says (API and manual runs, and children, which
+    inherit their parent's requester: a child's approvals refuse the same person)."""
+    actor = trigger.get("actor")
+    return actor if isinstance(actor, str) and actor else None
+
+
+def child_fields(trigger: dict[str, Any]) -> dict[str, Any]:
+    """What a `runbook` step's task carries about its execution (StepTask.depth, .requester)."""
+    return {"depth": depth_of(trigger), "requester": requester_of(trigger)}
 
 
 def depth_cap(max_depth: Any) -> int:

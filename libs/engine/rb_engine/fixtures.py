@@ -170,7 +170,7 @@ def scripted_child_or_answer(fixture: Fixture, command: RunStep, inputs: Any, ct
     real step would make it (depth cap and schema checks included); NOT_SCRIPTED otherwise."""
     if command.step_type == "runbook" and command.step_id in fixture.children:
         child = fixture.children[command.step_id]
-        request = child_request(inputs, ctx, actor=f"runbook:{ctx.execution_id}")
+        request = child_request(inputs, ctx, actor=ctx.requester or f"runbook:{ctx.execution_id}")
         ctx.meta["child_execution_id"] = child.execution_id or request.execution_id
         outcome = ChildOutcome(
             execution_id=child.execution_id or request.execution_id,

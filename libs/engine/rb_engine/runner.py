@@ -22,7 +22,7 @@ from rb_common.ports import EventStore
 from rb_common.settings import Settings
 from rb_common.snapshot import requested_data
 from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
-from rb_engine.child_runs import ChildRuns, depth_of
+from rb_engine.child_runs import ChildRuns, depth_of, requester_of
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep
 from rb_engine.coordinator.applier import Fact, apply, controlled, due, reported, requested
@@ -217,6 +217,7 @@ class Runner:
                 ),
                 children=self.children,
                 depth=depth_of(self.state.trigger),
+                requester=requester_of(self.state.trigger),
             )
             specs = self.state.definition.step(command.step_id).outputs
             outcome = await run_attempt(command, self.executor, ctx, specs, revealed)

@@ -100,6 +100,8 @@ async def test_a_child_run_is_linked_both_ways_and_replays(stack: Stack, bus: Bu
     assert requested["parent"] == {"execution_id": execution_id, "step_id": "call"}
     assert requested["depth"] == 1
     assert requested["trigger"]["revision"] == 1 and requested["trigger"]["type"] == "runbook"
+    assert requested["actor"] == events[0].data["trigger"]["actor"]  # the parent's requester
+    assert requested["actor"].startswith("key:")
     assert fold(child_events).status == "SUCCEEDED"
     shown = await detail(stack, execution_id, lambda d: d["children"] and d["status"] == "SUCCEEDED")
     assert shown["children"] == [

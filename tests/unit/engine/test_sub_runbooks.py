@@ -106,6 +106,7 @@ def test_a_child_runs_linked_both_ways_and_its_outputs_are_the_steps(tmp_path: P
     assert requested["parent"] == {"execution_id": state.execution_id, "step_id": "call"}
     assert requested["depth"] == 1
     assert requested["trigger"]["type"] == "runbook"
+    assert requested["actor"] == requested["trigger"]["actor"] == "cli"  # the parent's requester
     assert requested["params"] == {"who": "ops", "fail": False}
     assert child_events[-1].type == "execution.succeeded"
     [succeeded] = [e for e in store.read(state.execution_id) if e.type == "step.succeeded"][:1]

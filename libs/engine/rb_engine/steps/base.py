@@ -53,6 +53,8 @@ class StepContext:
     children: ChildRuns | None = None
     # How deep the execution is: 0 for a top-level run, n for a sub-runbook n levels down.
     depth: int = 0
+    # Who requested the execution (its trigger's actor), if anyone: a sub-runbook's requester.
+    requester: str | None = None
 
     def read_file(self, name: str) -> tuple[Path, str]:
         """(path, text) of a runbook-relative file: the snapshot first, then the disk."""

@@ -44,7 +44,7 @@ class RunbookStep(SpecValidated):
     spec: StepSpec = SPECS["runbook"]
 
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
-        request = child_request(inputs, ctx, actor=f"runbook:{ctx.execution_id}")
+        request = child_request(inputs, ctx, actor=ctx.requester or f"runbook:{ctx.execution_id}")
         if ctx.children is None:
             raise StepFailed("sub-runbooks cannot be started here (no child runner)", retryable=False)
         ctx.meta["child_execution_id"] = request.execution_id

@@ -31,7 +31,7 @@ from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
 from rb_common.ports import ConcurrencyError
 from rb_common.step_specs import SPECS
-from rb_engine.child_runs import depth_of
+from rb_engine.child_runs import child_fields
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, fired, lost, reported
@@ -349,7 +349,7 @@ class Coordinator:
                 files=files,
                 context=context,
                 outputs=outputs,
-                **({"depth": depth_of(state.trigger)} if command.step_type == "runbook" else {}),
+                **(child_fields(state.trigger) if command.step_type == "runbook" else {}),
             )
             sends.append(
                 self.bus.js.publish(

@@ -304,6 +304,7 @@ class Worker:
             ),
             children=self.children,
             depth=task.depth,
+            requester=task.requester,
         )
 
     async def _report(
