@@ -25,6 +25,7 @@ from typing import Any
 
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from rb_common.bus import Bus
 from rb_common.events import Event, EventType
@@ -36,6 +37,7 @@ from rb_common.upcast import upcast
 from rb_engine.child_runs import ChildError, ChildOutcome, ChildRequest
 from rb_engine.coordinator import ExecutionState, evolve
 from rb_engine.local_children import outcome_of
+from rb_engine.steps.base import StepFailed
 from rb_store.db import database_url, make_engine
 from rb_store.registry import approved_one
 
@@ -86,7 +88,10 @@ class BusChildren:
         return True
 
     async def _start(self, request: ChildRequest) -> None:
-        registered = await asyncio.to_thread(approved_one, self.engine, request.runbook_id)
+        try:
+            registered = await asyncio.to_thread(approved_one, self.engine, request.runbook_id)
+        except SQLAlchemyError as exc:
+            raise StepFailed(f"cannot read the registry: {type(exc).__name__}", retryable=True) from None
         if registered is None:
             raise ChildError(f"{request.runbook_id} is not a registered runbook with an APPROVED revision")
         runbook = registered.runbook
@@ -104,13 +109,18 @@ class BusChildren:
             depth=request.depth,
         )
         trigger = TriggerRequest(execution_id=request.execution_id, actor=request.actor, data=data)
-        await self.bus.js.publish(
-            self.bus.names.trigger_subject(request.runbook_id),
-            trigger.encode(),
-            headers={"Nats-Msg-Id": request.execution_id},
-            stream=self.bus.names.triggers_stream,
-            timeout=PUBLISH_TIMEOUT,
-        )
+        try:
+            await self.bus.js.publish(
+                self.bus.names.trigger_subject(request.runbook_id),
+                trigger.encode(),
+                headers={"Nats-Msg-Id": request.execution_id},
+                stream=self.bus.names.triggers_stream,
+                timeout=PUBLISH_TIMEOUT,
+            )
+        except Exception as exc:  # NATS unreachable or slow: a later attempt may get through
+            raise StepFailed(
+                f"cannot publish the child's trigger: {type(exc).__name__}", retryable=True
+            ) from None
 
     async def _follow(self, execution_id: str) -> ExecutionState:
         """Fold the child's events as they come until it has ended."""
