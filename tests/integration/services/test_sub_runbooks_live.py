@@ -178,3 +178,28 @@ async def bus_has(bus: Bus, execution_id: str) -> bool:
     except Exception:
         return False
     return True
+
+
+async def test_a_worker_that_dies_leaves_its_child_to_the_next_one(stack: Stack, bus: Bus) -> None:
+    procs = stack.start("recorder", "executor", "api")
+    stack.wait_ready()
+    suffix = uuid.uuid4().hex[:8]
+    child, parent = f"child-{suffix}", f"parent-{suffix}"
+    register(stack, child_yaml(child), child)
+    register(stack, parent_yaml(parent, child, nap=4), parent)
+    execution_id = stack.execute(parent, json={}).json()["execution_id"]
+    child_id = child_execution_id(f"{execution_id}:call:1")
+    await wait_for_event(
+        bus, child_id, lambda e: e.type == EventType.STEP_SCHEDULED and e.data["step_id"] == "nap"
+    )
+    stack.services.kill(procs["executor"])  # the coordinator and the worker following the child
+    stack.start("executor")
+    events = await wait_terminal(bus, execution_id, timeout=90)
+    state = fold(events)
+    assert state.status == "SUCCEEDED", (state.reason, stack.services.logs())
+    assert state.steps["call"].attempt == 1 and state.steps["call"].result["execution_id"] == child_id
+    assert fold(await wait_terminal(bus, child_id)).status == "SUCCEEDED"
+    assert not await bus_has(bus, child_execution_id(f"{execution_id}:call:2"))  # no second child
+    [requested] = [e for e in await wait_terminal(bus, child_id) if e.type == EventType.EXECUTION_REQUESTED]
+    assert requested.data["parent"]["execution_id"] == execution_id
+    await replay_verified(events)
