@@ -110,6 +110,12 @@ async def test_a_child_run_is_linked_both_ways_and_replays(stack: Stack, bus: Bu
     assert shown["parent"] is None
     shown = await detail(stack, child_id, lambda d: d["status"] == "SUCCEEDED")
     assert shown["parent"] == {"execution_id": execution_id, "step_id": "call", "depth": 1}
+    query = "query($id: String!) { runbookExecution(id: $id) { parent children } }"
+    graphql = api.post(
+        stack.base.replace("/api/v1", "/graphql"), json={"query": query, "variables": {"id": execution_id}}
+    )
+    assert graphql.status_code == 200, graphql.text
+    assert graphql.json()["data"]["runbookExecution"]["children"][0]["id"] == child_id
     await replay_verified(events)
     await replay_verified(child_events)
 
