@@ -193,6 +193,10 @@ class Notifier:
         age = (self.clock() - event.time).total_seconds()
         if self.config.max_event_age and age > self.config.max_event_age:
             log.info("not announcing %s of %s: %.0fs old", event.type, event.execution_id, age)
+            if notice is not None:  # a notify step must not wait forever
+                await step_notify.report(
+                    self, notice, event, [], error=f"not sent: the step is {age:.0f}s old"
+                )
             return Plan()
         events = [e for e, _ in await nats_bus.read_execution(self.bus, event.execution_id)]
         # The execution as it stood at this event: everything up to it in stream order.

@@ -210,9 +210,12 @@ def items(notifier: Notifier, event: Event, history: list[Event], notice: StepNo
     return [Item(event, trigger, summary, target, [], step=notice) for target in notice.targets()]
 
 
-async def report(notifier: Notifier, notice: StepNotice, event: Event, keys: list[str]) -> None:
-    """Every channel of the step is final: report its outcome, as a worker would."""
-    if keys:
+async def report(
+    notifier: Notifier, notice: StepNotice, event: Event, keys: list[str], *, error: str | None = None
+) -> None:
+    """Every channel of the step is final: report its outcome, as a worker would (`error`: the
+    step fails without any channel tried)."""
+    if keys and error is None:
         ledger = await notifier._ledger(event.execution_id)
         result = outcome(notice, event, ledger, keys)
     else:
@@ -220,7 +223,7 @@ async def report(notifier: Notifier, notice: StepNotice, event: Event, keys: lis
             step_id=notice.step_id,
             attempt=notice.attempt,
             phase=notice.phase,
-            error="the notify step names no channel (slack.channel, email.to or webhook.url)",
+            error=error or "the notify step names no channel (slack.channel, email.to or webhook.url)",
             retryable=False,
         )
     message = StepOutcome(execution_id=event.execution_id, type=result.TYPE.value, data=result.dump())

@@ -155,3 +155,17 @@ async def poll(check: Any, what: str, timeout: float = 30.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def test_a_step_too_old_to_announce_fails_unsent(
+    services: Services, bus: Bus, slack: SlackApi, smtp: SmtpServer, http_server: Server
+) -> None:
+    services.start("executor")
+    start(services, slack, smtp, "notifier-d", RB_NOTIFY_MAX_EVENT_AGE="0.001")
+    execution_id = await publish_trigger(
+        bus, runbook(f"tell-{uuid.uuid4().hex[:6]}", http_server.url_for("/hook"))
+    )
+    state = fold(await wait_terminal(bus, execution_id, timeout=60))
+    assert state.status == "FAILED"
+    assert (state.steps["tell"].error or "").startswith("not sent: the step is ")
+    assert slack.messages == [] and smtp.mailbox.messages == [] and http_server.requests_to("/hook") == []
