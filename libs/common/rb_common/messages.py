@@ -31,6 +31,10 @@ class StepTask(_Message):
     outputs: dict[str, Any] = {}  # the step's output specs: the worker extracts them
     # The expression context (without secrets), only when inputs still hold `${secrets...}`.
     context: dict[str, Any] | None = None
+    # `runbook` steps only: the execution's sub-runbook depth (for the cap) and its requester
+    # (the child's), from the execution's trigger.
+    depth: int = 0
+    requester: str | None = None
 
 
 class StepOutcome(_Message):

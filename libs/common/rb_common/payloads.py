@@ -71,6 +71,10 @@ class ExecutionRequested(EventPayload):
     legal_basis: str | None = None
     concurrency: int | None = None
     files: dict[str, str] | None = None
+    # A sub-runbook's run (the `runbook` step): its parent `{execution_id, step_id}` and its
+    # depth (1 for a child of a top-level run); absent for a top-level run.
+    parent: dict[str, Any] | None = None
+    depth: int | None = None
 
 
 class ExecutionStarted(EventPayload):

@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     # and CIDRs, e.g. "127.0.0.1/32,db.internal"); link-local and metadata addresses never.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # -- the `ai` step (issue 14; docs/runbook-format.md "ai") ----------------------------------
+    # An OpenAI-compatible endpoint: steps POST to {ai_base_url}/chat/completions, through the
+    # egress policy, with ai_api_key as the bearer token (never recorded) and ai_model unless the
+    # step names a model.
+    ai_base_url: str | None = None
+    ai_api_key: SecretStr | None = None
+    ai_model: str = "gpt-4o-mini"
+
     @field_validator("shell_cwd_roots", "egress_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

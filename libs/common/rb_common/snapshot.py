@@ -110,6 +110,8 @@ def requested_data(
     concurrency: int | None = None,
     files: dict[str, str] | None = None,
     base_dir: Path | None = None,
+    parent: dict[str, Any] | None = None,
+    depth: int | None = None,
 ) -> dict[str, Any]:
     """The data of `execution.requested` (and of the TriggerRequest that asks for it), for every
     starter: `files` when the caller has them already, else the snapshot of the runbook's own
@@ -131,6 +133,8 @@ def requested_data(
         "legal_basis": legal_basis or runbook.legal_basis,
         "concurrency": concurrency,
         "files": dict(files),
+        # A sub-runbook's run only: who started it, and how deep it is.
+        **({"parent": dict(parent), "depth": depth} if parent is not None else {}),
     }
 
 

@@ -13,6 +13,7 @@ _DURATION = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 _DURATION_KEYS = ("seconds", "poll_interval", "timeout")
+AI_MAX_TOKENS = 16_384  # the most an `ai` step may ask for
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ SPECS: dict[str, StepSpec] = {
             {
                 "runbook": {"type": "string"},
                 "params": _ANY_OBJECT,
-                "max_depth": {"type": "integer", "minimum": 1, "maximum": 10},
+                "max_depth": {"type": "integer", "minimum": 1, "maximum": 5},
             },
             required=("runbook",),
         ),
@@ -228,8 +229,52 @@ SPECS: dict[str, StepSpec] = {
         ),
         StepSpec(
             "notify",
-            {"slack": _ANY_OBJECT, "email": _ANY_OBJECT, "message": {"type": "string"}},
+            {
+                "message": {"type": "string", "minLength": 1},
+                "slack": {
+                    "type": "object",
+                    "properties": {"channel": {"type": "string", "minLength": 1}},
+                    "required": ["channel"],
+                    "additionalProperties": False,
+                },
+                "email": {
+                    "type": "object",
+                    "properties": {
+                        "to": {
+                            "anyOf": [
+                                {"type": "string", "minLength": 1},
+                                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                            ]
+                        },
+                        "subject": {"type": "string"},
+                    },
+                    "required": ["to"],
+                    "additionalProperties": False,
+                },
+                "webhook": {
+                    "type": "object",
+                    "properties": {"url": {"type": "string", "minLength": 1}},
+                    "required": ["url"],
+                    "additionalProperties": False,
+                },
+            },
             required=("message",),
+            one_of=(("slack", "email", "webhook"),),
+            description="a message through the notifier (Slack, email, webhook)",
+        ),
+        # -- issue 14, children part: the `ai` step (the `runbook` step's spec is above) --------
+        StepSpec(
+            "ai",
+            {
+                "prompt": {"type": "string", "minLength": 1},
+                "system": {"type": "string"},
+                "model": {"type": "string", "minLength": 1},
+                "schema": {"type": "object"},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": AI_MAX_TOKENS},
+            },
+            required=("prompt",),
+            description="chat completion from an OpenAI-compatible endpoint",
         ),
     ]
 }

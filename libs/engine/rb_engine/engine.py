@@ -16,6 +16,7 @@ from rb_engine.clock import FakeClock, SystemClock
 from rb_engine.coordinator import ExecutionState
 from rb_engine.eventlog import FileEventStore
 from rb_engine.fixtures import Fixture, FixtureExecutor
+from rb_engine.local_children import LocalChildren
 from rb_engine.runner import PluginExecutor, Runner, RunRequest, StepExecutor
 from rb_engine.steps.registry import default_registry
 
@@ -36,7 +37,8 @@ async def run_local(
     """Run `runbook` in this process, recording every event under RB_HOME/executions (or
     `events_dir`: `rb test` keeps its scenario runs apart)."""
     registry = default_registry()
-    executor: StepExecutor = PluginExecutor(registry)
+    plugins: StepExecutor = PluginExecutor(registry)
+    executor = plugins
     if fixture is not None:
         merged = {**fixture.params, **(params or {})}
         executor = FixtureExecutor(executor, fixture, live=live)
@@ -61,6 +63,12 @@ async def run_local(
         base_dir=base_dir,
     )
     store = FileEventStore(events_dir or settings.events_dir)
+
+    def child_runner(child_dir: Path) -> Runner:
+        # A child's steps run for real (a fixture scripts a child run as a whole: `children`).
+        return Runner(store, plugins, clock, settings, secrets=secrets, base_dir=child_dir, children=children)
+
+    children = LocalChildren([base_dir.resolve().parent, settings.runbooks_dir], child_runner)
     runner = Runner(
         store,
         executor,
@@ -70,6 +78,7 @@ async def run_local(
         base_dir=base_dir,
         on_event=on_event,
         decide_approval=fixture.decide_approval if fixture is not None else None,
+        children=children,
     )
     try:
         return await runner.run(request)

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rb_common.errors import FixtureError
 from rb_common.payloads import ApprovalDecided, ApprovalRequested
 from rb_common.step_specs import SPECS
+from rb_engine.child_runs import ChildOutcome, failure_message, raw_result
 from rb_engine.coordinator import RunStep
 from rb_engine.runner import StepExecutor
+from rb_engine.steps.ai import structured_answer
 from rb_engine.steps.base import StepContext, StepFailed
+from rb_engine.steps.sub_runbook import child_request
 
 DEFAULT_CLOCK = "2025-01-01T00:00:00Z"
 
@@ -71,6 +74,35 @@ class ApprovalScript(BaseModel):
         )
 
 
+class ChildStub(BaseModel):
+    """A scripted child run of a `runbook` step: how it ended and its steps' outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed", "aborted", "cancelled"] = "succeeded"
+    outputs: dict[str, dict[str, Any]] = {}  # by the child's step id
+    reason: str | None = None
+    execution_id: str | None = None  # default: derived from the step's attempt, as in a real run
+
+
+class AiStub(BaseModel):
+    """A scripted answer of an `ai` step: its text, or its JSON (validated against the step's
+    schema like a real answer), or an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    json_: Any = Field(default=None, alias="json")
+    error: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_of(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not {"text", "json", "error"} & set(value):
+            raise ValueError("an ai stub has 'text', 'json' or 'error'")
+        return value
+
+
 class StepExpectation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +136,10 @@ class Fixture(BaseModel):
     steps: dict[str, StepStub | list[StepStub]] = {}
     # `<step id>` of an approval step: who decides it (approve / reject / timeout).
     approvals: dict[str, ApprovalScript] = {}
+    # Child runs of `runbook` steps and answers of `ai` steps, by step id (`steps` stubs them
+    # too, with their raw results).
+    children: dict[str, ChildStub] = {}
+    ai: dict[str, AiStub] = {}
     expect: Expectations | None = None
 
     def decide_approval(self, request: ApprovalRequested) -> list[ApprovalDecided]:
@@ -149,16 +185,53 @@ class FixtureExecutor:
         spec = SPECS.get(command.step_type)
         external = spec.external if spec else True
         stub = self.fixture.stub_for(command.step_id, command.phase, command.attempt)
+        if stub is None and command.phase == "main":
+            scripted = scripted_child_or_answer(self.fixture, command, inputs, ctx)
+            if scripted is not NOT_SCRIPTED:
+                return scripted
         if stub is None and (self.live or not external):
             return await self.inner.execute(command, inputs, ctx)
         if stub is None:
             key = command.step_id if command.phase == "main" else f"{command.step_id}.{command.phase}"
+            also = {"runbook": f" (or children.{key})", "ai": f" (or ai.{key})"}.get(command.step_type, "")
             raise StepFailed(
                 f"no fixture stub for external step '{key}' (type {command.step_type}): "
-                f"add steps.{key} to the fixture, or run with --live",
+                f"add steps.{key}{also} to the fixture, or run with --live",
                 retryable=False,
             )
         ctx.meta.update(stub.meta)
         if stub.error is not None:
             raise StepFailed(stub.error, retryable=stub.retryable)
         return stub.result
+
+
+NOT_SCRIPTED: Any = object()
+
+
+def scripted_child_or_answer(fixture: Fixture, command: RunStep, inputs: Any, ctx: StepContext) -> Any:
+    """The raw result of a `runbook` step from `children`, or of an `ai` step from `ai`, as the
+    real step would make it (depth cap and schema checks included); NOT_SCRIPTED otherwise."""
+    if command.step_type == "runbook" and command.step_id in fixture.children:
+        child = fixture.children[command.step_id]
+        request = child_request(inputs, ctx, actor=ctx.requester or f"runbook:{ctx.execution_id}")
+        ctx.meta["child_execution_id"] = child.execution_id or request.execution_id
+        outcome = ChildOutcome(
+            execution_id=child.execution_id or request.execution_id,
+            status=child.status.upper(),
+            reason=child.reason,
+            outputs=child.outputs,
+        )
+        if not outcome.succeeded:
+            raise StepFailed(failure_message(request.runbook_id, outcome), retryable=False)
+        return raw_result(request.runbook_id, outcome)
+    if command.step_type == "ai" and command.step_id in fixture.ai:
+        answer = fixture.ai[command.step_id]
+        if answer.error is not None:
+            raise StepFailed(answer.error, retryable=False)
+        text = answer.text if answer.text is not None else json.dumps(answer.json_)
+        result: dict[str, Any] = {"text": text, "model": inputs.get("model") or "fixture"}
+        if inputs.get("schema") is not None:
+            result["json"] = structured_answer(text, inputs["schema"])
+        result["raw"] = None  # no endpoint was asked
+        return result
+    return NOT_SCRIPTED

@@ -23,9 +23,10 @@ from rb_common.ports import EventStore
 from rb_common.settings import Settings
 from rb_common.snapshot import requested_data
 from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve_secrets, run_attempt
+from rb_engine.child_runs import ChildRuns, depth_of, requester_of
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep, approvals
-from rb_engine.coordinator.applier import Fact, apply, due, reported, requested
+from rb_engine.coordinator.applier import Fact, apply, controlled, due, reported, requested
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
 
@@ -64,6 +65,9 @@ class RunRequest:
     # runbook's own `files` and, for a runbook read from disk, the files in `base_dir`.
     files: dict[str, str] | None = None
     base_dir: Path | None = None
+    # A sub-runbook's run: its parent {execution_id, step_id} and depth (rb_engine.child_runs).
+    parent: dict[str, Any] | None = None
+    depth: int | None = None
 
     def event_data(self) -> dict[str, Any]:
         """The data of `execution.requested`: rb_common.snapshot.requested_data, the one builder."""
@@ -78,6 +82,8 @@ class RunRequest:
             concurrency=self.concurrency,
             files=self.files,
             base_dir=self.base_dir,
+            parent=self.parent,
+            depth=self.depth,
         )
 
 
@@ -98,6 +104,7 @@ class Runner:
         http_transport: httpx.AsyncBaseTransport | None = None,
         on_event: Callable[[Event, ExecutionState], None] | None = None,
         decide_approval: Callable[[ev.ApprovalRequested], list[ev.ApprovalDecided]] | None = None,
+        children: ChildRuns | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -110,8 +117,12 @@ class Runner:
         # Who decides approval steps in this process (a fixture's script); without it an
         # approval waits for its timeout.
         self.decide_approval = decide_approval
+        self.children = children  # runs the sub-runbooks of `runbook` steps
         self.state = ExecutionState()
-        self._outcomes: asyncio.Queue[ev.StepStarted | ev.StepSucceeded | ev.StepFailed] = asyncio.Queue()
+        # None wakes the loop to look again (a cancel requested from outside).
+        self._outcomes: asyncio.Queue[ev.StepStarted | ev.StepSucceeded | ev.StepFailed | None] = (
+            asyncio.Queue()
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[asyncio.Task[None]] = set()  # stopped; their late outcomes are stale
         self._files: dict[str, str] = {}
@@ -181,6 +192,13 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), *self._cancelled, return_exceptions=True)
 
+    def cancel(self, actor: str, reason: str) -> None:
+        """Ask the running execution to cancel (as an operator's cancel would): running steps are
+        stopped, nothing new starts. Used for the child of a cancelled `runbook` step."""
+        data = {"requested_via": "parent", "reason": reason}
+        self._apply(controlled(self.state, "execution.cancel_requested", data, actor))
+        self._outcomes.put_nowait(None)
+
     async def _next_outcome(self) -> ev.StepStarted | ev.StepSucceeded | ev.StepFailed | None:
         """The next outcome, or None when the earliest pending timer is due first."""
         timers = self.state.pending_timers()
@@ -213,6 +231,9 @@ class Runner:
                 resolve_secrets=lambda inputs: resolve_secrets(
                     command.step_type, inputs, lambda: expression_context(self.state, self.secrets), revealed
                 ),
+                children=self.children,
+                depth=depth_of(self.state.trigger),
+                requester=requester_of(self.state.trigger),
             )
             specs = self.state.definition.step(command.step_id).outputs
             outcome = await run_attempt(command, self.executor, ctx, specs, revealed)

@@ -56,3 +56,23 @@ def paused(engine: Engine) -> set[tuple[str, int]]:
             )
         )
         return {(row.runbook_id, row.trigger_index) for row in rows}
+
+
+def approved_one(engine: Engine, runbook_id: str) -> Registered | None:
+    """The runbook's current revision if it is APPROVED (a sub-runbook's child runs only that)."""
+    query = (
+        select(runbooks.c.current_revision, runbook_versions.c.definition)
+        .join(
+            runbook_versions,
+            and_(
+                runbook_versions.c.runbook_id == runbooks.c.id,
+                runbook_versions.c.revision == runbooks.c.current_revision,
+            ),
+        )
+        .where(runbooks.c.id == runbook_id, runbooks.c.status == "APPROVED")
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    if row is None:
+        return None
+    return Registered(Runbook.model_validate(row.definition), row.current_revision)

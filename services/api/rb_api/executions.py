@@ -20,6 +20,7 @@ from rb_api.reads import (
 from rb_common.bus import read_execution
 from rb_common.events import Event
 from rb_engine.coordinator import ExecutionState, fold
+from rb_store.lineage import lineage
 
 log = logging.getLogger("rb_api")
 
@@ -69,12 +70,13 @@ async def state_from_bus(svc: Services, execution_id: str) -> ExecutionState | N
 async def detail(svc: Services, execution_id: str) -> dict[str, Any]:
     check_id(execution_id)
     found = await in_thread(projected_execution, svc.engine, execution_id)
-    if found is not None:
-        return found
-    state = await state_from_bus(svc, execution_id)
-    if state is None:
-        raise missing(execution_id)
-    return render_state(state)
+    if found is None:
+        state = await state_from_bus(svc, execution_id)
+        if state is None:
+            raise missing(execution_id)
+        found = render_state(state)
+    # Sub-runbooks: the parent (from the trigger) and the children the projection knows.
+    return {**found, **await in_thread(lineage, svc.engine, execution_id, found.get("trigger"))}
 
 
 async def events_of(svc: Services, execution_id: str, after_seq: int) -> list[dict[str, Any]]:

@@ -93,6 +93,8 @@ class RunbookExecution:
     trigger: JSON | None
     kpis: JSON | None
     steps: list[StepRun]
+    parent: JSON | None = None  # a sub-runbook's parent {execution_id, step_id, depth}
+    children: JSON | None = None  # [{id, step_id, runbook_id, status}]
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> RunbookExecution:
@@ -118,6 +120,8 @@ class RunbookExecution:
             trigger=data.get("trigger"),
             kpis=data.get("kpis"),
             steps=steps,
+            parent=data.get("parent"),
+            children=data.get("children"),
         )
 
 

@@ -117,6 +117,8 @@ class NotifierConfig:
     # Signed links to the API's execution page (rb_common.links); None: no links.
     link_key: bytes | None = field(default=None, repr=False)
     link_ttl: float = 86_400.0
+    # Private and loopback addresses notify steps' webhooks may reach (RB_EGRESS_ALLOW).
+    egress_allow: tuple[str, ...] = ()
 
     def deadline(self, channel_key: str) -> float:
         """Seconds a notification to this channel is retried, from its first attempt."""
@@ -167,6 +169,7 @@ class NotifierConfig:
             fallback_webhook=s.notify_fallback_webhook or None,
             link_key=next(iter(link_keys(s)), None),
             link_ttl=s.link_ttl,
+            egress_allow=tuple(s.egress_allow),
         )
 
 

@@ -42,7 +42,8 @@ from rb_common.pull import PullFeed
 from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_engine.coordinator import fold
-from rb_notifier import approval_mail, approval_outcome, render
+from rb_engine.egress import EgressPolicy, EgressTransport
+from rb_notifier import approval_mail, approval_outcome, render, step_notify
 from rb_notifier.config import NotifierConfig
 from rb_notifier.delivery import (
     FAILED,
@@ -70,6 +71,7 @@ from rb_notifier.rules import (
     trigger_of,
 )
 from rb_notifier.slack import SlackSender
+from rb_notifier.step_notify import StepNotice
 from rb_notifier.summary import HEADLINES, Summary, summarize
 from rb_notifier.webhook import WebhookSender
 
@@ -117,6 +119,7 @@ class Item:
     # Earlier events of the execution that notify the same channel: they go first.
     after: list[str] = field(default_factory=list)
     fallback: bool = False
+    step: StepNotice | None = None  # a notify step's channel (rb_notifier.step_notify)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -148,6 +151,7 @@ class Notifier:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         memory: int = 50_000,
         predecessor_grace: float = PREDECESSOR_GRACE,
+        step_webhook: WebhookSender | None = None,
     ) -> None:
         self.bus = bus
         self.js = bus.js
@@ -155,6 +159,8 @@ class Notifier:
         self.slack = slack
         self.email = email
         self.webhook = webhook
+        # Webhooks of notify steps: their URLs come from runbooks, so the egress policy applies.
+        self.step_webhook = step_webhook
         self.clock = clock
         self.sleep = sleep
         self.backoff = Backoff(config.max_attempts, config.retry_initial, config.retry_max)
@@ -184,11 +190,16 @@ class Notifier:
             return Plan()
         fallback = event.type == EventType.NOTIFICATION_FAILED
         trigger = trigger_of(event.type)
-        if trigger is None and not (fallback and self._fallbacks()):
+        notice = step_notify.notice_of(event)
+        if trigger is None and notice is None and not (fallback and self._fallbacks()):
             return Plan()
         age = (self.clock() - event.time).total_seconds()
         if self.config.max_event_age and age > self.config.max_event_age:
             log.info("not announcing %s of %s: %.0fs old", event.type, event.execution_id, age)
+            if notice is not None:  # a notify step must not wait forever
+                await step_notify.report(
+                    self, notice, event, [], error=f"not sent: the step is {age:.0f}s old"
+                )
             return Plan()
         events = [e for e, _ in await nats_bus.read_execution(self.bus, event.execution_id)]
         # The execution as it stood at this event: everything up to it in stream order.
@@ -202,7 +213,14 @@ class Notifier:
             )
             return Plan()
         try:
-            items = self._fallback_items(event, history) if fallback else self._items(event, history, trigger)
+            if notice is not None:
+                items = step_notify.items(self, event, history, notice)
+                if not items:
+                    await step_notify.report(self, notice, event, [])
+            elif fallback:
+                items = self._fallback_items(event, history)
+            else:
+                items = self._items(event, history, trigger)
         except Exception:
             # A stream this code cannot make sense of will not improve on redelivery.
             log.exception(
@@ -298,7 +316,10 @@ class Notifier:
         waits = [r for r in results if isinstance(r, float)]
         if waits:
             return min(waits)
-        self.handled.put(plan.items[0].event.id, True)
+        first = plan.items[0]
+        if first.step is not None:  # a notify step: all its channels are done, report it
+            await step_notify.report(self, first.step, first.event, [item.target.key for item in plan.items])
+        self.handled.put(first.event.id, True)
         return None
 
     async def _deliver(self, item: Item) -> float | None:
@@ -527,6 +548,8 @@ class Notifier:
 
     def _sender(self, item: Item, thread: Thread | None) -> Callable[[], Awaitable[Receipt]]:
         event, summary, target = item.event, item.summary, item.target
+        if item.step is not None:
+            return step_notify.sender(self, item, thread)
         if isinstance(target, SlackDestination):
             slack = self.slack
             text, blocks = render.slack_text(summary), render.slack_blocks(summary)
@@ -745,9 +768,12 @@ async def serve(
     )
     email = EmailSender(config.smtp, config.notify_from) if config.smtp else None
     webhook = WebhookSender(timeout=config.send_timeout)
+    step_webhook = WebhookSender(
+        timeout=config.send_timeout, transport=EgressTransport(EgressPolicy.parse(config.egress_allow))
+    )
     try:
         await ensure_consumer(bus, config, name)
-        notifier = Notifier(bus, config, slack=slack, email=email, webhook=webhook)
+        notifier = Notifier(bus, config, slack=slack, email=email, webhook=webhook, step_webhook=step_webhook)
         log.info(
             "rb-notifier ready: consumer %s on %s (slack %s, email %s)",
             name,
@@ -767,5 +793,6 @@ async def serve(
         await feed.run(stop)
     finally:
         await webhook.close()
+        await step_webhook.close()
         with contextlib.suppress(Exception):
             await bus.close()

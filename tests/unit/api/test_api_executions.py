@@ -26,6 +26,8 @@ DETAIL_KEYS = {
     "trigger",
     "steps",
     "kpis",
+    "parent",  # sub-runbooks: who started this run (None for a top-level one)
+    "children",  # and the runs its `runbook` steps started
 }
 STEP_KEYS = {"id", "status", "attempts", "deliveries", "started_at", "completed_at", "outputs", "error"}
 
@@ -68,6 +70,7 @@ async def test_detail_from_the_projection(client: httpx.AsyncClient, engine: Eng
     assert [(s["status"], s["attempts"], s["error"]) for s in detail["steps"]] == [("SUCCEEDED", 1, None)] * 2
     assert detail["started_at"] and detail["completed_at"]
     assert detail["kpis"] is not None
+    assert detail["parent"] is None and detail["children"] == []
 
 
 async def test_detail_falls_back_to_the_subject(

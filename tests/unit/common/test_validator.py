@@ -262,7 +262,7 @@ def test_unknown_rollback_type(tmp_path: Path) -> None:
     )
     issue = one_error(issues)
     assert "step 'change'" in str(issue)
-    assert "unknown rollback step type 'undo_it' (known: api_call," in issue.message
+    assert "unknown rollback step type 'undo_it' (known: ai, api_call," in issue.message
 
 
 @pytest.mark.parametrize(

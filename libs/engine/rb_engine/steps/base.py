@@ -11,6 +11,7 @@ import httpx
 
 from rb_common.settings import Settings
 from rb_common.step_specs import StepSpec
+from rb_engine.child_runs import ChildRuns
 from rb_engine.clock import Clock
 
 
@@ -48,6 +49,12 @@ class StepContext:
     # Resolves `${secrets.X}` left in the inputs; called by whoever really runs the step, so a
     # stubbed step never needs the secret and a secret never leaves the step.
     resolve_secrets: Callable[[Any], Any] = lambda inputs: inputs
+    # Starts and follows sub-runbooks (`runbook` steps); None where no child can be started.
+    children: ChildRuns | None = None
+    # How deep the execution is: 0 for a top-level run, n for a sub-runbook n levels down.
+    depth: int = 0
+    # Who requested the execution (its trigger's actor), if anyone: a sub-runbook's requester.
+    requester: str | None = None
 
     def read_file(self, name: str) -> tuple[Path, str]:
         """(path, text) of a runbook-relative file: the snapshot first, then the disk."""

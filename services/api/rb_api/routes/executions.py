@@ -72,7 +72,7 @@ async def list_all(
 
 @router.get(
     "/{execution_id}",
-    summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis}",
+    summary="{id, runbook_id, runbook_version, status, started_at, completed_at, trigger, steps, kpis, parent, children}",
     response_model=None,
     responses=answers(ExecutionDetail) | _PROBLEMS,
 )

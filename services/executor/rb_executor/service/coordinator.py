@@ -31,6 +31,7 @@ from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
 from rb_common.ports import ConcurrencyError
 from rb_common.step_specs import SPECS
+from rb_engine.child_runs import child_fields
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, fired, lost, reported
@@ -39,6 +40,8 @@ from rb_executor.service import admission
 
 log = logging.getLogger(__name__)
 
+# Step types no worker runs: the notifier delivers `notify` steps from their step.scheduled event.
+NOT_TASKS = frozenset({"notify"})
 TIMER_EARLY = 0.05  # seconds: a timer handed over this close to its time fires now
 
 
@@ -328,6 +331,9 @@ class Coordinator:
         if not commands:
             return
         state = entry.state
+        for command in [c for c in commands if c.step_type in NOT_TASKS]:
+            entry.published.add(command.idempotency_key)  # another service acts on its event
+        commands = [c for c in commands if c.step_type not in NOT_TASKS]
         sends = []
         for command in commands:
             context = None
@@ -343,6 +349,7 @@ class Coordinator:
                 files=files,
                 context=context,
                 outputs=outputs,
+                **(child_fields(state.trigger) if command.step_type == "runbook" else {}),
             )
             sends.append(
                 self.bus.js.publish(

@@ -40,6 +40,7 @@ from rb_engine.clock import SystemClock
 from rb_engine.coordinator import RunStep
 from rb_engine.runner import PluginExecutor
 from rb_engine.steps.base import StepContext, StepPlugin
+from rb_executor.service.children import BusChildren
 from rb_executor.service.holdings import Holdings, reap
 from rb_store.secrets import step_secret_sources
 
@@ -86,8 +87,13 @@ class Worker:
         self.coordinator = coordinator
         self.attempts: dict[str, asyncio.Task[Any]] = {}  # by idempotency key
         self.holdings: Holdings | None = None
+        self.stop = asyncio.Event()  # run()'s: set when the worker stops
+        # `runbook` steps start and follow children; a worker that stops hands its attempts
+        # back, and the next one follows the same children: they are not cancelled then.
+        self.children = BusChildren(bus, settings, stopping=lambda: self.stop.is_set())
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         # No log line of this process shows a secret: not a URL with a token in its query (httpx
         # logs every request at INFO), not an exception that quotes an input.
         logging.getLogger("httpx").setLevel(
@@ -296,6 +302,9 @@ class Worker:
             resolve_secrets=lambda inputs: resolve_secrets(
                 command.step_type, inputs, lambda: context, revealed
             ),
+            children=self.children,
+            depth=task.depth,
+            requester=task.requester,
         )
 
     async def _report(

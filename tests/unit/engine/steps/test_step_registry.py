@@ -14,6 +14,9 @@ EXPECTED = {
     "shell",
     "sql_query",
     "metrics_publish",
+    "ai",
+    "runbook",
+    "notify",
 }
 
 
