@@ -131,6 +131,9 @@ def requested_data(
         "legal_basis": legal_basis or runbook.legal_basis,
         "concurrency": concurrency,
         "files": dict(files),
+        # `wait` steps are timers in the coordinator (recordings without this key ran them on
+        # workers, and replay keeps deciding them that way).
+        "waits": "timers",
     }
 
 

@@ -20,6 +20,7 @@ import jsonschema
 import networkx as nx
 import simpleeval
 
+from rb_common import flow_checks
 from rb_common.cron import cron_problem
 from rb_common.errors import ExpressionError, RunbookLoadError
 from rb_common.expressions import (
@@ -124,6 +125,7 @@ class _Checker:
             self.check_triggers,
             self.check_shell_interpolation,
             self.check_legal_basis,
+            self.check_flow,
         ):
             try:
                 check()
@@ -200,6 +202,10 @@ class _Checker:
                     self.error(f"{label}{problem}", step.id, where)
                 if type_name == "schema_check":
                     self.check_schema_file(step, inputs, (*loc, "inputs", "schema"), label)
+
+    def check_flow(self) -> None:
+        for message, step_id, loc in flow_checks.problems(self.runbook):
+            self.error(message, step_id, loc)
 
     def check_schema_file(self, step: Step, inputs: dict[str, Any], loc: Location, label: str) -> None:
         schema = inputs.get("schema")
@@ -309,9 +315,9 @@ class _Checker:
                     sid,
                     loc,
                 )
-            elif root == "item" and not scope.item:
+            elif root in ("item", "index") and not scope.item:
                 self.error(
-                    f"{scope.what}: 'item' in '{shown}' is only defined inside a for_each step's inputs",
+                    f"{scope.what}: '{root}' in '{shown}' is only defined inside a for_each step's inputs",
                     sid,
                     loc,
                 )

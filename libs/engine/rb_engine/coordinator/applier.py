@@ -27,16 +27,27 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from rb_common.events import Event, EventType
-from rb_common.payloads import EventPayload, StepFailed, StepStarted, StepSucceeded, TimerFired, parse_payload
+from rb_common.payloads import (
+    EventPayload,
+    EventReceived,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerFired,
+    parse_payload,
+)
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Emit, RunStep, StartTimer
 from rb_engine.coordinator.decide import decide, retry_plan
 from rb_engine.coordinator.evolve import evolve
+from rb_engine.coordinator.flow import waiting_for
+from rb_engine.coordinator.retries import refusal
 from rb_engine.coordinator.state import ExecutionState
 
 EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
+
 
 class Fact(NamedTuple):
     """An event before it is sealed. `data` is written as given (a reported dict passes through
@@ -47,6 +58,7 @@ class Fact(NamedTuple):
     data: dict[str, Any]
     actor: str
     payload: EventPayload | None = None
+
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
@@ -59,7 +71,12 @@ NOTIFICATIONS = frozenset(
     }
 )
 CONTROLS = frozenset(
-    {EventType.EXECUTION_CANCEL_REQUESTED, EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED}
+    {
+        EventType.EXECUTION_CANCEL_REQUESTED,
+        EventType.EXECUTION_PAUSED,
+        EventType.EXECUTION_RESUMED,
+        EventType.STEP_RETRY_REQUESTED,
+    }
 )
 OUTCOMES = frozenset({EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED})
 
@@ -136,9 +153,31 @@ def requested(state: ExecutionState, data: dict[str, Any], actor: str) -> list[F
 def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: str) -> list[Fact]:
     """An operator's cancel, pause or resume: news while the execution runs."""
     type_ = _event_type(kind)
+    if type_ == EventType.STEP_RETRY_REQUESTED:  # the one control of a finished execution
+        step_id = data.get("step_id")
+        return [] if not isinstance(step_id, str) or refusal(state, step_id) else [Fact(type_, data, actor)]
     if type_ not in CONTROLS or state.status == st.NEW or state.terminal:
         return []
     return [Fact(type_, data, actor)]
+
+
+def received(
+    state: ExecutionState, subject: str, correlation: Any, data: Any, event_id: str | None
+) -> list[Fact]:
+    """An outside event: news for each `wait_for_event` step waiting on this subject and
+    correlation (rb_engine.coordinator.flow.waiting_for); other correlations are ignored."""
+    facts = []
+    for step_id, attempt in waiting_for(state, subject, correlation):
+        payload = EventReceived(
+            step_id=step_id,
+            attempt=attempt,
+            subject=subject,
+            correlation=correlation,
+            data=data,
+            event_id=event_id,
+        )
+        facts.append(Fact(EventType.EVENT_RECEIVED, payload.dump(), EXECUTOR, payload))
+    return facts
 
 
 def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fact]:

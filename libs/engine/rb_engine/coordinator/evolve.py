@@ -76,6 +76,7 @@ def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) ->
         ready=frozenset(sid for sid in order if not deps[sid]),
         finished=0,
         requested_at=event.time,
+        timer_waits=data.waits == "timers",
     )
 
 
@@ -272,3 +273,8 @@ _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.TIMER_STARTED: _timer_started,
     EventType.TIMER_FIRED: _timer_fired,
 }
+
+# Flow control (branch, for_each, wait, wait_for_event; retrying a failed step): its own module.
+from rb_engine.coordinator.flow_fold import FLOW_HANDLERS  # noqa: E402  (it uses _step above)
+
+_HANDLERS.update(FLOW_HANDLERS)
