@@ -16,6 +16,13 @@ BODY_TYPES_REFUSED = frozenset({"branch", "for_each"})
 
 Problem = tuple[str, str, tuple[Any, ...]]
 
+# What a flow step's outputs hold when it declares none (the coordinator's result, as is).
+IMPLICIT_OUTPUTS: dict[str, dict[str, str]] = {
+    "branch": {"case": "$.case", "taken": "$.taken", "skipped": "$.skipped"},
+    "for_each": {"results": "$.results", "count": "$.count"},
+    "wait_for_event": {"subject": "$.subject", "correlation": "$.correlation", "data": "$.data"},
+}
+
 
 def problems(runbook: Runbook) -> Iterator[Problem]:
     for i, step in enumerate(runbook.steps):

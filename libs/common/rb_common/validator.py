@@ -374,7 +374,8 @@ class _Checker:
             self.used_outputs.add((target, "*"))
             return
         name = ref[3]
-        declared = self.runbook.steps[self.index[target]].outputs
+        target_step = self.runbook.steps[self.index[target]]
+        declared = target_step.outputs or flow_checks.IMPLICIT_OUTPUTS.get(target_step.type, {})
         self.used_outputs.add((target, name))
         if name not in declared:
             have = ", ".join(declared) or "none"

@@ -58,7 +58,16 @@ async def run_local(
         base_dir=base_dir,
     )
     store = FileEventStore(settings.events_dir)
-    runner = Runner(store, executor, clock, settings, secrets=secrets, base_dir=base_dir, on_event=on_event)
+    runner = Runner(
+        store,
+        executor,
+        clock,
+        settings,
+        secrets=secrets,
+        base_dir=base_dir,
+        on_event=on_event,
+        events=fixture.events if fixture is not None else None,
+    )
     try:
         return await runner.run(request)
     finally:

@@ -66,6 +66,8 @@ class Fixture(BaseModel):
     clock: datetime = datetime.fromisoformat(DEFAULT_CLOCK)
     # `<step id>` stubs the step, `<step id>.rollback` its compensation.
     steps: dict[str, StepStub | list[StepStub]] = {}
+    # `<step id>` of a wait_for_event step: the data of the event it receives once it waits.
+    events: dict[str, Any] = {}
     expect: Expectations | None = None
 
     def stub_for(self, step_id: str, phase: str, attempt: int) -> StepStub | None:

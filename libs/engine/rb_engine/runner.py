@@ -25,6 +25,7 @@ from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep
 from rb_engine.coordinator.applier import Fact, apply, due, reported, requested
+from rb_engine.coordinator.inbound import scripted_events
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
 
@@ -96,6 +97,7 @@ class Runner:
         base_dir: Path = Path("."),
         http_transport: httpx.AsyncBaseTransport | None = None,
         on_event: Callable[[Event, ExecutionState], None] | None = None,
+        events: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -105,6 +107,8 @@ class Runner:
         self.base_dir = base_dir
         self.http_transport = http_transport
         self.on_event = on_event
+        # A fixture's scripted outside events: step id -> the data its wait_for_event receives.
+        self.events = dict(events or {})
         self.state = ExecutionState()
         self._outcomes: asyncio.Queue[ev.StepStarted | ev.StepSucceeded | ev.StepFailed] = asyncio.Queue()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -140,6 +144,9 @@ class Runner:
                 self._cancelled.add(task)
         for command in applied.run:
             self._tasks[command.step_id] = asyncio.create_task(self._attempt(command))
+        scripted = scripted_events(self.state, self.events)
+        if scripted:
+            self._apply(scripted)
 
     async def run(self, request: RunRequest) -> ExecutionState:
         execution_id = request.execution_id or new_id()

@@ -20,6 +20,7 @@ from rb_common.durations import parse_duration
 from rb_common.errors import ExpressionError
 from rb_common.expressions import evaluate, render
 from rb_common.model import Step
+from rb_common.outputs import OutputError, extract_outputs
 from rb_common.payloads import StepFailed, StepSucceeded, StepWaiting
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import Command, Emit, RunStep, StartTimer
@@ -54,13 +55,23 @@ def parent_of(step_id: str) -> tuple[str, int] | None:
     return (found["parent"], int(found["index"])) if found else None
 
 
-def succeed(step_id: str, attempt: int, result: dict[str, Any]) -> Emit:
+def succeed(state: ExecutionState, step_id: str, attempt: int, result: dict[str, Any]) -> Emit:
+    """The step's outputs: its `outputs:` extracted from `result` when it declares them, else the
+    whole result (a `wait`'s none, as when workers ran it)."""
+    step = state.definition.step(step_id)
+    if step.outputs:
+        try:
+            outputs = extract_outputs(step.outputs, result)
+        except OutputError as exc:
+            return fail(step_id, attempt, str(exc))
+    else:
+        outputs = {} if step.type == "wait" else result
     return Emit(
         StepSucceeded(
             step_id=step_id,
             attempt=attempt,
             result=result,
-            outputs=result,
+            outputs=outputs,
             digest=digest(result),
             stage=STAGE,
         )
@@ -94,7 +105,7 @@ def start(state: ExecutionState, step: Step, inputs: dict[str, Any], context: Co
     ExpressionError propagates: decide records it as a failure to render the inputs."""
     attempt = state.steps[step.id].attempt + 1
     if step.type == "branch":
-        return _branch(step, attempt, context)
+        return _branch(state, step, attempt, context)
     if step.type == "for_each":
         items = inputs.get("items")
         if not isinstance(items, list):
@@ -124,7 +135,7 @@ def branch_cases(inputs: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str
     return list(cases or []), list(inputs.get("else") or [])
 
 
-def _branch(step: Step, attempt: int, context: Context) -> Command:
+def _branch(state: ExecutionState, step: Step, attempt: int, context: Context) -> Command:
     cases, otherwise = branch_cases(step.inputs)
     chosen: int | None = None
     for i, case in enumerate(cases):
@@ -135,7 +146,7 @@ def _branch(step: Step, attempt: int, context: Context) -> Command:
     every = [sid for case in cases for sid in case.get("then") or []] + otherwise
     skipped = list(dict.fromkeys(sid for sid in every if sid not in taken))
     result = {"case": "else" if chosen is None else chosen, "taken": taken, "skipped": skipped}
-    return succeed(step.id, attempt, result)
+    return succeed(state, step.id, attempt, result)
 
 
 def untaken(state: ExecutionState, step_id: str) -> str | None:
@@ -210,7 +221,7 @@ def _wait(state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any])
     if inputs.get("seconds") is not None:
         seconds = parse_duration(inputs["seconds"])
         if _fired(state, timer_id):
-            return succeed(sid, attempt, {"waited_seconds": seconds})
+            return succeed(state, sid, attempt, {"waited_seconds": seconds})
         return _timer(state, timer_id, seconds, f"step '{sid}' waits {seconds:g}s")
     until = inputs.get("until")
     interval = parse_duration(inputs.get("poll_interval") or DEFAULT_POLL_INTERVAL)
@@ -227,7 +238,7 @@ def _wait(state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any])
         return fail(sid, attempt, f"'until' expression failed: {exc}")
     elapsed = _elapsed(state, sid)
     if done:
-        return succeed(sid, attempt, {"waited_seconds": elapsed, "polls": polls + 1})
+        return succeed(state, sid, attempt, {"waited_seconds": elapsed, "polls": polls + 1})
     if timeout is not None and elapsed >= timeout:
         return fail(sid, attempt, f"'until' still false after {elapsed:g}s (timeout {timeout:g}s)")
     delay = interval if timeout is None else min(interval, timeout - elapsed)
@@ -237,7 +248,7 @@ def _wait(state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any])
 def _wait_for_event(state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any]) -> Command | None:
     current = state.steps[sid]
     if isinstance(current.result, dict) and "received" in current.result:
-        return succeed(sid, attempt, current.result["received"])
+        return succeed(state, sid, attempt, current.result["received"])
     if inputs.get("timeout") is None:
         return None
     timer_id = f"{sid}@{attempt}"
@@ -263,7 +274,7 @@ def _for_each(
             error = f"{len(failed)} of {len(ids)} iterations failed; first: [{index}]: {first.error}"
             return fail(sid, attempt, error)
         results = [it.outputs if it.status == st.SUCCEEDED else None for it in iterations]
-        return succeed(sid, attempt, {"results": results, "count": len(ids)})
+        return succeed(state, sid, attempt, {"results": results, "count": len(ids)})
     running = sum(1 for it in iterations if it.status in st.ACTIVE)
     limit = int(inputs.get("concurrency") or state.concurrency)
     if running >= limit or state.concurrency - state.active_count() <= 0:

@@ -57,7 +57,7 @@ def test_wait_seconds_is_a_timer_in_the_coordinator_not_a_worker() -> None:
     assert [e["step_id"] for e in of_type(d, EventType.STEP_SCHEDULED)] == ["b"]  # no task for the wait
     (timer,) = of_type(d, EventType.TIMER_STARTED)
     assert timer["timer_id"] == "w@1" and timer["fire_at"].startswith("2025-01-01T00:01:00")
-    assert state.steps["w"].outputs == {"waited_seconds": 60.0}
+    assert state.steps["w"].result == {"waited_seconds": 60.0}
     assert verified(d.events)
 
 
@@ -91,7 +91,7 @@ def test_wait_until_polls_on_timers_until_it_holds() -> None:
     state = d.run()
     assert state.status == "SUCCEEDED"
     assert [t["timer_id"] for t in of_type(d, EventType.TIMER_STARTED)] == ["w@1#1", "w@1#2", "w@1#3"]
-    assert state.steps["w"].outputs["polls"] == 4
+    assert state.steps["w"].result["polls"] == 4
     assert verified(d.events)
 
 

@@ -1,0 +1,31 @@
+"""Outside events for `wait_for_event` steps, from a fixture (`rb test`): pure.
+
+The executor service matches live ones (POST /api/v1/events, `<ns>.events.<subject>`) through
+`applier.received`; in-process runs take them from the fixture's `events: {step id: data}`, each
+delivered as soon as its step waits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rb_engine.coordinator import state as st
+from rb_engine.coordinator.applier import Fact, received
+from rb_engine.coordinator.state import ExecutionState
+
+
+def scripted_events(state: ExecutionState, events: dict[str, Any]) -> list[Fact]:
+    """The `event.received` facts for the waiting steps a fixture scripted an event for."""
+    facts: list[Fact] = []
+    for step_id, data in events.items():
+        step = state.steps.get(step_id)
+        if step is None or step.status != st.RUNNING or step.result is not None:
+            continue
+        inputs = step.inputs if isinstance(step.inputs, dict) else {}
+        subject = inputs.get("subject")
+        if not isinstance(subject, str):
+            continue
+        for fact in received(state, subject, inputs.get("correlation"), data, f"fixture:{step_id}"):
+            if fact.data["step_id"] == step_id:
+                facts.append(fact)
+    return facts
