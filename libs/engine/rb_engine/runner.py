@@ -25,8 +25,8 @@ from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep
 from rb_engine.coordinator.applier import Fact, apply, due, reported, requested
-from rb_engine.coordinator.inbound import scripted_events
 from rb_engine.coordinator.context import evaluate_in, expression_context
+from rb_engine.coordinator.inbound import scripted_events
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
 
 
