@@ -693,3 +693,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (rb key
 from rb_cli.secrets_cmd import secrets_app  # noqa: E402
 
 app.add_typer(secrets_app, name="secrets")
+
+from rb_cli.control_cmd import register as register_control  # noqa: E402
+
+register_control(app)  # rb cancel | pause | resume | retry | event
