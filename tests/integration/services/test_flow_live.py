@@ -116,6 +116,9 @@ async def test_retry_reruns_the_failed_step_and_its_dependants_and_replays_verif
         "b": "SUCCEEDED",
         "c": "SUCCEEDED",
     }
+    sse = api.get(f"{stack.base}/executions/{execution_id}/stream", timeout=20)
+    assert "event: execution.failed" in sse.text and sse.text.rstrip().endswith("}"), sse.text[-300:]
+    assert "event: execution.succeeded" in sse.text, "the stream goes on past the first end"
     replay = api.post(f"{stack.base}/executions/{execution_id}/replay")
     assert replay.status_code == 200 and replay.json()["verified"] is True, replay.text
     result = subprocess.run(
