@@ -28,7 +28,7 @@ HEAD = 'version: 1.0.0\nlegal_basis: "tests"\n'
 @pytest.fixture
 def stack(services: Services, postgres_database: str) -> Stack:
     stack = Stack(services, postgres_database)
-    stack.start("recorder", "executor", "api")
+    stack.processes = stack.start("recorder", "executor", "api")  # type: ignore[attr-defined]
     stack.wait_ready()
     return stack
 
@@ -214,3 +214,17 @@ async def test_wait_for_event_resumes_only_on_its_correlation(stack: Stack, bus:
     early = execute(stack, runbook_id, {"change": "CHG-early"})
     events = await wait_terminal(bus, early)
     assert fold(events).steps["after"].outputs == {"v": "v8"}, stack.services.logs()
+
+
+async def test_a_waiting_step_gets_its_event_after_the_executor_restarted(stack: Stack, bus: Bus) -> None:
+    execution_id = execute(stack, register(stack, EVENT), {"change": "CHG-restart"})
+    await wait_for_event(bus, execution_id, lambda e: e.type == EventType.STEP_WAITING)
+    stack.services.kill(stack.processes["executor"])  # type: ignore[attr-defined]
+    stack.services.start("executor")
+    send(stack, "CHG-other", "no")
+    send(stack, "CHG-restart", "v9")
+    events = await wait_terminal(bus, execution_id)
+    state = fold(events)
+    assert state.status == "SUCCEEDED", stack.services.logs()
+    assert state.steps["after"].outputs == {"v": "v9"}
+    assert [e.data["correlation"] for e in events if e.type == EventType.EVENT_RECEIVED] == ["CHG-restart"]

@@ -64,14 +64,20 @@ class OutsideEvents:
         self.bus = coordinator.bus
         self.buffer_seconds = buffer_seconds
         self.index: dict[Key, set[str]] = {}
+        self.keys_of: dict[str, set[Key]] = {}  # execution -> its keys in the index
         self.registered: set[str] = set()  # exec:step:attempt published by this process
         self._tasks: set[asyncio.Task[None]] = set()
         coordinator.observers.append(self.observe)
 
     async def run(self, stop: asyncio.Event) -> None:
         names = self.bus.names
-        follow = asyncio.create_task(self._follow_registrations(stop))
+        caught_up = asyncio.Event()
+        follow = asyncio.create_task(self._follow_registrations(stop, caught_up))
         try:
+            # The registrations made before this process started first: an event taken
+            # before its step is indexed would find nobody waiting.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(caught_up.wait(), 30)
             await consume_push(
                 self.bus,
                 names.outside_stream,
@@ -89,8 +95,18 @@ class OutsideEvents:
     # -- registrations ----------------------------------------------------------------------
 
     def observe(self, state: ExecutionState) -> None:
-        """After every advance (inside its lock): register steps that started waiting."""
-        for waiter in waiting_steps(state):
+        """After every advance (inside its lock): register steps that started waiting, forget
+        the ones that stopped."""
+        waiters = waiting_steps(state)
+        current = {(w.subject, canonical_json(w.correlation)) for w in waiters}
+        known = self.keys_of.pop(state.execution_id, set())
+        for stale in known - current:
+            self.index.get(stale, set()).discard(state.execution_id)
+            if not self.index.get(stale):
+                self.index.pop(stale, None)
+        if known & current:
+            self.keys_of[state.execution_id] = known & current
+        for waiter in waiters:
             key = f"{waiter.execution_id}:{waiter.step_id}:{waiter.attempt}"
             if key in self.registered:
                 continue
@@ -103,6 +119,7 @@ class OutsideEvents:
     def _index(self, waiter: WaiterRegistration) -> None:
         key = (waiter.subject, canonical_json(waiter.correlation))
         self.index.setdefault(key, set()).add(waiter.execution_id)
+        self.keys_of.setdefault(waiter.execution_id, set()).add(key)
 
     async def _register(self, waiter: WaiterRegistration, key: str) -> None:
         names = self.bus.names
@@ -120,7 +137,7 @@ class OutsideEvents:
             )
             self.registered.discard(key)  # tried again at the next advance
 
-    async def _follow_registrations(self, stop: asyncio.Event) -> None:
+    async def _follow_registrations(self, stop: asyncio.Event, caught_up: asyncio.Event) -> None:
         sub = await self.bus.js.subscribe(
             self.bus.names.all_of("waiter"), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
         )
@@ -129,11 +146,14 @@ class OutsideEvents:
                 try:
                     msg = await sub.next_msg(timeout=1.0)
                 except TimeoutError:
+                    caught_up.set()  # none stored, or all read
                     continue
                 try:
                     self._index(WaiterRegistration.model_validate_json(msg.data))
                 except ValidationError:
                     log.error("dropping a malformed waiter registration on %s", msg.subject)
+                if (msg.metadata.num_pending or 0) == 0:
+                    caught_up.set()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
