@@ -228,3 +228,37 @@ async def test_a_waiting_step_gets_its_event_after_the_executor_restarted(stack:
     assert state.status == "SUCCEEDED", stack.services.logs()
     assert state.steps["after"].outputs == {"v": "v9"}
     assert [e.data["correlation"] for e in events if e.type == EventType.EVENT_RECEIVED] == ["CHG-restart"]
+
+
+LOOP = """\
+parameters: {type: object, properties: {hosts: {type: array}}}
+steps:
+  - id: pick
+    type: branch
+    inputs:
+      cases: [{when: "len(params.hosts) > 0", then: [loop]}]
+      else: [nothing]
+  - id: loop
+    type: for_each
+    depends_on: [pick]
+    inputs:
+      items: "${params.hosts}"
+      concurrency: 2
+      step: {type: shell, inputs: {command: [echo, "${item}-${index}"]}, outputs: {out: $.stdout}}
+  - {id: nothing, type: transform, depends_on: [pick], inputs: {n: 0}}
+  - {id: settled, type: wait, depends_on: [loop], inputs: {until: "steps.loop.outputs.count == 3", poll_interval: 1s, timeout: 10s}}
+"""
+
+
+async def test_branch_and_for_each_through_the_workers(stack: Stack, bus: Bus) -> None:
+    execution_id = execute(stack, register(stack, LOOP), {"hosts": ["a", "b", "c"]})
+    events = await wait_terminal(bus, execution_id)
+    state = fold(events)
+    assert state.status == "SUCCEEDED", stack.services.logs()
+    assert state.steps["nothing"].status == "SKIPPED"
+    assert state.steps["loop"].outputs["results"] == [{"out": "a-0\n"}, {"out": "b-1\n"}, {"out": "c-2\n"}]
+    assert sorted(scheduled(events)) == ["loop[0]", "loop[1]", "loop[2]"]
+    detail = await recorded_status(stack, execution_id, "SUCCEEDED")
+    assert [s["id"] for s in detail["steps"]] == ["pick", "loop", "nothing", "settled"]
+    replay = api.post(f"{stack.base}/executions/{execution_id}/replay")
+    assert replay.status_code == 200 and replay.json()["verified"] is True, replay.text
