@@ -15,6 +15,8 @@ from rb_engine.coordinator.evolve import Changes, _step
 from rb_engine.coordinator.flow import iteration_id, parent_of
 from rb_engine.coordinator.state import DEADLINE, ExecutionState, StepState
 
+ITERATION_ATTEMPTS = 100  # RetryPolicy.max_attempts is at most 100
+
 
 def _waiting(state: ExecutionState, event: Event, data: StepWaiting) -> Changes:
     sid = data.step_id
@@ -33,9 +35,12 @@ def _waiting(state: ExecutionState, event: Event, data: StepWaiting) -> Changes:
     )
     if data.items is None:
         return changes
-    # for_each: one sub-step per item, `<id>[<i>]`, after the parent in the order.
+    # for_each: one sub-step per item, `<id>[<i>]`, after the parent in the order. After an
+    # operator's retry of the loop (its attempt n > 1) their attempts start at 100·(n-1) + 1:
+    # a retry policy makes at most 100, so idempotency keys never repeat an earlier run's.
     ids = [iteration_id(sid, i) for i in range(len(data.items))]
-    steps = {**changes["steps"], **{i: StepState(id=i) for i in ids}}
+    base = ITERATION_ATTEMPTS * (data.attempt - 1)
+    steps = {**changes["steps"], **{i: StepState(id=i, attempt=base, retry_base=base) for i in ids}}
     at = state.order.index(sid) + 1
     order = (*state.order[:at], *ids, *state.order[at:])
     changes.update(
@@ -99,7 +104,8 @@ def _retry(state: ExecutionState, event: Event, data: StepRetryRequested) -> Cha
     active = frozenset(
         sid for sid, s in steps.items() if s.status in st.ACTIVE or s.rollback_status in st.ACTIVE
     )
-    timers = {tid: t for tid, t in state.timers.items() if tid != DEADLINE}
+    # The deadline restarts from now; timers the first run left unfired are void.
+    timers = {tid: t for tid, t in state.timers.items() if tid != DEADLINE and t[1]}
     return dict(
         status=st.EXEC_RUNNING,
         steps=steps,

@@ -261,3 +261,20 @@ def test_retry_reruns_only_the_failed_step_and_its_dependants_and_replays() -> N
     assert d.events[-1].type == EventType.EXECUTION_SUCCEEDED
     assert verified(d.events)
     assert controlled(state, "step.retry_requested", {"step_id": "b"}, "key:ops") == []  # not failed now
+
+
+def test_retrying_a_failed_loop_runs_its_iterations_under_new_keys() -> None:
+    d = Drive(
+        rb(LOOP.replace("ITEMS", "[a, b]")), script={"loop[0]": [FATAL, {"n": 0}], "loop[1]": [{"n": 1}]}
+    )
+    state = d.run()
+    assert state.status == "FAILED" and state.steps["loop"].status == "FAILED"
+    first = {e.data["idempotency_key"] for e in d.events if e.type == EventType.STEP_SCHEDULED}
+    d.script = {"loop[0]": [{"n": 0}], "loop[1]": [{"n": 1}]}
+    state = d.drive(d.apply(controlled(state, "step.retry_requested", {"step_id": "loop"}, "key:ops")))
+    assert state.status == "SUCCEEDED"
+    keys = [e.data["idempotency_key"] for e in d.events if e.type == EventType.STEP_SCHEDULED]
+    again = keys[len(first) :]
+    assert again == ["ex1:loop[0]:101", "ex1:loop[1]:101", "ex1:after:1"] and not first & set(again)
+    assert state.steps["loop"].outputs == {"results": [{"n": 0}, {"n": 1}], "count": 2}
+    assert verified(d.events)
