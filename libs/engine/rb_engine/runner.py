@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from rb_common import payloads as ev
+from rb_common.errors import RbError
 from rb_common.events import Event, EventType
 from rb_common.model import Runbook
 from rb_common.ports import EventStore
@@ -26,7 +27,7 @@ from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep
 from rb_engine.coordinator.applier import Fact, apply, due, reported, requested
 from rb_engine.coordinator.context import evaluate_in, expression_context
-from rb_engine.coordinator.inbound import scripted_events
+from rb_engine.coordinator.inbound import scripted_events, waiting_for_outside
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
 
 
@@ -157,6 +158,13 @@ class Runner:
             self._apply(requested(self.state, data, request.actor))
             while not (self.state.terminal and not self._tasks):
                 if not self._tasks and not self.state.pending_timers():
+                    waiting = waiting_for_outside(self.state)
+                    if waiting:
+                        raise RbError(
+                            f"step '{waiting}' waits for an outside event, which a run in this "
+                            "process cannot receive: give it a timeout, script the event in a "
+                            "fixture's `events` (rb test), or run it through the services"
+                        )
                     raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
                 outcome = await self._next_outcome()
                 # Timers whose time came before this news fire first (timer.fired).

@@ -29,3 +29,13 @@ def scripted_events(state: ExecutionState, events: dict[str, Any]) -> list[Fact]
             if fact.data["step_id"] == step_id:
                 facts.append(fact)
     return facts
+
+
+def waiting_for_outside(state: ExecutionState) -> str | None:
+    """The first step that waits for an outside event (nothing else would move it), or None."""
+    for sid in sorted(state.active, key=lambda s: state.position.get(s, 0)):
+        step = state.steps[sid]
+        idle = step.status == st.RUNNING and step.scheduled is None and step.result is None
+        if idle and state.definition.step(sid).type == "wait_for_event":
+            return sid
+    return None
