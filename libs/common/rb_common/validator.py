@@ -235,6 +235,11 @@ class _Checker:
                     item=step.type == "for_each" and key != "items",
                 )
                 bare = key in _BARE_EXPRESSION_INPUTS.get(step.type, ())
+                if step.type == "branch" and key == "cases" and isinstance(value, list):
+                    for c, case in enumerate(value):  # each `when` is one expression, `${}` or not
+                        if isinstance(case, dict) and "when" in case:
+                            self.scan(case["when"], ("steps", i, "inputs", key, c, "when"), scope, bare=True)
+                    continue
                 self.scan(value, ("steps", i, "inputs", key), scope, bare=bare)
             if isinstance(step.when, str):
                 self.scan(step.when, ("steps", i, "when"), _Scope("when", step, upstream), bare=True)

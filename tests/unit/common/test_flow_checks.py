@@ -86,3 +86,22 @@ def test_flow_outputs_need_no_declaration(tmp_path: Path) -> None:
         'inputs: {n: "${steps.loop.outputs.count}", r: "${steps.loop.outputs.results}"}}\n'
     )
     assert errors(tmp_path, body) == []
+
+
+def test_branch_conditions_are_checked_as_expressions(tmp_path: Path) -> None:
+    found = errors(
+        tmp_path,
+        """\
+        steps:
+          - {id: late, type: transform, depends_on: [pick]}
+          - id: pick
+            type: branch
+            inputs:
+              cases:
+                - {when: "steps.late.status == 'succeeded'", then: []}
+                - {when: "nosuch > 1", then: []}
+        """,
+    )
+    assert len(found) == 2, found  # the downstream read, the unknown name
+    assert any("'late' is not upstream of 'pick'" in e for e in found)
+    assert any("unknown name 'nosuch'" in e for e in found)
