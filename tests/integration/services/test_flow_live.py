@@ -69,6 +69,19 @@ async def recorded_status(
     raise AssertionError(f"{execution_id} never shown {status}:\n" + stack.services.logs())
 
 
+def rb(stack: Stack, *args: str) -> str:
+    """The `rb` CLI against the stack (RB_API_ADDR and RB_API_KEY from its environment)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "rb_cli", *args],
+        capture_output=True,
+        text=True,
+        env=stack.services.env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 RETRY = """\
 parameters: {type: object, properties: {marker: {type: string}}}
 steps:
@@ -135,7 +148,7 @@ async def test_retry_reruns_the_failed_step_and_its_dependants_and_replays_verif
 
 PAUSE = """\
 steps:
-  - {id: w, type: wait, inputs: {seconds: 1}}
+  - {id: w, type: wait, inputs: {seconds: 4}}
   - {id: b, type: transform, depends_on: [w], inputs: {n: 1}}
 """
 
@@ -143,7 +156,7 @@ steps:
 async def test_pause_holds_new_steps_and_resume_continues(stack: Stack, bus: Bus) -> None:
     execution_id = execute(stack, register(stack, PAUSE))
     await wait_for_event(bus, execution_id, lambda e: e.type == EventType.TIMER_STARTED)
-    assert api.post(f"{stack.base}/executions/{execution_id}/pause").status_code == 202
+    assert "pause requested" in rb(stack, "pause", execution_id)
     await wait_for_event(bus, execution_id, lambda e: e.type == EventType.EXECUTION_PAUSED)
     await wait_for_event(
         bus, execution_id, lambda e: e.type == EventType.STEP_SUCCEEDED and e.data["step_id"] == "w"
@@ -152,7 +165,7 @@ async def test_pause_holds_new_steps_and_resume_continues(stack: Stack, bus: Bus
     events = await all_events(bus, execution_id)
     assert "b" not in scheduled(events) and events[-1].type == EventType.STEP_SUCCEEDED
     await recorded_status(stack, execution_id, "PAUSED")
-    assert api.post(f"{stack.base}/executions/{execution_id}/resume").status_code == 202
+    assert "resume requested" in rb(stack, "resume", execution_id)
     events = await wait_terminal(bus, execution_id)
     assert fold(events).status == "SUCCEEDED" and "b" in scheduled(events)
 
@@ -201,7 +214,8 @@ async def test_wait_for_event_resumes_only_on_its_correlation(stack: Stack, bus:
     execution_id = execute(stack, runbook_id, {"change": "CHG-1"})
     await wait_for_event(bus, execution_id, lambda e: e.type == EventType.STEP_WAITING)
     send(stack, "CHG-2", "wrong")
-    send(stack, "CHG-1", "v7")
+    sent = rb(stack, "event", "deploy.finished", "--correlation", "CHG-1", "--data", '{"version": "v7"}')
+    assert "sent event" in sent
     events = await wait_terminal(bus, execution_id)
     state = fold(events)
     assert state.status == "SUCCEEDED", stack.services.logs()
