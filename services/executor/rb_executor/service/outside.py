@@ -65,7 +65,8 @@ class OutsideEvents:
         self.buffer_seconds = buffer_seconds
         self.index: dict[Key, set[str]] = {}
         self.keys_of: dict[str, set[Key]] = {}  # execution -> its keys in the index
-        self.registered: set[str] = set()  # exec:step:attempt published by this process
+        # execution -> `exec:step:attempt` of its steps waiting now, registered by this process
+        self.registered: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         coordinator.observers.append(self.observe)
 
@@ -106,11 +107,14 @@ class OutsideEvents:
                 self.index.pop(stale, None)
         if known & current:
             self.keys_of[state.execution_id] = known & current
+        before = self.registered.pop(state.execution_id, set())
+        now = {f"{w.execution_id}:{w.step_id}:{w.attempt}" for w in waiters}
+        if now:
+            self.registered[state.execution_id] = now
         for waiter in waiters:
             key = f"{waiter.execution_id}:{waiter.step_id}:{waiter.attempt}"
-            if key in self.registered:
+            if key in before:
                 continue
-            self.registered.add(key)
             self._index(waiter)
             task = asyncio.create_task(self._register(waiter, key))
             self._tasks.add(task)
@@ -135,7 +139,7 @@ class OutsideEvents:
             log.exception(
                 "%s: cannot register step %s for outside events", waiter.execution_id, waiter.step_id
             )
-            self.registered.discard(key)  # tried again at the next advance
+            self.registered.get(waiter.execution_id, set()).discard(key)  # again at the next advance
 
     async def _follow_registrations(self, stop: asyncio.Event, caught_up: asyncio.Event) -> None:
         sub = await self.bus.js.subscribe(
