@@ -278,3 +278,14 @@ def test_retrying_a_failed_loop_runs_its_iterations_under_new_keys() -> None:
     assert again == ["ex1:loop[0]:101", "ex1:loop[1]:101", "ex1:after:1"] and not first & set(again)
     assert state.steps["loop"].outputs == {"results": [{"n": 0}, {"n": 1}], "count": 2}
     assert verified(d.events)
+
+
+def test_a_loop_of_waits_runs_on_timers_without_workers() -> None:
+    body = "  - {id: loop, type: for_each, inputs: {items: [5, 10], step: {type: wait, inputs: {seconds: '${item}'}}}}\n"
+    d = Drive(rb(body))
+    state = d.run()
+    assert state.status == "SUCCEEDED"
+    assert not of_type(d, EventType.STEP_SCHEDULED)
+    assert [t["timer_id"] for t in of_type(d, EventType.TIMER_STARTED)] == ["loop[0]@1", "loop[1]@1"]
+    assert state.steps["loop"].outputs == {"results": [{}, {}], "count": 2}
+    assert verified(d.events)
