@@ -265,9 +265,15 @@ def _for_each(
     state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any], render_inputs: Render
 ) -> Command | None:
     items = inputs.get("items") or []
-    ids = [iteration_id(sid, i) for i in range(len(items))]
-    iterations = [state.steps[i] for i in ids if i in state.steps]
-    if all(it.status in st.FINISHED for it in iterations):
+    # The iterations follow their loop in the order (flow_fold._waiting put them there).
+    at = state.position[sid] + 1
+    ids = state.order[at : at + len(items)]
+    steps = state.steps
+    first_pending = next((i for i, it in enumerate(ids) if steps[it].status == st.PENDING), None)
+    prefix = f"{sid}["
+    running = sum(1 for a in state.active if a.startswith(prefix))
+    if first_pending is None and not running and not any(steps[i].status == st.RETRY_WAIT for i in ids):
+        iterations = [steps[i] for i in ids]
         failed = [(i, it) for i, it in enumerate(iterations) if it.status == st.FAILED]
         if failed:
             index, first = failed[0]
@@ -275,37 +281,33 @@ def _for_each(
             return fail(sid, attempt, error)
         results = [it.outputs if it.status == st.SUCCEEDED else None for it in iterations]
         return succeed(state, sid, attempt, {"results": results, "count": len(ids)})
-    running = sum(1 for it in iterations if it.status in st.ACTIVE)
     limit = int(inputs.get("concurrency") or state.concurrency)
-    if running >= limit or state.concurrency - state.active_count() <= 0:
+    if first_pending is None or running >= limit or state.concurrency - state.active_count() <= 0:
         return None
     if state.status == st.PAUSED:
         return None  # nothing new starts
+    index, it = first_pending, steps[ids[first_pending]]
+    body = state.definition.step(it.id)
     base = expression_context(state)
-    for index, it in enumerate(iterations):
-        if it.status != st.PENDING:
-            continue
-        body = state.definition.step(it.id)
 
-        def context(index: int = index) -> dict[str, Any]:
-            return {**base, "item": items[index], "index": index}
+    def context() -> dict[str, Any]:
+        return {**base, "item": items[index], "index": index}
 
-        try:
-            rendered = render_inputs(body.type, body.inputs, context)
-        except ExpressionError as exc:
-            return fail(it.id, it.attempt + 1, f"inputs: {exc}")
-        if body.type in WAITING_TYPES and runs_itself(state, body.type):
-            return start(state, body, rendered, context)
-        return RunStep(
-            step_id=it.id,
-            step_type=body.type,
-            attempt=it.attempt + 1,
-            phase="main",
-            inputs=rendered,
-            timeout=state.definition.timeout_for(body),
-            idempotency_key=f"{state.execution_id}:{it.id}:{it.attempt + 1}",
-        )
-    return None
+    try:
+        rendered = render_inputs(body.type, body.inputs, context)
+    except ExpressionError as exc:
+        return fail(it.id, it.attempt + 1, f"inputs: {exc}")
+    if body.type in WAITING_TYPES and runs_itself(state, body.type):
+        return start(state, body, rendered, context)
+    return RunStep(
+        step_id=it.id,
+        step_type=body.type,
+        attempt=it.attempt + 1,
+        phase="main",
+        inputs=rendered,
+        timeout=state.definition.timeout_for(body),
+        idempotency_key=f"{state.execution_id}:{it.id}:{it.attempt + 1}",
+    )
 
 
 def waiting_for(state: ExecutionState, subject: str, correlation: Any) -> list[tuple[str, int]]:
