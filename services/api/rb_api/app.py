@@ -26,18 +26,9 @@ from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
 from rb_api.oidc import OidcVerifier
 from rb_api.problems import install_handlers, problem_responses
-from rb_api.routes import (
-    alerts,
-    events,
-    executions,
-    health,
-    keys,
-    retries,
-    runbooks,
-    schedules,
-    secrets,
-    triggers,
-)
+from rb_api.routes import alerts, executions, health, keys, runbooks, schedules, secrets, triggers
+from rb_api.routes.events import router as events_router
+from rb_api.routes.retries import router as retries_router
 from rb_common.bus import Bus, connect
 from rb_common.identity import BOOTSTRAP_KEY_NAME, Role
 from rb_common.settings import Settings
@@ -123,8 +114,8 @@ def create_app(
     app.include_router(alerts.router, responses=protected)
     app.include_router(keys.router, responses=protected)
     app.include_router(secrets.router, responses=protected)
-    app.include_router(retries.router, responses=protected)  # retry a failed step
-    app.include_router(events.router, responses=protected)  # outside events for wait_for_event
+    app.include_router(retries_router, responses=protected)  # retry a failed step
+    app.include_router(events_router, responses=protected)  # outside events for wait_for_event
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400
