@@ -27,27 +27,17 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from rb_common.events import Event, EventType
-from rb_common.payloads import (
-    EventPayload,
-    EventReceived,
-    StepFailed,
-    StepStarted,
-    StepSucceeded,
-    TimerFired,
-    parse_payload,
-)
+from rb_common.payloads import EventPayload, StepFailed, StepStarted, StepSucceeded, TimerFired, parse_payload
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Emit, RunStep, StartTimer
 from rb_engine.coordinator.decide import decide, retry_plan
 from rb_engine.coordinator.evolve import evolve
-from rb_engine.coordinator.flow import waiting_for
 from rb_engine.coordinator.retries import refusal
 from rb_engine.coordinator.state import ExecutionState
 
 EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
-
 
 class Fact(NamedTuple):
     """An event before it is sealed. `data` is written as given (a reported dict passes through
@@ -58,7 +48,6 @@ class Fact(NamedTuple):
     data: dict[str, Any]
     actor: str
     payload: EventPayload | None = None
-
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
@@ -71,13 +60,8 @@ NOTIFICATIONS = frozenset(
     }
 )
 CONTROLS = frozenset(
-    {
-        EventType.EXECUTION_CANCEL_REQUESTED,
-        EventType.EXECUTION_PAUSED,
-        EventType.EXECUTION_RESUMED,
-        EventType.STEP_RETRY_REQUESTED,
-    }
-)
+    {EventType.EXECUTION_CANCEL_REQUESTED, EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED}
+) | {EventType.STEP_RETRY_REQUESTED}
 OUTCOMES = frozenset({EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED})
 
 
@@ -159,25 +143,6 @@ def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: st
     if type_ not in CONTROLS or state.status == st.NEW or state.terminal:
         return []
     return [Fact(type_, data, actor)]
-
-
-def received(
-    state: ExecutionState, subject: str, correlation: Any, data: Any, event_id: str | None
-) -> list[Fact]:
-    """An outside event: news for each `wait_for_event` step waiting on this subject and
-    correlation (rb_engine.coordinator.flow.waiting_for); other correlations are ignored."""
-    facts = []
-    for step_id, attempt in waiting_for(state, subject, correlation):
-        payload = EventReceived(
-            step_id=step_id,
-            attempt=attempt,
-            subject=subject,
-            correlation=correlation,
-            data=data,
-            event_id=event_id,
-        )
-        facts.append(Fact(EventType.EVENT_RECEIVED, payload.dump(), EXECUTOR, payload))
-    return facts
 
 
 def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fact]:

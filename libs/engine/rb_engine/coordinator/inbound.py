@@ -1,17 +1,39 @@
-"""Outside events for `wait_for_event` steps, from a fixture (`rb test`): pure.
+"""Outside events for `wait_for_event` steps: which become `event.received`. Pure.
 
-The executor service matches live ones (POST /api/v1/events, `<ns>.events.<subject>`) through
-`applier.received`; in-process runs take them from the fixture's `events: {step id: data}`, each
-delivered as soon as its step waits.
+The executor service offers live ones (POST /api/v1/events, `<ns>.events.<subject>`) to
+`received`; in-process runs take them from a fixture's `events: {step id: data}`, each
+delivered as soon as its step waits (`scripted_events`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rb_common.events import EventType
+from rb_common.payloads import EventReceived
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.applier import Fact, received
+from rb_engine.coordinator.applier import EXECUTOR, Fact
+from rb_engine.coordinator.flow import waiting_for
 from rb_engine.coordinator.state import ExecutionState
+
+
+def received(
+    state: ExecutionState, subject: str, correlation: Any, data: Any, event_id: str | None
+) -> list[Fact]:
+    """An outside event: news for each `wait_for_event` step waiting on this subject and
+    correlation (rb_engine.coordinator.flow.waiting_for); other correlations are ignored."""
+    facts = []
+    for step_id, attempt in waiting_for(state, subject, correlation):
+        payload = EventReceived(
+            step_id=step_id,
+            attempt=attempt,
+            subject=subject,
+            correlation=correlation,
+            data=data,
+            event_id=event_id,
+        )
+        facts.append(Fact(EventType.EVENT_RECEIVED, payload.dump(), EXECUTOR, payload))
+    return facts
 
 
 def scripted_events(state: ExecutionState, events: dict[str, Any]) -> list[Fact]:

@@ -28,7 +28,7 @@ from rb_common.consumers import consume_push, durable_config
 from rb_common.messages import OutsideEvent, WaiterRegistration
 from rb_engine.coordinator import ExecutionState
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.applier import received
+from rb_engine.coordinator.inbound import received
 from rb_executor.service.coordinator import Coordinator
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from harness import Drive
 from rb_common.events import Event, EventType
 from rb_common.settings import Settings
 from rb_engine.coordinator import decide
-from rb_engine.coordinator.applier import controlled, received
+from rb_engine.coordinator.applier import controlled
+from rb_engine.coordinator.inbound import received
 from rb_engine.coordinator.retries import refusal
 from rb_engine.replay import Replayer
 from rb_engine.runner import PluginExecutor
