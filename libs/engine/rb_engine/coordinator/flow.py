@@ -227,7 +227,11 @@ def _wait(state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any])
     interval = parse_duration(inputs.get("poll_interval") or DEFAULT_POLL_INTERVAL)
     if interval <= 0:
         return fail(sid, attempt, "input 'poll_interval' must be more than 0")
-    timeout = parse_duration(inputs["timeout"]) if inputs.get("timeout") is not None else None
+    # Without its own `timeout`, polling stops at the step's timeout (default 60 s).
+    if inputs.get("timeout") is not None:
+        timeout = parse_duration(inputs["timeout"])
+    else:
+        timeout = state.definition.timeout_for(state.definition.step(sid))
     prefix = f"{timer_id}#"
     polls = sum(1 for tid in state.timers if tid.startswith(prefix))
     if polls and not _fired(state, f"{prefix}{polls}"):
@@ -239,9 +243,9 @@ def _wait(state: ExecutionState, sid: str, attempt: int, inputs: dict[str, Any])
     elapsed = _elapsed(state, sid)
     if done:
         return succeed(state, sid, attempt, {"waited_seconds": elapsed, "polls": polls + 1})
-    if timeout is not None and elapsed >= timeout:
+    if elapsed >= timeout:
         return fail(sid, attempt, f"'until' still false after {elapsed:g}s (timeout {timeout:g}s)")
-    delay = interval if timeout is None else min(interval, timeout - elapsed)
+    delay = min(interval, timeout - elapsed)
     return _timer(state, f"{prefix}{polls + 1}", delay, f"step '{sid}' polls 'until'")
 
 

@@ -290,3 +290,14 @@ def test_a_loop_of_waits_runs_on_timers_without_workers() -> None:
     assert [t["timer_id"] for t in of_type(d, EventType.TIMER_STARTED)] == ["loop[0]@1", "loop[1]@1"]
     assert state.steps["loop"].outputs == {"results": [{}, {}], "count": 2}
     assert verified(d.events)
+
+
+def test_wait_until_without_a_timeout_stops_at_the_steps_timeout() -> None:
+    d = Drive(
+        rb(
+            "  - {id: w, type: wait, timeout: 30s, inputs: {until: 'execution.duration < 0', poll_interval: 10s}}\n"
+        )
+    )
+    state = d.run()
+    assert state.status == "FAILED" and "(timeout 30s)" in (state.steps["w"].error or "")
+    assert verified(d.events)
