@@ -186,6 +186,7 @@ async def test_cancel_during_a_60_second_wait_ends_the_run_within_a_second(stack
     ended = await wait_for_event(bus, execution_id, lambda e: e.type in TERMINAL_EVENTS, timeout=5)
     took = time.monotonic() - began
     assert ended.type == EventType.EXECUTION_CANCELLED
+    print(f"cancel during a 60 s wait: ended {took:.3f}s after the request")
     assert took < 1.0, f"cancelled after {took:.2f}s"
     events = await all_events(bus, execution_id)
     request = next(e for e in events if e.type == EventType.EXECUTION_CANCEL_REQUESTED)
