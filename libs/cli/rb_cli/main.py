@@ -12,6 +12,7 @@ import typer
 
 from rb_cli import (
     approvals_cmd,
+    control_cmd,
     executions_cmd,
     graph_cmd,
     new_cmd,
@@ -75,6 +76,11 @@ register(app, executions_cmd.alerts, epilog=executions_cmd.ALERTS_EXAMPLES)
 register(app, approvals_cmd.approvals_list, "approvals", epilog=approvals_cmd.APPROVALS_EXAMPLES)
 register(app, approvals_cmd.approve, epilog=approvals_cmd.APPROVE_EXAMPLES)
 register(app, approvals_cmd.reject, epilog=approvals_cmd.REJECT_EXAMPLES)
+register(app, control_cmd.cancel, epilog=control_cmd.CANCEL_EXAMPLES)
+register(app, control_cmd.pause, epilog=control_cmd.PAUSE_EXAMPLES)
+register(app, control_cmd.resume, epilog=control_cmd.RESUME_EXAMPLES)
+register(app, control_cmd.retry, epilog=control_cmd.RETRY_EXAMPLES)
+register(app, control_cmd.event, epilog=control_cmd.EVENT_EXAMPLES)
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 

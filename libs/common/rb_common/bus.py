@@ -60,6 +60,11 @@ class Names:
     def inbox_stream(self) -> str:
         return f"{self.prefix}_INBOX"
 
+    @property
+    def outside_stream(self) -> str:
+        """Outside events for `wait_for_event` steps, and the waiting steps' registrations."""
+        return f"{self.prefix}_OUTSIDE"
+
     # -- KV buckets -----------------------------------------------------------------------------
     @property
     def registry_bucket(self) -> str:
@@ -103,6 +108,18 @@ class Names:
     def all_of(self, kind: str) -> str:
         """The wildcard over one kind of subject: `all_of("exec")` = `rb.exec.*`."""
         return f"{self.namespace}.{kind}.*"
+
+    def outside_event_subject(self, subject: str) -> str:
+        """An outside event (`wait_for_event`'s `subject`, dotted tokens): `rb.events.<subject>`."""
+        return f"{self.namespace}.events.{subject}"
+
+    @property
+    def all_outside_events(self) -> str:
+        return f"{self.namespace}.events.>"
+
+    def waiter_subject(self, execution_id: str) -> str:
+        """A `wait_for_event` step's registration (subject, correlation), for every executor."""
+        return f"{self.namespace}.waiter.{execution_id}"
 
     # Core NATS (not stored): step cancellations to workers, push consumers' deliveries.
     def cancel_subject(self, execution_id: str, step_id: str) -> str:
@@ -164,6 +181,17 @@ class Names:
                     self.all_of("timer"),
                     self.lost_task_advisories,
                 ],
+                retention=RetentionPolicy.LIMITS,
+                max_age=DAY,
+                storage=StorageType.FILE,
+                duplicate_window=600.0,
+            ),
+            # Outside events (POST /api/v1/events, or published here directly) and the
+            # registrations of the steps waiting for them; kept a day: early events are matched
+            # from here when their step starts waiting (RB_EVENT_BUFFER_SECONDS).
+            StreamConfig(
+                name=self.outside_stream,
+                subjects=[self.all_outside_events, self.all_of("waiter")],
                 retention=RetentionPolicy.LIMITS,
                 max_age=DAY,
                 storage=StorageType.FILE,

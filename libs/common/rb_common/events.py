@@ -47,6 +47,10 @@ class EventType(StrEnum):
     EXECUTION_CANCELLED = "execution.cancelled"
     TIMER_STARTED = "timer.started"
     TIMER_FIRED = "timer.fired"
+    # Flow control (branch, for_each, wait, wait_for_event) and retrying a failed step.
+    STEP_WAITING = "step.waiting"
+    EVENT_RECEIVED = "event.received"
+    STEP_RETRY_REQUESTED = "step.retry_requested"
 
 
 TERMINAL_EVENTS = frozenset(
@@ -70,6 +74,7 @@ DECIDED_EVENTS = frozenset(
         EventType.KPI_EVALUATED,
         *TERMINAL_EVENTS,
         EventType.APPROVAL_REQUESTED,
+        EventType.STEP_WAITING,
     }
 )
 

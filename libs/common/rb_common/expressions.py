@@ -50,7 +50,7 @@ MAX_ALLOCATED_BYTES = 32 * 1024 * 1024
 _HYPHEN_STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+)")
 _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-ROOT_NAMES = frozenset({"params", "env", "secrets", "steps", "execution", "trigger", "item"})
+ROOT_NAMES = frozenset({"params", "env", "secrets", "steps", "execution", "trigger", "item", "index"})
 
 
 class BudgetExceeded(ExpressionError):

@@ -85,3 +85,24 @@ class AlertEvent(_Message):
     # The registry's sequence (its KV bucket stream's last sequence) when the API received the
     # alert: the router matches against the registry as of then (rb_common.registry_events).
     registry_seq: int | None = None
+
+
+class OutsideEvent(_Message):
+    """An outside event for `wait_for_event` steps, on `rb.events.<subject>` (msg id = `id`):
+    from POST /api/v1/events or any publisher on the bus."""
+
+    subject: str
+    correlation: Any = None
+    data: Any = None
+    id: str | None = None
+
+
+class WaiterRegistration(_Message):
+    """A `wait_for_event` step now waiting, on `rb.waiter.<execution>`: every executor indexes it
+    by (subject, correlation) to route outside events to the execution."""
+
+    execution_id: str
+    step_id: str
+    attempt: int
+    subject: str
+    correlation: Any = None

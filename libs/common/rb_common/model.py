@@ -202,7 +202,21 @@ class Runbook(Strict):
         for step in self.steps:
             if step.id == step_id:
                 return step
-        raise KeyError(step_id)
+        return self._iteration(step_id)
+
+    def _iteration(self, step_id: str) -> Step:
+        """The sub-step `loop[3]` of a for_each step `loop`: its body (`inputs.step`), under
+        that id, `on_failure: continue` (the for_each step decides what a failure means)."""
+        parent_id, bracket, rest = step_id.partition("[")
+        if not bracket or not rest.endswith("]") or not rest[:-1].isdigit():
+            raise KeyError(step_id)
+        parent = next((s for s in self.steps if s.id == parent_id), None)
+        body = parent.inputs.get("step") if parent is not None and parent.type == "for_each" else None
+        if not isinstance(body, dict):
+            raise KeyError(step_id)
+        spec = {k: v for k, v in body.items() if k not in ("id", "depends_on", "rollback", "on_failure")}
+        step = Step.model_validate({"id": parent_id, **spec})
+        return step.model_copy(update={"id": step_id, "on_failure": "continue"})
 
     def retry_for(self, step: Step) -> RetryPolicy:
         return step.retry.merged_over(self.defaults.retry) if step.retry else self.defaults.retry

@@ -75,6 +75,7 @@ class ExecutionRequested(EventPayload):
     # depth (1 for a child of a top-level run); absent for a top-level run.
     parent: dict[str, Any] | None = None
     depth: int | None = None
+    waits: str | None = None  # "timers": `wait` steps are the coordinator's timers (else workers')
 
 
 class ExecutionStarted(EventPayload):
@@ -157,6 +158,7 @@ class StepSucceeded(_StepAttempt):
     meta: Any = None  # HTTP status and headers, exit code...
     started_at: str | None = None  # ISO; workers report it, the in-process runner does not
     delivery: int = 1
+    stage: str | None = None  # "coordinator": a step the coordinator ran itself (branch, wait...)
 
     @property
     def started_time(self) -> datetime | None:
@@ -178,7 +180,7 @@ class StepFailed(_StepAttempt):
     delivery: int = 1
     will_retry: bool | None = None  # None: not decided (a rollback attempt)
     retry_delay: float | None = None
-    stage: str | None = None  # "inputs"
+    stage: str | None = None  # "inputs"; "coordinator": decided by a step the coordinator runs
 
     @property
     def started_time(self) -> datetime | None:
@@ -335,6 +337,45 @@ class ExecutionCancelled(_Terminal):
     rollback_failed: list[str] | None = None
 
 
+# -- flow control: steps the coordinator runs itself, and retrying a failed step ----------------
+
+
+class StepWaiting(EventPayload):
+    """The coordinator started a step it runs itself (`wait`, `wait_for_event`, `for_each`):
+    no worker holds it; timers, received events or its iterations finish it."""
+
+    TYPE = EventType.STEP_WAITING
+    step_id: str
+    attempt: int = 1
+    inputs: Any = None  # rendered (a wait's `until` as written)
+    items: list[Any] | None = None  # for_each: the items, rendered once
+    subject: str | None = None  # wait_for_event
+    correlation: Any = None  # wait_for_event: rendered at start
+
+
+class EventReceived(EventPayload):
+    """An outside event matched a waiting `wait_for_event` step (the API's POST /api/v1/events
+    or `<ns>.events.<subject>` on the bus, matched by the executor; a fixture in `rb test`)."""
+
+    TYPE = EventType.EVENT_RECEIVED
+    step_id: str
+    attempt: int = 1
+    subject: str
+    correlation: Any = None
+    data: Any = None
+    event_id: str | None = None
+
+
+class StepRetryRequested(EventPayload):
+    """An operator asked to run a failed step of a finished execution again: it and its
+    dependants start over, the rest keep their outputs; the execution runs again."""
+
+    TYPE = EventType.STEP_RETRY_REQUESTED
+    step_id: str
+    requested_via: str | None = None
+    reason: str | None = None
+
+
 Payload = (
     ExecutionRequested
     | ExecutionStarted
@@ -361,6 +402,9 @@ Payload = (
     | ExecutionCancelled
     | TimerStarted
     | TimerFired
+    | StepWaiting
+    | EventReceived
+    | StepRetryRequested
 )
 TerminalPayload = ExecutionSucceeded | ExecutionFailed | ExecutionAborted | ExecutionCancelled
 

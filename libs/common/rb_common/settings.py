@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     # Private, loopback and shared addresses steps may connect to (comma-separated host names
     # and CIDRs, e.g. "127.0.0.1/32,db.internal"); link-local and metadata addresses never.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Outside events for wait_for_event steps: how long before a step starts waiting an event
+    # may have arrived and still count (matched from the stream), and the largest body.
+    event_buffer_seconds: float = Field(default=300.0, ge=0)
+    event_max_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # -- the `ai` step (issue 14; docs/runbook-format.md "ai") ----------------------------------
     # An OpenAI-compatible endpoint: steps POST to {ai_base_url}/chat/completions, through the

@@ -135,6 +135,9 @@ def requested_data(
         "files": dict(files),
         # A sub-runbook's run only: who started it, and how deep it is.
         **({"parent": dict(parent), "depth": depth} if parent is not None else {}),
+        # `wait` steps are timers in the coordinator (recordings without this key ran them on
+        # workers, and replay keeps deciding them that way).
+        "waits": "timers",
     }
 
 

@@ -182,30 +182,51 @@ SPECS: dict[str, StepSpec] = {
         StepSpec(
             "branch",
             {
-                "if": {},
+                "cases": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "when": {"type": ["string", "boolean"]},
+                            "then": {"type": "array", "items": {"type": "string"}},
+                        },
+                        "required": ["when", "then"],
+                        "additionalProperties": False,
+                    },
+                },
+                "if": {"type": ["string", "boolean"]},
                 "then": {"type": "array", "items": {"type": "string"}},
                 "else": {"type": "array", "items": {"type": "string"}},
             },
-            required=("if",),
+            one_of=(("cases", "if"),),
             external=False,
+            description="run the steps of the first case that holds; skip the others",
+            deferred=("cases", "if"),
         ),
         StepSpec(
             "for_each",
             {
-                "items": {},
+                "items": {"anyOf": [{"type": "array"}, {"type": "string"}]},
                 "step": _ANY_OBJECT,
-                "runbook": {"type": "string"},
                 "max_iterations": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "concurrency": {"type": "integer", "minimum": 1},
             },
-            required=("items",),
-            one_of=(("step", "runbook"),),
+            required=("items", "step"),
             external=False,
+            description="run one step per item (at most 1000), results as a list",
+            deferred=("step",),
         ),
         StepSpec(
             "wait_for_event",
-            {"subject": {"type": "string"}, "correlation": {}, "timeout": _DURATION},
+            {
+                "subject": {"type": "string", "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$"},
+                "correlation": {},
+                "timeout": _DURATION,
+            },
             required=("subject",),
+            external=False,
+            description="wait for an outside event with this subject and correlation",
         ),
         StepSpec(
             "runbook",

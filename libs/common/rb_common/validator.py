@@ -20,6 +20,7 @@ import jsonschema
 import networkx as nx
 import simpleeval
 
+from rb_common import flow_checks
 from rb_common.cron import cron_problem
 from rb_common.errors import ExpressionError, RunbookLoadError
 from rb_common.expressions import (
@@ -124,6 +125,7 @@ class _Checker:
             self.check_triggers,
             self.check_shell_interpolation,
             self.check_legal_basis,
+            self.check_flow,
         ):
             try:
                 check()
@@ -201,6 +203,10 @@ class _Checker:
                 if type_name == "schema_check":
                     self.check_schema_file(step, inputs, (*loc, "inputs", "schema"), label)
 
+    def check_flow(self) -> None:
+        for message, step_id, loc in flow_checks.problems(self.runbook):
+            self.error(message, step_id, loc)
+
     def check_schema_file(self, step: Step, inputs: dict[str, Any], loc: Location, label: str) -> None:
         schema = inputs.get("schema")
         if self.base_dir is None or not isinstance(schema, str) or "${" in schema:
@@ -229,6 +235,11 @@ class _Checker:
                     item=step.type == "for_each" and key != "items",
                 )
                 bare = key in _BARE_EXPRESSION_INPUTS.get(step.type, ())
+                if step.type == "branch" and key == "cases" and isinstance(value, list):
+                    for c, case in enumerate(value):  # each `when` is one expression, `${}` or not
+                        if isinstance(case, dict) and "when" in case:
+                            self.scan(case["when"], ("steps", i, "inputs", key, c, "when"), scope, bare=True)
+                    continue
                 self.scan(value, ("steps", i, "inputs", key), scope, bare=bare)
             if isinstance(step.when, str):
                 self.scan(step.when, ("steps", i, "when"), _Scope("when", step, upstream), bare=True)
@@ -309,9 +320,9 @@ class _Checker:
                     sid,
                     loc,
                 )
-            elif root == "item" and not scope.item:
+            elif root in ("item", "index") and not scope.item:
                 self.error(
-                    f"{scope.what}: 'item' in '{shown}' is only defined inside a for_each step's inputs",
+                    f"{scope.what}: '{root}' in '{shown}' is only defined inside a for_each step's inputs",
                     sid,
                     loc,
                 )
@@ -368,7 +379,8 @@ class _Checker:
             self.used_outputs.add((target, "*"))
             return
         name = ref[3]
-        declared = self.runbook.steps[self.index[target]].outputs
+        target_step = self.runbook.steps[self.index[target]]
+        declared = target_step.outputs or flow_checks.IMPLICIT_OUTPUTS.get(target_step.type, {})
         self.used_outputs.add((target, name))
         if name not in declared:
             have = ", ".join(declared) or "none"

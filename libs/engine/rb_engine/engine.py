@@ -79,6 +79,7 @@ async def run_local(
         on_event=on_event,
         decide_approval=fixture.decide_approval if fixture is not None else None,
         children=children,
+        events=fixture.events if fixture is not None else None,
     )
     try:
         return await runner.run(request)

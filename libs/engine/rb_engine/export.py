@@ -7,7 +7,7 @@ from typing import Any
 from rb_common.events import Event
 from rb_common.expressions import expressions_in, references
 from rb_common.model import Runbook
-from rb_common.payloads import ExecutionRequested, StepFailed, StepScheduled, StepSucceeded
+from rb_common.payloads import EventReceived, ExecutionRequested, StepFailed, StepScheduled, StepSucceeded
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import ExecutionState, fold
 from rb_engine.result import canonical_result
@@ -21,8 +21,12 @@ def export_fixture(events: list[Event]) -> tuple[dict[str, Any], dict[str, Any]]
     state = fold(events)
     scheduled: dict[tuple[str, str, int], str] = {}
     stubs: dict[str, list[dict[str, Any]]] = {}
+    received: dict[str, Any] = {}  # wait_for_event steps: the data of the event each received
     for event in events:
         data = event.payload
+        if isinstance(data, EventReceived):
+            received[data.step_id] = data.data
+            continue
         if isinstance(data, StepScheduled):
             scheduled[(data.step_id, data.phase, data.attempt)] = data.step_type
             continue
@@ -63,6 +67,7 @@ def export_fixture(events: list[Event]) -> tuple[dict[str, Any], dict[str, Any]]
         "clock": events[0].time.isoformat(),
         "steps": {key: attempts[0] if len(attempts) == 1 else attempts for key, attempts in stubs.items()},
         "approvals": approval_scripts(state),
+        **({"events": received} if received else {}),
         "expect": {
             # Plain strings (not the StrEnum members): the fixture is written as YAML.
             "status": str(state.status),

@@ -140,6 +140,8 @@ class Fixture(BaseModel):
     # too, with their raw results).
     children: dict[str, ChildStub] = {}
     ai: dict[str, AiStub] = {}
+    # `<step id>` of a wait_for_event step: the data of the event it receives once it waits.
+    events: dict[str, Any] = {}
     expect: Expectations | None = None
 
     def decide_approval(self, request: ApprovalRequested) -> list[ApprovalDecided]:

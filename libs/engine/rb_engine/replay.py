@@ -81,7 +81,11 @@ def _decided(event: Event) -> bool:
         return False  # the executor refused the start (revision not APPROVED): a fact, not decide()'s
     return (
         event.type in DECIDED_EVENTS
-        or (event.type == EventType.STEP_FAILED and event.payload_as(StepFailedPayload).stage == "inputs")
+        # inputs that did not render; a step the coordinator ran itself (branch, wait, ...)
+        or (
+            event.type in (EventType.STEP_FAILED, EventType.STEP_SUCCEEDED)
+            and event.data.get("stage") in ("inputs", "coordinator")
+        )
         or approvals.is_decided_outcome(event)
     )
 
@@ -133,7 +137,7 @@ class Replayer:
             if event.type == EventType.STEP_SCHEDULED:
                 step = event.payload_as(StepScheduled)
                 scheduled[(step.step_id, step.phase)] = step
-            elif event.type == EventType.STEP_SUCCEEDED:
+            elif event.type == EventType.STEP_SUCCEEDED and not _decided(event):
                 await self._check_success(state, event, scheduled, report)
             elif event.type == EventType.STEP_FAILED and not _decided(event):
                 self._check_failure(state, event, report)

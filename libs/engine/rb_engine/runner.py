@@ -28,6 +28,7 @@ from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep, approvals
 from rb_engine.coordinator.applier import Fact, apply, controlled, due, reported, requested
 from rb_engine.coordinator.context import evaluate_in, expression_context
+from rb_engine.coordinator.inbound import scripted_events, waiting_for_outside
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
 
 
@@ -105,6 +106,7 @@ class Runner:
         on_event: Callable[[Event, ExecutionState], None] | None = None,
         decide_approval: Callable[[ev.ApprovalRequested], list[ev.ApprovalDecided]] | None = None,
         children: ChildRuns | None = None,
+        events: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -118,6 +120,8 @@ class Runner:
         # approval waits for its timeout.
         self.decide_approval = decide_approval
         self.children = children  # runs the sub-runbooks of `runbook` steps
+        # A fixture's scripted outside events: step id -> the data its wait_for_event receives.
+        self.events = dict(events or {})
         self.state = ExecutionState()
         # None wakes the loop to look again (a cancel requested from outside).
         self._outcomes: asyncio.Queue[ev.StepStarted | ev.StepSucceeded | ev.StepFailed | None] = (
@@ -161,6 +165,9 @@ class Runner:
             assert isinstance(request, ev.ApprovalRequested) and self.decide_approval is not None
             for decision in self.decide_approval(request):
                 self._apply(approvals.decided(self.state, decision.dump(), decision.actor))
+        scripted = scripted_events(self.state, self.events)
+        if scripted:
+            self._apply(scripted)
 
     async def run(self, request: RunRequest) -> ExecutionState:
         execution_id = request.execution_id or new_id()
@@ -176,6 +183,13 @@ class Runner:
                         raise RbError(
                             f"execution {execution_id} waits for approval of step '{waiting[0]}', which "
                             "nobody can give in this process (a fixture scripts it: approvals)"
+                        )
+                    outside = waiting_for_outside(self.state)
+                    if outside:
+                        raise RbError(
+                            f"step '{outside}' waits for an outside event, which a run in this "
+                            "process cannot receive: give it a timeout, script the event in a "
+                            "fixture's `events` (rb test), or run it through the services"
                         )
                     raise RuntimeError(f"execution {execution_id} is stuck: nothing runs, not finished")
                 outcome = await self._next_outcome()

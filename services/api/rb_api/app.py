@@ -41,6 +41,8 @@ from rb_api.routes import (
     slack,
     triggers,
 )
+from rb_api.routes.events import router as events_router
+from rb_api.routes.retries import router as retries_router
 from rb_common.bus import Bus, connect
 from rb_common.identity import BOOTSTRAP_KEY_NAME, Role
 from rb_common.settings import Settings
@@ -130,6 +132,8 @@ def create_app(
     app.include_router(approvals.router, responses=protected)
     app.include_router(slack.router)  # authenticated by Slack's signature, not API keys
     app.include_router(approval_email.router)  # authenticated by its signed link
+    app.include_router(retries_router, responses=protected)  # retry a failed step
+    app.include_router(events_router, responses=protected)  # outside events for wait_for_event
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(GraphQLProblemMiddleware)  # strawberry's text/plain 4xx: problem+json

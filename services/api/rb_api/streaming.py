@@ -6,7 +6,8 @@ An ordered consumer on rb.exec.<id> from the first event; each event goes out as
     event: <event type>
     data: <event json>
 
-and the stream ends after the terminal event. `Last-Event-ID: n` skips events up to seq n. While
+and the stream ends after the terminal event (after the last one stored: an execution whose failed
+step was retried goes on after its first end). `Last-Event-ID: n` skips events up to seq n. While
 the execution is quiet a `: keepalive` comment goes out every `keepalive_seconds`.
 """
 
@@ -24,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from rb_api.deps import Services
-from rb_common.events import TERMINAL_EVENTS, Event
+from rb_common.events import TERMINAL_EVENTS, Event, EventType
 
 log = logging.getLogger("rb_api")
 
@@ -74,6 +75,9 @@ class ExecutionStream:
         try:
             yield b"retry: 2000\n\n"
             pending = self.first
+            # After the terminal event, what is already stored still goes out (a retried
+            # execution goes on after its first end); then the stream ends.
+            ended = False
             while True:
                 if pending is None:
                     try:
@@ -92,9 +96,20 @@ class ExecutionStream:
                 if event.seq > last_event_id:
                     yield format_event(event)
                 if event.type in TERMINAL_EVENTS:
+                    ended = True
+                elif event.type == EventType.STEP_RETRY_REQUESTED:
+                    ended = False  # a failed step is retried: the execution runs again
+                if ended and _pending(msg) == 0:
                     return
         finally:
             await self.close()
+
+
+def _pending(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_pending or 0)
+    except Exception:
+        return 0
 
 
 async def _close(sub: Any) -> None:

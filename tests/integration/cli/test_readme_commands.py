@@ -34,6 +34,9 @@ README = REPO / "README.md"
 SKIPPED = {
     "./rb up": "started in the background by this test, with the same environment",
     "./scripts/test": "the test suite itself; .ci/run runs exactly this command",
+    "./rb pause <execution id>": "needs a run that is still going; tests/integration/services/test_flow_live.py",
+    "./rb cancel <execution id>": "needs a run that is still going; tests/integration/services/test_flow_live.py",
+    "./rb retry <execution id> <step id>": "needs a FAILED run; tests/integration/services/test_flow_live.py",
 }
 COMMAND_TIMEOUT = 120.0
 EXECUTION_ID = re.compile(r"execution id: ([0-9a-f]{32})")

@@ -103,6 +103,8 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/approvals/{approval_id}"): Role.VIEWER,
     ("POST", "/api/v1/approvals/{approval_id}/approve"): Role.APPROVER,
     ("POST", "/api/v1/approvals/{approval_id}/reject"): Role.APPROVER,
+    ("POST", EX + "/{execution_id}/steps/{step_id}/retry"): Role.OPERATOR,
+    ("POST", "/api/v1/events"): Role.OPERATOR,
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
@@ -181,6 +183,7 @@ class World:
     make_yaml: Callable[..., str]
     done_events: list[Any]
     approval: str = ""  # a pending approval (any approver may decide it)
+    failed: str = ""  # a FAILED execution (its step 'second' failed): retried by the retry route
 
     def key(self, *roles: str, teams: tuple[str, ...] = ()) -> dict[str, str]:
         _, key = create_key(
@@ -217,6 +220,8 @@ async def world(
         running = await executions.run(runbook_id)
         started = next(i for i, e in enumerate(running) if e.type == "step.started")
         await executions.publish(running[: started + 1])
+        failed = await executions.run(runbook_id, params={"region": "eu", "batch_size": None})
+        await executions.publish(failed)
         spare, _ = create_key(engine, name="spare", roles=["viewer"], created_by="test")
         if ("PUT", "/api/v1/secrets/{name}") in _routes(app):
             stored = await client.put(f"/api/v1/secrets/{SECRET}", json={"value": "v4lue"}, headers=ADMIN)
@@ -235,6 +240,7 @@ async def world(
             make_yaml,
             done,
             waiting.approval_id,
+            failed[0].execution_id,
         )
 
 
@@ -243,7 +249,12 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
     path = template.format(
         runbook_id=w.runbook_id,
         revision=1,
-        execution_id=w.running if template.endswith(("cancel", "pause", "resume")) else w.done,
+        execution_id=w.running
+        if template.endswith(("cancel", "pause", "resume"))
+        else w.failed
+        if template.endswith("/retry")
+        else w.done,
+        step_id="second",
         index=0,
         key_id=w.spare_key_id,
         name=SECRET,
@@ -257,6 +268,8 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
         return path, {"content": revised, "headers": yaml}
     if template.startswith("/api/v1/approvals/") and method == "POST":
         return path, {"json": {"comment": "checked"}}
+    if template == "/api/v1/events":
+        return path, {"json": {"subject": "deploy.finished", "correlation": "CHG-1", "data": {"ok": True}}}
     if template.endswith("/rollback"):
         return path, {"json": {"revision": 1}}
     if template.endswith("/execute"):

@@ -64,7 +64,9 @@ async def test_execute_publishes_the_trigger(
         "legal_basis",
         "concurrency",
         "files",
+        "waits",  # `timers`: wait steps are the coordinator's timers
     }
+    assert data["waits"] == "timers"
 
 
 async def test_execute_uses_the_current_revision_and_given_legal_basis(

@@ -33,6 +33,7 @@ from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Emit, RunStep, StartTimer
 from rb_engine.coordinator.decide import decide, retry_plan
 from rb_engine.coordinator.evolve import evolve
+from rb_engine.coordinator.retries import refusal
 from rb_engine.coordinator.state import ExecutionState
 
 EXECUTOR = "rb-executor"
@@ -65,6 +66,7 @@ CONTROLS = frozenset(
         EventType.EXECUTION_PAUSED,
         EventType.EXECUTION_RESUMED,
         EventType.APPROVAL_DECIDED,  # a person's decision on an approval step (approvals.decided)
+        EventType.STEP_RETRY_REQUESTED,  # an operator's retry of a failed step (retries)
     }
 )
 OUTCOMES = frozenset({EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED})
@@ -143,6 +145,9 @@ def controlled(state: ExecutionState, kind: str, data: dict[str, Any], actor: st
     """An operator's cancel, pause or resume, or a decision on an approval: news while the
     execution runs."""
     type_ = _event_type(kind)
+    if type_ == EventType.STEP_RETRY_REQUESTED:  # the one control of a finished execution
+        step_id = data.get("step_id")
+        return [] if not isinstance(step_id, str) or refusal(state, step_id) else [Fact(type_, data, actor)]
     if type_ not in CONTROLS or state.status == st.NEW or state.terminal:
         return []
     if type_ == EventType.APPROVAL_DECIDED:

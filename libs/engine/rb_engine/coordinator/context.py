@@ -21,6 +21,7 @@ def expression_context(state: ExecutionState, secrets: dict[str, Any] | None = N
         "steps": {
             sid: {"outputs": s.outputs, "status": s.status.lower(), "error": s.error}
             for sid, s in state.steps.items()
+            if "[" not in sid  # a for_each iteration: read through its loop's outputs
         },
     }
 

@@ -26,7 +26,7 @@ from rb_common.payloads import (
     TerminalPayload,
 )
 from rb_common.step_specs import SPECS
-from rb_engine.coordinator import approvals
+from rb_engine.coordinator import approvals, flow
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep, StartTimer
 from rb_engine.coordinator.context import expression_context
@@ -43,7 +43,7 @@ def decide(state: ExecutionState) -> list[Command]:
         return [Emit(ExecutionStarted(runbook_id=rb.id, version=rb.version))]
     timeout = state.definition.timeout
     if timeout is not None and DEADLINE not in state.timers and state.started_at is not None:
-        fire_at = state.started_at + timedelta(seconds=timeout)
+        fire_at = (state.retried_at or state.started_at) + timedelta(seconds=timeout)
         return [StartTimer(DEADLINE, fire_at, f"the runbook's timeout of {timeout:g}s")]
     pending_checks = [a for a in state.definition.assumptions if a.name not in state.assumptions]
     if pending_checks:
@@ -68,6 +68,9 @@ def decide(state: ExecutionState) -> list[Command]:
         return _wind_down(state, ExecutionFailed(reason=reason, failed_step=failure.step_id))
     if resolved := approvals.resolve(state):
         return resolved
+    waiting = flow.progress(state, _render_step_inputs)  # running steps finish, also when paused
+    if waiting:
+        return waiting
     if state.status == st.PAUSED:
         return []
     commands = _schedule(state)
@@ -103,6 +106,7 @@ def retry_plan(state: ExecutionState, step_id: str, attempt: int, retryable: boo
     step = state.definition.step(step_id)
     policy = state.definition.retry_for(step)
     winding_down = state.failure is not None or state.cancel_requested or state.timed_out
+    attempt -= state.steps[step_id].retry_base if step_id in state.steps else 0  # after an operator's retry
     if not retryable or winding_down or attempt >= policy.max_attempts:
         return False, 0.0
     return True, backoff_delay(policy, attempt, f"{state.execution_id}:{step_id}")
@@ -150,7 +154,12 @@ def _schedule(state: ExecutionState) -> list[Command]:
         if skipped:
             commands.append(_skip(sid, f"upstream step '{skipped}' was skipped"))
             continue
+        untaken = flow.untaken(state, sid)
+        if untaken:
+            commands.append(_skip(sid, untaken))
+            continue
         step = rb.step(sid)
+        attempt = current.attempt + 1  # 1, or the next after an operator's retry
         try:
             if step.when is not None and not _condition(step.when, context):
                 commands.append(_skip(sid, "condition 'when' is false"))
@@ -158,15 +167,21 @@ def _schedule(state: ExecutionState) -> list[Command]:
             if capacity <= 0:
                 continue
             inputs = _render_step_inputs(step.type, step.inputs, context)
+            if flow.runs_itself(state, step.type):
+                commands.append(flow.start(state, step, inputs, context))
+                capacity -= 1
+                continue
         except ExpressionError as exc:
             commands.append(
-                Emit(StepFailed(step_id=sid, attempt=1, error=str(exc), will_retry=False, stage="inputs"))
+                Emit(
+                    StepFailed(step_id=sid, attempt=attempt, error=str(exc), will_retry=False, stage="inputs")
+                )
             )
             continue
         commands.append(
             approvals.request(state, step, inputs)
             if step.type == "approval"
-            else _run(state, step, 1, inputs)
+            else _run(state, step, attempt, inputs)
         )
         capacity -= 1
     return commands

@@ -78,6 +78,7 @@ def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) ->
         ready=frozenset(sid for sid in order if not deps[sid]),
         finished=0,
         requested_at=event.time,
+        timer_waits=data.waits == "timers",
     )
 
 
@@ -276,3 +277,8 @@ _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.APPROVAL_REQUESTED: lambda state, event, data: approvals.on_requested(state, event, data),
     EventType.APPROVAL_DECIDED: lambda state, event, data: approvals.on_decided(state, event, data),
 }
+
+# Flow control (branch, for_each, wait, wait_for_event; retrying a failed step): its own module.
+from rb_engine.coordinator.flow_fold import FLOW_HANDLERS  # noqa: E402  (it uses _step above)
+
+_HANDLERS.update(FLOW_HANDLERS)

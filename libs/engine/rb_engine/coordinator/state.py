@@ -75,6 +75,8 @@ class StepState:
     # Deliveries of the current attempt to workers, as far as they reported (a worker crash
     # makes JetStream deliver the same attempt again; events carry `delivery` when above 1).
     deliveries: int = 1
+    # Attempts made before an operator's retry of a failed step (its retry policy counts anew).
+    retry_base: int = 0
 
 
 DEADLINE = "deadline"  # the timer of the runbook's `timeout`
@@ -117,6 +119,8 @@ class ExecutionState:
     rollback_started: bool = False
     approvals: dict[str, Approval] = field(default_factory=dict)  # by step id (coordinator.approvals)
     kpis: dict[str, Any] | None = None
+    timer_waits: bool = False  # `wait` steps run as timers here (execution.requested `waits`)
+    retried_at: datetime | None = None  # the last operator retry: the runbook's timeout restarts
     reason: str | None = None
     requested_at: datetime | None = None
     started_at: datetime | None = None

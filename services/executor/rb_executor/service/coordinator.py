@@ -72,6 +72,8 @@ class Coordinator:
         self.locks: dict[str, asyncio.Lock] = {}
         self.consumer_prefix = consumer_prefix
         self.writing = 0  # appends in flight, over all executions
+        # Called with the state after every advance, inside its lock (rb_executor.service.outside).
+        self.observers: list[Callable[[ExecutionState], None]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         bus, names = self.bus, self.bus.names
@@ -227,6 +229,8 @@ class Coordinator:
                     continue
                 await self._publish_tasks(entry, tasks)
                 await self._publish_timers(entry)
+                for observe in self.observers:
+                    observe(entry.state)
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
                 return

@@ -10,6 +10,7 @@ from rb_common.settings import Settings
 from rb_engine.engine import close_plugins
 from rb_engine.steps.registry import default_registry
 from rb_executor.service.coordinator import Coordinator
+from rb_executor.service.outside import OutsideEvents
 from rb_executor.service.worker import Worker
 
 
@@ -20,7 +21,8 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
         health.add("nats", lambda: nats_answers(bus.nc))
     registry = default_registry()
     coordinator = Coordinator(bus)
-    jobs = [coordinator.run(stop)]
+    outside = OutsideEvents(coordinator, buffer_seconds=settings.event_buffer_seconds)
+    jobs = [coordinator.run(stop), outside.run(stop)]
     if settings.executor_workers:
         worker = Worker(
             bus,

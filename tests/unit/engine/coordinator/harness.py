@@ -9,7 +9,7 @@ from typing import Any
 from rb_common.events import Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_engine.coordinator import ExecutionState, RunStep
-from rb_engine.coordinator.applier import Applied, Fact, apply, reported, requested
+from rb_engine.coordinator.applier import Applied, Fact, apply, fired, reported, requested
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -53,9 +53,22 @@ class Drive:
 
     def run(self, max_rounds: int = 1000) -> ExecutionState:
         runbook, _ = load_runbook_text(self.yaml_text)
-        data = {"runbook": runbook.snapshot(), "params": self.params, "facts": self.facts}
+        data = {"runbook": runbook.snapshot(), "params": self.params, "facts": self.facts, "waits": "timers"}
+        return self.drive(self.apply(requested(self.state, data, "tests")), max_rounds)
+
+    def fire_next_timer(self) -> Applied | None:
+        """Fire the earliest pending timer, moving the clock to its time (None: no timer)."""
+        pending = self.state.pending_timers()
+        if not pending:
+            return None
+        timer_id, at = min(pending.items(), key=lambda item: (item[1], item[0]))
+        self.tick = max(self.tick, (at - T0).total_seconds())
+        return self.apply(fired(self.state, timer_id))
+
+    def drive(self, applied: Applied, max_rounds: int = 1000) -> ExecutionState:
+        """Run what `applied` scheduled (and what follows) until the end, firing timers when
+        nothing else can move; a waiting step with no timer stops the drive (returns)."""
         running: dict[str, RunStep] = {}
-        applied = self.apply(requested(self.state, data, "tests"))
         for _ in range(max_rounds):
             started: list[str] = []
             while applied.run or applied.cancel:
@@ -77,6 +90,11 @@ class Drive:
             if self.state.terminal:
                 return self.state
             finishable = [r for r in running.values() if self._outcome(r) != "hang"]
+            if not finishable and self.state.pending_timers():
+                applied = self.fire_next_timer() or Applied(self.state)
+                continue
+            if not running:
+                return self.state  # waiting on something from outside (an event)
             if not finishable:
                 # Everything left hangs: the runner would time them out.
                 run = next(iter(running.values()))
