@@ -186,7 +186,7 @@ def test_cancelling_the_parent_cancels_the_child(tmp_path: Path) -> None:
     napping = asyncio.Event()
 
     def watch(event: Event, state: ExecutionState) -> None:
-        if event.type == "step.started" and event.data["step_id"] == "nap":
+        if event.type in ("step.started", "step.waiting") and event.data["step_id"] == "nap":
             napping.set()
 
     def child_runner(base_dir: Path) -> Runner:
