@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     # Private, loopback and shared addresses steps may connect to (comma-separated host names
     # and CIDRs, e.g. "127.0.0.1/32,db.internal"); link-local and metadata addresses never.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Content-addressed blobs (screenshots, diff images): `file` under RB_ARTIFACTS_DIR
+    # (default RB_HOME/artifacts).
+    artifacts_backend: Literal["file"] = "file"
+    artifacts_dir: Path | None = None
+    # The browser `ui_screenshot` drives (Playwright over Chromium; Debian's package by default).
+    chromium_path: Path = Path("/usr/bin/chromium")
 
     @field_validator("shell_cwd_roots", "egress_allow", mode="before")
     @classmethod
@@ -169,6 +175,10 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifacts_dir or self.home / "artifacts"
 
     @property
     def events_dir(self) -> Path:

@@ -73,6 +73,7 @@ async def run_local(
     finally:
         store.close()
         close_plugins(registry)
+        await aclose_plugins(registry)
 
 
 def close_plugins(registry: dict[str, Any]) -> None:
@@ -81,3 +82,11 @@ def close_plugins(registry: dict[str, Any]) -> None:
         dispose = getattr(plugin, "dispose", None)
         if dispose is not None:
             dispose()
+
+
+async def aclose_plugins(registry: dict[str, Any]) -> None:
+    """Release what plugins hold on the event loop (the browser of ui_screenshot)."""
+    for plugin in registry.values():
+        aclose = getattr(plugin, "aclose", None)
+        if aclose is not None:
+            await aclose()

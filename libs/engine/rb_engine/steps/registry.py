@@ -11,6 +11,7 @@ from rb_engine.steps.schema_check import SchemaCheckStep
 from rb_engine.steps.shell import ShellStep
 from rb_engine.steps.sql_query import SqlQueryStep
 from rb_engine.steps.transform import TransformStep
+from rb_engine.steps.ui_screenshot import UiScreenshotStep
 from rb_engine.steps.wait import WaitStep
 
 
@@ -27,5 +28,6 @@ def default_registry() -> dict[str, StepPlugin]:
         ShellStep(),
         SqlQueryStep(),
         MetricsPublishStep(),
+        UiScreenshotStep(),
     ]
     return {plugin.spec.name: plugin for plugin in plugins}
