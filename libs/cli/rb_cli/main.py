@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -31,6 +32,7 @@ from rb_engine.engine import run_local
 from rb_engine.export import export_fixture
 from rb_engine.fixtures import Fixture, load_fixture
 from rb_engine.replay import Replayer
+from rb_engine.reports.write import write_reports
 from rb_engine.result import canonical_result_json
 from rb_engine.runner import PluginExecutor
 from rb_engine.steps.registry import default_registry
@@ -40,6 +42,7 @@ from rb_engine.testing import (
     load_expected,
     load_pack,
 )
+from rb_engine.ui_testing import UiOptions, fixture_environment, screenshots_of
 
 app = typer.Typer(
     name="rb",
@@ -186,19 +189,36 @@ def _run_test(
     live: bool,
     expected_path: Path | None,
     console: Console,
+    ui: UiOptions | None = None,
 ) -> TestOutcome:
-    state = asyncio.run(
-        run_local(
-            runbook, settings, base_dir=runbook_path.parent, fixture=fixture, live=live, actor="rb-test"
+    ui = ui or UiOptions(fixture_dir=runbook_path.parent, baselines_dir=runbook_path.parent / "screenshots")
+    events: list[Any] = []
+    started = time.monotonic()
+    with fixture_environment(fixture, ui.fixture_dir, settings) as (fixture, settings):
+        state = asyncio.run(
+            run_local(
+                runbook,
+                settings,
+                base_dir=runbook_path.parent,
+                fixture=fixture,
+                live=live,
+                actor="rb-test",
+                on_event=lambda event, _: events.append(event),
+                baselines=ui.baselines(fixture),
+            )
         )
-    )
     expected = (expected_path.name, load_expected(expected_path)) if expected_path else None
     outcome = TestOutcome(
         name=name,
         execution_id=state.execution_id,
         checks=check_execution(runbook, state, fixture.expect, expected),
+        state=state,
+        screenshots=screenshots_of(events),
+        seconds=time.monotonic() - started,
     )
     console.print(f"[bold]{escape(name)}[/bold] [dim]execution {state.execution_id}[/dim]")
+    for shot in outcome.screenshots:
+        check_line(console, shot.ok, shot.summary, shot.step_id)
     for check in outcome.checks:
         check_line(console, check.ok, check.label, check.detail)
     return outcome
@@ -210,12 +230,18 @@ def test(
     target: Annotated[str, typer.Argument(help="runbook (with --fixture) or acceptance pack dir")],
     fixture: Annotated[Path | None, typer.Option(help="fixture file (JSON or YAML)")] = None,
     live: Annotated[bool, typer.Option(help="run external steps that have no stub for real")] = False,
+    update_baselines: Annotated[
+        bool, typer.Option(help="write ui_screenshot baselines (screenshots/<step>.png) instead of comparing")
+    ] = False,
+    junit: Annotated[Path | None, typer.Option(help="write a JUnit XML report here")] = None,
+    html: Annotated[Path | None, typer.Option(help="write a self-contained HTML report here")] = None,
 ) -> None:
     """Test a runbook against fixtures: ✓/✗ per check, then PASS or FAIL (exit 0 / 1)."""
     settings = cli_settings()
     console = _console()
     outcomes: list[TestOutcome] = []
     target_path = Path(target)
+    hint = f"rb test {target} --update-baselines"
     if fixture is None and target_path.is_dir() and (target_path / "acceptance.yml").is_file():
         pack = load_pack(target_path)
         runbook_path, runbook = _load_checked(str(target_path / pack.runbook), settings)
@@ -224,18 +250,21 @@ def test(
             if scenario.expect is not None:
                 fx = fx.model_copy(update={"expect": scenario.expect})
             expected = target_path / scenario.expected if scenario.expected else None
+            ui = UiOptions((target_path / scenario.fixture).parent, target_path / "screenshots", update_baselines, hint)
             outcomes.append(
-                _run_test(scenario.name, runbook_path, runbook, fx, settings, live, expected, console)
+                _run_test(scenario.name, runbook_path, runbook, fx, settings, live, expected, console, ui)
             )
     else:
         if fixture is None:
             raise RbError(f"{target}: give --fixture F, or a directory with an acceptance.yml")
         runbook_path, runbook = _load_checked(target, settings)
+        ui = UiOptions(fixture.parent, runbook_path.parent / "screenshots", update_baselines, hint)
         outcomes.append(
             _run_test(
-                fixture.name, runbook_path, runbook, load_fixture(fixture), settings, live, None, console
+                fixture.name, runbook_path, runbook, load_fixture(fixture), settings, live, None, console, ui
             )
         )
+    write_reports(target, outcomes, settings, junit=junit, html=html)
     failed = [o for o in outcomes if not o.passed]
     verdict = "[red]FAIL[/red]" if failed else "[green]PASS[/green]"
     console.print(f"{verdict} {len(outcomes) - len(failed)}/{len(outcomes)} scenarios passed")

@@ -15,6 +15,7 @@ and listed in the step's result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,8 @@ class SharedBrowser:
         browser, playwright = self._browser, self._playwright
         self._browser = self._playwright = None
         if browser is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone (crashed): nothing left to close
                 await browser.close()
-            except Exception:  # already gone (crashed): nothing left to close
-                pass
         if playwright is not None:
             await playwright.stop()
 

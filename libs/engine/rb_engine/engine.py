@@ -18,6 +18,7 @@ from rb_engine.eventlog import FileEventStore
 from rb_engine.fixtures import Fixture, FixtureExecutor
 from rb_engine.runner import PluginExecutor, Runner, RunRequest, StepExecutor
 from rb_engine.steps.registry import default_registry
+from rb_engine.visual import BaselineSource
 
 
 async def run_local(
@@ -31,13 +32,14 @@ async def run_local(
     live: bool = False,
     actor: str = "cli",
     on_event: Callable[[Event, ExecutionState], None] | None = None,
+    baselines: BaselineSource | None = None,
 ) -> ExecutionState:
     """Run `runbook` in this process, recording every event under RB_HOME."""
     registry = default_registry()
     executor: StepExecutor = PluginExecutor(registry)
     if fixture is not None:
         merged = {**fixture.params, **(params or {})}
-        executor = FixtureExecutor(executor, fixture, live=live)
+        executor = FixtureExecutor(executor, fixture, live=live, baselines=baselines)
         clock: FakeClock | SystemClock = FakeClock(fixture.clock)
         env, secrets, facts, trigger = fixture.env, fixture.secrets, fixture.assumptions, fixture.trigger
     else:

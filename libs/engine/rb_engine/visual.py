@@ -8,8 +8,8 @@ different sizes are not compared: that is a failure of its own.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 from pixelmatch.contrib.PIL import pixelmatch

@@ -10,6 +10,7 @@ Without a baseline the step only captures.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,7 +60,9 @@ class UiScreenshotStep(SpecValidated):
         baseline = self._baseline(inputs, ctx, png)
         if baseline is None:
             if ctx.baselines is not None and ctx.baselines.update:
-                result["baseline_updated"] = str(ctx.baselines.path(ctx.step_id))
+                written = str(ctx.baselines.path(ctx.step_id))
+                result["baseline_updated"] = written
+                result["comparison"] = {"ratio": 0.0, "ok": True, "summary": f"Screenshot baseline written: {written}"}
             return result
         comparison = compare(
             baseline,
@@ -136,10 +139,8 @@ class UiScreenshotStep(SpecValidated):
             refused = f" ({'; '.join(egress.refused)})" if egress.refused else ""
             raise StepFailed(f"browser error: {_first_line(exc)}{refused}", retryable=True) from None
         finally:
-            try:
+            with contextlib.suppress(PlaywrightError):  # crashed: the next step launches another
                 await context.close()
-            except PlaywrightError:
-                pass  # the browser crashed: the next step launches a new one
             await egress.aclose()
 
     async def _shoot(self, page: Page, inputs: dict[str, Any], timeout_ms: float) -> bytes:
