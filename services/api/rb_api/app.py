@@ -30,6 +30,7 @@ from rb_api.routes import (
     alerts,
     approval_email,
     approvals,
+    artifacts,
     executions,
     health,
     keys,
@@ -127,6 +128,7 @@ def create_app(
     app.include_router(approvals.router, responses=protected)
     app.include_router(slack.router)  # authenticated by Slack's signature, not API keys
     app.include_router(approval_email.router)  # authenticated by its signed link
+    app.include_router(artifacts.router, responses=protected)
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(InputGuardMiddleware)  # malformed Unicode, over-deep JSON and GraphQL: 400

@@ -33,6 +33,7 @@ from rb_api.deps import ApiOptions
 from rb_common.bus import Bus
 from rb_common.identity import Role, granted
 from rb_common.settings import Settings
+from rb_engine.artifacts import FileArtifactStore
 from rb_store.keys import create_key
 from rb_store.recorder import Recorder
 
@@ -103,6 +104,7 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/approvals/{approval_id}"): Role.VIEWER,
     ("POST", "/api/v1/approvals/{approval_id}/approve"): Role.APPROVER,
     ("POST", "/api/v1/approvals/{approval_id}/reject"): Role.APPROVER,
+    ("GET", "/api/v1/artifacts/{digest}"): Role.VIEWER,  # and the team scope of its execution
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
@@ -181,6 +183,7 @@ class World:
     make_yaml: Callable[..., str]
     done_events: list[Any]
     approval: str = ""  # a pending approval (any approver may decide it)
+    artifact: str = ""  # a blob the finished execution recorded
 
     def key(self, *roles: str, teams: tuple[str, ...] = ()) -> dict[str, str]:
         _, key = create_key(
@@ -221,6 +224,9 @@ async def world(
         if ("PUT", "/api/v1/secrets/{name}") in _routes(app):
             stored = await client.put(f"/api/v1/secrets/{SECRET}", json={"value": "v4lue"}, headers=ADMIN)
             assert stored.status_code == 201, stored.text
+        artifacts = FileArtifactStore(tmp_path / ".rb" / "artifacts")
+        artifact = artifacts.put(b"\x89PNG\r\n\x1a\n not really an image")
+        artifacts.link(artifact, done[0].execution_id)
         waiting = Waiting(
             engine, approval_yaml(f"t-acl-gate-{uuid.uuid4().hex[:6]}", "['role:approver']"), "k"
         )
@@ -235,6 +241,7 @@ async def world(
             make_yaml,
             done,
             waiting.approval_id,
+            artifact,
         )
 
 
@@ -248,6 +255,7 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
         key_id=w.spare_key_id,
         name=SECRET,
         approval_id=w.approval,
+        digest=w.artifact,
     )
     yaml = {"content-type": "application/yaml"}
     if (method, template) == ("POST", RB):
