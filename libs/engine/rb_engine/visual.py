@@ -3,6 +3,10 @@
 `threshold` is pixelmatch's per-pixel colour distance (0..1, default 0.1); a screenshot whose
 share of differing pixels is over `max_diff_ratio` (default 1%) is a regression. Images of
 different sizes are not compared: that is a failure of its own.
+
+Masked regions (ui_screenshot's `mask`) are painted `MASK_COLOUR`; a pixel of that colour in
+either image never counts, so a masked element that grew or moved (a longer clock text) changes
+nothing.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageChops
 from pixelmatch.contrib.PIL import pixelmatch
 
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_MAX_DIFF_RATIO = 0.01
+MASK_COLOUR = "#FF00FF"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,21 @@ def image_size(png: bytes) -> tuple[int, int]:
         return image.size
 
 
+def _masked(image: Image.Image) -> Image.Image:
+    """255 where the pixel is exactly MASK_COLOUR (opaque magenta), else 0 (mode L)."""
+    r, g, b, a = image.split()
+    on = [
+        r.point(lambda v: 255 if v == 255 else 0),
+        g.point(lambda v: 255 if v == 0 else 0),
+        b.point(lambda v: 255 if v == 255 else 0),
+        a.point(lambda v: 255 if v == 255 else 0),
+    ]
+    out = on[0]
+    for channel in on[1:]:
+        out = ImageChops.darker(out, channel)
+    return out
+
+
 def compare(
     baseline: bytes,
     new: bytes,
@@ -59,6 +79,8 @@ def compare(
     if a.size != b.size:
         mismatch = f"baseline {a.size[0]}x{a.size[1]}, new {b.size[0]}x{b.size[1]}"
         return Comparison(0, a.size[0] * a.size[1], max_diff_ratio, size_mismatch=mismatch)
+    masked = ImageChops.lighter(_masked(a), _masked(b))
+    b = Image.composite(a, b, masked)  # masked pixels: the baseline's in both
     diff = Image.new("RGBA", a.size)
     changed = pixelmatch(a, b, diff, threshold=threshold, includeAA=False)
     out = io.BytesIO()

@@ -24,7 +24,7 @@ from rb_engine.artifacts import ArtifactRef, ArtifactStore, artifact_store
 from rb_engine.browser import EgressRoute, SharedBrowser
 from rb_engine.egress import EgressPolicy, redact_url
 from rb_engine.steps.base import SpecValidated, StepContext, StepFailed
-from rb_engine.visual import DEFAULT_MAX_DIFF_RATIO, DEFAULT_THRESHOLD, compare, image_size
+from rb_engine.visual import DEFAULT_MAX_DIFF_RATIO, DEFAULT_THRESHOLD, MASK_COLOUR, compare, image_size
 
 DEFAULT_VIEWPORT = {"width": 1280, "height": 720}
 DEFAULT_TIMEOUT = 30.0
@@ -172,7 +172,7 @@ class UiScreenshotStep(SpecValidated):
             "animations": "disabled",
             "caret": "hide",
             "mask": mask,
-            "mask_color": "#000000",
+            "mask_color": MASK_COLOUR,
         }
         if inputs.get("selector"):
             return await page.locator(inputs["selector"]).first.screenshot(**options)
