@@ -14,6 +14,7 @@ EXPECTED = {
     "shell",
     "sql_query",
     "metrics_publish",
+    "ui_screenshot",
 }
 
 
