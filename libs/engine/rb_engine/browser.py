@@ -7,9 +7,12 @@ closed is launched again for the next step.
 
 Every request a page makes goes through `EgressRoute`: the browser never opens a connection
 itself. The request is checked against the egress policy (`rb_engine.egress`) and sent by
-httpx over the pinned address; the browser gets the response (`route.fulfill`). Redirects come
-back to the browser as they are, so each hop is checked again. A refused request is aborted
-and listed in the step's result.
+httpx over the pinned address; the browser gets the response (`route.fulfill`). Redirects are
+followed here, each hop checked again (Chromium would follow a fulfilled 3xx itself, outside
+the route), and the browser gets the last response, at the URL it asked for, with the cookies
+every hop set. The browser is launched behind a proxy that does not exist, so a request that
+escapes the route fails instead of reaching the network. A refused request is aborted and
+listed in the step's result.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ from rb_engine.egress import EgressPolicy, EgressRefused, EgressTransport, Resol
 _DROP_RESPONSE_HEADERS = frozenset(
     {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"}
 )
+MAX_REDIRECTS = 10
+# Nothing leaves the browser but through page.route: a request that escapes it (Chromium follows
+# some redirects and prefetches itself) meets a proxy that is not there and fails.
+_NO_NETWORK = ["--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
 _LAUNCH_ARGS = [
+    *_NO_NETWORK,
     "--no-sandbox",  # workers run as root in containers; pages are confined by the egress route
     "--disable-dev-shm-usage",
     "--font-render-hinting=none",  # the same glyphs on every run: stable screenshots
@@ -92,17 +100,27 @@ class EgressRoute:
     resolve: Resolver | None = None
     transport: httpx.AsyncBaseTransport | None = None  # injected (tests): used as it is
     refused: list[str] = field(default_factory=list)
-    _client: httpx.AsyncClient | None = None
+    _transport: httpx.AsyncBaseTransport | None = None
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self.transport or EgressTransport(self.policy, self.resolve),
-                follow_redirects=False,
-                trust_env=False,
-                timeout=httpx.Timeout(60.0, connect=15.0),
-            )
-        return self._client
+    def _client(self, url: httpx.URL, cookie_header: str | None) -> httpx.AsyncClient:
+        """A client for one browser request: the shared (egress-checked) transport, and a cookie
+        jar holding only what the browser sent, so cookies set along a redirect chain reach its
+        later hops on the same site and nothing outlives the request."""
+        if self._transport is None:
+            self._transport = self.transport or EgressTransport(self.policy, self.resolve)
+        jar = httpx.Cookies()
+        for part in (cookie_header or "").split(";"):
+            name, sep, value = part.strip().partition("=")
+            if sep and name:
+                jar.set(name, value, domain=url.host)
+        return httpx.AsyncClient(
+            transport=self._transport,
+            follow_redirects=True,  # here, hop by hop through the egress policy: Chromium
+            max_redirects=MAX_REDIRECTS,  # would follow a fulfilled 3xx itself, unrouted
+            trust_env=False,
+            cookies=jar,
+            timeout=httpx.Timeout(60.0, connect=15.0),
+        )
 
     async def handle(self, route: Route) -> None:
         request = route.request
@@ -114,28 +132,32 @@ class EgressRoute:
             self.refused.append(f"{redact_url(url)}: scheme not allowed")
             await route.abort("blockedbyclient")
             return
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        sent = await request.all_headers()
+        headers = {k: v for k, v in sent.items() if k.lower() not in ("host", "content-length", "cookie")}
         try:
-            response = await self.client().request(
-                request.method, url, headers=headers, content=request.post_data_buffer
-            )
+            client = self._client(httpx.URL(url), sent.get("cookie"))
+            response = await client.request(request.method, url, headers=headers, content=request.post_data_buffer)
         except EgressRefused as exc:
             self.refused.append(exc.message)
             await route.abort("blockedbyclient")
             return
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             self.refused.append(f"{redact_url(url)}: {exc or type(exc).__name__}")
             await route.abort("failed")
             return
-        await route.fulfill(
-            status=response.status_code,
-            headers={
-                k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS
-            },
-            body=response.content,
-        )
+        answer: dict[str, str] = {}
+        cookies = [v for hop in response.history for k, v in hop.headers.multi_items() if k.lower() == "set-cookie"]
+        for name, value in response.headers.multi_items():
+            key = name.lower()
+            if key == "set-cookie":
+                cookies.append(value)
+            elif key not in _DROP_RESPONSE_HEADERS:
+                answer[key] = value
+        if cookies:
+            answer["set-cookie"] = "\n".join(cookies)  # Playwright takes several, one per line
+        await route.fulfill(status=response.status_code, headers=answer, body=response.content)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None and self.transport is None:
+            await self._transport.aclose()
+        self._transport = None

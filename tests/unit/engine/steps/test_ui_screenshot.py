@@ -199,3 +199,66 @@ async def test_a_browser_crash_is_a_step_error_and_the_next_step_relaunches(
     await asyncio.wait_for(gone.wait(), 10)
     again = await shoot(plugin, context(tmp_path), url)  # a new Chromium
     assert again["screenshot"]["width"] == 400
+
+
+class _Session(http.server.BaseHTTPRequestHandler):
+    """/login sets two cookies and redirects to /home, which shows a red block only to a session
+    that sends both back; /away redirects to the metadata address."""
+
+    seen: list[tuple[str, str]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Cookie", "")))
+        if self.path in ("/login", "/away"):
+            self.send_response(302)
+            if self.path == "/login":
+                self.send_header("Set-Cookie", "a=1; Path=/")
+                self.send_header("Set-Cookie", "b=2; Path=/")
+            target = "/home" if self.path == "/login" else "http://169.254.169.254/latest/meta-data/"
+            self.send_header("Location", target)
+            self.end_headers()
+            return
+        cookie = self.headers.get("Cookie", "")
+        signed_in = "a=1" in cookie and "b=2" in cookie
+        block = '<div style="width:300px;height:100px;background:#c00"></div>' if signed_in else ""
+        body = f'<html><body style="margin:0"><div id="card" style="width:400px;height:300px">{block}<a id="in" href="/login">in</a></div></body></html>'
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def session_site() -> Iterator[str]:
+    _Session.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Session)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_redirects_and_cookies_go_through_the_egress_route(plugin, session_site: str, tmp_path: Path) -> None:
+    baselines = BaselineSource(tmp_path / "s", update=True)
+    await shoot(plugin, context(tmp_path, baselines), f"{session_site}/home")  # signed out
+    with pytest.raises(StepFailed, match="Screenshot diff"):  # signed in: the red block
+        await shoot(
+            plugin,
+            context(tmp_path, BaselineSource(tmp_path / "s")),
+            f"{session_site}/home",
+            actions=[{"click": "#in"}, {"wait": "#card div"}],
+        )
+    # the redirect was followed in the route (cookies set by /login sent to /home), and the
+    # browser, not httpx, kept them: the next /home request sends them back too
+    assert ("/home", "a=1; b=2") in _Session.seen
+
+
+async def test_a_redirect_to_a_refused_address_is_refused(plugin, session_site: str, tmp_path: Path) -> None:
+    with pytest.raises(StepFailed) as failed:
+        await shoot(plugin, context(tmp_path), f"{session_site}/away")
+    assert "egress refused: 169.254.169.254 (metadata)" in failed.value.message
