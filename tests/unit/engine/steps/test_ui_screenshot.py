@@ -9,6 +9,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -205,7 +206,7 @@ class _Session(http.server.BaseHTTPRequestHandler):
     """/login sets two cookies and redirects to /home, which shows a red block only to a session
     that sends both back; /away redirects to the metadata address."""
 
-    seen: list[tuple[str, str]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         pass
