@@ -43,6 +43,7 @@ from rb_engine.testing import (
     load_pack,
 )
 from rb_engine.ui_testing import UiOptions, fixture_environment, screenshots_of
+from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
 
 app = typer.Typer(
     name="rb",

@@ -151,8 +151,8 @@ class Settings(BaseSettings):
     # and CIDRs, e.g. "127.0.0.1/32,db.internal"); link-local and metadata addresses never.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Content-addressed blobs (screenshots, diff images): `file` under RB_ARTIFACTS_DIR
-    # (default RB_HOME/artifacts).
-    artifacts_backend: Literal["file"] = "file"
+    # (default RB_HOME/artifacts), or `postgres`: large objects in RB_DATABASE_URL's database.
+    artifacts_backend: Literal["file", "postgres"] = "file"
     artifacts_dir: Path | None = None
     # The browser `ui_screenshot` drives (Playwright over Chromium; Debian's package by default).
     chromium_path: Path = Path("/usr/bin/chromium")

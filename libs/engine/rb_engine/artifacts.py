@@ -12,10 +12,12 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from rb_common.errors import RbError
 from rb_common.settings import Settings
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -116,9 +118,23 @@ class FileArtifactStore:
         return sorted(p.name for p in refs.iterdir()) if refs.is_dir() else []
 
 
+# Backends by RB_ARTIFACTS_BACKEND name. `postgres` lives in rb_store (a layer above) and
+# registers itself when rb_store.artifacts is imported (the API, the executor and the CLI do).
+BACKENDS: dict[str, Callable[[Settings], ArtifactStore]] = {
+    "file": lambda settings: FileArtifactStore(settings.artifacts_path),
+}
+
+
+def register_backend(name: str, factory: Callable[[Settings], ArtifactStore]) -> None:
+    BACKENDS[name] = factory
+
+
 def artifact_store(settings: Settings) -> ArtifactStore:
-    """The configured store (RB_ARTIFACTS_BACKEND; only `file` today)."""
-    return FileArtifactStore(settings.artifacts_path)
+    """The configured store (RB_ARTIFACTS_BACKEND)."""
+    factory = BACKENDS.get(settings.artifacts_backend)
+    if factory is None:
+        raise RbError(f"RB_ARTIFACTS_BACKEND={settings.artifacts_backend}: no such backend in this process")
+    return factory(settings)
 
 
 def verify(store: ArtifactStore, digest: str) -> str | None:

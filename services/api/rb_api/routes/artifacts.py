@@ -19,6 +19,7 @@ from rb_api.problems import ProblemError, not_found, problem_responses
 from rb_api.reads import projected_execution
 from rb_api.scope import execution_visible
 from rb_engine.artifacts import ArtifactMissing, artifact_store, blob_digest
+from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
 
