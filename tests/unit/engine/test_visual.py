@@ -48,3 +48,27 @@ def test_masked_pixels_in_either_image_never_count() -> None:
     after = png(box=(10, 10, 60, 40), fill=MASK_COLOUR)  # the masked clock grew
     assert compare(before, after).changed == 0
     assert compare(png(box=(10, 10, 30, 20), fill="#00f"), png(box=(10, 10, 60, 40), fill="#00f")).changed > 0
+
+
+def test_the_step_spec_checks_actions_viewport_and_ratios() -> None:
+    from rb_common.step_specs import SPECS
+
+    spec = SPECS["ui_screenshot"]
+    ok = {
+        "url": "http://x/",
+        "selector": "#a",
+        "viewport": {"width": 800, "height": 600},
+        "wait_for": "networkidle",
+        "mask": ["#clock"],
+        "actions": [{"click": "#b"}, {"fill": "#q", "value": "v"}, {"press": "Enter"}, {"wait": "#r"}],
+        "timeout": "10s",
+        "max_diff_ratio": 0.02,
+        "threshold": 0.2,
+    }
+    assert spec.check(ok) == []
+    assert spec.check({**ok, "actions": [{"hover": "#b"}]})
+    assert spec.check({**ok, "actions": [{"fill": "#q"}]})  # fill needs a value
+    assert spec.check({**ok, "viewport": {"width": 0}})
+    assert spec.check({**ok, "max_diff_ratio": 2})
+    assert spec.check({**ok, "timeout": "soon"})
+    assert spec.check({"selector": "#a"}) == ["missing required input 'url'"]
