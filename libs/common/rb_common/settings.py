@@ -151,9 +151,17 @@ class Settings(BaseSettings):
     # and CIDRs, e.g. "127.0.0.1/32,db.internal"); link-local and metadata addresses never.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Content-addressed blobs (screenshots, diff images): `file` under RB_ARTIFACTS_DIR
-    # (default RB_HOME/artifacts), or `postgres`: large objects in RB_DATABASE_URL's database.
-    artifacts_backend: Literal["file", "postgres"] = "file"
+    # (default RB_HOME/artifacts), `postgres`: large objects in RB_DATABASE_URL's database, or
+    # `s3`: objects in RB_ARTIFACTS_S3_BUCKET (any S3-compatible endpoint; credentials from the
+    # settings below, else boto3's usual chain).
+    artifacts_backend: Literal["file", "postgres", "s3"] = "file"
     artifacts_dir: Path | None = None
+    artifacts_s3_bucket: str | None = None
+    artifacts_s3_prefix: str = "rb-artifacts/"
+    artifacts_s3_endpoint: str | None = None  # e.g. http://minio:9000; None: AWS
+    artifacts_s3_region: str | None = None
+    artifacts_s3_access_key_id: str | None = None
+    artifacts_s3_secret_access_key: SecretStr | None = None
     # The browser `ui_screenshot` drives (Playwright over Chromium; Debian's package by default).
     chromium_path: Path = Path("/usr/bin/chromium")
 

@@ -120,8 +120,15 @@ class FileArtifactStore:
 
 # Backends by RB_ARTIFACTS_BACKEND name. `postgres` lives in rb_store (a layer above) and
 # registers itself when rb_store.artifacts is imported (the API, the executor and the CLI do).
+def _s3(settings: Settings) -> ArtifactStore:
+    from rb_engine.artifacts_s3 import s3_artifact_store  # boto3 only when configured
+
+    return s3_artifact_store(settings)
+
+
 BACKENDS: dict[str, Callable[[Settings], ArtifactStore]] = {
     "file": lambda settings: FileArtifactStore(settings.artifacts_path),
+    "s3": _s3,
 }
 
 
