@@ -330,8 +330,8 @@ def _print_replay(console: Console, report: Any, count: int, where: str, against
     for sid in report.steps_checked:
         status = report.state.steps[sid].status.lower()
         check_line(console, sid not in by_step, f"{sid} ({status})")
-        for note in report.notes.get(sid, []):
-            console.print(f"      [dim]{escape(note)}[/dim]")
+        for fine, note in report.notes.get(sid, []):
+            check_line(console, fine, f"  {note}")
         for line in by_step.get(sid, []):
             console.print(f"      [red]{escape(line)}[/red]")
     for line in by_step.get(None, []):

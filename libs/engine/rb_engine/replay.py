@@ -64,7 +64,8 @@ class ReplayReport:
     state: ExecutionState
     deviations: list[Deviation] = field(default_factory=list)
     steps_checked: list[str] = field(default_factory=list)
-    notes: dict[str, list[str]] = field(default_factory=dict)  # by step: screenshot diffs
+    # by step: (fine, line) to print under it, e.g. screenshot diffs
+    notes: dict[str, list[tuple[bool, str]]] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:

@@ -19,7 +19,7 @@ ROLES = ("screenshot", "baseline", "diff")
 
 @dataclass
 class ScreenshotCheck:
-    notes: list[str] = field(default_factory=list)
+    notes: list[tuple[bool, str]] = field(default_factory=list)  # (fine, the line to print)
     # (field, recorded, replayed): what the replay report records as deviations
     problems: list[tuple[str, Any, Any]] = field(default_factory=list)
 
@@ -41,8 +41,11 @@ def verify_recorded(store: ArtifactStore, body: Any) -> ScreenshotCheck:
             check.problems.append((f"{role} artifact", ref["digest"], problem))
     if intact and not check.problems:
         check.notes.append(
-            f"Screenshot diff: 0.00% change (within threshold): {intact} stored image(s) "
-            "byte-identical to their recorded digests"
+            (
+                True,
+                f"Screenshot diff: 0.00% change (within threshold): {intact} stored image(s) "
+                "byte-identical to their recorded digests",
+            )
         )
     return check
 
@@ -69,7 +72,7 @@ def live_diff(store: ArtifactStore, recorded: Any, replayed: Any, inputs: dict[s
         threshold=float(inputs.get("threshold", DEFAULT_THRESHOLD)),
         max_diff_ratio=float(inputs.get("max_diff_ratio", DEFAULT_MAX_DIFF_RATIO)),
     )
-    check.notes.append(comparison.describe() + " (live, against the recorded image)")
+    check.notes.append((comparison.ok, comparison.describe() + " (live, against the recorded image)"))
     if not comparison.ok:
         check.problems.append(("screenshot (live)", old["digest"], comparison.describe()))
     return check
