@@ -28,6 +28,7 @@ from rb_cli.keys_cmd import keys_app
 from rb_cli.secrets_cmd import secrets_app
 from rb_cli.ui import CONTEXT, App, examples, plain_help_types, register, version_option
 from rb_common.secrets import renamed_notices
+from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
 
 plain_help_types()
 

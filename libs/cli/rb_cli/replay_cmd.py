@@ -112,6 +112,8 @@ def _print_replay(out: Console, report: Any, count: int, where: str, against: Pa
     for sid in report.steps_checked:
         status = report.state.steps[sid].status.lower()
         check_line(out, sid not in by_step, f"{sid} ({status})")
+        for fine, note in report.notes.get(sid, []):
+            check_line(out, fine, f"  {note}")
         for line in by_step.get(sid, []):
             out.print(f"      [red]{escape(line)}[/red]")
     for line in by_step.get(None, []):

@@ -179,6 +179,7 @@ class StepFailed(_StepAttempt):
     started_at: str | None = None
     delivery: int = 1
     will_retry: bool | None = None  # None: not decided (a rollback attempt)
+    detail: Any = None  # what the plugin adds about the failure (a screenshot's artifact refs)
     retry_delay: float | None = None
     stage: str | None = None  # "inputs"; "coordinator": decided by a step the coordinator runs
 

@@ -162,6 +162,20 @@ class Settings(BaseSettings):
     ai_base_url: str | None = None
     ai_api_key: SecretStr | None = None
     ai_model: str = "gpt-4o-mini"
+    # Content-addressed blobs (screenshots, diff images): `file` under RB_ARTIFACTS_DIR
+    # (default RB_HOME/artifacts), `postgres`: large objects in RB_DATABASE_URL's database, or
+    # `s3`: objects in RB_ARTIFACTS_S3_BUCKET (any S3-compatible endpoint; credentials from the
+    # settings below, else boto3's usual chain).
+    artifacts_backend: Literal["file", "postgres", "s3"] = "file"
+    artifacts_dir: Path | None = None
+    artifacts_s3_bucket: str | None = None
+    artifacts_s3_prefix: str = "rb-artifacts/"
+    artifacts_s3_endpoint: str | None = None  # e.g. http://minio:9000; None: AWS
+    artifacts_s3_region: str | None = None
+    artifacts_s3_access_key_id: str | None = None
+    artifacts_s3_secret_access_key: SecretStr | None = None
+    # The browser `ui_screenshot` drives (Playwright over Chromium; Debian's package by default).
+    chromium_path: Path = Path("/usr/bin/chromium")
 
     @field_validator("shell_cwd_roots", "egress_allow", mode="before")
     @classmethod
@@ -181,6 +195,10 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifacts_dir or self.home / "artifacts"
 
     @property
     def events_dir(self) -> Path:

@@ -30,6 +30,9 @@ class StepSpec:
     deferred: tuple[str, ...] = ()
     # Inputs that may name a file next to the runbook; its text is snapshotted at request time.
     file_inputs: tuple[str, ...] = ()
+    # External, yet run for real under `rb test` when no stub is given (ui_screenshot: it only
+    # looks at a page the fixture names).
+    runs_in_tests: bool = False
 
     def check(self, inputs: dict[str, Any]) -> list[str]:
         """Problems with `inputs`; values that are expressions are checked at run time instead."""
@@ -71,6 +74,21 @@ def _has_expression(value: Any) -> bool:
         return any(_has_expression(v) for v in value.values())
     return False
 
+
+# One browser action of ui_screenshot, in order: {click: sel}, {fill: sel, value: text},
+# {press: key, selector?: sel}, {wait: sel}.
+_UI_ACTION = {
+    "oneOf": [
+        {"type": "object", "properties": {"click": {"type": "string"}}, "required": ["click"],
+         "additionalProperties": False},
+        {"type": "object", "properties": {"fill": {"type": "string"}, "value": {"type": "string"}},
+         "required": ["fill", "value"], "additionalProperties": False},
+        {"type": "object", "properties": {"press": {"type": "string"}, "selector": {"type": "string"}},
+         "required": ["press"], "additionalProperties": False},
+        {"type": "object", "properties": {"wait": {"type": "string"}}, "required": ["wait"],
+         "additionalProperties": False},
+    ]
+}
 
 _HTTP = {
     "source_url": {"type": "string"},
@@ -241,12 +259,28 @@ SPECS: dict[str, StepSpec] = {
             "ui_screenshot",
             {
                 "url": {"type": "string"},
-                "baseline": {"type": "string"},
+                "selector": {"type": "string"},  # an element shot; else the viewport
+                "full_page": {"type": "boolean"},
+                "viewport": {
+                    "type": "object",
+                    "properties": {
+                        "width": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "height": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    },
+                    "additionalProperties": False,
+                },
+                # a selector to wait for, or load | domcontentloaded | networkidle
+                "wait_for": {"type": "string"},
+                "mask": {"type": "array", "items": {"type": "string"}},  # blacked out
+                "actions": {"type": "array", "items": _UI_ACTION, "maxItems": 50},
+                "timeout": _DURATION,  # each browser operation (default 30 s)
+                "baseline": {"type": "string"},  # a PNG next to the runbook (rb test: the pack's)
                 "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-                "viewport": _ANY_OBJECT,
-                "selector": {"type": "string"},
+                "max_diff_ratio": {"type": "number", "minimum": 0, "maximum": 1},
             },
             required=("url",),
+            runs_in_tests=True,
+            description="screenshot a page (Chromium) and compare it with a baseline",
         ),
         StepSpec(
             "notify",

@@ -102,6 +102,8 @@ async def run_attempt(
     except TimeoutError:
         return failed(f"timed out after {command.timeout:g}s", True, timed_out=True)
     except StepFailed as exc:
+        if exc.detail is not None:
+            return failed(exc.message, exc.retryable, detail=mask(exc.detail, secrets))
         return failed(exc.message, exc.retryable)
     except (ExpressionError, OutputError) as exc:
         return failed(str(exc), False)

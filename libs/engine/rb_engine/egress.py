@@ -1,6 +1,7 @@
 """Egress policy: which addresses a step may open a connection to.
 
-Every HTTP request a step sends (http, data_fetch, api_call, metrics_publish; redirects
+Every HTTP request a step sends (http, data_fetch, api_call, metrics_publish, and every request
+a ui_screenshot page makes, via rb_engine.browser.EgressRoute; redirects
 included, since each hop goes through the transport again) goes through `EgressTransport`:
 
 1. the host name is resolved once (cloud metadata names are refused without a lookup; numeric

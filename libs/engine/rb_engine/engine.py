@@ -19,6 +19,7 @@ from rb_engine.fixtures import Fixture, FixtureExecutor
 from rb_engine.local_children import LocalChildren
 from rb_engine.runner import PluginExecutor, Runner, RunRequest, StepExecutor
 from rb_engine.steps.registry import default_registry
+from rb_engine.visual import BaselineSource
 
 
 async def run_local(
@@ -33,6 +34,7 @@ async def run_local(
     actor: str = "cli",
     on_event: Callable[[Event, ExecutionState], None] | None = None,
     events_dir: Path | None = None,
+    baselines: BaselineSource | None = None,
 ) -> ExecutionState:
     """Run `runbook` in this process, recording every event under RB_HOME/executions (or
     `events_dir`: `rb test` keeps its scenario runs apart)."""
@@ -41,7 +43,7 @@ async def run_local(
     executor = plugins
     if fixture is not None:
         merged = {**fixture.params, **(params or {})}
-        executor = FixtureExecutor(executor, fixture, live=live)
+        executor = FixtureExecutor(executor, fixture, live=live, baselines=baselines)
         clock: FakeClock | SystemClock = FakeClock(fixture.clock)
         env, secrets, facts, trigger = fixture.env, fixture.secrets, fixture.assumptions, fixture.trigger
     else:
@@ -86,6 +88,7 @@ async def run_local(
     finally:
         store.close()
         close_plugins(registry)
+        await aclose_plugins(registry)
 
 
 def close_plugins(registry: dict[str, Any]) -> None:
@@ -94,3 +97,11 @@ def close_plugins(registry: dict[str, Any]) -> None:
         dispose = getattr(plugin, "dispose", None)
         if dispose is not None:
             dispose()
+
+
+async def aclose_plugins(registry: dict[str, Any]) -> None:
+    """Release what plugins hold on the event loop (the browser of ui_screenshot)."""
+    for plugin in registry.values():
+        aclose = getattr(plugin, "aclose", None)
+        if aclose is not None:
+            await aclose()

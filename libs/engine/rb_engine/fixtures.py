@@ -19,6 +19,7 @@ from rb_engine.runner import StepExecutor
 from rb_engine.steps.ai import structured_answer
 from rb_engine.steps.base import StepContext, StepFailed
 from rb_engine.steps.sub_runbook import child_request
+from rb_engine.visual import BaselineSource
 
 DEFAULT_CLOCK = "2025-01-01T00:00:00Z"
 
@@ -123,6 +124,16 @@ class Expectations(BaseModel):
     reason_contains: str | None = None
 
 
+class ServePages(BaseModel):
+    """A directory `rb test` serves on loopback for the run (ui_screenshot's page); its base
+    URL (`http://127.0.0.1:<port>`) becomes the parameter `param`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str  # relative to the fixture file
+    param: str = "base_url"
+
+
 class Fixture(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +154,9 @@ class Fixture(BaseModel):
     # `<step id>` of a wait_for_event step: the data of the event it receives once it waits.
     events: dict[str, Any] = {}
     expect: Expectations | None = None
+    serve: ServePages | None = None
+    # Hosts and networks added to RB_EGRESS_ALLOW for this run (the served page's 127.0.0.1).
+    egress_allow: list[str] = []
 
     def decide_approval(self, request: ApprovalRequested) -> list[ApprovalDecided]:
         """The scripted decisions on an approval; none (it waits for its timeout) if unscripted."""
@@ -178,10 +192,18 @@ def load_fixture(path: str | Path) -> Fixture:
 class FixtureExecutor:
     """Pure step types run for real; external ones return their stubs, attempt by attempt."""
 
-    def __init__(self, inner: StepExecutor, fixture: Fixture, *, live: bool = False) -> None:
+    def __init__(
+        self,
+        inner: StepExecutor,
+        fixture: Fixture,
+        *,
+        live: bool = False,
+        baselines: BaselineSource | None = None,
+    ) -> None:
         self.inner = inner
         self.fixture = fixture
         self.live = live
+        self.baselines = baselines  # ui_screenshot's, under `rb test`
 
     async def execute(self, command: RunStep, inputs: Any, ctx: StepContext) -> Any:
         spec = SPECS.get(command.step_type)
@@ -191,7 +213,8 @@ class FixtureExecutor:
             scripted = scripted_child_or_answer(self.fixture, command, inputs, ctx)
             if scripted is not NOT_SCRIPTED:
                 return scripted
-        if stub is None and (self.live or not external):
+        if stub is None and (self.live or not external or (spec is not None and spec.runs_in_tests)):
+            ctx.baselines = self.baselines
             return await self.inner.execute(command, inputs, ctx)
         if stub is None:
             key = command.step_id if command.phase == "main" else f"{command.step_id}.{command.phase}"

@@ -8,7 +8,7 @@ raw results, from which outputs are extracted again.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rb_common.canonical import canonical_json, digest
@@ -22,6 +22,8 @@ from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_common.step_specs import SPECS
 from rb_common.upcast import upcast_all
+from rb_engine import visual_replay
+from rb_engine.artifacts import artifact_store
 from rb_engine.attempt import Revealed, resolve_secrets
 from rb_engine.clock import FakeClock
 from rb_engine.coordinator import (
@@ -62,6 +64,8 @@ class ReplayReport:
     state: ExecutionState
     deviations: list[Deviation] = field(default_factory=list)
     steps_checked: list[str] = field(default_factory=list)
+    # by step: (fine, line) to print under it, e.g. screenshot diffs
+    notes: dict[str, list[tuple[bool, str]]] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
@@ -197,6 +201,9 @@ class Replayer:
                     )
         command = scheduled.get((step_id, phase))
         spec = SPECS.get(command.step_type) if command else None
+        if command is not None and command.step_type == "ui_screenshot":
+            await self._check_screenshot(state, command, raw, event.seq, report)
+            return
         if command is None or spec is None or (spec.external and not self.live):
             return
         if not self.secrets and mentions_secrets(command.inputs):
@@ -237,8 +244,31 @@ class Replayer:
             return {"error": f"timed out after {command.timeout:g}s"}
         return mask(raw, revealed)
 
+    async def _check_screenshot(
+        self, state: ExecutionState, command: StepScheduled, raw: Any, seq: int, report: ReplayReport
+    ) -> None:
+        """Recorded images still hash to their digests; with --live, the page captured again."""
+        store = artifact_store(self.settings)
+        checks = [visual_replay.verify_recorded(store, raw)]
+        if self.live and not self.secrets and mentions_secrets(command.inputs):
+            pass  # cannot be captured again without the secrets its inputs read
+        elif self.live:
+            inputs = {k: v for k, v in command.inputs.items() if k != "baseline"}
+            rerun = replace(RunStep.from_payload(command), inputs=inputs)
+            replayed = await self._rerun(state, rerun)
+            checks.append(visual_replay.live_diff(store, raw, replayed, command.inputs))
+        for check in checks:
+            report.notes.setdefault(command.step_id, []).extend(check.notes)
+            for name, recorded, replayed_value in check.problems:
+                report.deviations.append(Deviation(command.step_id, name, recorded, replayed_value, seq))
+
     def _check_failure(self, state: ExecutionState, event: Event, report: ReplayReport) -> None:
         data = event.payload_as(StepFailedPayload)
+        if data.detail is not None and data.phase == "main":
+            check = visual_replay.verify_recorded(artifact_store(self.settings), data.detail)
+            report.notes.setdefault(data.step_id, []).extend(check.notes)
+            for name, recorded, replayed in check.problems:
+                report.deviations.append(Deviation(data.step_id, name, recorded, replayed, event.seq))
         if data.rollback or data.will_retry is None:
             return
         will_retry, delay = retry_plan(state, data.step_id, data.attempt, bool(data.retryable))

@@ -16,6 +16,7 @@ from rb_common.statuses import StepStatus
 from rb_engine.coordinator import ExecutionState
 from rb_engine.fixtures import Expectations, StepExpectation
 from rb_engine.result import canonical_result
+from rb_engine.ui_testing import Screenshot
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class TestOutcome:
     name: str
     execution_id: str
     checks: list[Check] = field(default_factory=list)
+    # For the reports (rb_engine.reports): the final state, screenshots taken, wall time.
+    state: ExecutionState | None = None
+    screenshots: list[Screenshot] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def passed(self) -> bool:

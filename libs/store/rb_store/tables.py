@@ -225,6 +225,25 @@ secrets = Table(
     Column("updated_by", String(200)),
 )
 
+# Content-addressed blobs (screenshots, diff images) with RB_ARTIFACTS_BACKEND=postgres: the bytes
+# are a PostgreSQL large object (`oid`); rb_store.artifacts.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("digest", String(71), primary_key=True),  # sha256:<64 hex>
+    Column("oid", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which executions recorded a blob: who may read it follows from them (the artifacts route).
+artifact_refs = Table(
+    "artifact_refs",
+    metadata,
+    Column("digest", String(71), primary_key=True),
+    Column("execution_id", String(64), primary_key=True),
+)
+
 # Last stream sequence each projection consumer has applied, so redelivery is a no-op.
 consumer_offsets = Table(
     "consumer_offsets",

@@ -32,6 +32,7 @@ from rb_api.routes import (
     alerts,
     approval_email,
     approvals,
+    artifacts,
     executions,
     health,
     keys,
@@ -134,6 +135,7 @@ def create_app(
     app.include_router(approval_email.router)  # authenticated by its signed link
     app.include_router(retries_router, responses=protected)  # retry a failed step
     app.include_router(events_router, responses=protected)  # outside events for wait_for_event
+    app.include_router(artifacts.router, responses=protected)
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(GraphQLProblemMiddleware)  # strawberry's text/plain 4xx: problem+json

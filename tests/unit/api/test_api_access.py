@@ -33,6 +33,7 @@ from rb_api.deps import ApiOptions
 from rb_common.bus import Bus
 from rb_common.identity import Role, granted
 from rb_common.settings import Settings
+from rb_engine.artifacts import FileArtifactStore
 from rb_store.keys import create_key
 from rb_store.recorder import Recorder
 
@@ -105,6 +106,7 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/approvals/{approval_id}/reject"): Role.APPROVER,
     ("POST", EX + "/{execution_id}/steps/{step_id}/retry"): Role.OPERATOR,
     ("POST", "/api/v1/events"): Role.OPERATOR,
+    ("GET", "/api/v1/artifacts/{digest}"): Role.VIEWER,  # and the team scope of its execution
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
@@ -184,6 +186,7 @@ class World:
     done_events: list[Any]
     approval: str = ""  # a pending approval (any approver may decide it)
     failed: str = ""  # a FAILED execution (its step 'second' failed): retried by the retry route
+    artifact: str = ""  # a blob the finished execution recorded
 
     def key(self, *roles: str, teams: tuple[str, ...] = ()) -> dict[str, str]:
         _, key = create_key(
@@ -226,6 +229,9 @@ async def world(
         if ("PUT", "/api/v1/secrets/{name}") in _routes(app):
             stored = await client.put(f"/api/v1/secrets/{SECRET}", json={"value": "v4lue"}, headers=ADMIN)
             assert stored.status_code == 201, stored.text
+        artifacts = FileArtifactStore(tmp_path / ".rb" / "artifacts")
+        artifact = artifacts.put(b"\x89PNG\r\n\x1a\n not really an image")
+        artifacts.link(artifact, done[0].execution_id)
         waiting = Waiting(
             engine, approval_yaml(f"t-acl-gate-{uuid.uuid4().hex[:6]}", "['role:approver']"), "k"
         )
@@ -241,6 +247,7 @@ async def world(
             done,
             waiting.approval_id,
             failed[0].execution_id,
+            artifact,
         )
 
 
@@ -259,6 +266,7 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
         key_id=w.spare_key_id,
         name=SECRET,
         approval_id=w.approval,
+        digest=w.artifact,
     )
     yaml = {"content-type": "application/yaml"}
     if (method, template) == ("POST", RB):

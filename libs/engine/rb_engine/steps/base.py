@@ -13,15 +13,18 @@ from rb_common.settings import Settings
 from rb_common.step_specs import StepSpec
 from rb_engine.child_runs import ChildRuns
 from rb_engine.clock import Clock
+from rb_engine.visual import BaselineSource
 
 
 class StepFailed(Exception):
     """A step attempt failed; the message is what operators see in the event and the logs."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, detail: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        # Recorded with the failure (`step.failed.detail`): e.g. a screenshot's artifact refs.
+        self.detail = detail
 
 
 @dataclass
@@ -55,6 +58,8 @@ class StepContext:
     depth: int = 0
     # Who requested the execution (its trigger's actor), if anyone: a sub-runbook's requester.
     requester: str | None = None
+    # `rb test`: where ui_screenshot baselines are (rb_engine.visual.BaselineSource).
+    baselines: BaselineSource | None = None
 
     def read_file(self, name: str) -> tuple[Path, str]:
         """(path, text) of a runbook-relative file: the snapshot first, then the disk."""

@@ -14,6 +14,7 @@ from rb_engine.steps.shell import ShellStep
 from rb_engine.steps.sql_query import SqlQueryStep
 from rb_engine.steps.sub_runbook import RunbookStep
 from rb_engine.steps.transform import TransformStep
+from rb_engine.steps.ui_screenshot import UiScreenshotStep
 from rb_engine.steps.wait import WaitStep
 
 
@@ -33,5 +34,6 @@ def default_registry() -> dict[str, StepPlugin]:
         AiStep(),
         RunbookStep(),
         NotifyStep(),
+        UiScreenshotStep(),
     ]
     return {plugin.spec.name: plugin for plugin in plugins}

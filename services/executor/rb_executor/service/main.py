@@ -7,7 +7,7 @@ import asyncio
 from rb_common.bus import connect
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
-from rb_engine.engine import close_plugins
+from rb_engine.engine import aclose_plugins, close_plugins
 from rb_engine.steps.registry import default_registry
 from rb_executor.service.coordinator import Coordinator
 from rb_executor.service.outside import OutsideEvents
@@ -36,6 +36,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
         await asyncio.gather(*jobs)
     finally:
         close_plugins(registry)
+        await aclose_plugins(registry)
         await bus.close()
 
 
@@ -48,4 +49,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, health: Health 
         await Worker(bus, settings, registry, concurrency=settings.worker_concurrency).run(stop)
     finally:
         close_plugins(registry)
+        await aclose_plugins(registry)
         await bus.close()

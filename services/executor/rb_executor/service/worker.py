@@ -42,6 +42,7 @@ from rb_engine.runner import PluginExecutor
 from rb_engine.steps.base import StepContext, StepPlugin
 from rb_executor.service.children import BusChildren
 from rb_executor.service.holdings import Holdings, reap
+from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
 from rb_store.secrets import step_secret_sources
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ EXPECTED = {
     "ai",
     "runbook",
     "notify",
+    "ui_screenshot",
 }
 
 
