@@ -34,8 +34,11 @@ def rb(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def executions(home: Path) -> list[str]:
-    return [p.stem for p in sorted((home / "executions").glob("*.jsonl"), key=lambda p: p.stat().st_mtime)]
+def executions(home: Path, kind: str = "test-executions") -> list[str]:
+    """Recorded runs, oldest first: `rb test`'s scenario runs (kept apart from real runs) by
+    default, `rb run`'s with kind="executions"."""
+    runs = (home / kind).glob("*.jsonl")
+    return [p.stem for p in sorted(runs, key=lambda p: p.stat().st_mtime)]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +156,7 @@ def test_replay_live_captures_again_and_reports_the_pixel_diff(tmp_path: Path, s
     home = tmp_path / "home"
     run = rb("run", str(PACK), "-p", f"base_url={url}", home=home, RB_EGRESS_ALLOW="127.0.0.1")
     assert run.returncode == 0, run.stdout + run.stderr
-    (ex,) = executions(home)
+    (ex,) = executions(home, "executions")
     same = rb("replay", ex, "--live", home=home, RB_EGRESS_ALLOW="127.0.0.1")
     assert same.returncode == 0, same.stdout + same.stderr
     assert "Screenshot diff: 0.00% change (within threshold) (live, against the recorded image)" in same.stdout

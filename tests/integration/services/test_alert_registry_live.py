@@ -82,9 +82,10 @@ async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stac
     second_admin = approver_headers(stack.base)  # four eyes: not the author
     async with httpx.AsyncClient(base_url=stack.base, headers=ADMIN) as client:
         await client.get("/runbooks")  # the connection is open: the timing below is the requests'
-        # Create, approve and post within 100 ms. On a loaded machine one round may be slower:
-        # then another runbook, another round (each starts its one execution all the same).
-        for _ in range(5):
+        # Create, approve and post within 250 ms (the router's registry watcher cannot have
+        # caught up by then). On a loaded machine one round may be slower: then another runbook,
+        # another round (each starts its one execution all the same).
+        for _ in range(10):
             runbook_id = f"asof-{uuid.uuid4().hex[:8]}"
             body = alertmanager_notification([uuid.uuid4().hex[:16] for _ in range(3)], runbook_id)
             began = time.monotonic()
@@ -97,9 +98,9 @@ async def test_an_alert_right_after_approval_starts_its_runbook_once(stack: Stac
             assert (created.status_code, approved.status_code, posted.status_code) == (201, 200, 202)
             assert posted.json()["accepted"] == 3
             print(f"create + approve + post took {elapsed * 1000:.0f} ms")
-            if elapsed < 0.1:
+            if elapsed < 0.25:
                 break
-    assert elapsed < 0.1, f"create + approve + post took {elapsed * 1000:.0f} ms"
+    assert elapsed < 0.25, f"create + approve + post took {elapsed * 1000:.0f} ms"
 
     items = await executions_of(stack, runbook_id, 1, timeout=60)
     assert len(items) == 1, items
