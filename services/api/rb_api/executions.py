@@ -34,6 +34,17 @@ def check_id(execution_id: str) -> None:
         raise missing(execution_id)
 
 
+async def recorded(svc: Services, execution_id: str) -> bool:
+    """Whether the execution exists: projected by the recorder, or on the bus (not yet projected)."""
+    if await in_thread(projected_execution, svc.engine, execution_id) is not None:
+        return True
+    try:
+        await svc.bus.js.get_last_msg(svc.bus.names.events_stream, svc.bus.names.exec_subject(execution_id))
+    except Exception:
+        return False
+    return True
+
+
 async def bus_events(svc: Services, execution_id: str) -> list[Event]:
     """The execution's events from its subject ([] if it has none)."""
     try:

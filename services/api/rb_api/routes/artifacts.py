@@ -12,11 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from rb_api import executions
 from rb_api.auth import Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
 from rb_api.problems import ProblemError, not_found, problem_responses
-from rb_api.reads import projected_execution
 from rb_api.scope import execution_visible
 from rb_engine.artifacts import ArtifactMissing, artifact_store, blob_digest
 from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
@@ -28,16 +28,6 @@ _PROBLEMS = problem_responses(401, 403, 404, 409, 422)
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
-async def _recorded(svc: ServicesDep, execution_id: str) -> bool:
-    if await in_thread(projected_execution, svc.engine, execution_id) is not None:
-        return True
-    try:
-        await svc.bus.js.get_last_msg(svc.bus.names.events_stream, svc.bus.names.exec_subject(execution_id))
-    except Exception:
-        return False
-    return True
-
-
 @router.get(
     "/{digest}",
     summary="The blob's bytes (image/png for screenshots), to whoever may read its execution",
@@ -47,7 +37,7 @@ async def _recorded(svc: ServicesDep, execution_id: str) -> bool:
 async def get_artifact(digest: Digest, svc: ServicesDep, who: Viewer) -> Response:
     store = artifact_store(svc.settings)
     for execution_id in await in_thread(store.owners, digest):
-        if await _recorded(svc, execution_id) and await execution_visible(svc, who, execution_id):
+        if await executions.recorded(svc, execution_id) and await execution_visible(svc, who, execution_id):
             break
     else:
         raise not_found(f"artifact {digest}")
@@ -56,7 +46,9 @@ async def get_artifact(digest: Digest, svc: ServicesDep, who: Viewer) -> Respons
     except ArtifactMissing:
         raise not_found(f"artifact {digest}") from None
     if blob_digest(data) != digest:
-        raise ProblemError(409, f"the stored artifact {digest} does not match its digest", slug="artifact-tampered")
+        raise ProblemError(
+            409, f"the stored artifact {digest} does not match its digest", slug="artifact-tampered"
+        )
     return Response(
         data,
         media_type="image/png" if data.startswith(_PNG) else "application/octet-stream",

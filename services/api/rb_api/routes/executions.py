@@ -14,7 +14,7 @@ from rb_api.auth import Operator, Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
 from rb_api.problems import ProblemError, problem_responses
-from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions, projected_execution
+from rb_api.reads import EXECUTION_STATUSES, TERMINAL_STATUSES, list_executions
 from rb_api.response_models import (
     ControlAccepted,
     EventList,
@@ -110,16 +110,6 @@ async def get_logs(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> 
     return {"execution_id": execution_id, "items": items}
 
 
-async def _known(svc: ServicesDep, execution_id: str) -> bool:
-    if await in_thread(projected_execution, svc.engine, execution_id) is not None:
-        return True
-    try:
-        await svc.bus.js.get_last_msg(svc.bus.names.events_stream, svc.bus.names.exec_subject(execution_id))
-    except Exception:
-        return False
-    return True
-
-
 @router.get(
     "/{execution_id}/stream",
     summary="Server-Sent Events of the execution, live; ends after the terminal event",
@@ -134,7 +124,7 @@ async def stream(
 ) -> StreamingResponse:
     executions.check_id(execution_id)
     # A just-triggered execution may have no event yet: wait a little for its first one.
-    known = await _known(svc, execution_id)
+    known = await executions.recorded(svc, execution_id)
     if known:
         await require_execution(svc, who, execution_id)
     wait = 0.0 if known else svc.options.stream_wait_seconds
