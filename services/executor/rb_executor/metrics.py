@@ -65,13 +65,15 @@ def task_taken(msg: Msg, step_type: str) -> None:
         metadata = msg.metadata
     except Exception:  # not a JetStream message (tests)
         return
-    if metadata.num_pending is not None:
-        QUEUE_DEPTH.labels(step_type).set(metadata.num_pending)
-    if metadata.timestamp is not None:
-        waited = (datetime.now(UTC) - metadata.timestamp).total_seconds()
+    pending = getattr(metadata, "num_pending", None)  # metrics never fail a handler
+    if pending is not None:
+        QUEUE_DEPTH.labels(step_type).set(pending)
+    stored = getattr(metadata, "timestamp", None)
+    if isinstance(stored, datetime):
+        waited = (datetime.now(UTC) - stored).total_seconds()
         QUEUE_WAIT.labels(step_type).observe(max(waited, 0.0))
-    if (metadata.num_delivered or 1) > 1:
-        REDELIVERIES.labels(metadata.consumer or "tasks").inc()
+    if (getattr(metadata, "num_delivered", None) or 1) > 1:
+        REDELIVERIES.labels(getattr(metadata, "consumer", None) or "tasks").inc()
 
 
 def step_finished(step_type: str, outcome: str, seconds: float) -> None:

@@ -30,7 +30,8 @@ def projected(msg: Msg, event: Event, result: str) -> None:
         metadata = msg.metadata
     except Exception:  # not a JetStream message (tests)
         return
-    if metadata.num_pending is not None:
-        PENDING.set(metadata.num_pending)
-    if (metadata.num_delivered or 1) > 1:
-        REDELIVERIES.labels(metadata.consumer or "recorder").inc()
+    pending = getattr(metadata, "num_pending", None)  # metrics never fail a handler
+    if pending is not None:
+        PENDING.set(pending)
+    if (getattr(metadata, "num_delivered", None) or 1) > 1:
+        REDELIVERIES.labels(getattr(metadata, "consumer", None) or "recorder").inc()
