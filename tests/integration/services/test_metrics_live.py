@@ -143,11 +143,22 @@ async def test_every_service_counts_exactly_what_the_runs_did(
 
     await wait_until(finished, 60, "two SUCCEEDED executions")
     await wait_until(lambda: len(Hook.received) >= 2, 30, "two webhook notifications")
-    stored = lambda: stack.rows("SELECT count(*) AS n FROM events")[0].n  # noqa: E731
-    recorded = lambda: value(scrape(urls["recorder"]), "rb_recorder_events_total", result="applied")  # noqa: E731
+
+    def stored() -> int:
+        """This test's events (the session's database holds other tests' too)."""
+        sql = (
+            "SELECT count(*) AS n FROM events e JOIN runbook_executions r ON r.id = e.execution_id"
+            " WHERE r.runbook_id = :r"
+        )
+        return int(stack.rows(sql, r=runbook_id)[0].n)
+
+    def recorded() -> float:
+        applied = value(scrape(urls["recorder"]), "rb_recorder_events_total", result="applied")
+        return applied - value(before["recorder"], "rb_recorder_events_total", result="applied")
+
     # The notifier's records (notification.sending/sent) come after the terminal event.
     await wait_until(
-        lambda: stored() == recorded() - value(before["recorder"], "rb_recorder_events_total"),
+        lambda: stored() == recorded(),
         30,
         "the recorder's count to match the events stored",
     )
