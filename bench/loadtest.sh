@@ -22,6 +22,7 @@ export RB_HOME="$HOME_DIR/home" RB_API_ADDR="127.0.0.1:$PORT" RB_API_URL="http:/
   RB_RUNBOOKS_DIR="$ROOT/runbooks" NO_COLOR=1
 unset RB_NATS_URL RB_DATABASE_URL RB_API_KEY RB_BOOTSTRAP_ADMIN_KEY RB_NAMESPACE
 
+mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
 setsid "$RB" up >"$HOME_DIR/up.log" 2>&1 &
 UP=$!
 trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
