@@ -1,5 +1,7 @@
-"""`/health/live` and `/health/ready` over HTTP for the services that serve nothing else (the API
-has its own), so containers and Kubernetes probes can watch them."""
+"""`/health/live`, `/health/ready` and `/metrics` (Prometheus) over HTTP for the services that
+serve nothing else (the API has its own), so containers, Kubernetes probes and Prometheus can
+watch them. This address is meant for the cluster's internal network: like the probes, `/metrics`
+needs no credentials here (it holds counts by runbook, step type and status, no secrets)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from aiohttp import web
 
 from rb_common.errors import RbError
 from rb_common.health import Health
+from rb_common.metrics import CONTENT_TYPE, exposition
 from rb_common.problems import PROBLEM_JSON, problem_body
 
 
@@ -35,7 +38,11 @@ def _app(service: str, health: Health) -> web.Application:
         )
         return web.json_response(body, status=503, content_type=PROBLEM_JSON)
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     return app

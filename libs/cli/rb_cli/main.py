@@ -25,6 +25,7 @@ from rb_cli import (
 )
 from rb_cli.audit_cmd import audit_app, fixture_app
 from rb_cli.keys_cmd import keys_app
+from rb_cli.loadtest_cmd import loadtest_app
 from rb_cli.secrets_cmd import secrets_app
 from rb_cli.ui import CONTEXT, App, examples, plain_help_types, register, version_option
 from rb_common.secrets import renamed_notices
@@ -84,6 +85,7 @@ register(app, control_cmd.retry, epilog=control_cmd.RETRY_EXAMPLES)
 register(app, control_cmd.event, epilog=control_cmd.EVENT_EXAMPLES)
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(loadtest_app, name="loadtest")
 
 
 def main() -> None:

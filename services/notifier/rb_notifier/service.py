@@ -43,7 +43,7 @@ from rb_common.secrets import mask
 from rb_common.settings import Settings
 from rb_engine.coordinator import fold
 from rb_engine.egress import EgressPolicy, EgressTransport
-from rb_notifier import approval_mail, approval_outcome, render, step_notify
+from rb_notifier import approval_mail, approval_outcome, metrics, render, step_notify
 from rb_notifier.config import NotifierConfig
 from rb_notifier.delivery import (
     FAILED,
@@ -407,6 +407,7 @@ class Notifier:
         await self._record(execution_id, intent)
         result = await attempt_once(self._sender(item, thread), timeout=self.config.send_timeout)
         if result.ok:
+            metrics.delivered(item.target, "sent")
             receipt = result.receipt or Receipt()
             record = self._outcome(NotificationSent, item, attempt, receipt=receipt)
             log.info("%s of %s sent to %s (attempt %d)", event.type, execution_id, key, attempt)
@@ -414,6 +415,7 @@ class Notifier:
             return None
         error = self._mask(result.error or "")
         if not result.transient:
+            metrics.delivered(item.target, "failed")
             log.warning(
                 "%s of %s to %s, attempt %d: %s; permanent, not retried",
                 event.type,
@@ -430,6 +432,7 @@ class Notifier:
         after = self.clock()
         retry_at = after + timedelta(seconds=delay)
         if retry_at > deadline or (self.backoff.max_attempts and attempt >= self.backoff.max_attempts):
+            metrics.delivered(item.target, "failed")
             return await self._give_up(item, attempt, error, deadline if retry_at > deadline else None)
         log.warning(
             "%s of %s to %s, attempt %d: %s; retrying in %.1fs",
@@ -440,6 +443,7 @@ class Notifier:
             error,
             delay,
         )
+        metrics.delivered(item.target, "retrying")
         await self._record(
             execution_id,
             NotificationRetrying(

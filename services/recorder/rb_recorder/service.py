@@ -26,6 +26,7 @@ from rb_common.consumers import durable_config
 from rb_common.events import Event
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
+from rb_recorder import metrics
 from rb_store.db import database_url, make_engine, migrate_when_reachable, select_one
 from rb_store.recorder import Recorder, SequenceGap
 
@@ -128,6 +129,7 @@ async def handle_message(msg: Msg, recorder: Recorder, blocked: set[str]) -> Non
         await msg.nak(delay=error_delay(deliveries))
         return
     log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
+    metrics.projected(msg, event, result.value)
     await msg.ack()
 
 
@@ -185,6 +187,7 @@ async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
             await msg.nak(delay=gap_delay(msg.metadata.num_delivered or 1))
         else:
             log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
+            metrics.projected(msg, event, result.value)
             await msg.ack()
 
 

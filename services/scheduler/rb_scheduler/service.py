@@ -27,6 +27,7 @@ from rb_common.params import resolve_params
 from rb_common.routing import route
 from rb_common.settings import Settings
 from rb_engine.runner import RunRequest
+from rb_scheduler import metrics
 from rb_scheduler.alert_log import Started, no_match_reason, record, record_row
 from rb_scheduler.cron import CronSchedules
 from rb_scheduler.registry_feed import RegistryView, RegistryWatcher
@@ -107,8 +108,10 @@ class Scheduler:
             params = render(trigger.params, {"trigger": context, "params": {}, "env": {}})
             started = await self.publish(runbook, execution_id, params, context, "scheduler")
         except Exception:
+            metrics.CRON_FIRES.labels(runbook.id, "failed").inc()
             log.exception("cron fire of %s at %s failed", runbook.id, fire_time)
             return
+        metrics.CRON_FIRES.labels(runbook.id, "triggered" if started else "duplicate").inc()
         log.info(
             "%s fire %s: %s",
             runbook.id,
@@ -134,6 +137,7 @@ class Scheduler:
             log.error("dropping malformed alert: %s", exc.errors()[0]["msg"])
             await msg.term()
             return
+        metrics.ALERTS_RECEIVED.labels(alert.source).inc()
         # As of its arrival: every registry change the API had acknowledged when the alert came
         # in is applied first (bounded: a registry that cannot catch up does not stop routing).
         if not await self.view.wait_for(alert.registry_seq, self.registry_wait):
@@ -159,6 +163,10 @@ class Scheduler:
                 {**match.context, "trigger_index": match.index, "revision": revisions.get(match.runbook.id)},
                 f"alert:{alert.source}",
             )
+            if now:
+                metrics.ALERTS_MATCHED.labels(match.runbook.id).inc()
+            elif refused is None:
+                metrics.ALERTS_DEDUPLICATED.labels(match.runbook.id).inc()
             started.append(
                 Started(
                     match.runbook.id,

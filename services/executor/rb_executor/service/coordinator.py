@@ -29,6 +29,7 @@ from rb_common.consumers import consume_push, durable_config
 from rb_common.events import Event, EventType
 from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
+from rb_common.metrics import timed
 from rb_common.ports import ConcurrencyError
 from rb_common.step_specs import SPECS
 from rb_engine.child_runs import child_fields
@@ -36,6 +37,7 @@ from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, fired, lost, reported
 from rb_engine.coordinator.context import expression_context
+from rb_executor import metrics
 from rb_executor.service import admission
 
 log = logging.getLogger(__name__)
@@ -275,7 +277,8 @@ class Coordinator:
         """Apply the decision with the one applier (rb_engine.coordinator.applier) to the state
         first, then append the events in one pipelined write; the state is kept only once they
         are all stored."""
-        applied = apply(entry.state, decision(entry.state), self._seal)
+        with timed(metrics.DECISION_SECONDS):
+            applied = apply(entry.state, decision(entry.state), self._seal)
         events, state, cancels = applied.events, applied.state, applied.cancel
         # Pipelining pays when this execution is the only one being written; under load the
         # stream interleaves executions and the pipeline would mostly fall back.
@@ -291,6 +294,8 @@ class Coordinator:
         finally:
             self.writing -= 1
         entry.state = state
+        if state.runbook is not None:
+            metrics.recorded(state.runbook.id, events)
         for step_id in cancels:
             await self.bus.nc.publish(self.bus.names.cancel_subject(execution_id, step_id), b"")
         return self._pending_tasks(entry)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ from rb_engine.clock import SystemClock
 from rb_engine.coordinator import RunStep
 from rb_engine.runner import PluginExecutor
 from rb_engine.steps.base import StepContext, StepPlugin
+from rb_executor import metrics
 from rb_executor.service.children import BusChildren
 from rb_executor.service.holdings import Holdings, reap
 from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
@@ -201,6 +203,7 @@ class Worker:
                 # policy JetStream adds backoff[n] - AckWait to a NAK's delay from the second
                 # delivery on, so wait here; the feed's heartbeats keep the task meanwhile.
                 await asyncio.sleep(wait)
+        metrics.task_taken(msg, command.step_type)
         current = asyncio.current_task()
         assert current is not None
         same = self.attempts.get(command.idempotency_key)
@@ -248,6 +251,7 @@ class Worker:
                 if secrets is None:  # re-read once per RB_SECRETS_CACHE_SECONDS, off the loop
                     secrets = await asyncio.to_thread(self.secrets.values)
                 revealed = Revealed(secrets.values())
+                began = time.perf_counter()
                 outcome = await run_attempt(
                     command,
                     self.executor,
@@ -257,6 +261,10 @@ class Worker:
                 )
             finally:
                 report_start.cancel()
+            succeeded = outcome.TYPE == EventType.STEP_SUCCEEDED
+            metrics.step_finished(
+                command.step_type, "succeeded" if succeeded else "failed", time.perf_counter() - began
+            )
             reporting = asyncio.ensure_future(
                 self._report(
                     task.execution_id,

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `rb loadtest run` against a fresh `rb up` (its own nats-server on a free port, SQLite in a
+# temporary RB_HOME), then the API's count of the executions by status: did every accepted
+# execution SUCCEED?
+#
+#   bash bench/loadtest.sh [RUNBOOK] [-- rb loadtest run options]
+#   bash bench/loadtest.sh rb-000-hello -- --vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100'
+#
+# Results and the machine's caveats: bench/loadtest.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUNBOOK="${1:-rb-000-hello}"
+shift $(( $# >= 1 ? 1 : 0 ))
+[[ "${1:-}" == "--" ]] && shift
+OPTIONS=("$@")
+[[ ${#OPTIONS[@]} -eq 0 ]] && OPTIONS=(--vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100')
+
+RB="$ROOT/.venv/bin/rb"
+HOME_DIR="$(mktemp -d /tmp/rb-loadtest.XXXXXX)"
+PORT="$("$ROOT/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export RB_HOME="$HOME_DIR/home" RB_API_ADDR="127.0.0.1:$PORT" RB_API_URL="http://127.0.0.1:$PORT" \
+  RB_RUNBOOKS_DIR="$ROOT/runbooks" NO_COLOR=1
+unset RB_NATS_URL RB_DATABASE_URL RB_API_KEY RB_BOOTSTRAP_ADMIN_KEY RB_NAMESPACE
+
+mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
+setsid "$RB" up >"$HOME_DIR/up.log" 2>&1 &
+UP=$!
+trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
+for _ in $(seq 120); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
+grep -q "press Ctrl-C" "$HOME_DIR/up.log" || { cat "$HOME_DIR/up.log"; exit 1; }
+
+echo "== $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+set +e
+"$RB" loadtest run "$RUNBOOK" "${OPTIONS[@]}"
+CODE=$?
+set -e
+echo "== executions of $RUNBOOK by status (the API's record):"
+KEY="$(cat "$RB_HOME/admin.key")"
+for status in QUEUED RUNNING SUCCEEDED FAILED ABORTED CANCELLED; do
+  curl -s -H "Authorization: Bearer $KEY" \
+    "$RB_API_URL/api/v1/executions?runbook_id=$RUNBOOK&status=$status&limit=1" |
+    "$ROOT/.venv/bin/python" -c "import json,sys; print('  $status', json.load(sys.stdin).get('total'))"
+done
+echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $CODE

@@ -1,0 +1,175 @@
+"""The k6 script `rb loadtest` writes for a runbook: each iteration triggers the runbook through the
+API, polls `GET /api/v1/executions/{id}` until a terminal status (k6 has no SSE client), and
+checks both the HTTP answers and the execution's success.
+
+The API key is never written into the script: k6 reads it from RB_API_KEY at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rb_common.errors import RbError
+
+# The engine spec's load profile: ramp for a minute to 10 users, 3 minutes towards 50, ramp down.
+DEFAULT_STAGES = "1m:10,3m:50,1m:0"
+# The spec's thresholds, plus the executions' own success (as strict as http_req_failed).
+DEFAULT_THRESHOLDS: dict[str, str] = {
+    "http_req_duration": "p(95)<2000",
+    "http_req_failed": "rate<0.05",
+    "rb_execution_succeeded": "rate>0.95",
+}
+# Custom metrics the script records (and `rb loadtest run` reads back from k6's summary).
+COMPLETION = "rb_trigger_to_completion"
+COMPLETED = "rb_executions_completed"
+SUCCEEDED = "rb_execution_succeeded"
+EXECUTE = "rb_execute_duration"
+
+_DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
+
+
+@dataclass(frozen=True)
+class LoadProfile:
+    """What the script runs: constant `vus` for `duration`, or `stages` (duration:target, ...)."""
+
+    vus: int | None = None
+    duration: str | None = None
+    stages: str | None = None
+    thresholds: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    poll_interval: float = 0.25
+    poll_timeout: float = 300.0
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.vus is not None or self.duration is not None:
+            if self.stages is not None:
+                raise RbError("give --vus/--duration or --stages, not both")
+            options["vus"] = self.vus if self.vus is not None else 1
+            options["duration"] = _duration(self.duration or "30s", "--duration")
+        else:
+            options["stages"] = parse_stages(self.stages or DEFAULT_STAGES)
+        options["thresholds"] = {metric: [expr] for metric, expr in self.thresholds.items() if expr}
+        options["summaryTrendStats"] = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"]
+        return options
+
+
+def _duration(text: str, option: str) -> str:
+    value = text.strip()
+    if not _DURATION.match(value):
+        raise RbError(f"{option} {text!r}: use a k6 duration such as 30s, 1m, 1.5h, 500ms")
+    return value
+
+
+def parse_stages(text: str) -> list[dict[str, Any]]:
+    """`1m:10,3m:50,1m:0` → k6 stages (each ramps linearly to its target over its duration)."""
+    stages: list[dict[str, Any]] = []
+    for part in text.split(","):
+        duration, sep, target = part.strip().partition(":")
+        if not sep or not target.strip().isdigit():
+            raise RbError(f"--stages {text!r}: use DURATION:VUS[,DURATION:VUS...], e.g. 1m:10,3m:50,1m:0")
+        stages.append({"duration": _duration(duration, "--stages"), "target": int(target)})
+    return stages
+
+
+def parse_thresholds(pairs: list[str]) -> dict[str, str]:
+    """The default thresholds with `METRIC=EXPR` overrides; `METRIC=` drops one."""
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    for pair in pairs:
+        metric, sep, expr = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w{}:,.=\- ]*", metric.strip()):
+            raise RbError(f"--threshold takes METRIC=EXPR (e.g. 'http_req_duration=p(95)<100'), got {pair!r}")
+        thresholds[metric.strip()] = expr.strip()
+    return thresholds
+
+
+def schema_defaults(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """The defaults of a runbook's `parameters` schema (top-level properties)."""
+    properties = (parameters or {}).get("properties") or {}
+    return {
+        name: spec["default"]
+        for name, spec in properties.items()
+        if isinstance(spec, dict) and "default" in spec
+    }
+
+
+def render(runbook_id: str, params: dict[str, Any], api_url: str, profile: LoadProfile) -> str:
+    """The k6 script (JavaScript) for one runbook."""
+    return _TEMPLATE.format(
+        runbook=json.dumps(runbook_id),
+        params=json.dumps(params, indent=2, sort_keys=True),
+        api_url=json.dumps(api_url.rstrip("/")),
+        options=json.dumps(profile.options(), indent=2),
+        poll_interval=json.dumps(profile.poll_interval),
+        poll_timeout=json.dumps(profile.poll_timeout),
+        completion=COMPLETION,
+        completed=COMPLETED,
+        succeeded=SUCCEEDED,
+        execute=EXECUTE,
+    )
+
+
+_TEMPLATE = """\
+// k6 load test for runbook {runbook}, written by `rb loadtest generate`.
+// Run: RB_API_KEY=<operator key> k6 run load-test.js   (RB_API_URL overrides the API's address)
+import http from 'k6/http';
+import {{ check, sleep }} from 'k6';
+import {{ Counter, Rate, Trend }} from 'k6/metrics';
+
+const BASE = (__ENV.RB_API_URL || {api_url}).replace(/\\/+$/, '');
+const KEY = __ENV.RB_API_KEY || '';
+const RUNBOOK = {runbook};
+const PARAMS = {params};
+const POLL_INTERVAL = {poll_interval}; // seconds between GET /executions/{{id}}
+const POLL_TIMEOUT = {poll_timeout}; // seconds before an execution counts as not finished
+const TERMINAL = ['SUCCEEDED', 'FAILED', 'ABORTED', 'CANCELLED'];
+
+const completion = new Trend('{completion}', true);
+const completed = new Counter('{completed}');
+const succeeded = new Rate('{succeeded}');
+const execute = new Trend('{execute}', true);
+
+export const options = {options};
+
+const headers = {{ Authorization: `Bearer ${{KEY}}`, 'Content-Type': 'application/json' }};
+// Until the recorder has projected a new execution, reading it answers 404: expected, not a failure.
+const pollAnswers = http.expectedStatuses(200, 404);
+
+export function setup() {{
+  if (!KEY) throw new Error('set RB_API_KEY to an API key with the operator role');
+  const res = http.get(`${{BASE}}/api/v1/runbooks/${{RUNBOOK}}`, {{ headers, tags: {{ name: 'runbook' }} }});
+  if (res.status !== 200) throw new Error(`GET /api/v1/runbooks/${{RUNBOOK}} answered ${{res.status}}: ${{res.body}}`);
+}}
+
+export default function () {{
+  const started = Date.now();
+  const res = http.post(
+    `${{BASE}}/api/v1/runbooks/${{RUNBOOK}}/execute`,
+    JSON.stringify({{ params: PARAMS }}),
+    {{ headers, tags: {{ name: 'execute' }} }},
+  );
+  execute.add(res.timings.duration);
+  if (!check(res, {{ 'execute answered 202': (r) => r.status === 202 }})) return;
+  const id = res.json('execution_id');
+  let status = res.json('status');
+  while (!TERMINAL.includes(status) && Date.now() - started < POLL_TIMEOUT * 1000) {{
+    sleep(POLL_INTERVAL);
+    const r = http.get(`${{BASE}}/api/v1/executions/${{id}}`, {{
+      headers,
+      tags: {{ name: 'execution' }},
+      responseCallback: pollAnswers,
+    }});
+    check(r, {{ 'execution read (200 or not yet recorded)': (x) => x.status === 200 || x.status === 404 }});
+    if (r.status === 200) status = r.json('status');
+  }}
+  const finished = TERMINAL.includes(status);
+  if (finished) {{
+    completed.add(1);
+    completion.add(Date.now() - started);
+  }}
+  succeeded.add(status === 'SUCCEEDED');
+  check(status, {{ 'execution SUCCEEDED': (s) => s === 'SUCCEEDED' }});
+}}
+"""

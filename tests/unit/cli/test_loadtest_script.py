@@ -1,0 +1,111 @@
+"""`rb loadtest generate`: the k6 script's profile, thresholds and parameters, and the binary."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Rb
+
+from rb_cli.loadtest_cmd import k6_binary, report_lines
+from rb_cli.loadtest_script import DEFAULT_THRESHOLDS, LoadProfile, parse_stages, parse_thresholds
+from rb_common.errors import RbError
+
+REPO = Path(__file__).resolve().parents[3]
+HELLO = str(REPO / "runbooks" / "rb-000-hello")
+
+
+def options_of(script: str) -> dict[str, object]:
+    found = re.search(r"export const options = (\{.*?\n\});", script, re.S)
+    assert found, script
+    return json.loads(found.group(1))
+
+
+def test_the_default_profile_is_the_specs_ramp_and_thresholds(rb: Rb) -> None:
+    code, script, err = rb("loadtest", "generate", HELLO)
+    assert code == 0, err
+    options = options_of(script)
+    assert options["stages"] == [
+        {"duration": "1m", "target": 10},
+        {"duration": "3m", "target": 50},
+        {"duration": "1m", "target": 0},
+    ]
+    assert options["thresholds"] == {
+        "http_req_duration": ["p(95)<2000"],
+        "http_req_failed": ["rate<0.05"],
+        "rb_execution_succeeded": ["rate>0.95"],
+    }
+    # Parameters from the schema's defaults; the key is read from the environment, never written.
+    assert '"greeting": "hello"' in script and '"wait_seconds": 1' in script
+    assert "__ENV.RB_API_KEY" in script and "rbk_" not in script
+    assert "/api/v1/runbooks/${RUNBOOK}/execute" in script and "/api/v1/executions/${id}" in script
+
+
+def test_constant_vus_a_params_file_and_overridden_thresholds(rb: Rb, tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("greeting: load\nwait_seconds: 0\n")
+    code, script, err = rb(
+        "loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s", "--params", str(params),
+        "--threshold", "http_req_duration=p(95)<100", "--threshold", "rb_execution_succeeded=",
+    )  # fmt: skip
+    assert code == 0, err
+    options = options_of(script)
+    assert options["vus"] == 5 and options["duration"] == "20s" and "stages" not in options
+    assert options["thresholds"] == {"http_req_duration": ["p(95)<100"], "http_req_failed": ["rate<0.05"]}
+    assert '"greeting": "load"' in script and '"wait_seconds": 0' in script
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--stages", "1m"],
+        ["--stages", "1x:10"],
+        ["--duration", "soon"],
+        ["--vus", "5", "--stages", "1m:5"],
+        ["--threshold", "nothing"],
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(rb: Rb, args: list[str]) -> None:
+    code, out, err = rb("loadtest", "generate", HELLO, *args)
+    assert code == 2 and out == "", out
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_profiles() -> None:
+    assert parse_stages("30s:5, 1m:0") == [{"duration": "30s", "target": 5}, {"duration": "1m", "target": 0}]
+    assert parse_thresholds([]) == DEFAULT_THRESHOLDS
+    assert LoadProfile(vus=3).options()["duration"] == "30s"
+    with pytest.raises(RbError):
+        parse_stages("1m:many")
+
+
+def test_the_k6_binary_comes_from_the_k6_package() -> None:
+    binary = k6_binary()
+    assert os.access(binary, os.X_OK)
+    version = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("k6 v"), version.stdout + version.stderr
+
+
+def test_the_report_from_k6s_summary() -> None:
+    summary = {
+        "metrics": {
+            "rb_executions_completed": {"count": 90, "rate": 4.5},
+            "rb_execution_succeeded": {"passes": 89, "fails": 1, "value": 0.99},
+            "rb_trigger_to_completion": {
+                "med": 1000.4,
+                "p(90)": 1200,
+                "p(95)": 1300,
+                "p(99)": 1400,
+                "max": 1500,
+            },
+        }
+    }
+    assert report_lines(summary) == [
+        "rb: executions completed: 90 in 20.0 s (270.0 per minute)",
+        "rb: executions SUCCEEDED: 89 of 90 triggered",
+        "rb: trigger-to-completion: med 1000 ms, p(90) 1200 ms, p(95) 1300 ms, p(99) 1400 ms, max 1500 ms",
+    ]
