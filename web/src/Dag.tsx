@@ -1,0 +1,70 @@
+import { Background, Controls, Handle, Position, ReactFlow, type Node, type NodeProps } from "@xyflow/react";
+import "@xyflow/react/dist/style.css";
+import { memo, useMemo } from "react";
+import type { StepDef } from "./api";
+import { layout, TYPE_ICONS, type StepNodeData } from "./dag";
+
+const StepNode = memo(function StepNode({ data }: NodeProps<Node<StepNodeData>>) {
+  const status = data.status.toLowerCase();
+  return (
+    <div
+      className={`step-node status-${status || "none"}${data.rollback ? " rollback" : ""}`}
+      data-step={data.label}
+      data-status={status}
+      title={`${data.label} (${data.type}${status ? `, ${status}` : ""})`}
+    >
+      <Handle type="target" position={Position.Top} />
+      <span className="step-icon" aria-hidden>
+        {TYPE_ICONS[data.type] ?? "•"}
+      </span>
+      <span className="step-text">
+        <span className="step-id">{data.label}</span>
+        <span className="step-type">
+          {data.type}
+          {status ? ` · ${status}` : ""}
+        </span>
+      </span>
+      <Handle type="source" position={Position.Bottom} />
+    </div>
+  );
+});
+
+const nodeTypes = { step: StepNode };
+
+export function Dag({
+  steps,
+  statuses = {},
+  onSelect,
+}: {
+  steps: StepDef[];
+  statuses?: Record<string, string>;
+  onSelect?: (stepId: string) => void;
+}) {
+  const graph = useMemo(() => layout(steps), [steps]);
+  const nodes = useMemo(
+    () =>
+      graph.nodes.map((node) => {
+        const status = statuses[node.id];
+        return status ? { ...node, data: { ...node.data, status } } : node;
+      }),
+    [graph, statuses],
+  );
+  return (
+    <div className="dag" data-testid="dag" data-steps={steps.length}>
+      <ReactFlow
+        nodes={nodes}
+        edges={graph.edges}
+        nodeTypes={nodeTypes}
+        fitView
+        minZoom={0.05}
+        nodesDraggable={false}
+        nodesConnectable={false}
+        proOptions={{ hideAttribution: true }}
+        onNodeClick={(_, node) => onSelect?.(node.id.replace(/\.rollback$/, ""))}
+      >
+        <Background />
+        <Controls showInteractive={false} />
+      </ReactFlow>
+    </div>
+  );
+}
