@@ -1,6 +1,6 @@
-import { Background, Controls, Handle, Position, ReactFlow, type Node, type NodeProps } from "@xyflow/react";
+import { Background, Controls, Handle, Position, ReactFlow, useNodesState, type Node, type NodeProps } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { memo, useMemo } from "react";
+import { memo, useEffect, useMemo } from "react";
 import type { StepDef } from "./api";
 import { layout, TYPE_ICONS, type StepNodeData } from "./dag";
 
@@ -41,19 +41,23 @@ export function Dag({
   onSelect?: (stepId: string) => void;
 }) {
   const graph = useMemo(() => layout(steps), [steps]);
-  const nodes = useMemo(
-    () =>
-      graph.nodes.map((node) => {
-        const status = statuses[node.id];
-        return status ? { ...node, data: { ...node.data, status } } : node;
-      }),
-    [graph, statuses],
-  );
+  const [nodes, setNodes, onNodesChange] = useNodesState(graph.nodes);
+  useEffect(() => {
+    setNodes((current) => {
+      const known = current.length === graph.nodes.length && current.every((n, i) => n.id === graph.nodes[i].id);
+      const base = known ? current : graph.nodes;
+      return base.map((node) => {
+        const status = statuses[node.id] ?? "";
+        return node.data.status === status ? node : { ...node, data: { ...node.data, status } };
+      });
+    });
+  }, [graph, statuses, setNodes]);
   return (
     <div className="dag" data-testid="dag" data-steps={steps.length}>
       <ReactFlow
         nodes={nodes}
         edges={graph.edges}
+        onNodesChange={onNodesChange}
         nodeTypes={nodeTypes}
         fitView
         minZoom={0.05}

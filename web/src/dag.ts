@@ -73,6 +73,8 @@ export function layout(steps: StepDef[]): { nodes: Node<StepNodeData>[]; edges: 
       type: "step",
       position: { x: at.x - NODE_WIDTH / 2, y: at.y - NODE_HEIGHT / 2 },
       data: { label: id, type, status: "", rollback },
+      width: NODE_WIDTH,
+      height: NODE_HEIGHT,
       draggable: false,
       connectable: false,
     });

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import { api, can, type Definition, type ExecutionDetail, type Identity, type ReplayReport, type StepLog } from "../api";
 import { Dag } from "../Dag";
 import { href } from "../route";
@@ -152,7 +152,10 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
   }
 
   const shownStatus = status || detail?.status || "";
-  const merged: Record<string, string> = { ...Object.fromEntries((detail?.steps ?? []).map((s) => [s.id, s.status])), ...statuses };
+  const merged = useMemo<Record<string, string>>(
+    () => ({ ...Object.fromEntries((detail?.steps ?? []).map((s) => [s.id, s.status])), ...statuses }),
+    [detail, statuses],
+  );
   const operator = can(who, "operator");
   const failedSteps = Object.entries(merged).filter(([step, s]) => s === "FAILED" && !step.endsWith(".rollback")).map(([step]) => step);
   const log = logs.find((l) => l.step_id === selected);
