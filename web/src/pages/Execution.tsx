@@ -18,6 +18,8 @@ const STEP_STATUS: Record<string, string> = {
 const EXECUTION_STATUS: Record<string, string> = {
   "execution.started": "RUNNING",
   "execution.paused": "PAUSED",
+  "approval.requested": "WAITING_APPROVAL",
+  "approval.decided": "RUNNING",
   "execution.resumed": "RUNNING",
   "step.retry_requested": "RUNNING",
   "execution.succeeded": "SUCCEEDED",
@@ -25,7 +27,7 @@ const EXECUTION_STATUS: Record<string, string> = {
   "execution.aborted": "ABORTED",
   "execution.cancelled": "CANCELLED",
 };
-const RUNNING = new Set(["QUEUED", "RUNNING", "PENDING"]);
+const RUNNING = new Set(["NEW", "QUEUED", "RUNNING", "WAITING_APPROVAL"]);
 
 interface LogLine {
   seq: number;
@@ -82,14 +84,16 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
     setAssumptions([]);
     setDefinition(null);
     setReplay(null);
-    void refresh();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    setDetail(null);
+    // No fetch here: a run queued a moment ago is not on the bus yet (404). The stream waits
+    // for its first event; the detail is fetched then (or once the stream gives up).
   }, [id]);
 
   useEffect(() => {
     const abort = new AbortController();
     const onEvent = (event: StreamedEvent) => {
       if (event.seq <= lastSeq.current) return;
+      if (lastSeq.current === 0) void refresh();
       lastSeq.current = event.seq;
       const d = event.data;
       if (event.type === "execution.requested" && d.runbook && typeof d.runbook === "object") {
@@ -116,7 +120,10 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
       if (TERMINAL.has(event.type) || event.type === "kpi.evaluated" || event.type === "approval.decided") void refresh();
     };
     setLive(true);
-    follow(id, onEvent, abort.signal, lastSeq.current).finally(() => setLive(false));
+    follow(id, onEvent, abort.signal, lastSeq.current).finally(() => {
+      setLive(false);
+      if (lastSeq.current === 0 && !abort.signal.aborted) void refresh(); // says why there is nothing
+    });
     return () => abort.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id, generation]);

@@ -3,7 +3,7 @@ import { api, type ExecutionSummary, type Page } from "../api";
 import { href } from "../route";
 import { Problem, Status, useLoad, when } from "../ui";
 
-const STATUSES = ["QUEUED", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"];
+const STATUSES = ["NEW", "QUEUED", "RUNNING", "WAITING_APPROVAL", "PAUSED", "SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"];
 
 export function Executions() {
   const [status, setStatus] = useState("");
