@@ -7,4 +7,4 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
 
 from services_support import postgres_database  # noqa: F401
-from web_support import browser, console, second_console, stack  # noqa: F401
+from web_support import browser, console, stack  # noqa: F401

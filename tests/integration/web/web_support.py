@@ -172,12 +172,3 @@ def console(browser: Browser, stack: Stack, tmp_path: Path) -> Iterator[Console]
     yield made
     context.close()
     assert made.errors == [], made.errors
-
-
-@pytest.fixture
-def second_console(browser: Browser, stack: Stack, tmp_path: Path) -> Iterator[Console]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    made = Console(context, stack, tmp_path)
-    yield made
-    context.close()
-    assert made.errors == [], made.errors
