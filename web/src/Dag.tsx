@@ -60,6 +60,7 @@ export function Dag({
         onNodesChange={onNodesChange}
         nodeTypes={nodeTypes}
         fitView
+        fitViewOptions={{ maxZoom: 1 }}
         minZoom={0.05}
         nodesDraggable={false}
         nodesConnectable={false}

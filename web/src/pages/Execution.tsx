@@ -291,8 +291,8 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
                 <tr key={name} className={k.ok === false ? "error" : ""}>
                   <th>{name}</th>
                   <td>{JSON.stringify(k.value ?? null)}</td>
-                  <td className="muted">target {JSON.stringify(k.target ?? null)}</td>
-                  <td>{k.ok === undefined ? "" : k.ok ? "✔" : "✘"}</td>
+                  <td className="muted">{k.target == null ? "" : `target ${JSON.stringify(k.target)}`}</td>
+                  <td>{k.ok == null ? "" : k.ok ? "✔" : "✘"}</td>
                 </tr>
               ))}
             </tbody>
