@@ -6,6 +6,7 @@ import { authHeaders } from "./api";
 export interface StreamedEvent {
   seq: number;
   type: string;
+  time: string;
   data: Record<string, unknown>;
 }
 
@@ -77,7 +78,7 @@ function parseFrame(frame: string): StreamedEvent | null {
   if (!type || data.length === 0) return null;
   try {
     const body = JSON.parse(data.join("\n"));
-    return { seq: id || body.seq || 0, type, data: body.data ?? {} };
+    return { seq: id || body.seq || 0, type, time: String(body.time ?? ""), data: body.data ?? {} };
   } catch {
     return null;
   }

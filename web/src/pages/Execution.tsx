@@ -3,6 +3,7 @@ import { api, can, type Definition, type ExecutionDetail, type Identity, type Re
 import { Dag } from "../Dag";
 import { href } from "../route";
 import { follow, TERMINAL, type StreamedEvent } from "../sse";
+import { Timeline } from "../Timeline";
 import { Json, Problem, Status, when } from "../ui";
 
 const STEP_STATUS: Record<string, string> = {
@@ -54,6 +55,7 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
   const [statuses, setStatuses] = useState<Record<string, string>>({});
   const [status, setStatus] = useState("");
   const [lines, setLines] = useState<LogLine[]>([]);
+  const [events, setEvents] = useState<StreamedEvent[]>([]);
   const [assumptions, setAssumptions] = useState<Record<string, unknown>[]>([]);
   const [selected, setSelected] = useState("");
   const [error, setError] = useState("");
@@ -81,6 +83,7 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
     lastSeq.current = 0;
     setStatuses({});
     setLines([]);
+    setEvents([]);
     setAssumptions([]);
     setDefinition(null);
     setReplay(null);
@@ -107,11 +110,12 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
       }
       if (EXECUTION_STATUS[event.type]) setStatus(EXECUTION_STATUS[event.type]);
       if (event.type === "assumption.checked") setAssumptions((a) => [...a, d]);
+      if (typeof d.step_id === "string") setEvents((e) => [...e, event]);
       setLines((l) => [
         ...l,
         {
           seq: event.seq,
-          time: String((d as { time?: string }).time ?? ""),
+          time: event.time,
           type: event.type,
           text: describe(event),
           error: event.type.endsWith(".failed") || event.type === "execution.aborted" || d.ok === false,
@@ -272,13 +276,17 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
           )}
         </aside>
       </div>
+      <div className="card">
+        <h2>Timeline</h2>
+        <Timeline events={events} now={Date.now()} />
+      </div>
       <div className="layout-2">
         <div className="card">
           <h2>Events</h2>
           <ol className="log" aria-live="polite">
             {lines.map((l) => (
               <li key={l.seq} className={l.error ? "error" : ""}>
-                <span className="muted">{l.seq}</span> <strong>{l.type}</strong> {l.text}
+                <span className="muted">{l.seq}</span> <span className="muted">{l.time.slice(11, 23)}</span> <strong>{l.type}</strong> {l.text}
               </li>
             ))}
           </ol>
