@@ -23,7 +23,8 @@ export function attempts(events: StreamedEvent[]): { rows: [string, Bar[]][]; fr
     const attempt = typeof event.data.attempt === "number" ? event.data.attempt : 1;
     const bars = rows.get(step) ?? [];
     rows.set(step, bars);
-    let bar = bars.find((b) => b.attempt === attempt);
+    // The open bar of this attempt; a step skipped and then run again after a retry starts anew.
+    let bar = bars.find((b) => b.attempt === attempt && b.end === null);
     if (STARTS.has(event.type) && !bar) {
       bar = { attempt, start: at, end: null, outcome: "running" };
       bars.push(bar);
@@ -55,7 +56,7 @@ export function Timeline({ events, now }: { events: StreamedEvent[]; now: number
           <span className="timeline-track" role="cell">
             {bars.map((b) => (
               <span
-                key={b.attempt}
+                key={`${b.attempt}@${b.start}`}
                 className={`timeline-bar status-${b.outcome}`}
                 style={{ left: pct(b.start), width: `max(3px, calc(${pct(b.end ?? end)} - ${pct(b.start)}))` }}
                 title={`${step} attempt ${b.attempt}: ${b.outcome}, ${(((b.end ?? end) - b.start) / 1000).toFixed(2)} s`}
