@@ -10,7 +10,7 @@ export function Approvals({ who }: { who: Identity }) {
   return (
     <section>
       <h1>Approvals</h1>
-      <p className="muted">Pending requests, oldest deadline first in each runbook.</p>
+      <p className="muted">Pending requests, newest first.</p>
       <Problem error={pending.error} />
       {(pending.data?.items ?? []).map((a) => (
         <ApprovalCard

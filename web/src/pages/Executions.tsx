@@ -36,7 +36,7 @@ export function Executions() {
               <th>Runbook</th>
               <th>Status</th>
               <th>Requested</th>
-              <th>By</th>
+              <th className="wide">By</th>
             </tr>
           </thead>
           <tbody>
@@ -52,7 +52,7 @@ export function Executions() {
                   <Status value={e.status} />
                 </td>
                 <td>{when(e.requested_at)}</td>
-                <td>{e.actor_id ?? "—"}</td>
+                <td className="wide">{e.actor_id ?? "—"}</td>
               </tr>
             ))}
           </tbody>

@@ -65,9 +65,9 @@ export function Runbooks() {
               <th>Runbook</th>
               <th>Status</th>
               <th>Owner</th>
-              <th>Tags</th>
-              <th>Last run</th>
-              <th>Success rate</th>
+              <th className="wide">Tags</th>
+              <th className="wide">Last run</th>
+              <th className="wide">Success rate</th>
             </tr>
           </thead>
           <tbody>
@@ -83,15 +83,15 @@ export function Runbooks() {
                     <Status value={r.status} />
                   </td>
                   <td>{r.owner ?? "—"}</td>
-                  <td>
+                  <td className="wide">
                     {r.tags.map((t) => (
                       <span className="tag" key={t}>
                         {t}
                       </span>
                     ))}
                   </td>
-                  <td>{s?.last ? <a href={href("executions", s.last.id)}>{when(s.last.requested_at)}</a> : "—"}</td>
-                  <td>{s && s.finished ? `${Math.round((100 * s.succeeded) / s.finished)}% of ${s.finished}` : "—"}</td>
+                  <td className="wide">{s?.last ? <a href={href("executions", s.last.id)}>{when(s.last.requested_at)}</a> : "—"}</td>
+                  <td className="wide">{s && s.finished ? `${Math.round((100 * s.succeeded) / s.finished)}% of ${s.finished}` : "—"}</td>
                 </tr>
               );
             })}
