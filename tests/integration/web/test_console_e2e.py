@@ -214,3 +214,29 @@ def test_phone_width_and_dark_theme(console: Console, stack: Stack, rb000: str, 
     page.wait_for_selector(node("check"))
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     console.shot("phone-dark-runbook")
+
+
+def test_schedules_pause_and_resume_then_a_versions_diff(console: Console, stack: Stack) -> None:
+    runbook_id = f"web-cron-{uuid.uuid4().hex[:6]}"
+    text = gate_yaml(runbook_id).replace("legal_basis:", "triggers:\n  - cron: '0 3 * * *'\nlegal_basis:")
+    stack.register(text)
+    console.sign_in(stack.key("web-author", "operator", "author"))
+    console.go("#/schedules")
+    row = console.page.locator("tr", has=console.page.locator(f"a:has-text('{runbook_id}')"))
+    row.locator("button:has-text('Pause')").click()
+    row.locator(".status-paused").wait_for()
+    row.locator("button:has-text('Resume')").click()
+    row.locator("button:has-text('Pause')").wait_for()
+    console.shot("schedules")
+    revised = stack.http.put(
+        f"{stack.base}/runbooks/{runbook_id}",
+        content=text.replace("version: 1.0.0", "version: 1.1.0"),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert revised.status_code == 200, revised.text
+    console.go(f"#/runbooks/{runbook_id}")
+    console.page.click("[role=tab]:has-text('Versions')")
+    console.page.click("button:has-text('Diff with 1')")
+    console.page.wait_for_selector("pre.diff .del:has-text('version: 1.0.0')")
+    console.page.wait_for_selector("pre.diff .add:has-text('version: 1.1.0')")
+    console.shot("versions-diff")

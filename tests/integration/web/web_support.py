@@ -20,15 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "services"))  # services_support, by name
 
 from services_support import ADMIN, ADMIN_KEY, NATS_URL, Services, _delete_streams  # noqa: E402
-
-pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (pip install -e '.[dev]')")
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
 
 
 def free_port() -> int:
