@@ -66,6 +66,10 @@ export function Dag({
         nodesConnectable={false}
         proOptions={{ hideAttribution: true }}
         onNodeClick={(_, node) => onSelect?.(node.id.replace(/\.rollback$/, ""))}
+        onSelectionChange={({ nodes: picked }) => {
+          // Keyboard: Tab to a node, Enter or Space selects it (React Flow), and so opens it here.
+          if (picked.length === 1) onSelect?.(picked[0].id.replace(/\.rollback$/, ""));
+        }}
       >
         <Background />
         <Controls showInteractive={false} />

@@ -168,6 +168,10 @@ def test_replay_verdict(console: Console, stack: Stack, rb000: str) -> None:
     audit = console.page.wait_for_selector("[data-testid=audit-verdict]")
     assert audit is not None and "intact" in audit.inner_text()
     console.shot("replay-verdict")
+    # Keyboard: a focused DAG node opens its step on Enter.
+    console.page.focus(".react-flow__node[data-id='report']")
+    console.page.keyboard.press("Enter")
+    console.page.wait_for_selector("[data-testid=step-detail] h3:has-text('report')")
 
 
 def test_a_viewer_sees_no_run_or_approve_buttons_and_the_api_refuses_anyway(
