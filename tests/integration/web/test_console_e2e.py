@@ -121,6 +121,7 @@ def test_open_a_failed_run_and_retry_the_failed_step(console: Console, stack: St
     console.page.click(f"tr[data-execution='{execution_id}'] a[href^='#/executions/']")
     console.page.wait_for_selector(node("probe", "failed"))
     console.page.wait_for_selector(node("after", "skipped"))
+    assert "HTTP 503" in console.page.locator("ol.log li.error").first.inner_text()  # errors stand out
     console.shot("execution-failed")
     console.page.click("button[data-retry=probe]")
     console.page.wait_for_selector(node("probe", "succeeded"), timeout=30_000)
