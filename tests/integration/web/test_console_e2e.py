@@ -5,6 +5,7 @@ no Run / Approve buttons and the API refuses those calls anyway. Each test saves
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -245,3 +246,49 @@ def test_schedules_pause_and_resume_then_a_versions_diff(console: Console, stack
     console.page.wait_for_selector("pre.diff .del:has-text('version: 1.0.0')")
     console.page.wait_for_selector("pre.diff .add:has-text('version: 1.1.0')")
     console.shot("versions-diff")
+
+
+def test_alerts_received_and_matched(console: Console, stack: Stack) -> None:
+    runbook_id = f"web-alert-{uuid.uuid4().hex[:6]}"
+    stack.register(
+        f"""
+id: {runbook_id}
+name: On alert
+version: 1.0.0
+legal_basis: "tests"
+triggers:
+  - alert: {{source: alertmanager, match: {{alertname: WebConsoleTest, team: {runbook_id}}}}}
+    params: {{instance: "${{trigger.labels.instance}}"}}
+parameters:
+  type: object
+  properties: {{instance: {{type: string}}}}
+steps:
+  - {{id: note, type: transform, inputs: {{instance: "${{params.instance}}"}}, outputs: {{instance: $.instance}}}}
+"""
+    )
+    alert = {
+        "status": "firing",
+        "fingerprint": uuid.uuid4().hex[:16],
+        "startsAt": "2026-11-22T03:00:00Z",
+        "labels": {"alertname": "WebConsoleTest", "team": runbook_id, "instance": "web-1:9100"},
+        "annotations": {"summary": "5xx on web-1"},
+    }
+    body = {"version": "4", "status": "firing", "receiver": "rb", "groupKey": runbook_id, "alerts": [alert]}
+    posted = stack.http.post(f"{stack.base}/triggers/alertmanager", json=body)
+    assert posted.status_code < 300, posted.text
+    deadline = time.monotonic() + 30
+    routed: list[dict[str, object]] = []
+    while not routed and time.monotonic() < deadline:  # the router records it after the API took it
+        items = stack.http.get(f"{stack.base}/alerts").json()["items"]
+        routed = [a for a in items if runbook_id in a["runbook_ids"] and a["execution_ids"]]
+        time.sleep(0.2)
+    assert routed, stack.http.get(f"{stack.base}/alerts").text
+    console.sign_in(stack.key("web-alerts", "viewer"))
+    console.go("#/alerts")
+    row = console.page.locator("tr", has=console.page.locator("td:has-text('5xx on web-1')"))
+    row.wait_for()
+    assert runbook_id in row.inner_text() and "WebConsoleTest" in row.inner_text()
+    console.shot("alerts")
+    row.locator("a[href^='#/executions/']").first.click()
+    console.page.wait_for_selector(node("note", "succeeded"), timeout=30_000)
+    console.shot("alert-execution")

@@ -1,4 +1,5 @@
-"""The stack for the console's end-to-end tests: recorder, executor and API as OS processes on
+"""The stack for the console's end-to-end tests: recorder, executor, scheduler (the alert router)
+and API as OS processes on
 the session's NATS and PostgreSQL (the API serving web/dist), and Chromium driven by Playwright.
 
 One stack serves the whole module (starting one takes seconds); each test has its own browser
@@ -108,10 +109,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres_database: str) -> I
         "RB_RECORDER_DELIVER": "new",
         "RB_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
         "RB_EGRESS_ALLOW": "127.0.0.1/32",  # the retry test's flaky endpoint is on loopback
+        "RB_ALERTMANAGER_TOKEN": ADMIN_KEY,  # the alerts test posts as Alertmanager with it
     }
     services = Services(home, env)
     services.cwd = ROOT
-    for name in ("recorder", "executor", "api"):
+    for name in ("recorder", "executor", "scheduler", "api"):
         services.start(name)
     made = Stack(services, port)
     try:
