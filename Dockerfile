@@ -6,11 +6,22 @@
 #   docker build -t rb:local .
 #   docker run --rm -v "$PWD/runbooks:/runbooks:ro" rb:local validate /runbooks   # any rb command
 #
-# Two stages: `build` installs rb and its dependencies into a virtualenv at /opt/rb; `runtime`
-# copies only that virtualenv onto a clean python:3.11-slim, runs as an unprivileged user and
+# Three stages: `web` builds the web console; `build` installs rb and its dependencies into a virtualenv at /opt/rb; `runtime`
+# copies only that virtualenv (and the console's build) onto a clean python:3.11-slim, runs as an unprivileged user and
 # works with a read-only root filesystem (it writes only under RB_HOME and /tmp).
 
 ARG PYTHON_IMAGE=python:3.11-slim
+
+ARG NODE_IMAGE=node:20-slim
+
+# --------------------------------------------------------------------------------------------
+# The web console (web/, served by the API at /): npm ci from the lockfile, then vite build.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
 
 # --------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -58,13 +69,15 @@ RUN groupadd --system --gid 10001 rb \
     && install -d -o rb -g rb -m 0750 /var/lib/rb
 
 COPY --from=build /opt/rb /opt/rb
+COPY --from=web /web/dist /opt/rb/console
 
 ENV PATH=/opt/rb/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/var/lib/rb \
     RB_HOME=/var/lib/rb \
-    RB_API_ADDR=0.0.0.0:8080
+    RB_API_ADDR=0.0.0.0:8080 \
+    RB_CONSOLE_DIR=/opt/rb/console
 
 WORKDIR /var/lib/rb
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.

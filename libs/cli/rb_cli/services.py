@@ -265,6 +265,7 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
             f"namespace {settings.namespace}); logs in {logs}",
             flush=True,
         )
+        print(f"web console: {base}/ (sign in with an API key)", flush=True)
         stack_file = Stack(base, settings.nats_url, settings.namespace, os.getpid()).write(settings.home)
         print(f"the CLI finds this stack through {stack_file}", flush=True)
         if made_now:

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     oidc_leeway_seconds: float = Field(default=30.0, ge=0)
     # Browser origins allowed to call the API (comma-separated); unset, no CORS headers at all.
     cors_origins: str | None = None
+    # The web console's build (index.html, assets/) the API serves at `/`; unset: web/dist of
+    # the source tree (rb_api.console).
+    console_dir: Path | None = None
     # Every service's log level (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"
     recorder_deliver: Literal["all", "new"] = "all"

@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from rb_api.auth import AuthMiddleware
+from rb_api.console import install_console
 from rb_api.dbutil import in_thread
 from rb_api.deps import ApiOptions, Services
 from rb_api.graphql import graphql_router
@@ -136,6 +137,7 @@ def create_app(
     app.include_router(retries_router, responses=protected)  # retry a failed step
     app.include_router(events_router, responses=protected)  # outside events for wait_for_event
     app.include_router(artifacts.router, responses=protected)
+    install_console(app, settings)  # the web console at / (rb_api.console)
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.
     app.add_middleware(GraphQLProblemMiddleware)  # strawberry's text/plain 4xx: problem+json

@@ -6,6 +6,7 @@ configured, a JWT (rb_api.oidc). Default deny: every path needs valid credential
 `WWW-Authenticate: Bearer` otherwise) except
 
 - `/health/*` and the API's documentation (`/docs`, `/redoc`, `/openapi.json`): anonymous;
+- the web console's static files (`/`, `/assets/*`: rb_api.console_paths): anonymous, no data;
 - `/api/v1/triggers/*`: authenticated by the sender's signature or token (rb_api.routes.triggers),
   never by API keys; the header is not read here;
 - `/graphql`: credentials are checked when sent, and each field checks roles itself
@@ -33,6 +34,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rb_api.console_paths import is_console_file
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.oidc import InvalidToken, looks_like_jwt
@@ -55,7 +57,7 @@ CHALLENGE = 'Bearer realm="rb"'
 
 
 def is_anonymous(path: str) -> bool:
-    return path in ANONYMOUS_PATHS
+    return path in ANONYMOUS_PATHS or is_console_file(path)
 
 
 def is_sender_authenticated(path: str) -> bool:

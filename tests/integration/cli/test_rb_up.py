@@ -74,6 +74,8 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
         output = "".join(seen)
         assert f"API http://127.0.0.1:{api_port}/api/v1" in output
         assert "registered rb-000-hello" in output
+        assert f"web console: http://127.0.0.1:{api_port}/ " in output
+        assert httpx.get(f"http://127.0.0.1:{api_port}/").status_code == 200  # the console, anonymous
         assert (tmp_path / "home" / "rb.db").exists(), "embedded SQLite under RB_HOME"
         assert (tmp_path / "home" / "nats").is_dir(), "rb up started its own nats-server"
         key_file = tmp_path / "home" / "admin.key"

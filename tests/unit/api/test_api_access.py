@@ -42,6 +42,7 @@ LINK = "link-authenticated"  # the execution page: its signed link, checked by t
 SENDER = "sender-authenticated"  # /api/v1/triggers/*: the sender's signature or token, not API keys
 GRAPHQL = "graphql"  # each field checks its role: GRAPHQL_FIELDS
 REFUSED = "refused"  # websockets: the API has none
+CONSOLE = "console file"  # the web console's build (rb_api.console): anonymous, 404 when not built
 MASTER_KEY = Fernet.generate_key().decode()
 SECRET = "RB_ACL_SECRET"
 
@@ -107,6 +108,10 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("POST", EX + "/{execution_id}/steps/{step_id}/retry"): Role.OPERATOR,
     ("POST", "/api/v1/events"): Role.OPERATOR,
     ("GET", "/api/v1/artifacts/{digest}"): Role.VIEWER,  # and the team scope of its execution
+    ("GET", "/"): PUBLIC,  # the web console's page (or how to build it)
+    ("GET", "/favicon.svg"): CONSOLE,
+    ("GET", "/assets/{name}"): CONSOLE,
+    ("GET", "/console/identity"): Role.VIEWER,
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
@@ -330,6 +335,15 @@ async def test_public_routes_need_no_credentials(world: World, route: tuple[str,
     method, path = route
     r = await world.client.request(method, path, params={"state": "x"} if "oauth2" in path else None)
     assert r.status_code == 200, (route, r.text)
+
+
+async def test_console_files_need_no_credentials(world: World) -> None:
+    """The console's files answer without credentials: the file, or a 404 problem without a build."""
+    for (method, template), kind in ACCESS.items():
+        if kind != CONSOLE:
+            continue
+        r = await world.client.request(method, template.format(name="index-none.js"))
+        assert r.status_code in (200, 404) and "www-authenticate" not in r.headers, (template, r.text)
 
 
 async def test_sender_authenticated_routes_do_not_read_api_keys(world: World) -> None:
