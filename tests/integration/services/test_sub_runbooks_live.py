@@ -143,7 +143,7 @@ async def test_cancelling_the_parent_cancels_the_child(stack: Stack, bus: Bus) -
     execution_id = stack.execute(parent, json={}).json()["execution_id"]
     child_id = child_execution_id(f"{execution_id}:call:1")
     await wait_for_event(
-        bus, child_id, lambda e: e.type == EventType.STEP_SCHEDULED and e.data["step_id"] == "nap"
+        bus, child_id, lambda e: e.type == EventType.STEP_WAITING and e.data["step_id"] == "nap"
     )
     began = time.monotonic()
     response = api.post(f"{stack.base}/executions/{execution_id}/cancel", json={"reason": "enough"})
@@ -196,7 +196,7 @@ async def test_a_worker_that_dies_leaves_its_child_to_the_next_one(stack: Stack,
     execution_id = stack.execute(parent, json={}).json()["execution_id"]
     child_id = child_execution_id(f"{execution_id}:call:1")
     await wait_for_event(
-        bus, child_id, lambda e: e.type == EventType.STEP_SCHEDULED and e.data["step_id"] == "nap"
+        bus, child_id, lambda e: e.type == EventType.STEP_WAITING and e.data["step_id"] == "nap"
     )
     stack.services.kill(procs["executor"])  # the coordinator and the worker following the child
     stack.start("executor")
