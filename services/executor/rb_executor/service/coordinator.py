@@ -29,11 +29,21 @@ from rb_common.consumers import consume_push, durable_config
 from rb_common.events import Event, EventType
 from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
+from rb_common.payloads import StepFailed, StepStarted, StepSucceeded
 from rb_common.ports import ConcurrencyError
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, fired, lost, reported
+from rb_engine.coordinator.applier import (
+    CONTROLS,
+    Fact,
+    accepted,
+    apply,
+    controlled,
+    fired,
+    lost,
+    reported,
+)
 from rb_engine.coordinator.context import expression_context
 from rb_executor.service import admission
 
@@ -138,6 +148,14 @@ class Coordinator:
         """Record a worker's or the notifier's report, from the inbox or from a worker in this
         process; returns once it is recorded and the tasks it leads to are published."""
         await self.advance(outcome.execution_id, lambda state: reported(state, outcome.type, outcome.data))
+
+    async def accept_report(
+        self, execution_id: str, report: StepStarted | StepSucceeded | StepFailed
+    ) -> None:
+        """A worker's report from this process, as its typed model: recorded as `accept_outcome`
+        records the same report from the inbox, without dumping it into a message and parsing
+        it back."""
+        await self.advance(execution_id, lambda state: accepted(state, report))
 
     async def on_control(self, msg: Msg) -> None:
         try:
