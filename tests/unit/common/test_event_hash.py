@@ -69,7 +69,7 @@ PLAIN: list[Any] = [
     {"floats": [1e-7, 1e300, -0.0, 0.1, 5e-324, 1.0], "ints": [0, -(2**63), 2**64 - 1]},
     {"nan": float("nan"), "inf": float("inf"), "minus_inf": float("-inf")},
     {"tuple": (1, "two", (3,)), "enum": Colour.RED, "int_enum": Level.HIGH},
-    {"nested": {"b": {"d": 1, "c": [{"y": 1, "x": 2}]}}, "control": "\u0000\n\t\"\\"},
+    {"nested": {"b": {"d": 1, "c": [{"y": 1, "x": 2}]}}, "control": '\u0000\n\t"\\'},
     {"uuid": uuid.UUID(int=7)},  # orjson writes str(uuid), as the dump does
 ]
 NOT_PLAIN: list[Any] = [

@@ -78,9 +78,9 @@ REPORTS: list[EventPayload] = [
         meta={"exit_code": 0},
     ).model_copy(update={"started_at": "2025-01-01T00:00:01+00:00"}),
     StepFailed(step_id="a", attempt=1, phase="main", error="boom", retryable=True),
-    StepFailed(step_id="a", attempt=1, phase="main", error="boom", retryable=False, timed_out=True).model_copy(
-        update={"started_at": "2025-01-01T00:00:01+00:00", "delivery": 2}
-    ),
+    StepFailed(
+        step_id="a", attempt=1, phase="main", error="boom", retryable=False, timed_out=True
+    ).model_copy(update={"started_at": "2025-01-01T00:00:01+00:00", "delivery": 2}),
     StepFailed(step_id="a", attempt=2, phase="main", error="stale attempt", retryable=True),
     StepSucceeded(step_id="nope", attempt=1, phase="main", result=None, outputs={}),
 ]
