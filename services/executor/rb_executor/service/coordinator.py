@@ -31,6 +31,7 @@ from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
 from rb_common.payloads import StepFailed, StepStarted, StepSucceeded
 from rb_common.ports import ConcurrencyError
+from rb_common.registry_events import read as read_registry
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
@@ -79,6 +80,7 @@ class Coordinator:
         self.locks: dict[str, asyncio.Lock] = {}
         self.consumer_prefix = consumer_prefix
         self.writing = 0  # appends in flight, over all executions
+        self.registry = admission.Reads(lambda runbook_id: read_registry(bus, runbook_id))
 
     async def run(self, stop: asyncio.Event) -> None:
         bus, names = self.bus, self.bus.names
@@ -130,7 +132,8 @@ class Coordinator:
             await msg.term()
             return
 
-        refused = await admission.refusal(self.bus, request)  # the revision must be APPROVED now
+        # The revision must be APPROVED now (as of a registry read made after this trigger came).
+        refused = await admission.refusal(self.bus, request, self.registry)
         await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
         await msg.ack()
 
