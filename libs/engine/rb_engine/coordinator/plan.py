@@ -7,6 +7,7 @@ A plan is shared: nothing in it is changed after it is made (the fold copies wha
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
@@ -48,15 +49,17 @@ def _refuse(value: Any) -> Any:
 
 
 _PLANS: dict[bytes, Plan] = {}  # by definition JSON, oldest first
+_LOCK = threading.Lock()  # the recorder folds in threads
 
 
 def _planned(key: bytes, definition: dict[str, Any]) -> Plan:
     found = _PLANS.get(key)
     if found is None:
         found = make_plan(definition)
-        if len(_PLANS) >= PLANS_KEPT:
-            _PLANS.pop(next(iter(_PLANS)))  # the oldest
-        _PLANS[key] = found
+        with _LOCK:
+            while len(_PLANS) >= PLANS_KEPT:
+                del _PLANS[next(iter(_PLANS))]  # the oldest
+            _PLANS[key] = found
     return found
 
 

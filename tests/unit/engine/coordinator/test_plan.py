@@ -74,3 +74,15 @@ def test_folding_with_shared_plans_gives_the_states_of_fresh_plans(monkeypatch: 
     monkeypatch.setattr(importlib.import_module("rb_engine.coordinator.evolve"), "plan", make_plan)
     fresh = [fold(events) for events in recordings]
     assert shared == fresh
+
+
+def test_only_the_latest_definitions_are_kept(monkeypatch: Any) -> None:
+    planning = importlib.import_module("rb_engine.coordinator.plan")
+    monkeypatch.setattr(planning, "PLANS_KEPT", 2)
+    base = definition()
+    versions = [{**base, "version": f"1.0.{n}"} for n in range(3)]
+    first = [plan(v) for v in versions]
+    assert plan(versions[2]) is first[2] and plan(versions[1]) is first[1]
+    assert plan(versions[0]) is not first[0], "the oldest was let go"
+    assert plan(versions[0]) == first[0]
+    assert len(planning._PLANS) <= 2
