@@ -19,6 +19,33 @@ PY="$ROOT/.venv/bin/python"
 TREE="$(mktemp -d /tmp/rb-bench-base.XXXXXX)"
 trap 'git -C "$ROOT" worktree remove --force "$TREE" >/dev/null 2>&1 || rm -rf "$TREE"' EXIT
 git -C "$ROOT" worktree add --detach --force "$TREE" "$BASE" >/dev/null 2>&1
+# Harnesses older than consumers_ready() (e.g. e19fee1) started the clock after a fixed 3 s sleep.
+# On a loaded machine the recorder was not up by then: it started at NEW after the first events,
+# stayed behind a sequence gap, and left the baseline's executor the whole machine. Give such a
+# harness the same wait for the services' consumers as the working tree's (the services are not
+# touched; only the harness's sleep is).
+"$ROOT/.venv/bin/python" - "$TREE/bench/e2e_throughput.py" <<'PATCH'
+import sys
+from pathlib import Path
+
+path = Path(sys.argv[1])
+text = path.read_text()
+sleep = "        await asyncio.sleep(3)  # services connect and create their consumers\n"
+if "consumers_ready" not in text and sleep in text:
+    wait = """        wanted = [("RB_TRIGGERS", "executor-triggers-q"), ("RB_TASKS", "workers")]
+        if not args.no_recorder:
+            wanted.append(("RB_EVENTS", f"recorder-{home.name}"))
+        for stream, durable in wanted:  # services connect and create their consumers
+            for _ in range(1200):
+                try:
+                    await bus.js.consumer_info(stream, durable)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+"""
+    path.write_text(text.replace(sleep, wait))
+    print("(baseline harness: waits for the services' consumers instead of a fixed 3 s)")
+PATCH
 
 paths() {
   local tree="$1" out=""
