@@ -213,9 +213,9 @@ async def main() -> None:
         for text in (fan_runbook("bench-fan"), chain_runbook("bench-chain")):
             await approve(bus, text)
             ex = uuid.uuid4().hex
-            watcher.waiters[ex] = asyncio.get_running_loop().create_future()
+            waiter = watcher.waiters[ex] = asyncio.get_running_loop().create_future()
             await trigger(bus, text, ex)
-            await asyncio.wait_for(watcher.waiters[ex], 60)
+            await asyncio.wait_for(waiter, 60)
 
         # Throughput.
         ids = [uuid.uuid4().hex for _ in range(args.executions)]
@@ -243,10 +243,10 @@ async def main() -> None:
         latencies = []
         for _ in range(args.chains):
             ex = uuid.uuid4().hex
-            watcher.waiters[ex] = asyncio.get_running_loop().create_future()
+            waiter = watcher.waiters[ex] = asyncio.get_running_loop().create_future()
             t0 = time.perf_counter()
             await trigger(bus, chain, ex)
-            latencies.append(await asyncio.wait_for(watcher.waiters[ex], 60) - t0)
+            latencies.append(await asyncio.wait_for(waiter, 60) - t0)
         latencies.sort()
         p50 = statistics.median(latencies)
         p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]

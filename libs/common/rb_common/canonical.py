@@ -9,6 +9,9 @@ from typing import Any
 import orjson
 
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+# Plain JSON only: datetimes and dataclasses go to `default` (which refuses them) instead of
+# being written in orjson's own way; non-string keys are refused as well.
+_PLAIN = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def canonical_json(value: Any, *, indent: int | None = None) -> str:
@@ -27,6 +30,19 @@ def canonical_bytes(value: Any) -> bytes:
         return orjson.dumps(value, option=_ORJSON, default=str)
     except TypeError:
         return canonical_json(value).encode()
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"not plain JSON: {type(value).__name__}")
+
+
+def plain_canonical_bytes(value: Any) -> bytes:
+    """`canonical_bytes` of a value made of plain JSON types only (dicts with string keys, lists,
+    tuples, strings, 64-bit integers, floats, booleans, None, enums of those, UUIDs); TypeError for
+    anything else (a datetime, bytes, a set, a model, a non-string key, a larger integer), whose
+    JSON form is a serialiser's choice. For such values these are the bytes that a pydantic
+    JSON-mode dump of the value gives to `canonical_bytes`, without the dump."""
+    return orjson.dumps(value, option=_PLAIN, default=_refuse)
 
 
 def digest(value: Any) -> str:

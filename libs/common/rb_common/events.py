@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
-from rb_common.canonical import digest
+from rb_common.canonical import digest, plain_canonical_bytes
 
 if TYPE_CHECKING:
     from rb_common.payloads import EventPayload
@@ -149,7 +151,27 @@ class Event(BaseModel):
         return typed
 
     def computed_hash(self) -> str:
-        return digest(self.model_dump(mode="json", exclude={"hash"}))
+        """sha256 of the canonical JSON of every field but `hash`, as pydantic's JSON-mode dump
+        writes them. Data of plain JSON values (all that rb writes) is hashed as it is, without
+        the dump (the same bytes: tests/unit/common/test_event_hash.py); anything else is
+        dumped first."""
+        try:
+            body = plain_canonical_bytes(
+                {
+                    "id": self.id,
+                    "execution_id": self.execution_id,
+                    "seq": self.seq,
+                    "type": self.type.value,
+                    "time": to_jsonable_python(self.time),
+                    "actor": self.actor,
+                    "data": self.data,
+                    "schema_version": self.schema_version,
+                    "prev_hash": self.prev_hash,
+                }
+            )
+        except TypeError:
+            return digest(self.model_dump(mode="json", exclude={"hash"}))
+        return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -268,19 +268,25 @@ def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?i:{re.escape(v)})" if fold else re.escape(v) for v, fold in needles))
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 def masker(secrets: Iterable[str]) -> Callable[[str], str]:
     """A function masking every secret of `secrets` (and its encodings) in a text."""
     values = tuple(sorted({s for s in secrets if isinstance(s, str) and len(s) >= MIN_MASKED}))
     pattern = _pattern(values) if values else None
     if pattern is None:
-        return lambda text: text
+        return _unchanged
     return lambda text: pattern.sub(MASK, text)
 
 
 def mask(value: Any, secrets: Iterable[str]) -> Any:
     """`value` with every occurrence of any secret (of 4+ characters), in any of its encodings,
-    replaced by ***."""
+    replaced by ***. With no secret to mask, `value` itself (nothing in it would change)."""
     sub = masker(secrets)
+    if sub is _unchanged:
+        return value
     return _mask(value, sub)
 
 

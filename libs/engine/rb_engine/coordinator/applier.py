@@ -40,6 +40,7 @@ EXECUTOR = "rb-executor"
 WORKER = "rb-worker"
 NOTIFIER = "rb-notifier"
 
+
 class Fact(NamedTuple):
     """An event before it is sealed. `data` is written as given (a reported dict passes through
     as the worker wrote it); `payload`, when the applier has parsed it already, is its typed
@@ -49,6 +50,7 @@ class Fact(NamedTuple):
     data: dict[str, Any]
     actor: str
     payload: EventPayload | None = None
+
 
 Seal = Callable[[ExecutionState, EventType, dict[str, Any], str], Event]
 
@@ -167,6 +169,19 @@ def reported(state: ExecutionState, kind: str, data: dict[str, Any]) -> list[Fac
         report = parse_payload(type_, data)
     except ValidationError:
         return []  # malformed: nothing the fold could apply
+    return accepted(state, report, data)
+
+
+def accepted(state: ExecutionState, report: EventPayload, data: dict[str, Any] | None = None) -> list[Fact]:
+    """A report already typed: what `reported` makes of it once parsed. A worker in the
+    coordinator's process hands over its own model, so the report is neither dumped into a
+    message nor parsed again; `data` (the report as written) defaults to `report.dump()`, which
+    is what the worker would have sent."""
+    type_ = report.TYPE
+    if type_ not in NOTIFICATIONS and type_ not in OUTCOMES:
+        return []
+    if data is None:
+        data = report.dump()
     if type_ in NOTIFICATIONS:
         # Facts about the record, appended even after the end; the notifier's message ids make
         # a repeated report a duplicate that the inbox drops.

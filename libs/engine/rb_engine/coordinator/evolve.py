@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from graphlib import TopologicalSorter
 from typing import Any
 
 from rb_common.events import Event, EventType
-from rb_common.model import Runbook
 from rb_common.payloads import (
     AssumptionChecked,
     EventPayload,
@@ -25,6 +23,7 @@ from rb_common.payloads import (
 from rb_common.statuses import ExecutionStatus
 from rb_engine.coordinator import approvals
 from rb_engine.coordinator import state as st
+from rb_engine.coordinator.plan import plan
 from rb_engine.coordinator.state import ExecutionState, Failure, StepState, updated
 
 Changes = dict[str, Any]
@@ -45,21 +44,8 @@ def fold(events: list[Event], state: ExecutionState | None = None) -> ExecutionS
 
 
 def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) -> Changes:
-    runbook = Runbook.model_validate(data.runbook)
-    deps = {s.id: tuple(s.depends_on) for s in runbook.steps}
-    # Ties are broken by declaration order so the schedule is the same on every replay.
-    position = {s.id: i for i, s in enumerate(runbook.steps)}
-    sorter = TopologicalSorter(deps)
-    sorter.prepare()
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=position.__getitem__)
-        order.extend(ready)
-        sorter.done(*ready)
-    dependants: dict[str, list[str]] = {sid: [] for sid in deps}
-    for sid, ds in deps.items():
-        for d in ds:
-            dependants[d].append(sid)
+    planned = plan(data.runbook)  # made once per definition, shared (never changed)
+    runbook, order = planned.runbook, planned.order
     return dict(
         execution_id=event.execution_id,
         status=st.QUEUED,
@@ -70,12 +56,12 @@ def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) ->
         facts=data.facts,
         files=data.files or {},
         concurrency=data.concurrency or runbook.defaults.concurrency,
-        order=tuple(order),
-        deps=deps,
-        dependants={sid: tuple(ds) for sid, ds in dependants.items()},
-        position={sid: i for i, sid in enumerate(order)},
+        order=order,
+        deps=planned.deps,
+        dependants=planned.dependants,
+        position=planned.position,
         steps={sid: StepState(id=sid) for sid in order},
-        ready=frozenset(sid for sid in order if not deps[sid]),
+        ready=planned.ready,
         finished=0,
         requested_at=event.time,
         timer_waits=data.waits == "timers",

@@ -4,8 +4,11 @@ the runbook's APPROVED revision as of now.
 Every door (REST, GraphQL, cron, alerts, webhooks) checks before it publishes; this check is for
 everything that reaches `rb.trigger.*` anyway (a stale request, a registry change in between, a
 message published straight onto the bus). It reads the registry's KV bucket value for the
-runbook (`{change, revision, status, ...}`, rb_common.registry_events) at every trigger: one
-round trip, nothing cached. No entry means no approval: refused.
+runbook (`{change, revision, status, ...}`, rb_common.registry_events) for every trigger, in a
+read that starts after the trigger has arrived: nothing is cached. Triggers of one runbook that
+arrive while a read of it is under way share the next read (`Reads`): a burst of triggers costs
+a few round trips, not one each, and each trigger is still judged on the registry as of after
+its arrival. No entry means no approval: refused.
 
 A refused start is recorded, not dropped: `execution.requested` and then `execution.aborted`
 with the reason and `refused: true`. Replay takes such an abort as a fact (rb_engine.replay):
@@ -14,7 +17,9 @@ decide() does not make it.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -64,10 +69,54 @@ def judge(runbook_id: str | None, revision: Any, entry: dict[str, Any] | None) -
     return None
 
 
-async def refusal(bus: Bus, request: TriggerRequest) -> str | None:
+Entry = dict[str, Any] | None
+
+
+class Reads:
+    """Reads of runbooks' registry entries, each shared by the callers that asked for it before
+    it started. A caller that asks while a read of the same runbook is under way waits for the
+    next one, which starts once that read is done: what a caller gets was always read after it
+    asked, as if it had read alone. Errors go to every caller of the read."""
+
+    def __init__(self, read_entry: Callable[[str], Awaitable[Entry]]) -> None:
+        self._read = read_entry
+        self._next: dict[str, asyncio.Future[Entry]] = {}  # not started yet: joinable
+        self._serving: dict[str, asyncio.Task[None]] = {}  # the reader of each runbook
+
+    async def get(self, runbook_id: str) -> Entry:
+        upcoming = self._next.get(runbook_id)
+        if upcoming is None:
+            upcoming = self._next[runbook_id] = asyncio.get_running_loop().create_future()
+            if runbook_id not in self._serving:
+                self._serving[runbook_id] = asyncio.ensure_future(self._serve(runbook_id))
+        return await asyncio.shield(upcoming)
+
+    async def _serve(self, runbook_id: str) -> None:
+        try:
+            while (upcoming := self._next.pop(runbook_id, None)) is not None:
+                try:
+                    entry = await self._read(runbook_id)
+                except asyncio.CancelledError:
+                    upcoming.cancel()
+                    raise
+                except Exception as exc:
+                    upcoming.set_exception(exc)
+                    upcoming.exception()  # retrieved: a caller that was cancelled meanwhile is no error
+                else:
+                    upcoming.set_result(entry)
+        finally:
+            del self._serving[runbook_id]
+            waiting = self._next.pop(runbook_id, None)  # only if this reader was cancelled
+            if waiting is not None:
+                waiting.cancel()
+
+
+async def refusal(bus: Bus, request: TriggerRequest, reads: Reads | None = None) -> str | None:
     """Why this trigger may not start a run, as of now (None: it may)."""
     runbook_id, revision = _named(request)
-    entry = await read(bus, runbook_id) if runbook_id is not None else None
+    entry = None
+    if runbook_id is not None:
+        entry = await (reads.get(runbook_id) if reads is not None else read(bus, runbook_id))
     return judge(runbook_id, revision, entry)
 
 

@@ -30,12 +30,23 @@ from rb_common.events import Event, EventType
 from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
 from rb_common.metrics import timed
+from rb_common.payloads import StepFailed, StepStarted, StepSucceeded
 from rb_common.ports import ConcurrencyError
+from rb_common.registry_events import read as read_registry
 from rb_common.step_specs import SPECS
 from rb_engine.child_runs import child_fields
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.applier import CONTROLS, Fact, apply, controlled, fired, lost, reported
+from rb_engine.coordinator.applier import (
+    CONTROLS,
+    Fact,
+    accepted,
+    apply,
+    controlled,
+    fired,
+    lost,
+    reported,
+)
 from rb_engine.coordinator.context import expression_context
 from rb_executor import metrics
 from rb_executor.service import admission
@@ -76,6 +87,7 @@ class Coordinator:
         self.writing = 0  # appends in flight, over all executions
         # Called with the state after every advance, inside its lock (rb_executor.service.outside).
         self.observers: list[Callable[[ExecutionState], None]] = []
+        self.registry = admission.Reads(lambda runbook_id: read_registry(bus, runbook_id))
 
     async def run(self, stop: asyncio.Event) -> None:
         bus, names = self.bus, self.bus.names
@@ -127,7 +139,8 @@ class Coordinator:
             await msg.term()
             return
 
-        refused = await admission.refusal(self.bus, request)  # the revision must be APPROVED now
+        # The revision must be APPROVED now (as of a registry read made after this trigger came).
+        refused = await admission.refusal(self.bus, request, self.registry)
         await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
         await msg.ack()
 
@@ -145,6 +158,14 @@ class Coordinator:
         """Record a worker's or the notifier's report, from the inbox or from a worker in this
         process; returns once it is recorded and the tasks it leads to are published."""
         await self.advance(outcome.execution_id, lambda state: reported(state, outcome.type, outcome.data))
+
+    async def accept_report(
+        self, execution_id: str, report: StepStarted | StepSucceeded | StepFailed
+    ) -> None:
+        """A worker's report from this process, as its typed model: recorded as `accept_outcome`
+        records the same report from the inbox, without dumping it into a message and parsing
+        it back."""
+        await self.advance(execution_id, lambda state: accepted(state, report))
 
     async def on_control(self, msg: Msg) -> None:
         try:

@@ -24,6 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class Holdings:
     pid: int = field(default_factory=os.getpid)
     tasks: dict[str, None] = field(default_factory=dict)  # reply subjects, in arrival order
     dirty: bool = False
+    _disk: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _pending: Future[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.started = start_time(self.pid)
@@ -61,12 +64,18 @@ class Holdings:
         if not self.enabled:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        # The disk is written by a thread of its own, in order: a slow disk (a rename can take
+        # 100 ms on a busy host) never holds up the event loop on a heartbeat.
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rb-holdings")
         self.groups.listeners.append(self.write)  # a new group is on disk before its step runs far
         self.write()
 
     def close(self) -> None:
         with contextlib.suppress(ValueError):
             self.groups.listeners.remove(self.write)
+        if self._disk is not None:
+            self._disk.shutdown(wait=True)
+            self._disk = None
         with contextlib.suppress(OSError):
             self.path.unlink()
 
@@ -82,14 +91,28 @@ class Holdings:
 
     def beat(self) -> None:
         """After a round of in-progress acks: the file (its mtime) says JetStream heard of
-        every held task no longer than `heartbeat` ago."""
+        every held task no longer than `heartbeat` ago. Written without waiting for the disk;
+        the mtime is set to the time of this beat, however late the write lands."""
         if not self.enabled:
             return
+        now = time.time()
         if self.dirty:
-            self.write()
+            self._queue(self._encoded(), now)
         elif self.tasks or self.groups.running:
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
+            self._queue(None, now)
+
+    def write(self) -> None:
+        """The file as things are now, on disk when this returns."""
+        if not self.enabled:
+            return
+        self._queue(self._encoded(), None)
+        self.flush()
+
+    def flush(self) -> None:
+        """Until every write asked for so far is on disk."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def record(self) -> dict[str, Any]:
         return {
@@ -101,16 +124,28 @@ class Holdings:
             "tasks": list(self.tasks),
         }
 
-    def write(self) -> None:
-        if not self.enabled:
-            return
+    def _encoded(self) -> bytes:
         self.dirty = False
-        temporary = self.path.with_suffix(".tmp")
-        try:
-            temporary.write_bytes(json.dumps(self.record()).encode())
-            os.replace(temporary, self.path)
-        except OSError:
-            log.warning("cannot write %s", self.path, exc_info=True)
+        return json.dumps(self.record()).encode()  # as things are now, on the caller's thread
+
+    def _queue(self, data: bytes | None, mtime: float | None) -> None:
+        if self._disk is None:
+            self._store(data, mtime)
+            return
+        self._pending = self._disk.submit(self._store, data, mtime)  # one thread: in order
+
+    def _store(self, data: bytes | None, mtime: float | None) -> None:
+        if data is not None:
+            temporary = self.path.with_suffix(".tmp")
+            try:
+                temporary.write_bytes(data)
+                os.replace(temporary, self.path)
+            except OSError:
+                log.warning("cannot write %s", self.path, exc_info=True)
+                return
+        if mtime is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self.path, (mtime, mtime))
 
 
 # -- reaping --------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
             settings,
             registry,
             concurrency=settings.worker_concurrency,
-            coordinator=coordinator.accept_outcome,
+            coordinator=coordinator.accept_report,
         )
         jobs.append(worker.run(stop))
     try:

@@ -57,7 +57,9 @@ REPORT_GRACE = 10.0  # seconds a stopping worker waits for an outcome being reco
 MAX_HEARTBEAT = 1.0
 REAP_EVERY = 2.0  # seconds between looks for dead workers' files on this host
 
-OutcomeHandler = Callable[[StepOutcome], Awaitable[None]]
+Report = StepStarted | StepSucceeded | StepFailed
+# The coordinator in this process (Coordinator.accept_report): takes the typed report as is.
+OutcomeHandler = Callable[[str, Report], Awaitable[None]]
 
 
 class Worker:
@@ -316,9 +318,7 @@ class Worker:
             requester=task.requester,
         )
 
-    async def _report(
-        self, execution_id: str, command: RunStep, report: StepStarted | StepSucceeded | StepFailed
-    ) -> None:
+    async def _report(self, execution_id: str, command: RunStep, report: Report) -> None:
         """Hand the outcome to the coordinator in this process if there is one, else (or if it
         fails) publish it to the inbox for whichever coordinator replica takes it.
 
@@ -326,14 +326,14 @@ class Worker:
         event; until then the task is unacked, as it is until a published outcome is stored, so
         a crash in between re-runs the attempt either way. It saves the inbox's store-and-deliver
         hop on every step."""
-        type_ = report.TYPE
-        outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=report.dump())
         if self.coordinator is not None:
             try:
-                await self.coordinator(outcome)
+                await self.coordinator(execution_id, report)
                 return
             except Exception:
                 log.warning("in-process coordinator failed on an outcome; publishing it", exc_info=True)
+        type_ = report.TYPE
+        outcome = StepOutcome(execution_id=execution_id, type=type_.value, data=report.dump())
         suffix = "started" if type_ == EventType.STEP_STARTED else "done"
         if isinstance(report, StepStarted) and "delivery" in report.model_fields_set:
             suffix += f":{report.delivery}"  # each delivery's start is news, not a duplicate

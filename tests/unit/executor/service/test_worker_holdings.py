@@ -47,13 +47,18 @@ def test_the_file_lists_groups_at_once_and_tasks_on_the_next_beat(tmp_path: Path
     assert json.loads(holdings.path.read_text())["groups"] == [[os.getpid(), start_time(os.getpid())]]
     holdings.hold("$JS.ACK.T.w.1.5.5.0.0")
     assert json.loads(holdings.path.read_text())["tasks"] == []
-    holdings.beat()
+    beat = time.time()
+    holdings.beat()  # written by the holdings' own thread: the event loop does not wait
+    holdings.flush()
     assert json.loads(holdings.path.read_text())["tasks"] == ["$JS.ACK.T.w.1.5.5.0.0"]
+    assert abs(holdings.path.stat().st_mtime - beat) < 1, "the mtime is the beat's"
     os.utime(holdings.path, (0, 0))
     holdings.beat()  # nothing new: only the mtime says JetStream heard of the tasks just now
+    holdings.flush()
     assert time.time() - holdings.path.stat().st_mtime < 5
     holdings.release("$JS.ACK.T.w.1.5.5.0.0")
     holdings.beat()
+    holdings.flush()
     assert json.loads(holdings.path.read_text())["tasks"] == []
     holdings.close()
     assert not holdings.path.exists()
