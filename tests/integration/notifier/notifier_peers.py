@@ -94,7 +94,8 @@ class SlackApi:
 
     Faults: the first post answered 429 with Retry-After: 1 (`rate_limit_first`), or stalled until
     `release` and dropped unanswered, message not kept (`stall_first`); every post answered 429
-    with `Retry-After: retry_after` until `rate_limited_until` (monotonic time) passes; every post
+    with `Retry-After: retry_after` until `rate_limited_until` (monotonic time) passes, or for
+    `rate_limited_for` seconds from the first post (a window a slow start cannot eat); every post
     answered 503 while `down` is set; with `hold_posts` set, posts are kept (Slack has the
     message) but their answers wait for `release` and are then dropped (the sender never learns
     the ts)."""
@@ -117,6 +118,7 @@ class SlackApi:
         self.hold_posts = threading.Event()
         self.held = 0  # posts kept whose answers wait for `release`
         self.rate_limited_until = 0.0
+        self.rate_limited_for = 0.0
         self.retry_after = 1
         self._lock = threading.Lock()
         self._last_ts = 0.0
@@ -182,6 +184,8 @@ class SlackApi:
             return None
         if index == 0 and self.rate_limit_first:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+        if self.rate_limited_for and index == 0:
+            self.rate_limited_until = time.monotonic() + self.rate_limited_for
         if time.monotonic() < self.rate_limited_until:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(self.retry_after)}
         if self.down.is_set():

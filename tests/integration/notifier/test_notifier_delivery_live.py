@@ -320,7 +320,7 @@ async def test_slack_rate_limit_is_honoured_across_a_restart(
         execution_id, consumer, RB_SLACK_TOKEN=SLACK_TOKEN, RB_SLACK_BASE_URL=slack_api.base_url
     )
     slack_api.retry_after = retry_after
-    slack_api.rate_limited_until = time.monotonic() + 3 * retry_after
+    slack_api.rate_limited_for = 3 * retry_after  # from the first post, however late it comes
     await publish(bus, events)
     victim = await notifiers.started(**env)
 

@@ -148,7 +148,7 @@ async def test_retry_reruns_the_failed_step_and_its_dependants_and_replays_verif
 
 PAUSE = """\
 steps:
-  - {id: w, type: wait, inputs: {seconds: 4}}
+  - {id: w, type: wait, inputs: {seconds: 10}}
   - {id: b, type: transform, depends_on: [w], inputs: {n: 1}}
 """
 
