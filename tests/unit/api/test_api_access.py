@@ -112,6 +112,7 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("GET", "/favicon.svg"): CONSOLE,
     ("GET", "/assets/{name}"): CONSOLE,
     ("GET", "/console/identity"): Role.VIEWER,
+    ("GET", "/api/v1/schema/runbook"): Role.VIEWER,
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
