@@ -5,7 +5,8 @@ round-trip): the console's graph editor sends one edit, the YAML stays the sourc
 
 Edits: add_step {step: {id, type, ...}}, remove_step {id} (also from others' depends_on),
 add_edge / remove_edge {from, to} (`to` depends on `from`), set_input {id, key, value}
-(value null removes the input). EditError for an edit that does not apply.
+(value null removes the input), set_field {key, value} (id, name, version, description,
+owner). EditError for an edit that does not apply.
 """
 
 from __future__ import annotations
@@ -171,12 +172,28 @@ def _set_input(doc: CommentedMap, edit: dict[str, Any]) -> None:
         inputs[key] = _quoted(edit["value"])
 
 
+_FIELDS = ("id", "name", "version", "description", "owner")
+
+
+def _set_field(doc: CommentedMap, edit: dict[str, Any]) -> None:
+    key, value = edit.get("key"), edit.get("value")
+    if key not in _FIELDS or not isinstance(value, str):
+        raise EditError(f"set_field sets one of {', '.join(_FIELDS)} to a string")
+    if key in doc:
+        doc[key] = _quoted(value)
+    else:  # after the fields that come before it, else first
+        keys = list(doc)
+        before = [keys.index(k) for k in _FIELDS[: _FIELDS.index(key)] if k in keys]
+        doc.insert(max(before) + 1 if before else 0, key, _quoted(value))
+
+
 _OPS = {
     "add_step": _add_step,
     "remove_step": _remove_step,
     "add_edge": lambda doc, edit: _edge(doc, edit, add=True),
     "remove_edge": lambda doc, edit: _edge(doc, edit, add=False),
     "set_input": _set_input,
+    "set_field": _set_field,
 }
 OPS = tuple(_OPS)
 
