@@ -67,21 +67,27 @@ export function Editor({ id, who }: { id: string | null; who: Identity }) {
     return () => clearTimeout(timer);
   }, [text]);
 
-  const edit = useCallback(
-    async (change: GraphEdit) => {
-      if (text === null) return;
+  // Graph edits apply in order, each to the text the one before left (a blur and a click can
+  // send two at once).
+  const latest = useRef<string | null>(text);
+  latest.current = text;
+  const queue = useRef<Promise<void>>(Promise.resolve());
+  const edit = useCallback((change: GraphEdit) => {
+    queue.current = queue.current.then(async () => {
+      const current = latest.current;
+      if (current === null) return;
       setError("");
       try {
-        const c = await api<Checked>("/authoring/edit", { method: "POST", json: { yaml: text, edit: change } });
+        const c = await api<Checked>("/authoring/edit", { method: "POST", json: { yaml: current, edit: change } });
         seq.current++;
+        latest.current = c.yaml ?? current;
         setChecked(c);
-        setText(c.yaml ?? text);
+        setText(latest.current);
       } catch (e) {
         setError(String(e instanceof Error ? e.message : e));
       }
-    },
-    [text],
-  );
+    });
+  }, []);
 
   async function save() {
     if (text === null) return;
@@ -133,6 +139,20 @@ export function Editor({ id, who }: { id: string | null; who: Identity }) {
         </p>
       )}
       <Problem error={error} />
+      {!savedId && (
+        <div className="actions">
+          {(["id", "name"] as const).map((key) => (
+            <label key={key}>
+              Runbook {key}{" "}
+              <input
+                name={`runbook-${key}`}
+                defaultValue={key === "id" ? "new-runbook" : "New runbook"}
+                onBlur={(e) => edit({ op: "set_field", key, value: e.target.value })}
+              />
+            </label>
+          ))}
+        </div>
+      )}
       <Palette types={stepTypes(schema)} taken={checked.graph.nodes.map((n) => n.id)} onAdd={edit} />
       <div className="editor-views">
         <div>
