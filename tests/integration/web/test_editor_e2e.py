@@ -20,7 +20,7 @@ def node(step: str) -> str:
 
 
 def yaml_text(console: Console) -> str:
-    return str(console.page.evaluate("() => document.querySelector('.cm-content').cmView.view.state.doc.toString()"))
+    return str(console.page.evaluate("() => document.querySelector('.cm-content').innerText"))
 
 
 def open_editor(console: Console, stack: Stack, fragment: str = "#/editor") -> None:
@@ -68,9 +68,12 @@ def test_build_four_steps_in_the_graph_save_approve_and_run(console: Console, st
     page.fill("[data-testid=step-panel] input[name=that]", "true")
     page.keyboard.press("Enter")
     drag_edge(console, "transform_1", "transform_2")  # an edge drawn by drag
-    page.wait_for_selector(".react-flow__edge[data-testid='rf__edge-transform_1->transform_2']")
+    page.wait_for_selector(
+        ".react-flow__edge[data-testid='rf__edge-transform_1->transform_2']", state="attached"
+    )
     depend(console, "wait_1", "transform_2")
     depend(console, "assert_1", "wait_1")
+    page.wait_for_selector(".react-flow__edge[data-testid='rf__edge-wait_1->assert_1']", state="attached")
     page.wait_for_selector("[data-testid=validity]:has-text('valid')")
     assert page.locator(".react-flow__edge").count() == 3
     assert page.locator(".react-flow__minimap").count() == 1
@@ -109,19 +112,24 @@ steps:
 """
 
 
-def test_a_step_typed_in_the_yaml_shows_in_the_graph_and_its_comment_survives(console: Console, stack: Stack) -> None:
+def test_a_step_typed_in_the_yaml_shows_in_the_graph_and_its_comment_survives(
+    console: Console, stack: Stack
+) -> None:
     page = console.page
     runbook_id = stack.register(BASE.format(id=f"web-edit-{uuid.uuid4().hex[:6]}"))
     open_editor(console, stack, f"#/editor/{runbook_id}")
     page.wait_for_selector(node("second"))
-    added = BASE.format(id=runbook_id) + "  # probes the host once more\n  - id: extra\n    type: transform\n    inputs: {c: 3}\n"
+    added = (
+        BASE.format(id=runbook_id)
+        + "  # probes the host once more\n  - id: extra\n    type: transform\n    inputs: {c: 3}\n"
+    )
     page.click(".cm-content")
     page.keyboard.press("Control+a")
     page.keyboard.insert_text(added)
     page.wait_for_selector(node("extra"))
     assert "# probes the host once more" in yaml_text(console)
     depend(console, "extra", "second")  # a graph edit
-    page.wait_for_selector(".react-flow__edge[data-testid='rf__edge-second->extra']")
+    page.wait_for_selector(".react-flow__edge[data-testid='rf__edge-second->extra']", state="attached")
     text = yaml_text(console)
     assert "# probes the host once more" in text and "depends_on: [second]" in text, text
     page.click("button:has-text('Diff with approved')")
@@ -136,7 +144,9 @@ def test_a_cycle_is_marked_on_the_edge_and_in_the_yaml_at_once(console: Console,
     page.wait_for_selector(node("second"))
     assert page.locator(".react-flow__edge.cycle-edge").count() == 0
     drag_edge(console, "second", "first")  # first now waits for second: a cycle
-    page.wait_for_selector(".react-flow__edge.cycle-edge[data-testid='rf__edge-second->first']")
+    page.wait_for_selector(
+        ".react-flow__edge.cycle-edge[data-testid='rf__edge-second->first']", state="attached"
+    )
     # In the same render: both edges of the cycle, the diagnostic line and the YAML's lint mark.
     assert page.locator(".react-flow__edge.cycle-edge").count() == 2
     assert "dependency cycle" in page.locator("[data-testid=diagnostics]").inner_text()

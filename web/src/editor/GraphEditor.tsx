@@ -8,13 +8,14 @@ import {
   MiniMap,
   Position,
   ReactFlow,
+  useReactFlow,
   type Connection,
   type Edge,
   type Node,
   type NodeProps,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { memo, useMemo } from "react";
+import { memo, useEffect, useMemo } from "react";
 import { layout, TYPE_ICONS } from "../dag";
 import type { Checked, GraphEdit } from "./types";
 
@@ -41,6 +42,16 @@ const EditorNode = memo(function EditorNode({ data, selected }: NodeProps<Node<E
 });
 
 const nodeTypes = { editor: EditorNode };
+
+/** Auto-layout moves every node when steps come and go: fit them in view again. */
+function FitOnChange({ shape }: { shape: string }) {
+  const flow = useReactFlow();
+  useEffect(() => {
+    const timer = setTimeout(() => flow.fitView({ maxZoom: 1 }), 60);
+    return () => clearTimeout(timer);
+  }, [shape, flow]);
+  return null;
+}
 
 export function GraphEditor({
   checked,
@@ -98,6 +109,7 @@ export function GraphEditor({
         onNodeClick={(_, node) => onSelect(node.id)}
         onPaneClick={() => onSelect(null)}
       >
+        <FitOnChange shape={`${nodes.length}:${edges.length}`} />
         <Background />
         <MiniMap pannable zoomable />
         <Controls showInteractive={false} />

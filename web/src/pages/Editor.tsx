@@ -72,15 +72,19 @@ export function Editor({ id, who }: { id: string | null; who: Identity }) {
   const latest = useRef<string | null>(text);
   latest.current = text;
   const queue = useRef<Promise<void>>(Promise.resolve());
+  const ids = useRef<string[]>([]);
+  ids.current = checked.graph.nodes.map((n) => n.id);
   const edit = useCallback((change: GraphEdit) => {
     queue.current = queue.current.then(async () => {
       const current = latest.current;
       if (current === null) return;
       setError("");
+      if (change.op === "add_step" && !change.step.id) change = { ...change, step: { ...change.step, id: fresh(change.step.type, ids.current) } };
       try {
         const c = await api<Checked>("/authoring/edit", { method: "POST", json: { yaml: current, edit: change } });
         seq.current++;
         latest.current = c.yaml ?? current;
+        ids.current = c.graph.nodes.map((n) => n.id);
         setChecked(c);
         setText(latest.current);
       } catch (e) {
@@ -153,7 +157,7 @@ export function Editor({ id, who }: { id: string | null; who: Identity }) {
           ))}
         </div>
       )}
-      <Palette types={stepTypes(schema)} taken={checked.graph.nodes.map((n) => n.id)} onAdd={edit} />
+      <Palette types={stepTypes(schema)} onAdd={edit} />
       <div className="editor-views">
         <div>
           <GraphEditor checked={checked} selected={selected} onSelect={setSelected} onEdit={edit} />
@@ -186,16 +190,18 @@ export function Editor({ id, who }: { id: string | null; who: Identity }) {
   );
 }
 
-function Palette({ types, taken, onAdd }: { types: string[]; taken: string[]; onAdd: (e: GraphEdit) => void }) {
-  const fresh = (type: string) => {
-    let n = 1;
-    while (taken.includes(`${type}_${n}`)) n++;
-    return `${type}_${n}`;
-  };
+/** The first free id `type_N` (named when the edit applies: clicks may queue). */
+function fresh(type: string, taken: string[]): string {
+  let n = 1;
+  while (taken.includes(`${type}_${n}`)) n++;
+  return `${type}_${n}`;
+}
+
+function Palette({ types, onAdd }: { types: string[]; onAdd: (e: GraphEdit) => void }) {
   return (
     <div className="palette" role="toolbar" aria-label="Step types" data-testid="palette">
       {types.map((type) => (
-        <button type="button" className="small" key={type} onClick={() => onAdd({ op: "add_step", step: { id: fresh(type), type } })}>
+        <button type="button" className="small" key={type} onClick={() => onAdd({ op: "add_step", step: { id: "", type } })}>
           + {type}
         </button>
       ))}
