@@ -67,6 +67,9 @@ def test_build_four_steps_in_the_graph_save_approve_and_run(console: Console, st
     select(console, "assert_1")
     page.fill("[data-testid=step-panel] input[name=that]", "true")
     page.keyboard.press("Enter")
+    # The forms' edits have landed (a re-render mid-drag would drop the connection).
+    page.wait_for_function("() => document.querySelector('.cm-content').innerText.includes('that: true')")
+    page.wait_for_selector("[data-testid=graph-editor][data-fitted='4:0']")  # laid out, in view
     drag_edge(console, "transform_1", "transform_2")  # an edge drawn by drag
     page.wait_for_selector(
         ".react-flow__edge[data-testid='rf__edge-transform_1->transform_2']", state="attached"
@@ -135,13 +138,18 @@ def test_a_step_typed_in_the_yaml_shows_in_the_graph_and_its_comment_survives(
     page.click("button:has-text('Diff with approved')")
     page.wait_for_selector("[data-testid=diff] .add:has-text('id: extra')")
     console.shot("editor-yaml-edit")
+    # Completion from the schema: step types after `type:`.
+    page.click(".cm-content")
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text("  - id: more\n    type: tra")
+    page.wait_for_selector(".cm-tooltip-autocomplete li:has-text('transform')")
 
 
 def test_a_cycle_is_marked_on_the_edge_and_in_the_yaml_at_once(console: Console, stack: Stack) -> None:
     page = console.page
     runbook_id = stack.register(BASE.format(id=f"web-cycle-{uuid.uuid4().hex[:6]}"))
     open_editor(console, stack, f"#/editor/{runbook_id}")
-    page.wait_for_selector(node("second"))
+    page.wait_for_selector("[data-testid=graph-editor][data-fitted='2:1']")
     assert page.locator(".react-flow__edge.cycle-edge").count() == 0
     drag_edge(console, "second", "first")  # first now waits for second: a cycle
     page.wait_for_selector(

@@ -15,7 +15,7 @@ import {
   type NodeProps,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { memo, useEffect, useMemo } from "react";
+import { memo, useEffect, useMemo, useState } from "react";
 import { layout, TYPE_ICONS } from "../dag";
 import type { Checked, GraphEdit } from "./types";
 
@@ -44,12 +44,15 @@ const EditorNode = memo(function EditorNode({ data, selected }: NodeProps<Node<E
 const nodeTypes = { editor: EditorNode };
 
 /** Auto-layout moves every node when steps come and go: fit them in view again. */
-function FitOnChange({ shape }: { shape: string }) {
+function FitOnChange({ shape, onFitted }: { shape: string; onFitted: (shape: string) => void }) {
   const flow = useReactFlow();
   useEffect(() => {
-    const timer = setTimeout(() => flow.fitView({ maxZoom: 1 }), 60);
+    const timer = setTimeout(() => {
+      flow.fitView({ maxZoom: 1 });
+      onFitted(shape);
+    }, 60);
     return () => clearTimeout(timer);
-  }, [shape, flow]);
+  }, [shape, flow, onFitted]);
   return null;
 }
 
@@ -89,8 +92,11 @@ export function GraphEditor({
     return { nodes, edges };
   }, [checked, selected]);
 
+  const shape = `${nodes.length}:${edges.length}`;
+  const [fitted, setFitted] = useState("");
   return (
-    <div className="dag graph-editor" data-testid="graph-editor" data-steps={nodes.length}>
+    // data-fitted: the shape (steps:edges) last fitted in view, for tests to wait on.
+    <div className="dag graph-editor" data-testid="graph-editor" data-steps={nodes.length} data-fitted={fitted}>
       <ReactFlow
         nodes={nodes}
         edges={edges}
@@ -109,7 +115,7 @@ export function GraphEditor({
         onNodeClick={(_, node) => onSelect(node.id)}
         onPaneClick={() => onSelect(null)}
       >
-        <FitOnChange shape={`${nodes.length}:${edges.length}`} />
+        <FitOnChange shape={shape} onFitted={setFitted} />
         <Background />
         <MiniMap pannable zoomable />
         <Controls showInteractive={false} />

@@ -1,18 +1,31 @@
 // The YAML view: CodeMirror 6 with the server validator's issues as inline diagnostics (line,
 // step). The text is owned by the page; edits from the graph arrive through `value`.
-import { yaml } from "@codemirror/lang-yaml";
-import { linter, lintGutter, type Diagnostic } from "@codemirror/lint";
+import { yaml, yamlLanguage } from "@codemirror/lang-yaml";
+import { forceLinting, linter, lintGutter, type Diagnostic } from "@codemirror/lint";
 import { EditorView, basicSetup } from "codemirror";
 import { useEffect, useRef } from "react";
-import type { Issue } from "./types";
+import { schemaCompletion } from "./completion";
+import type { Issue, Schema } from "./types";
 
-export function YamlEditor({ value, issues, onChange }: { value: string; issues: Issue[]; onChange: (text: string) => void }) {
+export function YamlEditor({
+  value,
+  issues,
+  schema,
+  onChange,
+}: {
+  value: string;
+  issues: Issue[];
+  schema: Schema | null;
+  onChange: (text: string) => void;
+}) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
   const issuesRef = useRef<Issue[]>(issues);
   const changed = useRef(onChange);
   changed.current = onChange;
   issuesRef.current = issues;
+  const schemaRef = useRef<Schema | null>(schema);
+  schemaRef.current = schema;
 
   useEffect(() => {
     const lint = linter(
@@ -34,6 +47,7 @@ export function YamlEditor({ value, issues, onChange }: { value: string; issues:
       extensions: [
         basicSetup,
         yaml(),
+        yamlLanguage.data.of({ autocomplete: schemaCompletion(() => schemaRef.current) }),
         lintGutter(),
         lint,
         EditorView.updateListener.of((u) => {
@@ -54,9 +68,8 @@ export function YamlEditor({ value, issues, onChange }: { value: string; issues:
   }, [value]);
 
   useEffect(() => {
-    // Re-run the linter with the new issues: a no-op transaction is enough for forceLinting.
-    const editor = view.current;
-    if (editor) import("@codemirror/lint").then(({ forceLinting }) => forceLinting(editor));
+    // Re-run the linter with the new issues.
+    if (view.current) forceLinting(view.current);
   }, [issues]);
 
   return <div className="yaml-editor" data-testid="yaml-editor" ref={host} />;

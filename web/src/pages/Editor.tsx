@@ -164,7 +164,7 @@ export function Editor({ id, who }: { id: string | null; who: Identity }) {
           {node && <StepPanel key={node.id} node={node} schema={schema} others={checked.graph.nodes.map((n) => n.id)} onEdit={edit} />}
         </div>
         <div>
-          <YamlEditor value={text} issues={checked.issues} onChange={setText} />
+          <YamlEditor value={text} issues={checked.issues} schema={schema} onChange={setText} />
           <ul className="plain small" data-testid="diagnostics">
             {checked.issues.map((i, k) => (
               <li key={k} className={i.level === "error" ? "error" : "warn"}>
