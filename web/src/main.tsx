@@ -1,4 +1,4 @@
-import { StrictMode, useCallback, useEffect, useState } from "react";
+import { lazy, StrictMode, Suspense, useCallback, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { api, SIGNED_OUT, storedKey, storeKey, type Identity } from "./api";
 import { Alerts } from "./pages/Alerts";
@@ -12,9 +12,13 @@ import { SignIn } from "./pages/SignIn";
 import { href, useRoute } from "./route";
 import "./styles.css";
 
+// The editor (CodeMirror, its own chunk) loads when first opened.
+const Editor = lazy(() => import("./pages/Editor").then((m) => ({ default: m.Editor })));
+
 const THEME = "rb.theme";
 const SECTIONS: [string, string][] = [
   ["runbooks", "Runbooks"],
+  ["editor", "Editor"],
   ["executions", "Executions"],
   ["approvals", "Approvals"],
   ["schedules", "Schedules"],
@@ -59,6 +63,11 @@ function App() {
   const section = route[0] ?? "runbooks";
   let page: JSX.Element;
   if (!who) page = checking ? <p className="muted">Signing in…</p> : <SignIn onSignedIn={setWho} />;
+  else if (section === "editor") page = (
+      <Suspense fallback={<p className="muted">Loading the editor…</p>}>
+        <Editor key={route[1] ?? "new"} id={route[1] ?? null} who={who} />
+      </Suspense>
+    );
   else if (section === "runbooks" && route[1]) page = <Runbook id={route[1]} who={who} />;
   else if (section === "executions" && route[1]) page = <Execution id={route[1]} who={who} />;
   else if (section === "executions") page = <Executions />;

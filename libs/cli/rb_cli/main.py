@@ -18,6 +18,7 @@ from rb_cli import (
     new_cmd,
     replay_cmd,
     run_cmd,
+    schema_cmd,
     stack_cmd,
     test_cmd,
     trigger_cmd,
@@ -65,6 +66,7 @@ register(app, run_cmd.run, epilog=run_cmd.EXAMPLES)
 register(app, replay_cmd.replay, epilog=replay_cmd.EXAMPLES)
 register(app, graph_cmd.graph, epilog=graph_cmd.EXAMPLES)
 register(app, new_cmd.new, epilog=new_cmd.EXAMPLES)
+register(app, schema_cmd.schema, epilog=schema_cmd.EXAMPLES)
 app.add_typer(audit_app, name="audit")
 app.add_typer(fixture_app, name="fixture")
 # The stack.

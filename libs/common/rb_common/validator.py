@@ -649,6 +649,12 @@ def validate_file(path: str | Path) -> tuple[Runbook | None, list[Issue]]:
         return None, [Issue("error", file, None, "no such file")]
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Issue("error", file, None, f"cannot read: {exc}")]
+    return validate_text(text, file, p.parent)
+
+
+def validate_text(text: str, file: str, base_dir: Path | None = None) -> tuple[Runbook | None, list[Issue]]:
+    """Load and check a runbook's text (the console's editor: `base_dir` None leaves the files a
+    step names unchecked). A text that does not load gives one error and no model."""
     data: Any = None
     lines: dict[Location, int] = {}
     try:
@@ -661,7 +667,7 @@ def validate_file(path: str | Path) -> tuple[Runbook | None, list[Issue]]:
         return None, [Issue("error", file, None, "invalid YAML: nested too deeply")]
     except Exception as exc:  # the loader should only raise RunbookLoadError; never crash here
         return None, [Issue("error", file, None, f"cannot load: {type(exc).__name__}: {exc}")]
-    return runbook, validate_runbook(runbook, file, lines, p.parent)
+    return runbook, validate_runbook(runbook, file, lines, base_dir)
 
 
 def _step_at(data: Any, lines: dict[Location, int], line: int | None) -> str | None:

@@ -34,11 +34,13 @@ from rb_api.routes import (
     approval_email,
     approvals,
     artifacts,
+    authoring,
     executions,
     health,
     keys,
     runbooks,
     schedules,
+    schema,
     secrets,
     slack,
     triggers,
@@ -137,6 +139,8 @@ def create_app(
     app.include_router(retries_router, responses=protected)  # retry a failed step
     app.include_router(events_router, responses=protected)  # outside events for wait_for_event
     app.include_router(artifacts.router, responses=protected)
+    app.include_router(schema.router, responses=protected)  # the runbook JSON Schema
+    app.include_router(authoring.router, responses=protected)  # the console's editor
     install_console(app, settings)  # the web console at / (rb_api.console)
     # Added last = outermost: metrics see every answer, including the 401s of authentication and
     # the 413s of the body limit; CORS (only with RB_CORS_ORIGINS) answers preflights itself.

@@ -112,6 +112,10 @@ ACCESS: dict[tuple[str, str], Role | str] = {
     ("GET", "/favicon.svg"): CONSOLE,
     ("GET", "/assets/{name}"): CONSOLE,
     ("GET", "/console/identity"): Role.VIEWER,
+    ("GET", "/api/v1/schema/runbook"): Role.VIEWER,
+    ("POST", "/api/v1/authoring/validate"): Role.VIEWER,  # touches nothing
+    ("POST", "/api/v1/authoring/edit"): Role.VIEWER,  # a text in, a text out
+    ("POST", "/api/v1/authoring/dry-run"): Role.VIEWER,  # the plan; nothing runs
 }
 
 GRAPHQL_FIELDS: dict[tuple[str, str], Role] = {
@@ -285,6 +289,13 @@ def _request(w: World, method: str, template: str) -> tuple[str, dict[str, Any]]
         return path, {"json": {"subject": "deploy.finished", "correlation": "CHG-1", "data": {"ok": True}}}
     if template.endswith("/rollback"):
         return path, {"json": {"revision": 1}}
+    if template.startswith("/api/v1/authoring/"):
+        text = w.make_yaml(w.runbook_id)
+        edit = {"op": "set_input", "id": "first", "key": "note", "value": "hi"}
+        extra = {"edit": edit} if template.endswith("/edit") else {}
+        if template.endswith("/dry-run"):
+            extra = {"params": {"region": "eu"}}
+        return path, {"json": {"yaml": text, **extra}}
     if template.endswith("/execute"):
         return path, {"json": {"params": {"region": "eu"}}}
     if template == "/api/v1/keys" and method == "POST":

@@ -72,6 +72,7 @@ export function Runbook({ id, who }: { id: string; who: Identity }) {
         </p>
       )}
       <div className="actions">
+        {can(who, "author") && <a href={href("editor", r.id)}>Edit</a>}
         {can(who, "admin") && r.status !== "APPROVED" && (
           <button type="button" onClick={() => act("approve")}>
             Approve runbook
