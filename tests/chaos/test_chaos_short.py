@@ -133,6 +133,7 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
         refused: list[str] = []
         kills: Counter[str] = Counter()
         leader_changes: list[tuple[str, str]] = []
+        windows: list[tuple[float, float]] = []  # wall-clock spans from a kill to recovery
         stop = asyncio.Event()
 
         async def load() -> None:
@@ -149,20 +150,24 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
 
         async def kill_executor() -> None:
             label = rng.choice(["executor-a", "executor-b"])
+            began = time.time()
             stack.kill(label)
             kills[label] += 1
             await asyncio.sleep(rng.uniform(1, 3))
             stack.start(label, "executor", rng.randrange(3))
+            windows.append((began, time.time() + 3))
 
         async def kill_stream_leader() -> None:
             leader = await stream_leader(bus)
             node = cluster.node(leader)
+            began = time.time()
             node.kill()
             kills[f"nats-{leader}"] += 1
             await asyncio.sleep(rng.uniform(3, 6))
             node.start()
             await asyncio.to_thread(cluster.wait_meta_leader, 60.0)
             leader_changes.append((leader, await stream_leader(bus)))
+            windows.append((began, time.time() + 3))
 
         async def chaos() -> None:
             await asyncio.sleep(5)
@@ -191,6 +196,8 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
         assert not missing, f"{len(missing)} of {len(accepted)} not terminal, e.g. {missing[:3]}\n{stack.logs()}"
 
         latencies: list[float] = []
+        calm: list[float] = []
+        stormy: list[float] = []
         scheduled_keys: dict[str, int] = {}
         for execution_id, events in ends.items():
             requested = [e for e in events if e.type == EventType.EXECUTION_REQUESTED]
@@ -206,7 +213,10 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
             for e in events:
                 if e.type == EventType.STEP_SCHEDULED:
                     scheduled_keys[e.data["idempotency_key"]] = deliveries.get(int(e.data["attempt"]), 1)
-            latencies.append((events[-1].time - events[0].time).total_seconds())
+            latency = (events[-1].time - events[0].time).total_seconds()
+            latencies.append(latency)
+            start = events[0].time.timestamp()
+            (stormy if any(a <= start <= b for a, b in windows) else calm).append(latency)
         effects = counter.snapshot()
         unknown = set(effects) - set(scheduled_keys)
         assert not unknown, f"side effects under keys no step was scheduled with: {sorted(unknown)[:3]}"
@@ -214,12 +224,18 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
         assert not over, f"side effects beyond the recorded deliveries (count, deliveries): {over}"
         outcomes = Counter(events[-1].type.value for events in ends.values())
         assert outcomes.get("execution.succeeded", 0) == len(ends), f"outcomes: {outcomes}"
-        p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 20 else max(latencies)
+
+        def p95(values: list[float]) -> float:
+            if not values:
+                return float("nan")
+            return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
+
         print(  # the numbers for the note (pytest -s)
             f"\nchaos: seed={SEED} seconds={LOAD_SECONDS:.0f} accepted={len(accepted)} refused={len(refused)}"
             f" outcomes={dict(outcomes)} kills={dict(kills)} leader_changes={leader_changes}"
             f" effects={sum(effects.values())} keys={len(effects)} redelivered={sum(n > 1 for n in effects.values())}"
-            f" latency_p50={statistics.median(latencies):.2f}s p95={p95:.2f}s"
+            f" latency_p50={statistics.median(latencies):.2f}s p95={p95(latencies):.2f}s"
+            f" p95_calm={p95(calm):.2f}s (n={len(calm)}) p95_chaos={p95(stormy):.2f}s (n={len(stormy)})"
         )
         assert kills, "no chaos happened"
     finally:
