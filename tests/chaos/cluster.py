@@ -145,7 +145,7 @@ class NatsCluster:
 class CounterServer:
     """Counts POSTs by Idempotency-Key: the side effects of the chaos runbook's http step."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
         counter = self
@@ -156,6 +156,7 @@ class CounterServer:
                 self.rfile.read(length)
                 with counter.lock:
                     counter.counts[self.headers.get("Idempotency-Key") or ""] += 1
+                time.sleep(delay)  # a side effect that takes a while: kills catch steps in flight
                 body = b'{"ok": true}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -54,7 +54,7 @@ def runbook_yaml(runbook_id: str, url: str) -> str:
 def distributed(tmp_path: Path) -> Iterator[tuple[NatsCluster, Stack, CounterServer]]:
     cluster = NatsCluster(tmp_path / "nats")
     database = Database()
-    counter = CounterServer()
+    counter = CounterServer(delay=1.0)
     home = tmp_path / "home"
     home.mkdir()
     stack = Stack(home, cluster, database.url, f"c{uuid.uuid4().hex[:8]}")
@@ -215,8 +215,8 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
                     scheduled_keys[e.data["idempotency_key"]] = deliveries.get(int(e.data["attempt"]), 1)
             latency = (events[-1].time - events[0].time).total_seconds()
             latencies.append(latency)
-            start = events[0].time.timestamp()
-            (stormy if any(a <= start <= b for a, b in windows) else calm).append(latency)
+            start, end = events[0].time.timestamp(), events[-1].time.timestamp()
+            (stormy if any(start <= b and end >= a for a, b in windows) else calm).append(latency)
         effects = counter.snapshot()
         unknown = set(effects) - set(scheduled_keys)
         assert not unknown, f"side effects under keys no step was scheduled with: {sorted(unknown)[:3]}"

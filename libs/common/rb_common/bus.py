@@ -281,7 +281,10 @@ async def append_events(
     sequence instead: the pipeline is only ever a shortcut, never a weaker check."""
     if not events:
         return expected_last_subject_seq
-    if not pipelined or len(events) == 1:
+    # Not on a replicated stream: there a refused Nats-Expected-Last-Msg-Id around a leader change
+    # left every replica in "critical write error: last msgid mismatch" and the stream without a
+    # leader (nats-server 2.15, tests/chaos with RB_STREAM_REPLICAS=3).
+    if not pipelined or len(events) == 1 or bus.names.replicas > 1:
         last = expected_last_subject_seq
         for event in events:
             last = await append_event(bus, event, last)
