@@ -57,6 +57,7 @@ async def ensure_bucket(js: JetStreamContext, names: Names) -> KeyValue:
             description="rb registry changes (one key per runbook)",
             history=1,
             storage=StorageType.FILE,
+            replicas=names.replicas,
         )
     )
 

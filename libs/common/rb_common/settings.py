@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     # Prefixes every stream, subject, durable and KV bucket: stacks and test sessions that share
     # a NATS server never see each other (`rb` keeps the names RB_EVENTS, rb.exec.<id>, ...).
     namespace: str = Field(default="rb", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    # Copies of every JetStream stream and KV bucket, made when they are created: 1 on one
+    # nats-server, 3 on a cluster. Existing streams keep a higher count set by an operator; see
+    # the README ("Moving to a NATS cluster") to change the count of a running deployment.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     database_url: str | None = None
     api_addr: str = "127.0.0.1:8080"
     # Where the CLI's client commands find the API (default: http://RB_API_ADDR, or the URL a

@@ -102,7 +102,7 @@ def create_app(
                 log.warning("RB_OIDC_ISSUER is set without RB_OIDC_JWKS_URL or RB_OIDC_PUBLIC_KEY: no tokens")
             nats_bus = bus
             if nats_bus is None:
-                nats_bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-api")
+                nats_bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-api")
                 stack.push_async_callback(nats_bus.close)
             app.state.services = Services(settings, db, nats_bus, metrics, opts, oidc)
             log.info("rb api ready (database %s, NATS %s)", db.url.render_as_string(), settings.nats_url)

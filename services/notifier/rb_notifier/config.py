@@ -96,6 +96,7 @@ class NotifierConfig:
     # The durable JetStream consumer.
     consumer: str = "notifier"
     namespace: str = "rb"
+    stream_replicas: int = 1  # RB_STREAM_REPLICAS, when the notifier is the first to connect
     filter_subject: str | None = None  # default: every execution of the namespace
     deliver_all: bool = False  # a NEW consumer starts with new events unless this is set
     ack_wait: float = 60.0
@@ -150,6 +151,7 @@ class NotifierConfig:
             secrets=tuple(dict.fromkeys(secrets)),
             consumer=s.notifier_consumer,
             namespace=s.namespace,
+            stream_replicas=s.stream_replicas,
             filter_subject=s.notifier_filter_subject,
             deliver_all=s.notifier_deliver == "all",
             ack_wait=s.notifier_ack_wait,

@@ -762,7 +762,9 @@ async def serve(
     health: Health | None = None,
 ) -> None:
     name = consumer or config.consumer
-    bus = await nats_bus.connect(nats_url, namespace=config.namespace, name=f"rb-notifier-{name}")
+    bus = await nats_bus.connect(
+        nats_url, namespace=config.namespace, replicas=config.stream_replicas, name=f"rb-notifier-{name}"
+    )
     if health is not None:
         health.add("nats", lambda: nats_answers(bus.nc))
     slack = (

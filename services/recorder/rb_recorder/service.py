@@ -215,7 +215,7 @@ async def run_recorder(
         if not await migrate_when_reachable(db, stop):
             return
         recorder = Recorder(db, consumer=consumer)
-        bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-recorder")
+        bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-recorder")
         if health is not None:
             health.add("database", lambda: asyncio.to_thread(select_one, db))
             health.add("nats", lambda: nats_answers(bus.nc))

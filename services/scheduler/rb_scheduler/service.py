@@ -214,7 +214,7 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
     engine = make_engine(database_url(settings))
     if not await migrate_when_reachable(engine, stop):
         return
-    bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-scheduler")
+    bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-scheduler")
     if health is not None:
         health.add("database", lambda: asyncio.to_thread(select_one, engine))
         health.add("nats", lambda: nats_answers(bus.nc))

@@ -16,7 +16,7 @@ from rb_executor.service.worker import Worker
 
 async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
     """The coordinator, plus step workers in the same process unless settings say otherwise."""
-    bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-executor")
+    bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-executor")
     if health is not None:
         health.add("nats", lambda: nats_answers(bus.nc))
     registry = default_registry()
@@ -41,7 +41,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
-    bus = await connect(settings.nats_url, namespace=settings.namespace, name="rb-worker")
+    bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-worker")
     if health is not None:
         health.add("nats", lambda: nats_answers(bus.nc))
     registry = default_registry()
