@@ -231,9 +231,24 @@ async def test_wait_for_event_resumes_only_on_its_correlation(stack: Stack, bus:
     assert fold(events).steps["after"].outputs == {"v": "v8"}, stack.services.logs()
 
 
+async def registered(bus: Bus, execution_id: str, timeout: float = 10.0) -> None:
+    """Until the executor's registration of the execution's waiting step is in the stream."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await bus.js.get_last_msg(bus.names.outside_stream, bus.names.waiter_subject(execution_id))
+            return
+        except Exception:
+            assert time.monotonic() < deadline, f"no waiter registration of {execution_id}"
+            await asyncio.sleep(0.05)
+
+
 async def test_a_waiting_step_gets_its_event_after_the_executor_restarted(stack: Stack, bus: Bus) -> None:
     execution_id = execute(stack, register(stack, EVENT), {"change": "CHG-restart"})
     await wait_for_event(bus, execution_id, lambda e: e.type == EventType.STEP_WAITING)
+    # The registration follows step.waiting in its own write: killed between the two, a wait
+    # is only ended by its timeout (docs/architecture.md, outside events). This test kills after.
+    await registered(bus, execution_id)
     stack.services.kill(stack.processes["executor"])  # type: ignore[attr-defined]
     stack.services.start("executor")
     send(stack, "CHG-other", "no")
