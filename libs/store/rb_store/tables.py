@@ -102,7 +102,7 @@ approvals = Table(
     Column("requested_at", DateTime(timezone=True)),
     Column("decided_at", DateTime(timezone=True)),
     # 0008: projected by the recorder from approval steps (rb_store.approval_rows).
-    Column("approval_id", String(200), unique=True, index=True),  # `<execution id>:<step id>`
+    Column("approval_id", String(200), unique=True, index=True),  # `<execution>:<step>[:<attempt> if > 1]`
     Column("runbook_id", String(100)),
     Column("prompt", Text),
     Column("min_approvals", Integer),

@@ -64,8 +64,11 @@ class Approval:
         return next((d for d in self.decisions if d.decision == REJECT), None)
 
 
-def approval_id(execution_id: str, step_id: str) -> str:
-    return f"{execution_id}:{step_id}"
+def approval_id(execution_id: str, step_id: str, attempt: int = 1) -> str:
+    """`<execution>:<step>` for a step's first request; a retried approval step asks again
+    under `<execution>:<step>:<attempt>`, so a decision (a Slack button, an email link) made on
+    an earlier request never counts toward a later one."""
+    return f"{execution_id}:{step_id}" if attempt <= 1 else f"{execution_id}:{step_id}:{attempt}"
 
 
 def timer_id(step_id: str) -> str:
@@ -81,7 +84,7 @@ def request(state: ExecutionState, step: Step, inputs: Any) -> Emit:
     return Emit(
         ApprovalRequested(
             step_id=step.id,
-            approval_id=approval_id(state.execution_id, step.id),
+            approval_id=approval_id(state.execution_id, step.id, state.steps[step.id].attempt + 1),
             approvers=[str(a) for a in inputs.get("approvers") or []],
             min_approvals=int(inputs.get("min_approvals") or 1),
             prompt=inputs.get("prompt"),
@@ -100,7 +103,8 @@ def on_requested(state: ExecutionState, event: Event, data: ApprovalRequested) -
     sid = data.step_id
     if sid not in state.steps or state.steps[sid].status != st.PENDING:
         return {}
-    changes = fold._step(state, sid, status=st.RUNNING, attempt=1, inputs=data.dump(), started_at=event.time)
+    attempt = state.steps[sid].attempt + 1
+    changes = fold._step(state, sid, status=st.RUNNING, attempt=attempt, inputs=data.dump(), started_at=event.time)
     changes["approvals"] = {**state.approvals, sid: Approval(data, event.time)}
     return changes
 

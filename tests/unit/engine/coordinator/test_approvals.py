@@ -224,3 +224,20 @@ async def test_an_approval_nobody_can_give_in_process_is_a_clear_error() -> None
     runner = Runner(InMemoryEventStore(), PluginExecutor(default_registry()), FakeClock(T0), Settings())
     with pytest.raises(RbError, match="waits for approval of step 'gate'"):
         await runner.run(RunRequest(runbook=model, execution_id="x2", params={"svc": "api"}))
+
+
+def test_a_retried_approval_asks_again_under_a_new_id_and_old_decisions_do_not_count() -> None:
+    drive = drive_to_gate()
+    drive.apply(decide(drive, "key:alice", "reject"))
+    assert drive.state.status == "FAILED" and drive.state.steps["gate"].attempt == 1
+    applied = drive.apply(controlled(drive.state, "step.retry_requested", {"step_id": "gate"}, "key:op"))
+    assert applied.state.status == "WAITING_APPROVAL"
+    [first, second] = of(list(drive.events), EventType.APPROVAL_REQUESTED)
+    assert first.data["approval_id"] == "ex1:gate"
+    assert second.data["approval_id"] == "ex1:gate:2"
+    assert drive.state.steps["gate"].attempt == 2
+    assert decide(drive, "key:bob") == [], "a decision on the first request (a late link) is not news"
+    late = decision("key:bob").model_copy(update={"approval_id": "ex1:gate:2"}).dump()
+    drive.apply(controlled(drive.state, "approval.decided", late, "key:bob"))
+    assert drive.state.steps["gate"].status == "SUCCEEDED"
+    assert drive.state.status == "RUNNING"
