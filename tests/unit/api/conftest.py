@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from api_auth_support import ADMIN, ADMIN_KEY, TRIGGER_TOKEN
+from api_app_support import app_client, app_settings
+from api_auth_support import ADMIN, TRIGGER_TOKEN
 from api_probe_support import KeyFactory, SubjectProbe
 from sqlalchemy import Engine
 
-from rb_api.app import create_app
 from rb_api.deps import ApiOptions
 from rb_common.bus import DEFAULT_NAMES, Bus, append_event
 from rb_common.events import Event
@@ -91,19 +91,8 @@ def api_options() -> ApiOptions:
 async def client(
     tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        home=tmp_path / ".rb",
-        nats_url="nats://memory.invalid:4222",
-        bootstrap_admin_key=ADMIN_KEY,
-        alertmanager_token=TRIGGER_TOKEN,
-    )
-    app = create_app(settings, engine=engine, bus=bus, options=api_options)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20, headers=ADMIN
-        ) as c,
-    ):
+    settings = app_settings(tmp_path, alertmanager_token=TRIGGER_TOKEN)
+    async with app_client(settings, engine, bus, api_options, headers=ADMIN) as c:
         yield c
 
 

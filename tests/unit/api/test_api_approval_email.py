@@ -12,16 +12,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from api_auth_support import ADMIN_KEY
+from api_app_support import app_client, app_settings
 from api_probe_support import SubjectProbe
 from approval_support import Waiting, approval_yaml
 from sqlalchemy import Engine
 
-from rb_api.app import create_app
 from rb_api.deps import ApiOptions
 from rb_common.approval_links import signed_url
 from rb_common.bus import DEFAULT_NAMES, Bus
-from rb_common.settings import Settings
 from rb_engine.coordinator.applier import controlled
 from rb_notifier.approval_mail import decision_link, with_link
 from rb_notifier.config import NotifierConfig
@@ -37,17 +35,7 @@ ALICE = "alice@example.com"
 async def link_client(
     tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        home=tmp_path / ".rb",
-        nats_url="nats://memory.invalid:4222",
-        bootstrap_admin_key=ADMIN_KEY,
-        link_key=LINK_KEY,
-    )
-    app = create_app(settings, engine=engine, bus=bus, options=api_options)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20) as c,
-    ):
+    async with app_client(app_settings(tmp_path, link_key=LINK_KEY), engine, bus, api_options) as c:
         yield c
 
 

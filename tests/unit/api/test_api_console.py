@@ -8,13 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_app_support import app_client, app_settings
 from api_auth_support import ADMIN_KEY, bearer
 from sqlalchemy import Engine
 
-from rb_api.app import create_app
-from rb_api.deps import ApiOptions
 from rb_common.bus import Bus
-from rb_common.settings import Settings
 from rb_store.keys import create_key
 
 
@@ -28,17 +26,7 @@ def _build(directory: Path) -> Path:
 
 
 async def _client(tmp_path: Path, engine: Engine, bus: Bus, console: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        home=tmp_path / ".rb",
-        nats_url="nats://memory.invalid:4222",
-        bootstrap_admin_key=ADMIN_KEY,
-        console_dir=console,
-    )
-    app = create_app(settings, engine=engine, bus=bus, options=ApiOptions())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test") as client,
-    ):
+    async with app_client(app_settings(tmp_path, console_dir=console), engine, bus) as client:
         yield client
 
 

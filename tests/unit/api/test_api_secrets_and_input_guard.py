@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_auth_support import ADMIN, ADMIN_KEY, bearer
+from api_app_support import app_client, app_settings
+from api_auth_support import ADMIN, bearer
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from rb_api.app import create_app
 from rb_api.deps import ApiOptions
 from rb_api.input_guard import MAX_GRAPHQL_DEPTH, lone_surrogate
 from rb_common.bus import Bus
@@ -37,19 +37,8 @@ KEY = generate_key()
 
 @pytest.fixture
 async def api(tmp_path: Path, engine: Engine, bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        home=tmp_path / ".rb",
-        nats_url="nats://memory.invalid:4222",
-        bootstrap_admin_key=ADMIN_KEY,
-        master_key=SecretStr(KEY),
-    )
-    app = create_app(settings, engine=engine, bus=bus, options=ApiOptions(max_body_bytes=4 * 1024 * 1024))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20, headers=ADMIN
-        ) as c,
-    ):
+    settings = app_settings(tmp_path, master_key=SecretStr(KEY))
+    async with app_client(settings, engine, bus, ApiOptions(max_body_bytes=4 * 1024 * 1024), headers=ADMIN) as c:
         yield c
 
 

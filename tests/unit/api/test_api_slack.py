@@ -16,16 +16,15 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from api_auth_support import ADMIN, ADMIN_KEY
+from api_app_support import app_client, app_settings
+from api_auth_support import ADMIN
 from api_probe_support import SubjectProbe
 from approval_support import Waiting, approval_yaml
 from sqlalchemy import Engine
 
-from rb_api.app import create_app
 from rb_api.deps import ApiOptions
 from rb_api.slack_actions import signature
 from rb_common.bus import DEFAULT_NAMES, Bus
-from rb_common.settings import Settings
 from rb_engine.coordinator.applier import controlled
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -75,19 +74,10 @@ def slack_peer() -> Iterator[SlackPeer]:
 async def slack_client(
     tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions, slack_peer: SlackPeer
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        home=tmp_path / ".rb",
-        nats_url="nats://memory.invalid:4222",
-        bootstrap_admin_key=ADMIN_KEY,
-        slack_signing_secret=SECRET,
-        slack_token="xoxb-test-token",
-        slack_base_url=slack_peer.url,
+    settings = app_settings(
+        tmp_path, slack_signing_secret=SECRET, slack_token="xoxb-test-token", slack_base_url=slack_peer.url
     )
-    app = create_app(settings, engine=engine, bus=bus, options=api_options)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20) as c,
-    ):
+    async with app_client(settings, engine, bus, api_options) as c:
         yield c
 
 
