@@ -25,6 +25,7 @@ from rb_engine.coordinator import approvals
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.plan import plan
 from rb_engine.coordinator.state import ExecutionState, Failure, StepState, updated
+from rb_engine.coordinator.step_map import StepMap
 
 Changes = dict[str, Any]
 
@@ -60,7 +61,8 @@ def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) ->
         deps=planned.deps,
         dependants=planned.dependants,
         position=planned.position,
-        steps={sid: StepState(id=sid) for sid in order},
+        steps=StepMap((sid, StepState(id=sid)) for sid in order),
+        frontier=0,
         ready=planned.ready,
         finished=0,
         requested_at=event.time,
@@ -78,9 +80,9 @@ def _assumption(state: ExecutionState, event: Event, data: AssumptionChecked) ->
 
 def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
     """Changes to one step; keeps the ready set and the finished count in step with statuses."""
-    steps = dict(state.steps)
-    before = steps[step_id]
-    after = steps[step_id] = updated(before, **changes)
+    before = state.steps[step_id]
+    after = updated(before, **changes)
+    steps = state.steps.set(step_id, after)  # persistent: O(log steps), the old map unchanged
     out: Changes = {"steps": steps}
     is_active = after.status in st.ACTIVE or after.rollback_status in st.ACTIVE
     if is_active != (step_id in state.active):
@@ -100,8 +102,21 @@ def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
                 steps[d].status in st.FINISHED for d in state.deps[child]
             ):
                 ready.add(child)
+        if state.position.get(step_id) == state.frontier:
+            out["frontier"] = advanced_frontier(state.order, steps, state.frontier)
+    elif before.status in st.FINISHED and status not in st.FINISHED:
+        out["frontier"] = min(state.frontier, state.position[step_id])
     out["ready"] = frozenset(ready)
     return out
+
+
+def advanced_frontier(order: tuple[str, ...], steps: StepMap, start: int = 0) -> int:
+    """The first index from `start` on whose step in `order` is not finished (len(order) if
+    none is). Moving it on as steps finish costs O(steps) over a whole execution."""
+    at = start
+    while at < len(order) and steps[order[at]].status in st.FINISHED:
+        at += 1
+    return at
 
 
 def _scheduled(state: ExecutionState, event: Event, data: StepScheduled) -> Changes:

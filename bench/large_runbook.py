@@ -1,0 +1,154 @@
+"""Large runbooks in-process: steps/s of an N-step chain, and how long a cancel takes.
+
+The runbook is a chain of N `transform` steps (the cheapest real step type: the coordinator
+renders its inputs, the plugin returns them), each reading the status of the step before it
+through an expression, so the expression context is built for every step, as a chain that
+passes data along would. It runs through `rb_engine.runner.Runner` (what `rb run` uses) with
+the file event store (what `rb run` records into).
+
+For each N it prints the steps/s of a full run, and the time from `Runner.cancel` (issued once
+half of the steps have finished) to the execution being terminal (`Runner.run` returning
+CANCELLED).
+
+    .venv/bin/python bench/large_runbook.py                      # N = 100, 1,000, 10,000
+    .venv/bin/python bench/large_runbook.py --baseline /tmp/main  # also main's code, small N
+
+`--baseline DIR` runs the same measurement against another checkout of rb (for instance
+`git archive main | tar -x -C DIR`) in a subprocess with that checkout's libs first on
+PYTHONPATH, for the sizes in `--baseline-sizes` (main needs hours for 10,000 steps), and prints
+the ratio of steps/s and of cancel time for the sizes both ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rb_common.model import Runbook
+from rb_common.settings import Settings
+from rb_engine.clock import SystemClock
+from rb_engine.eventlog import FileEventStore
+from rb_engine.runner import PluginExecutor, Runner, RunRequest
+from rb_engine.steps.registry import default_registry
+
+
+def chain(n: int) -> Runbook:
+    steps: list[dict[str, Any]] = [{"id": "s0", "type": "transform", "inputs": {"i": 0}}]
+    for i in range(1, n):
+        steps.append(
+            {
+                "id": f"s{i}",
+                "type": "transform",
+                "depends_on": [f"s{i - 1}"],
+                "inputs": {"i": i, "before": f"${{steps.s{i - 1}.status}}"},
+            }
+        )
+    return Runbook.model_validate({"id": f"bench-chain-{n}", "name": f"chain of {n}", "steps": steps})
+
+
+async def _run(rb: Runbook, events_dir: Path, cancel_at: int | None) -> dict[str, float | str]:
+    settings, executor = Settings(), PluginExecutor(default_registry())
+    store = FileEventStore(events_dir)
+    half_done = asyncio.Event()
+
+    def on_event(event: Any, state: Any) -> None:
+        if cancel_at is not None and state.finished >= cancel_at:
+            half_done.set()
+
+    runner = Runner(store, executor, SystemClock(), settings, on_event=on_event)
+    start = time.perf_counter()
+    run = asyncio.create_task(runner.run(RunRequest(runbook=rb)))
+    try:
+        if cancel_at is None:
+            state = await run
+            elapsed = time.perf_counter() - start
+            return {"status": str(state.status), "seconds": elapsed, "finished": state.finished}
+        waiter = asyncio.create_task(half_done.wait())
+        await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        asked = time.perf_counter()
+        runner.cancel("bench", "cancel mid-run")
+        state = await run
+        return {
+            "status": str(state.status),
+            "seconds": time.perf_counter() - asked,
+            "finished": state.finished,
+        }
+    finally:
+        store.close()
+
+
+def measure(n: int) -> dict[str, Any]:
+    rb = chain(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        full = asyncio.run(_run(rb, Path(tmp) / "full", None))
+        cancel = asyncio.run(_run(rb, Path(tmp) / "cancel", n // 2))
+    return {
+        "n": n,
+        "status": full["status"],
+        "steps_per_s": n / float(full["seconds"]),
+        "run_s": full["seconds"],
+        "cancel_status": cancel["status"],
+        "cancel_s": cancel["seconds"],
+    }
+
+
+def baseline(checkout: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    """The same measurement in a subprocess running another checkout's libs."""
+    libs = [checkout / "libs" / name for name in ("common", "engine", "store")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in libs)}
+    args = [sys.executable, __file__, "--json", "--sizes", *map(str, sizes)]
+    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def _row(label: str, r: dict[str, Any]) -> str:
+    return (
+        f"{label:<9} {r['n']:>7,} {r['status']:<10} {r['steps_per_s']:>10,.0f} {r['run_s']:>9.2f} "
+        f"{r['cancel_status']:<10} {r['cancel_s'] * 1000:>10.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1_000, 10_000])
+    parser.add_argument("--baseline", type=Path, help="another rb checkout (e.g. main) to measure too")
+    parser.add_argument("--baseline-sizes", type=int, nargs="+", default=[100, 1_000])
+    parser.add_argument("--json", action="store_true", help="one JSON object per size (machine use)")
+    args = parser.parse_args()
+    if args.json:
+        for n in args.sizes:
+            print(json.dumps(measure(n)), flush=True)
+        return
+    print(
+        f"{'code':<9} {'steps':>7} {'status':<10} {'steps/s':>10} {'run s':>9} {'cancel':<10} {'cancel ms':>10}"
+    )
+    ours = {}
+    for n in args.sizes:
+        ours[n] = measure(n)
+        print(_row("this", ours[n]), flush=True)
+    if args.baseline is None:
+        return
+    for r in baseline(args.baseline, args.baseline_sizes):
+        print(_row("baseline", r), flush=True)
+        mine = ours.get(r["n"])
+        if mine is not None:
+            print(
+                f"{'ratio':<9} {r['n']:>7,} steps/s {mine['steps_per_s'] / r['steps_per_s']:.1f}x, "
+                f"cancel {r['cancel_s'] / mine['cancel_s']:.1f}x faster",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
