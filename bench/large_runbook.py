@@ -1,9 +1,9 @@
 """Large runbooks in-process: steps/s of an N-step chain, and how long a cancel takes.
 
 The runbook is a chain of N `transform` steps (the cheapest real step type: the coordinator
-renders its inputs, the plugin returns them), each reading the status of the step before it
-through an expression, so the expression context is built for every step, as a chain that
-passes data along would. It runs through `rb_engine.runner.Runner` (what `rb run` uses) with
+renders its inputs, the plugin returns them): "plain" with constant inputs, "reads" with each
+step also reading the status of the step before it through an expression, as a chain that
+passes data along would (an expression evaluated per step). It runs through `rb_engine.runner.Runner` (what `rb run` uses) with
 the file event store (what `rb run` records into).
 
 For each N it prints the steps/s of a full run, and the time from `Runner.cancel` (issued once
@@ -40,17 +40,15 @@ from rb_engine.runner import PluginExecutor, Runner, RunRequest
 from rb_engine.steps.registry import default_registry
 
 
-def chain(n: int) -> Runbook:
+def chain(n: int, reads: bool = False) -> Runbook:
+    """N `transform` steps in a chain; with `reads`, each also reads the status of the step
+    before it through an expression (a chain that passes data along)."""
     steps: list[dict[str, Any]] = [{"id": "s0", "type": "transform", "inputs": {"i": 0}}]
     for i in range(1, n):
-        steps.append(
-            {
-                "id": f"s{i}",
-                "type": "transform",
-                "depends_on": [f"s{i - 1}"],
-                "inputs": {"i": i, "before": f"${{steps.s{i - 1}.status}}"},
-            }
-        )
+        inputs: dict[str, Any] = {"i": i}
+        if reads:
+            inputs["before"] = f"${{steps.s{i - 1}.status}}"
+        steps.append({"id": f"s{i}", "type": "transform", "depends_on": [f"s{i - 1}"], "inputs": inputs})
     return Runbook.model_validate({"id": f"bench-chain-{n}", "name": f"chain of {n}", "steps": steps})
 
 
@@ -86,13 +84,14 @@ async def _run(rb: Runbook, events_dir: Path, cancel_at: int | None) -> dict[str
         store.close()
 
 
-def measure(n: int) -> dict[str, Any]:
-    rb = chain(n)
+def measure(n: int, reads: bool = False) -> dict[str, Any]:
+    rb = chain(n, reads)
     with tempfile.TemporaryDirectory() as tmp:
         full = asyncio.run(_run(rb, Path(tmp) / "full", None))
         cancel = asyncio.run(_run(rb, Path(tmp) / "cancel", n // 2))
     return {
         "n": n,
+        "shape": "reads" if reads else "plain",
         "status": full["status"],
         "steps_per_s": n / float(full["seconds"]),
         "run_s": full["seconds"],
@@ -101,18 +100,18 @@ def measure(n: int) -> dict[str, Any]:
     }
 
 
-def baseline(checkout: Path, sizes: list[int]) -> list[dict[str, Any]]:
+def baseline(checkout: Path, sizes: list[int], shapes: list[str]) -> list[dict[str, Any]]:
     """The same measurement in a subprocess running another checkout's libs."""
     libs = [checkout / "libs" / name for name in ("common", "engine", "store")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in libs)}
-    args = [sys.executable, __file__, "--json", "--sizes", *map(str, sizes)]
+    args = [sys.executable, __file__, "--json", "--sizes", *map(str, sizes), "--shapes", *shapes]
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def _row(label: str, r: dict[str, Any]) -> str:
     return (
-        f"{label:<9} {r['n']:>7,} {r['status']:<10} {r['steps_per_s']:>10,.0f} {r['run_s']:>9.2f} "
+        f"{label:<9} {r['shape']:<6} {r['n']:>7,} {r['status']:<10} {r['steps_per_s']:>10,.0f} {r['run_s']:>9.2f} "
         f"{r['cancel_status']:<10} {r['cancel_s'] * 1000:>10.1f}"
     )
 
@@ -122,29 +121,33 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1_000, 10_000])
+    parser.add_argument("--shapes", nargs="+", choices=["plain", "reads"], default=["plain", "reads"])
     parser.add_argument("--baseline", type=Path, help="another rb checkout (e.g. main) to measure too")
     parser.add_argument("--baseline-sizes", type=int, nargs="+", default=[100, 1_000])
     parser.add_argument("--json", action="store_true", help="one JSON object per size (machine use)")
     args = parser.parse_args()
     if args.json:
-        for n in args.sizes:
-            print(json.dumps(measure(n)), flush=True)
+        for shape in args.shapes:
+            for n in args.sizes:
+                print(json.dumps(measure(n, shape == "reads")), flush=True)
         return
     print(
-        f"{'code':<9} {'steps':>7} {'status':<10} {'steps/s':>10} {'run s':>9} {'cancel':<10} {'cancel ms':>10}"
+        f"{'code':<9} {'shape':<6} {'steps':>7} {'status':<10} {'steps/s':>10} {'run s':>9} "
+        f"{'cancel':<10} {'cancel ms':>10}"
     )
     ours = {}
-    for n in args.sizes:
-        ours[n] = measure(n)
-        print(_row("this", ours[n]), flush=True)
+    for shape in args.shapes:
+        for n in args.sizes:
+            ours[shape, n] = measure(n, shape == "reads")
+            print(_row("this", ours[shape, n]), flush=True)
     if args.baseline is None:
         return
-    for r in baseline(args.baseline, args.baseline_sizes):
+    for r in baseline(args.baseline, args.baseline_sizes, args.shapes):
         print(_row("baseline", r), flush=True)
-        mine = ours.get(r["n"])
+        mine = ours.get((r["shape"], r["n"]))
         if mine is not None:
             print(
-                f"{'ratio':<9} {r['n']:>7,} steps/s {mine['steps_per_s'] / r['steps_per_s']:.1f}x, "
+                f"{'ratio':<9} {r['shape']:<6} {r['n']:>7,} steps/s {mine['steps_per_s'] / r['steps_per_s']:.1f}x, "
                 f"cancel {r['cancel_s'] / mine['cancel_s']:.1f}x faster",
                 flush=True,
             )

@@ -23,6 +23,7 @@ from rb_common.payloads import (
     RollbackStarted,
     StepFailed,
     StepSkipped,
+    StepsSkipped,
     TerminalPayload,
 )
 from rb_common.step_specs import SPECS
@@ -293,10 +294,21 @@ def _wind_down(state: ExecutionState, terminal: TerminalPayload, first: bool = F
             return commands
     active = False
     order, steps = state.order, state.steps
+    if state.skip_together:
+        pending = [
+            order[at] for at in range(state.frontier, len(order)) if steps[order[at]].status in _PENDING
+        ]
+        if pending:
+            skipped = StepsSkipped(step_ids=pending, reason=f"execution is ending ({terminal.reason})")
+            commands.append(Emit(skipped))
+            if first:
+                return commands
     for at in range(state.frontier, len(order)):
         sid = order[at]
         current = steps[sid]
-        if current.status in (st.PENDING, st.RETRY_WAIT):
+        if current.status in _PENDING:
+            if state.skip_together:
+                continue  # in the one steps.skipped above
             commands.append(_skip(sid, f"execution is ending ({terminal.reason})"))
         elif current.status in st.ACTIVE:
             commands.append(CancelStep(sid))
@@ -305,7 +317,9 @@ def _wind_down(state: ExecutionState, terminal: TerminalPayload, first: bool = F
             continue
         if first:
             return commands
-    if active or any(isinstance(c, Emit) and isinstance(c.payload, StepSkipped) for c in commands):
+    if active or any(
+        isinstance(c, Emit) and isinstance(c.payload, StepSkipped | StepsSkipped) for c in commands
+    ):
         return commands
     if rollback:
         compensation = _next_compensation(state)
@@ -313,6 +327,9 @@ def _wind_down(state: ExecutionState, terminal: TerminalPayload, first: bool = F
             return [*commands, *compensation]
         terminal = terminal.model_copy(update=_rollback_summary(state))
     return [*commands, *_finish(state, terminal)]
+
+
+_PENDING = (st.PENDING, st.RETRY_WAIT)  # what a wind-down skips
 
 
 def _compensation_order(state: ExecutionState) -> list[str]:

@@ -14,6 +14,7 @@ from rb_common.payloads import (
     StepFailed,
     StepScheduled,
     StepSkipped,
+    StepsSkipped,
     StepStarted,
     StepSucceeded,
     TerminalPayload,
@@ -67,6 +68,7 @@ def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) ->
         finished=0,
         requested_at=event.time,
         timer_waits=data.waits == "timers",
+        skip_together=data.wind_down == "together",
     )
 
 
@@ -215,6 +217,18 @@ def _skipped(state: ExecutionState, event: Event, data: StepSkipped) -> Changes:
     return _step(state, data.step_id, status=st.SKIPPED, skip_reason=data.reason, completed_at=event.time)
 
 
+def _steps_skipped(state: ExecutionState, event: Event, data: StepsSkipped) -> Changes:
+    """Each step skipped as `step.skipped` would skip it, one after the other."""
+    changes: Changes = {}
+    for step_id in data.step_ids:
+        step_changes = _step(
+            state, step_id, status=st.SKIPPED, skip_reason=data.reason, completed_at=event.time
+        )
+        changes.update(step_changes)
+        state = updated(state, **step_changes)
+    return changes
+
+
 def _rollback(state: ExecutionState, event: Event, data: EventPayload) -> Changes:
     return {"rollback_started": True}
 
@@ -264,6 +278,7 @@ _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.STEP_SUCCEEDED: _succeeded,
     EventType.STEP_FAILED: _failed,
     EventType.STEP_SKIPPED: _skipped,
+    EventType.STEPS_SKIPPED: _steps_skipped,
     EventType.ROLLBACK_STARTED: _rollback,
     EventType.KPI_EVALUATED: _kpis,
     EventType.EXECUTION_PAUSED: _paused,

@@ -125,6 +125,7 @@ class ExecutionState:
     approvals: dict[str, Approval] = field(default_factory=dict)  # by step id (coordinator.approvals)
     kpis: dict[str, Any] | None = None
     timer_waits: bool = False  # `wait` steps run as timers here (execution.requested `waits`)
+    skip_together: bool = False  # a wind-down records steps.skipped (execution.requested `wind_down`)
     retried_at: datetime | None = None  # the last operator retry: the runbook's timeout restarts
     reason: str | None = None
     requested_at: datetime | None = None

@@ -13,7 +13,7 @@ from harness import T0, Drive
 
 from rb_common.events import Event, EventType
 from rb_common.model import Runbook
-from rb_common.payloads import StepSkipped
+from rb_common.payloads import StepSkipped, StepsSkipped
 from rb_engine.coordinator import ExecutionState, RunStep, evolve, fold
 from rb_engine.coordinator.applier import Fact, requested
 from rb_engine.coordinator.commands import CancelStep, Emit
@@ -135,10 +135,13 @@ def cancel_fact() -> list[Fact]:
     return [Fact(EventType.EXECUTION_CANCEL_REQUESTED, {"requested_via": "api"}, "tests")]
 
 
-def running_chain(n: int, hang: str) -> Drive:
-    """A drive of chain_then_fan(n) whose steps succeed until `hang` is running."""
+def running_chain(n: int, hang: str, wind_down: str | None = "together") -> Drive:
+    """A drive of chain_then_fan(n) whose steps succeed until `hang` is running; `wind_down` as
+    execution.requested records it (None: as recordings before `steps.skipped` did)."""
     d = Drive("")  # driven here, not by Drive.run
     data = {"runbook": chain_then_fan(n).snapshot(), "params": {}, "facts": {}, "waits": "timers"}
+    if wind_down is not None:
+        data["wind_down"] = wind_down
     todo = list(d.apply(requested(d.state, data, "tests")).run)
     while todo:
         command = todo.pop(0)
@@ -160,18 +163,27 @@ def test_decide_first_is_a_prefix_of_the_full_decision() -> None:
     """The applier asks for the first command only: it must be the full list's first."""
     state, _ = after_chain(100)
     assert decide(state, first=True) == decide(state)[:1]
-    d = running_chain(100, "s50")
+    pending = [f"s{i}" for i in range(51, 100)] + [f"r{j}" for j in range(FAN)]
+    # Recorded before `wind_down: together`: one step.skipped per step, in the plan's order.
+    d = running_chain(100, "s50", wind_down=None)
     assert decide(d.state, first=True) == decide(d.state)[:1] == []
     winding = evolve(d.state, d.seal(d.state, EventType.EXECUTION_CANCEL_REQUESTED, {}, "tests"))
     full = decide(winding)
     assert decide(winding, first=True) == full[:1] == [CancelStep("s50")]
     skipped = [c.payload.step_id for c in full if isinstance(c, Emit) and isinstance(c.payload, StepSkipped)]
-    assert skipped == [f"s{i}" for i in range(51, 100)] + [f"r{j}" for j in range(FAN)]
+    assert skipped == pending
+    # Now: the pending steps in one steps.skipped, then the running one cancelled.
+    d = running_chain(100, "s50")
+    winding = evolve(d.state, d.seal(d.state, EventType.EXECUTION_CANCEL_REQUESTED, {}, "tests"))
+    full = decide(winding)
+    reason = "execution is ending (cancel requested)"
+    assert full == [Emit(StepsSkipped(step_ids=pending, reason=reason)), CancelStep("s50")]
+    assert decide(winding, first=True) == full[:1]
 
 
 def test_a_cancelled_10000_step_execution_winds_down_in_order_and_quickly() -> None:
-    """A cancel mid-run skips every pending step and cancels the running one, each once, in
-    the plan's order, through the one applier; the whole wind-down stays far from quadratic."""
+    """A cancel mid-run skips every pending step (one steps.skipped, in the plan's order) and
+    cancels the running one, through the one applier, in a handful of events."""
     n = 10_000
     events = finished_chain(n).events
     at = next(
@@ -187,7 +199,12 @@ def test_a_cancelled_10000_step_execution_winds_down_in_order_and_quickly() -> N
     ended = d.events[before:]
     assert [e.type for e in ended[-2:]] == [EventType.KPI_EVALUATED, EventType.EXECUTION_CANCELLED]
     stopped = [e.data["step_id"] for e in ended if e.type == EventType.STEP_FAILED]
-    skipped = [e.data["step_id"] for e in ended if e.type == EventType.STEP_SKIPPED]
+    skipped = [e.data["step_ids"] for e in ended if e.type == EventType.STEPS_SKIPPED]
     assert stopped == ["s5000"]
-    assert skipped == [f"s{i}" for i in range(5_001, n)] + [f"r{j}" for j in range(FAN)]
-    assert elapsed < 30, f"the wind-down of 5,000 steps took {elapsed:.1f} s"
+    assert skipped == [[f"s{i}" for i in range(5_001, n)] + [f"r{j}" for j in range(FAN)]]
+    assert d.state.finished == n + FAN
+    assert all(
+        d.state.steps[f"s{i}"].skip_reason == "execution is ending (cancel requested)" for i in (5_001, n - 1)
+    )
+    assert len(ended) == 5, [e.type for e in ended]  # requested, skipped, cancelled step, kpis, end
+    assert elapsed < 10, f"the wind-down of 5,000 steps took {elapsed:.1f} s"
