@@ -8,7 +8,8 @@ the file event store (what `rb run` records into).
 
 For each N it prints the steps/s of a full run, and the time from `Runner.cancel` (issued once
 half of the steps have finished) to the execution being terminal (`Runner.run` returning
-CANCELLED).
+CANCELLED): wall clock, and this process's CPU time ("cpu st/s", "cpu ms": the figure of an
+idle core; on a machine shared with other work the wall clock is mostly waiting for a core).
 
     .venv/bin/python bench/large_runbook.py                      # N = 100, 1,000, 10,000
     .venv/bin/python bench/large_runbook.py --baseline /tmp/main  # also main's code, small N
@@ -62,22 +63,28 @@ async def _run(rb: Runbook, events_dir: Path, cancel_at: int | None) -> dict[str
             half_done.set()
 
     runner = Runner(store, executor, SystemClock(), settings, on_event=on_event)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run = asyncio.create_task(runner.run(RunRequest(runbook=rb)))
     try:
         if cancel_at is None:
             state = await run
             elapsed = time.perf_counter() - start
-            return {"status": str(state.status), "seconds": elapsed, "finished": state.finished}
+            return {
+                "status": str(state.status),
+                "seconds": elapsed,
+                "cpu_seconds": time.process_time() - cpu,
+                "finished": state.finished,
+            }
         waiter = asyncio.create_task(half_done.wait())
         await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
-        asked = time.perf_counter()
+        asked, cpu = time.perf_counter(), time.process_time()
         runner.cancel("bench", "cancel mid-run")
         state = await run
         return {
             "status": str(state.status),
             "seconds": time.perf_counter() - asked,
+            "cpu_seconds": time.process_time() - cpu,
             "finished": state.finished,
         }
     finally:
@@ -94,9 +101,11 @@ def measure(n: int, reads: bool = False) -> dict[str, Any]:
         "shape": "reads" if reads else "plain",
         "status": full["status"],
         "steps_per_s": n / float(full["seconds"]),
+        "cpu_steps_per_s": n / float(full["cpu_seconds"]),
         "run_s": full["seconds"],
         "cancel_status": cancel["status"],
         "cancel_s": cancel["seconds"],
+        "cancel_cpu_s": cancel["cpu_seconds"],
     }
 
 
@@ -111,8 +120,9 @@ def baseline(checkout: Path, sizes: list[int], shapes: list[str]) -> list[dict[s
 
 def _row(label: str, r: dict[str, Any]) -> str:
     return (
-        f"{label:<9} {r['shape']:<6} {r['n']:>7,} {r['status']:<10} {r['steps_per_s']:>10,.0f} {r['run_s']:>9.2f} "
-        f"{r['cancel_status']:<10} {r['cancel_s'] * 1000:>10.1f}"
+        f"{label:<9} {r['shape']:<6} {r['n']:>7,} {r['status']:<10} {r['steps_per_s']:>10,.0f} "
+        f"{r['cpu_steps_per_s']:>10,.0f} {r['run_s']:>9.2f} {r['cancel_status']:<10} "
+        f"{r['cancel_s'] * 1000:>10.1f} {r['cancel_cpu_s'] * 1000:>10.1f}"
     )
 
 
@@ -132,8 +142,8 @@ def main() -> None:
                 print(json.dumps(measure(n, shape == "reads")), flush=True)
         return
     print(
-        f"{'code':<9} {'shape':<6} {'steps':>7} {'status':<10} {'steps/s':>10} {'run s':>9} "
-        f"{'cancel':<10} {'cancel ms':>10}"
+        f"{'code':<9} {'shape':<6} {'steps':>7} {'status':<10} {'steps/s':>10} {'cpu st/s':>10} "
+        f"{'run s':>9} {'cancel':<10} {'cancel ms':>10} {'cpu ms':>10}"
     )
     ours = {}
     for shape in args.shapes:
