@@ -216,7 +216,7 @@ class Runbook(Strict):
         and rebuilt when a model_copy replaced `steps`."""
         cached = self.__dict__.get(_STEP_INDEX)
         if cached is not None and cached[0] is self.steps:
-            return cached[1]  # type: ignore[no-any-return]
+            return cached[1]
         index: dict[str, Step] = {}
         for step in self.steps:
             index.setdefault(step.id, step)  # the first of a repeated id, as a search finds it
