@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-
-import pytest
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from rb_common.events import EventType
 from rb_common.model import Runbook
