@@ -211,3 +211,34 @@ def test_a_cancelled_10000_step_execution_winds_down_in_order_and_quickly() -> N
     )
     assert len(ended) == 5, [e.type for e in ended]  # requested, skipped, cancelled step, kpis, end
     assert elapsed < 5, f"the wind-down of 5,000 steps took {elapsed:.1f} s of CPU"
+
+
+def test_steps_skipped_folds_as_one_step_skipped_per_step() -> None:
+    """The bulk fold of steps.skipped leaves the state one step.skipped per step would."""
+    d = running_chain(100, "s50")
+    ids = [f"r{j}" for j in range(FAN)] + [f"s{i}" for i in range(51, 100)]  # not in order, on purpose
+    reason = "execution is ending (cancel requested)"
+    at = d.state.now
+    bulk = evolve(d.state, _event(d.state, EventType.STEPS_SKIPPED, {"step_ids": ids, "reason": reason}))
+    one_by_one = d.state
+    for sid in ids:
+        one_by_one = evolve(
+            one_by_one, _event(one_by_one, EventType.STEP_SKIPPED, {"step_id": sid, "reason": reason})
+        )
+    same = ("steps", "ready", "active", "finished", "frontier", "order")
+    assert {k: getattr(bulk, k) for k in same} == {k: getattr(one_by_one, k) for k in same}
+    assert bulk.finished == 50 + len(ids) and bulk.frontier == 50 and at is not None
+    assert list(bulk.steps) == list(d.state.steps)
+
+
+def _event(state: ExecutionState, type_: EventType, data: dict[str, Any]) -> Event:
+    return Event.sealed(
+        prev_hash=state.last_hash,
+        id=f"x{state.seq + 1}",
+        execution_id=state.execution_id,
+        seq=state.seq + 1,
+        type=type_,
+        time=T0 + timedelta(hours=3),
+        actor="tests",
+        data=data,
+    )
