@@ -17,7 +17,7 @@ CANCEL_EXAMPLES = examples('rb cancel 3f2a9c --reason "wrong cluster"')
 PAUSE_EXAMPLES = examples("rb pause 3f2a9c")
 RESUME_EXAMPLES = examples("rb resume 3f2a9c")
 RETRY_EXAMPLES = examples('rb retry 3f2a9c restart --reason "the node is back"')
-EVENT_EXAMPLES = examples('rb event deploy.finished --correlation CHG-1042 --data \'{"status": "ok"}\'')
+EVENT_EXAMPLES = examples("rb event deploy.finished --correlation CHG-1042 --data '{\"status\": \"ok\"}'")
 
 ExecutionArg = Annotated[str, typer.Argument(help="the execution's id (rb logs, GET /api/v1/executions)")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why, recorded with the command")]
@@ -33,17 +33,20 @@ def _control(execution_id: str, action: str, reason: str | None) -> None:
 
 
 def cancel(execution_id: ExecutionArg, reason: ReasonOpt = None) -> None:
-    """Cancel a running execution: running steps are stopped, nothing new starts."""
+    """Cancel a running execution: running steps are stopped, nothing new starts.
+    """
     _control(execution_id, "cancel", reason)
 
 
 def pause(execution_id: ExecutionArg, reason: ReasonOpt = None) -> None:
-    """Pause a running execution: running steps finish, nothing new starts until resumed."""
+    """Pause a running execution: running steps finish, nothing new starts until resumed.
+    """
     _control(execution_id, "pause", reason)
 
 
 def resume(execution_id: ExecutionArg, reason: ReasonOpt = None) -> None:
-    """Resume a paused execution."""
+    """Resume a paused execution.
+    """
     _control(execution_id, "resume", reason)
 
 
@@ -69,7 +72,8 @@ def event(
         str | None, typer.Option("--id", help="your event id: a repeated one is dropped")
     ] = None,
 ) -> None:
-    """Send an outside event to the wait_for_event steps waiting for its subject and correlation."""
+    """Send an outside event to the wait_for_event steps waiting for its subject and correlation.
+    """
     try:
         parsed = json.loads(data) if data is not None else None
     except ValueError as exc:

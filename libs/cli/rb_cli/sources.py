@@ -60,13 +60,7 @@ async def _nats(settings: Settings, ref: str, found: _Found, read: bool) -> None
 
     from rb_common.bus import connect, read_execution
 
-    bus = await connect(
-        settings.nats_url,
-        namespace=settings.namespace,
-        replicas=settings.stream_replicas,
-        name="rb-cli",
-        connect_timeout=2,
-    )
+    bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-cli", connect_timeout=2)
     label = f"JetStream {settings.nats_url}"
     try:
         prefix = bus.names.exec_subject("")

@@ -93,13 +93,7 @@ def _publish_event(path: Path, settings: Settings) -> None:
         raise RbError(f"{path}: {'.'.join(map(str, err['loc'])) or '(document)'}: {err['msg']}") from None
 
     async def publish() -> bool:
-        bus = await connect(
-            settings.nats_url,
-            namespace=settings.namespace,
-            replicas=settings.stream_replicas,
-            name="rb-cli",
-            connect_timeout=3,
-        )
+        bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-cli", connect_timeout=3)
         try:
             event = alert
             if event.registry_seq is None:

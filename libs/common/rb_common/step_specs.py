@@ -79,30 +79,14 @@ def _has_expression(value: Any) -> bool:
 # {press: key, selector?: sel}, {wait: sel}.
 _UI_ACTION = {
     "oneOf": [
-        {
-            "type": "object",
-            "properties": {"click": {"type": "string"}},
-            "required": ["click"],
-            "additionalProperties": False,
-        },
-        {
-            "type": "object",
-            "properties": {"fill": {"type": "string"}, "value": {"type": "string"}},
-            "required": ["fill", "value"],
-            "additionalProperties": False,
-        },
-        {
-            "type": "object",
-            "properties": {"press": {"type": "string"}, "selector": {"type": "string"}},
-            "required": ["press"],
-            "additionalProperties": False,
-        },
-        {
-            "type": "object",
-            "properties": {"wait": {"type": "string"}},
-            "required": ["wait"],
-            "additionalProperties": False,
-        },
+        {"type": "object", "properties": {"click": {"type": "string"}}, "required": ["click"],
+         "additionalProperties": False},
+        {"type": "object", "properties": {"fill": {"type": "string"}, "value": {"type": "string"}},
+         "required": ["fill", "value"], "additionalProperties": False},
+        {"type": "object", "properties": {"press": {"type": "string"}, "selector": {"type": "string"}},
+         "required": ["press"], "additionalProperties": False},
+        {"type": "object", "properties": {"wait": {"type": "string"}}, "required": ["wait"],
+         "additionalProperties": False},
     ]
 }
 

@@ -136,9 +136,7 @@ class EgressRoute:
         headers = {k: v for k, v in sent.items() if k.lower() not in ("host", "content-length", "cookie")}
         try:
             client = self._client(httpx.URL(url), sent.get("cookie"))
-            response = await client.request(
-                request.method, url, headers=headers, content=request.post_data_buffer
-            )
+            response = await client.request(request.method, url, headers=headers, content=request.post_data_buffer)
         except EgressRefused as exc:
             self.refused.append(exc.message)
             await route.abort("blockedbyclient")
@@ -148,9 +146,7 @@ class EgressRoute:
             await route.abort("failed")
             return
         answer: dict[str, str] = {}
-        cookies = [
-            v for hop in response.history for k, v in hop.headers.multi_items() if k.lower() == "set-cookie"
-        ]
+        cookies = [v for hop in response.history for k, v in hop.headers.multi_items() if k.lower() == "set-cookie"]
         for name, value in response.headers.multi_items():
             key = name.lower()
             if key == "set-cookie":

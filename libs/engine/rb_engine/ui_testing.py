@@ -31,9 +31,7 @@ def fixture_environment(
     """The fixture and settings for one run: its `serve` directory served on 127.0.0.1 (the URL
     in its parameter) and its `egress_allow` added to the policy, for this run only."""
     if fixture.egress_allow:
-        settings = settings.model_copy(
-            update={"egress_allow": [*settings.egress_allow, *fixture.egress_allow]}
-        )
+        settings = settings.model_copy(update={"egress_allow": [*settings.egress_allow, *fixture.egress_allow]})
     if fixture.serve is None:
         yield fixture, settings
         return
@@ -75,10 +73,7 @@ def screenshots_of(events: list[Event]) -> list[Screenshot]:
         data = event.data
         if event.type == EventType.STEP_SCHEDULED:
             types[data["step_id"]] = data.get("step_type", "")
-        elif (
-            event.type in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED)
-            and data.get("phase") != "rollback"
-        ):
+        elif event.type in (EventType.STEP_SUCCEEDED, EventType.STEP_FAILED) and data.get("phase") != "rollback":
             sid = data.get("step_id", "")
             if types.get(sid) != "ui_screenshot":
                 continue

@@ -34,10 +34,7 @@ def test_missing_and_tampered_blobs_are_named(tmp_path: Path) -> None:
     store = FileArtifactStore(tmp_path)
     digest = store.put(b"original")
     store.path(digest).write_bytes(b"edited")
-    assert (
-        verify(store, digest)
-        == f"artifact {digest} was tampered with: its stored bytes hash to {blob_digest(b'edited')}"
-    )
+    assert verify(store, digest) == f"artifact {digest} was tampered with: its stored bytes hash to {blob_digest(b'edited')}"
     gone = blob_digest(b"never")
     assert verify(store, gone) == f"artifact {gone} is missing from the store"
     with pytest.raises(ArtifactMissing):

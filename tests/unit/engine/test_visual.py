@@ -9,9 +9,7 @@ from PIL import Image, ImageDraw
 from rb_engine.visual import MASK_COLOUR, compare, image_size
 
 
-def png(
-    size: tuple[int, int] = (100, 100), box: tuple[int, int, int, int] | None = None, fill: str = "#000"
-) -> bytes:
+def png(size: tuple[int, int] = (100, 100), box: tuple[int, int, int, int] | None = None, fill: str = "#000") -> bytes:
     image = Image.new("RGB", size, "#fff")
     if box:
         ImageDraw.Draw(image).rectangle(box, fill=fill)
@@ -22,11 +20,7 @@ def png(
 
 def test_identical_images_do_not_differ() -> None:
     result = compare(png(box=(10, 10, 20, 20)), png(box=(10, 10, 20, 20)))
-    assert (
-        result.changed == 0
-        and result.ok
-        and result.describe() == "Screenshot diff: 0.00% change (within threshold)"
-    )
+    assert result.changed == 0 and result.ok and result.describe() == "Screenshot diff: 0.00% change (within threshold)"
     assert image_size(result.diff_png or b"") == (100, 100)
 
 

@@ -78,10 +78,7 @@ def _scenario(store: ArtifactStore, outcome: TestOutcome) -> str:
         f'<section class="scenario"><h2>{_mark(outcome.passed)} {escape(outcome.name)} '
         f'<span class="dim">execution {escape(outcome.execution_id)}, {outcome.seconds:.2f}s</span></h2>',
         "<h3>Checks</h3>",
-        _table(
-            ["", "check", "detail"],
-            [[_mark(c.ok), escape(c.label), escape(c.detail)] for c in outcome.checks],
-        ),
+        _table(["", "check", "detail"], [[_mark(c.ok), escape(c.label), escape(c.detail)] for c in outcome.checks]),
     ]
     state = outcome.state
     if state is not None:

@@ -40,10 +40,7 @@ def junit_xml(suite: str, outcomes: list[TestOutcome]) -> bytes:
             )
             failure.text = "\n".join(f"{c.label}: {c.detail}" if c.detail else c.label for c in failed)
         lines = [f"execution {outcome.execution_id}"]
-        lines += [
-            f"{'✓' if c.ok else '✗'} {c.label}" + (f" — {c.detail}" if c.detail else "")
-            for c in outcome.checks
-        ]
+        lines += [f"{'✓' if c.ok else '✗'} {c.label}" + (f" — {c.detail}" if c.detail else "") for c in outcome.checks]
         lines += [f"{'✓' if s.ok else '✗'} {s.step_id}: {s.summary}" for s in outcome.screenshots]
         ET.SubElement(case, "system-out").text = "\n".join(lines)
     ET.indent(suites)

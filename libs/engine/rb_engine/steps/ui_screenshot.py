@@ -48,9 +48,7 @@ class UiScreenshotStep(SpecValidated):
     async def run(self, inputs: dict[str, Any], ctx: StepContext) -> Any:
         url = inputs["url"]
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise StepFailed(
-                f"ui_screenshot needs an http(s) URL, not {redact_url(str(url))!r}", retryable=False
-            )
+            raise StepFailed(f"ui_screenshot needs an http(s) URL, not {redact_url(str(url))!r}", retryable=False)
         png, refused = await self._capture(inputs, ctx)
         store = artifact_store(ctx.settings)
         result: dict[str, Any] = {
@@ -64,11 +62,7 @@ class UiScreenshotStep(SpecValidated):
             if ctx.baselines is not None and ctx.baselines.update:
                 written = str(ctx.baselines.path(ctx.step_id))
                 result["baseline_updated"] = written
-                result["comparison"] = {
-                    "ratio": 0.0,
-                    "ok": True,
-                    "summary": f"Screenshot baseline written: {written}",
-                }
+                result["comparison"] = {"ratio": 0.0, "ok": True, "summary": f"Screenshot baseline written: {written}"}
             return result
         comparison = compare(
             baseline,
@@ -119,7 +113,9 @@ class UiScreenshotStep(SpecValidated):
         if self._browser is None:
             self._browser = SharedBrowser(ctx.settings.chromium_path)
         timeout_ms = parse_duration(inputs.get("timeout", DEFAULT_TIMEOUT)) * 1000
-        egress = EgressRoute(EgressPolicy.from_settings(ctx.settings), ctx.resolve_host, ctx.http_transport)
+        egress = EgressRoute(
+            EgressPolicy.from_settings(ctx.settings), ctx.resolve_host, ctx.http_transport
+        )
         try:
             context = await self._browser.context(
                 viewport={**DEFAULT_VIEWPORT, **(inputs.get("viewport") or {})},

@@ -107,9 +107,7 @@ def test_a_lost_task_fails_only_an_attempt_still_running() -> None:
     state = started()
     command = RunStep("a", "transform", 1, "main", {}, 60.0, "ex1:a:1")
     [fact] = lost(state, command, 10)
-    assert (
-        fact.type == EventType.STEP_FAILED and fact.data["lost"] is True and fact.data["will_retry"] is False
-    )
+    assert fact.type == EventType.STEP_FAILED and fact.data["lost"] is True and fact.data["will_retry"] is False
     assert lost(state, RunStep("a", "transform", 2, "main", {}, 60.0, "ex1:a:2"), 10) == []
 
 

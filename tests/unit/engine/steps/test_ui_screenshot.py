@@ -57,9 +57,7 @@ async def plugin() -> Iterator[UiScreenshotStep]:
     await step.aclose()
 
 
-def context(
-    tmp_path: Path, baselines: BaselineSource | None = None, allow: tuple[str, ...] = ("127.0.0.1",)
-) -> StepContext:
+def context(tmp_path: Path, baselines: BaselineSource | None = None, allow: tuple[str, ...] = ("127.0.0.1",)) -> StepContext:
     settings = Settings(home=tmp_path / "home", egress_allow=list(allow))
     return StepContext("exec-1", "shot", 1, "exec-1:shot:1", settings, SystemClock(), baselines=baselines)
 
@@ -101,10 +99,7 @@ async def test_a_changed_element_fails_with_its_ratio_and_a_diff_image(plugin, s
     with pytest.raises(StepFailed) as failed:
         await shoot(plugin, context(tmp_path, baselines), changed)
     # the badge grew from 120x40 to 300x40 and changed colour: 12000 of 120000 pixels
-    assert (
-        failed.value.message.startswith("Screenshot diff: ")
-        and "over the 1.00% threshold" in failed.value.message
-    )
+    assert failed.value.message.startswith("Screenshot diff: ") and "over the 1.00% threshold" in failed.value.message
     detail = failed.value.detail
     assert 0.09 < detail["comparison"]["ratio"] < 0.11, detail["comparison"]
     assert f"{detail['comparison']['ratio']:.2%}" in failed.value.message
@@ -127,9 +122,7 @@ async def test_masked_regions_never_count(plugin, site, tmp_path: Path) -> None:
         await shoot(plugin, context(tmp_path, compared), second, max_diff_ratio=0.0)
 
 
-async def test_a_missing_baseline_fails_with_the_command_that_creates_it(
-    plugin, site, tmp_path: Path
-) -> None:
+async def test_a_missing_baseline_fails_with_the_command_that_creates_it(plugin, site, tmp_path: Path) -> None:
     base, root = site
     baselines = BaselineSource(tmp_path / "screenshots", update_hint="rb test runbooks/x --update-baselines")
     with pytest.raises(StepFailed) as failed:
@@ -142,9 +135,7 @@ async def test_a_missing_baseline_fails_with_the_command_that_creates_it(
 async def test_another_size_is_a_clear_failure(plugin, site, tmp_path: Path) -> None:
     base, root = site
     url = f"{base}/{write(root, 's.html', page())}"
-    await plugin.run(
-        {"url": url, "selector": "#badge"}, context(tmp_path, BaselineSource(tmp_path / "b", update=True))
-    )
+    await plugin.run({"url": url, "selector": "#badge"}, context(tmp_path, BaselineSource(tmp_path / "b", update=True)))
     with pytest.raises(StepFailed, match=r"Screenshot size changed: baseline 120x40, new 400x300"):
         await shoot(plugin, context(tmp_path, BaselineSource(tmp_path / "b")), url)
 
@@ -158,11 +149,7 @@ async def test_actions_and_viewport(plugin, site, tmp_path: Path) -> None:
         {
             "url": url,
             "viewport": {"width": 640, "height": 360},
-            "actions": [
-                {"click": "#q"},
-                {"fill": "#q", "value": "hello"},
-                {"press": "End", "selector": "#q"},
-            ],
+            "actions": [{"click": "#q"}, {"fill": "#q", "value": "hello"}, {"press": "End", "selector": "#q"}],
             "wait_for": "#card",
         },
         context(tmp_path),
@@ -200,7 +187,9 @@ async def test_a_browser_crash_is_a_step_error_and_the_next_step_relaunches(
     assert browser is not None and browser.is_connected()
     # the page loads, then the step waits for an element that never comes: kill Chromium then
     gone = asyncio.Event()
-    step = asyncio.create_task(shoot(plugin, context(tmp_path), url, wait_for="#never-there", timeout=60))
+    step = asyncio.create_task(
+        shoot(plugin, context(tmp_path), url, wait_for="#never-there", timeout=60)
+    )
     browser.once("disconnected", lambda _: gone.set())
     while not step.done() and len(browser.contexts) == 0:
         await asyncio.sleep(0)  # yield to the step until it has opened its context
@@ -255,9 +244,7 @@ def session_site() -> Iterator[str]:
     server.server_close()
 
 
-async def test_redirects_and_cookies_go_through_the_egress_route(
-    plugin, session_site: str, tmp_path: Path
-) -> None:
+async def test_redirects_and_cookies_go_through_the_egress_route(plugin, session_site: str, tmp_path: Path) -> None:
     baselines = BaselineSource(tmp_path / "s", update=True)
     await shoot(plugin, context(tmp_path, baselines), f"{session_site}/home")  # signed out
     with pytest.raises(StepFailed, match="Screenshot diff"):  # signed in: the red block
