@@ -96,6 +96,13 @@ class Progress:
             kpi_lines(c, data.get("kpis") or {}, continued_failures(state))
         elif event.type == EventType.STEP_SKIPPED:
             c.print(f"  {SKIP} {step} skipped: {escape(str(data.get('reason')))}", highlight=False)
+        elif event.type == EventType.STEPS_SKIPPED:
+            ids = [str(s) for s in data.get("step_ids") or []]
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            c.print(
+                f"  {SKIP} {len(ids)} skipped ({escape(shown)}): {escape(str(data.get('reason')))}",
+                highlight=False,
+            )
         elif event.type == EventType.ROLLBACK_STARTED:
             c.print(
                 f"  [yellow]↺[/yellow] rolling back: {escape(', '.join(data['compensate']) or 'nothing')}"

@@ -32,6 +32,7 @@ class EventType(StrEnum):
     STEP_SUCCEEDED = "step.succeeded"
     STEP_FAILED = "step.failed"
     STEP_SKIPPED = "step.skipped"
+    STEPS_SKIPPED = "steps.skipped"  # a wind-down's pending steps, all at once
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_DECIDED = "approval.decided"
     EXECUTION_PAUSED = "execution.paused"
@@ -71,6 +72,7 @@ DECIDED_EVENTS = frozenset(
         EventType.ASSUMPTION_CHECKED,
         EventType.STEP_SCHEDULED,
         EventType.STEP_SKIPPED,
+        EventType.STEPS_SKIPPED,
         EventType.ROLLBACK_STARTED,
         EventType.TIMER_STARTED,
         EventType.KPI_EVALUATED,

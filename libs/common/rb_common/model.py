@@ -144,6 +144,9 @@ class Assumption(Strict):
     expect: Any
 
 
+_STEP_INDEX = "_rb_step_index"  # Runbook._step_index's entry in the instance __dict__
+
+
 class Runbook(Strict):
     id: str = Field(pattern=ID_PATTERN, max_length=100)
     name: str
@@ -199,10 +202,26 @@ class Runbook(Strict):
         return value
 
     def step(self, step_id: str) -> Step:
+        index = self._step_index()
+        found = index.get(step_id)
+        if found is None:
+            found = index[step_id] = self._iteration(step_id)
+        return found
+
+    def _step_index(self) -> dict[str, Step]:
+        """Steps by id (and the for_each sub-steps asked for), built on first use: the
+        coordinator looks a step up for every decision, and a linear search made a 10,000-step
+        runbook quadratic. Kept in the instance's __dict__ beside the list it indexes, as
+        functools.cached_property would keep it: not a field, so neither dumped nor compared,
+        and rebuilt when a model_copy replaced `steps`."""
+        cached = self.__dict__.get(_STEP_INDEX)
+        if cached is not None and cached[0] is self.steps:
+            return cached[1]
+        index: dict[str, Step] = {}
         for step in self.steps:
-            if step.id == step_id:
-                return step
-        return self._iteration(step_id)
+            index.setdefault(step.id, step)  # the first of a repeated id, as a search finds it
+        self.__dict__[_STEP_INDEX] = (self.steps, index)
+        return index
 
     def _iteration(self, step_id: str) -> Step:
         """The sub-step `loop[3]` of a for_each step `loop`: its body (`inputs.step`), under
@@ -210,7 +229,7 @@ class Runbook(Strict):
         parent_id, bracket, rest = step_id.partition("[")
         if not bracket or not rest.endswith("]") or not rest[:-1].isdigit():
             raise KeyError(step_id)
-        parent = next((s for s in self.steps if s.id == parent_id), None)
+        parent = self._step_index().get(parent_id)
         body = parent.inputs.get("step") if parent is not None and parent.type == "for_each" else None
         if not isinstance(body, dict):
             raise KeyError(step_id)

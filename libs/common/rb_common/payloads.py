@@ -76,6 +76,9 @@ class ExecutionRequested(EventPayload):
     parent: dict[str, Any] | None = None
     depth: int | None = None
     waits: str | None = None  # "timers": `wait` steps are the coordinator's timers (else workers')
+    # "together": a wind-down skips the pending steps in one `steps.skipped` (else one
+    # `step.skipped` each, as recordings without it did and replay keeps deciding them).
+    wind_down: str | None = None
 
 
 class ExecutionStarted(EventPayload):
@@ -191,6 +194,16 @@ class StepFailed(_StepAttempt):
 class StepSkipped(EventPayload):
     TYPE = EventType.STEP_SKIPPED
     step_id: str
+    reason: str | None = None
+
+
+class StepsSkipped(EventPayload):
+    """The steps a wind-down (cancel, failure, timeout, unmet assumption) skips, in one event,
+    in the plan's order: a cancel of a 10,000-step run records one event, not thousands.
+    Decided only for executions requested with `wind_down: together`."""
+
+    TYPE = EventType.STEPS_SKIPPED
+    step_ids: list[str]
     reason: str | None = None
 
 
@@ -386,6 +399,7 @@ Payload = (
     | StepSucceeded
     | StepFailed
     | StepSkipped
+    | StepsSkipped
     | ApprovalRequested
     | ApprovalDecided
     | ExecutionPaused

@@ -138,6 +138,9 @@ def requested_data(
         # `wait` steps are timers in the coordinator (recordings without this key ran them on
         # workers, and replay keeps deciding them that way).
         "waits": "timers",
+        # A wind-down skips the pending steps in one `steps.skipped` event (recordings without
+        # this key skipped them one `step.skipped` each, and replay keeps deciding them so).
+        "wind_down": "together",
     }
 
 

@@ -26,7 +26,7 @@ from rb_engine.attempt import Revealed, StepExecutor, cancelled_outcome, resolve
 from rb_engine.child_runs import ChildRuns, depth_of, requester_of
 from rb_engine.clock import Clock
 from rb_engine.coordinator import ExecutionState, RunStep, approvals
-from rb_engine.coordinator.applier import Fact, apply, controlled, due, reported, requested
+from rb_engine.coordinator.applier import Fact, accepted, apply, controlled, due, requested
 from rb_engine.coordinator.context import evaluate_in, expression_context
 from rb_engine.coordinator.inbound import scripted_events, waiting_for_outside
 from rb_engine.steps.base import StepContext, StepFailed, StepPlugin
@@ -199,7 +199,9 @@ class Runner:
                     continue
                 if not isinstance(outcome, ev.StepStarted):
                     self._tasks.pop(outcome.step_id, None)
-                self._apply(reported(self.state, outcome.TYPE, outcome.dump()))
+                # The typed report as the attempt built it (what `reported` would parse back from
+                # its dump: the same facts, byte for byte).
+                self._apply(accepted(self.state, outcome))
             return self.state
         finally:
             for task in [*self._tasks.values(), *self._cancelled]:

@@ -108,6 +108,12 @@ export function Execution({ id, who }: { id: string; who: Identity }) {
         const node = d.phase === "rollback" ? `${d.step_id}.rollback` : d.step_id;
         setStatuses((s) => ({ ...s, [node]: stepStatus }));
       }
+      if (event.type === "steps.skipped" && Array.isArray(d.step_ids)) {
+        // A wind-down's pending steps, all in one event: each is skipped as by a step.skipped.
+        const ids = d.step_ids.filter((id): id is string => typeof id === "string");
+        setStatuses((s) => ({ ...s, ...Object.fromEntries(ids.map((id) => [id, "SKIPPED"])) }));
+        setEvents((e) => [...e, ...ids.map((id) => ({ ...event, type: "step.skipped", data: { ...d, step_id: id } }))]);
+      }
       if (EXECUTION_STATUS[event.type]) setStatus(EXECUTION_STATUS[event.type]);
       if (event.type === "assumption.checked") setAssumptions((a) => [...a, d]);
       if (typeof d.step_id === "string") setEvents((e) => [...e, event]);

@@ -114,7 +114,7 @@ def apply(
 
     for fact in facts:
         record(fact.type, fact.data, fact.actor, fact.payload)
-    while commands := decide(applied.state):
+    while commands := decide(applied.state, first=True):
         command = commands[0]  # re-decide after every event: the state moved
         if isinstance(command, Emit):
             record(command.type, command.data, payload=command.payload)

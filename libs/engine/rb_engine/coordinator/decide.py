@@ -23,19 +23,24 @@ from rb_common.payloads import (
     RollbackStarted,
     StepFailed,
     StepSkipped,
+    StepsSkipped,
     TerminalPayload,
 )
 from rb_common.step_specs import SPECS
 from rb_engine.coordinator import approvals, flow
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.commands import CancelStep, Command, Emit, RunStep, StartTimer
-from rb_engine.coordinator.context import expression_context
+from rb_engine.coordinator.context import expression_context, steps_read
 from rb_engine.coordinator.kpis import evaluate_kpis
 from rb_engine.coordinator.retry import backoff_delay
 from rb_engine.coordinator.state import DEADLINE, ExecutionState
 
 
-def decide(state: ExecutionState) -> list[Command]:
+def decide(state: ExecutionState, *, first: bool = False) -> list[Command]:
+    """What should happen next, in the order it should happen. With `first`, only a prefix of
+    that list, at least its first command when there is one (what the applier records before it
+    decides again): a wind-down of a large execution then costs O(1) per decision instead of a
+    walk over every step, and scheduling stops at the first step it decides."""
     if state.status == st.NEW or state.terminal:
         return []
     if state.status == st.QUEUED:
@@ -51,9 +56,11 @@ def decide(state: ExecutionState) -> list[Command]:
         return [Emit(check_assumption(a, state, context)) for a in pending_checks]
     unmet = [name for name, ok in state.assumptions.items() if not ok]
     if unmet:
-        return _wind_down(state, ExecutionAborted(reason=f"assumption '{unmet[0]}' not met", unmet=unmet))
+        return _wind_down(
+            state, ExecutionAborted(reason=f"assumption '{unmet[0]}' not met", unmet=unmet), first
+        )
     if state.cancel_requested:
-        return _wind_down(state, ExecutionCancelled(reason="cancel requested"))
+        return _wind_down(state, ExecutionCancelled(reason="cancel requested"), first)
     if state.timed_out:
         timeout = state.definition.timeout or 0.0
         return _wind_down(
@@ -61,11 +68,12 @@ def decide(state: ExecutionState) -> list[Command]:
             ExecutionFailed(
                 reason=f"timed out: the runbook's timeout of {timeout:g}s passed", timed_out=True
             ),
+            first,
         )
     if state.failure is not None:
         failure = state.failure
         reason = f"step '{failure.step_id}' failed: {failure.error}"
-        return _wind_down(state, ExecutionFailed(reason=reason, failed_step=failure.step_id))
+        return _wind_down(state, ExecutionFailed(reason=reason, failed_step=failure.step_id), first)
     if resolved := approvals.resolve(state):
         return resolved
     waiting = flow.progress(state, _render_step_inputs)  # running steps finish, also when paused
@@ -73,7 +81,7 @@ def decide(state: ExecutionState) -> list[Command]:
         return waiting
     if state.status == st.PAUSED:
         return []
-    commands = _schedule(state)
+    commands = _schedule(state, first)
     if commands:
         return commands
     if state.all_finished:
@@ -129,13 +137,34 @@ class _LazyContext:
             self._value = expression_context(self._state)
         return self._value
 
+    def reading(self, value: Any, *, expression: bool = False) -> Callable[[], dict[str, Any]]:
+        """The context for rendering `value`: with only the steps its expressions read when they
+        name them (context.steps_read), so a step of a large execution that reads the step
+        before it does not build an entry for every step."""
+        if self._value is not None:
+            return self
+        read = steps_read(self._state, value, expression=expression)
+        if read is None:
+            return self
+        narrowed: dict[str, Any] | None = None
 
-def _schedule(state: ExecutionState) -> list[Command]:
+        def context() -> dict[str, Any]:
+            nonlocal narrowed
+            if narrowed is None:
+                narrowed = expression_context(self._state, steps=read)
+            return narrowed
+
+        return context
+
+
+def _schedule(state: ExecutionState, first: bool = False) -> list[Command]:
     rb = state.definition
     capacity = state.concurrency - state.active_count()
     context = _LazyContext(state)
     commands: list[Command] = []
     for sid in sorted(state.ready, key=state.position.__getitem__):
+        if first and commands:
+            return commands
         current = state.steps[sid]
         if current.status == st.RETRY_WAIT:
             if capacity > 0:
@@ -161,16 +190,19 @@ def _schedule(state: ExecutionState) -> list[Command]:
         step = rb.step(sid)
         attempt = current.attempt + 1  # 1, or the next after an operator's retry
         try:
-            if step.when is not None and not _condition(step.when, context):
+            if step.when is not None and not _condition(
+                step.when, context.reading(step.when, expression=True)
+            ):
                 commands.append(_skip(sid, "condition 'when' is false"))
                 continue
             if capacity <= 0:
                 continue
-            inputs = _render_step_inputs(step.type, step.inputs, context)
             if flow.runs_itself(state, step.type):
+                inputs = _render_step_inputs(step.type, step.inputs, context)
                 commands.append(flow.start(state, step, inputs, context))
                 capacity -= 1
                 continue
+            inputs = _render_step_inputs(step.type, step.inputs, context.reading(step.inputs))
         except ExpressionError as exc:
             commands.append(
                 Emit(
@@ -246,8 +278,11 @@ def _skip(step_id: str, reason: str) -> Emit:
     return Emit(StepSkipped(step_id=step_id, reason=reason))
 
 
-def _wind_down(state: ExecutionState, terminal: TerminalPayload) -> list[Command]:
-    """Skip what has not started, cancel what runs, compensate if asked, then finish."""
+def _wind_down(state: ExecutionState, terminal: TerminalPayload, first: bool = False) -> list[Command]:
+    """Skip what has not started, cancel what runs, compensate if asked, then finish.
+
+    The steps before `state.frontier` are all finished, so the walk starts there; every step
+    after it that is not finished gets a command, so with `first` the walk ends at once."""
     commands: list[Command] = []
     rollback = state.failure is not None and state.failure.mode == "rollback"
     if rollback and not state.rollback_started:
@@ -255,15 +290,36 @@ def _wind_down(state: ExecutionState, terminal: TerminalPayload) -> list[Command
         commands.append(
             Emit(RollbackStarted(failed_step=state.failure.step_id, compensate=_compensation_order(state)))
         )
+        if first:
+            return commands
     active = False
-    for sid in state.order:
-        current = state.steps[sid]
-        if current.status in (st.PENDING, st.RETRY_WAIT):
+    order, steps = state.order, state.steps
+    if state.skip_together:
+        pending = [
+            order[at] for at in range(state.frontier, len(order)) if steps[order[at]].status in _PENDING
+        ]
+        if pending:
+            skipped = StepsSkipped(step_ids=pending, reason=f"execution is ending ({terminal.reason})")
+            commands.append(Emit(skipped))
+            if first:
+                return commands
+    for at in range(state.frontier, len(order)):
+        sid = order[at]
+        current = steps[sid]
+        if current.status in _PENDING:
+            if state.skip_together:
+                continue  # in the one steps.skipped above
             commands.append(_skip(sid, f"execution is ending ({terminal.reason})"))
         elif current.status in st.ACTIVE:
             commands.append(CancelStep(sid))
             active = True
-    if active or any(isinstance(c, Emit) and isinstance(c.payload, StepSkipped) for c in commands):
+        else:
+            continue
+        if first:
+            return commands
+    if active or any(
+        isinstance(c, Emit) and isinstance(c.payload, StepSkipped | StepsSkipped) for c in commands
+    ):
         return commands
     if rollback:
         compensation = _next_compensation(state)
@@ -271,6 +327,9 @@ def _wind_down(state: ExecutionState, terminal: TerminalPayload) -> list[Command
             return [*commands, *compensation]
         terminal = terminal.model_copy(update=_rollback_summary(state))
     return [*commands, *_finish(state, terminal)]
+
+
+_PENDING = (st.PENDING, st.RETRY_WAIT)  # what a wind-down skips
 
 
 def _compensation_order(state: ExecutionState) -> list[str]:

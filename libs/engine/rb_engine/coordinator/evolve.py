@@ -14,6 +14,7 @@ from rb_common.payloads import (
     StepFailed,
     StepScheduled,
     StepSkipped,
+    StepsSkipped,
     StepStarted,
     StepSucceeded,
     TerminalPayload,
@@ -25,6 +26,7 @@ from rb_engine.coordinator import approvals
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.plan import plan
 from rb_engine.coordinator.state import ExecutionState, Failure, StepState, updated
+from rb_engine.coordinator.step_map import StepMap
 
 Changes = dict[str, Any]
 
@@ -60,11 +62,13 @@ def _requested(state: ExecutionState, event: Event, data: ExecutionRequested) ->
         deps=planned.deps,
         dependants=planned.dependants,
         position=planned.position,
-        steps={sid: StepState(id=sid) for sid in order},
+        steps=StepMap((sid, StepState(id=sid)) for sid in order),
+        frontier=0,
         ready=planned.ready,
         finished=0,
         requested_at=event.time,
         timer_waits=data.waits == "timers",
+        skip_together=data.wind_down == "together",
     )
 
 
@@ -78,9 +82,9 @@ def _assumption(state: ExecutionState, event: Event, data: AssumptionChecked) ->
 
 def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
     """Changes to one step; keeps the ready set and the finished count in step with statuses."""
-    steps = dict(state.steps)
-    before = steps[step_id]
-    after = steps[step_id] = updated(before, **changes)
+    before = state.steps[step_id]
+    after = updated(before, **changes)
+    steps = state.steps.set(step_id, after)  # persistent: O(log steps), the old map unchanged
     out: Changes = {"steps": steps}
     is_active = after.status in st.ACTIVE or after.rollback_status in st.ACTIVE
     if is_active != (step_id in state.active):
@@ -100,8 +104,21 @@ def _step(state: ExecutionState, step_id: str, **changes: Any) -> Changes:
                 steps[d].status in st.FINISHED for d in state.deps[child]
             ):
                 ready.add(child)
+        if state.position.get(step_id) == state.frontier:
+            out["frontier"] = advanced_frontier(state.order, steps, state.frontier)
+    elif before.status in st.FINISHED and status not in st.FINISHED:
+        out["frontier"] = min(state.frontier, state.position[step_id])
     out["ready"] = frozenset(ready)
     return out
+
+
+def advanced_frontier(order: tuple[str, ...], steps: StepMap, start: int = 0) -> int:
+    """The first index from `start` on whose step in `order` is not finished (len(order) if
+    none is). Moving it on as steps finish costs O(steps) over a whole execution."""
+    at = start
+    while at < len(order) and steps[order[at]].status in st.FINISHED:
+        at += 1
+    return at
 
 
 def _scheduled(state: ExecutionState, event: Event, data: StepScheduled) -> Changes:
@@ -200,6 +217,38 @@ def _skipped(state: ExecutionState, event: Event, data: StepSkipped) -> Changes:
     return _step(state, data.step_id, status=st.SKIPPED, skip_reason=data.reason, completed_at=event.time)
 
 
+def _steps_skipped(state: ExecutionState, event: Event, data: StepsSkipped) -> Changes:
+    """Each step skipped as `step.skipped` skips it (`_step`), all in one change of the state:
+    a wind-down skips thousands of steps at once."""
+    skipped = {
+        sid: updated(state.steps[sid], status=st.SKIPPED, skip_reason=data.reason, completed_at=event.time)
+        for sid in data.step_ids
+        if sid in state.steps
+    }
+    if not skipped:
+        return {}
+    steps = state.steps.updated(skipped)
+    newly = [sid for sid in skipped if state.steps[sid].status not in st.FINISHED]
+    ready = set(state.ready).difference(skipped)
+    for sid in newly:
+        for child in state.dependants[sid]:
+            if steps[child].status == st.PENDING and all(
+                steps[d].status in st.FINISHED for d in state.deps[child]
+            ):
+                ready.add(child)
+    changes: Changes = {
+        "steps": steps,
+        "ready": frozenset(ready),
+        "finished": state.finished + len(newly),
+        "active": frozenset(
+            sid for sid in state.active if sid not in skipped or skipped[sid].rollback_status in st.ACTIVE
+        ),
+    }
+    if any(state.position.get(sid) == state.frontier for sid in newly):
+        changes["frontier"] = advanced_frontier(state.order, steps, state.frontier)
+    return changes
+
+
 def _rollback(state: ExecutionState, event: Event, data: EventPayload) -> Changes:
     return {"rollback_started": True}
 
@@ -249,6 +298,7 @@ _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.STEP_SUCCEEDED: _succeeded,
     EventType.STEP_FAILED: _failed,
     EventType.STEP_SKIPPED: _skipped,
+    EventType.STEPS_SKIPPED: _steps_skipped,
     EventType.ROLLBACK_STARTED: _rollback,
     EventType.KPI_EVALUATED: _kpis,
     EventType.EXECUTION_PAUSED: _paused,

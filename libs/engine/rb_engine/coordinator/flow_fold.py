@@ -11,9 +11,10 @@ from typing import Any
 from rb_common.events import Event, EventType
 from rb_common.payloads import EventReceived, StepRetryRequested, StepWaiting
 from rb_engine.coordinator import state as st
-from rb_engine.coordinator.evolve import Changes, _step
+from rb_engine.coordinator.evolve import Changes, _step, advanced_frontier
 from rb_engine.coordinator.flow import iteration_id, parent_of
 from rb_engine.coordinator.state import DEADLINE, ExecutionState, StepState
+from rb_engine.coordinator.step_map import StepMap
 
 ITERATION_ATTEMPTS = 100  # RetryPolicy.max_attempts is at most 100
 
@@ -40,7 +41,7 @@ def _waiting(state: ExecutionState, event: Event, data: StepWaiting) -> Changes:
     # a retry policy makes at most 100, so idempotency keys never repeat an earlier run's.
     ids = [iteration_id(sid, i) for i in range(len(data.items))]
     base = ITERATION_ATTEMPTS * (data.attempt - 1)
-    steps = {**changes["steps"], **{i: StepState(id=i, attempt=base, retry_base=base) for i in ids}}
+    steps = changes["steps"].updated({i: StepState(id=i, attempt=base, retry_base=base) for i in ids})
     at = state.order.index(sid) + 1
     order = (*state.order[:at], *ids, *state.order[at:])
     changes.update(
@@ -86,10 +87,11 @@ def _retry(state: ExecutionState, event: Event, data: StepRetryRequested) -> Cha
         return {}
     reset = reset_set(state, data.step_id)
     dropped = {sid for sid in state.steps if (p := parent_of(sid)) is not None and p[0] in reset}
-    steps = {sid: s for sid, s in state.steps.items() if sid not in dropped}
+    kept = {sid: s for sid, s in state.steps.items() if sid not in dropped}
     for sid in reset:
-        old = steps[sid]
-        steps[sid] = StepState(id=sid, attempt=old.attempt, retry_base=old.attempt)
+        old = kept[sid]
+        kept[sid] = StepState(id=sid, attempt=old.attempt, retry_base=old.attempt)
+    steps = StepMap(kept)
     order = tuple(sid for sid in state.order if sid not in dropped)
     deps = {sid: d for sid, d in state.deps.items() if sid not in dropped}
 
@@ -115,6 +117,7 @@ def _retry(state: ExecutionState, event: Event, data: StepRetryRequested) -> Cha
         dependants={sid: d for sid, d in state.dependants.items() if sid not in dropped},
         ready=ready,
         active=active,
+        frontier=advanced_frontier(order, steps),
         finished=sum(1 for sid in steps if done(sid)),
         failure=None,
         kpis=None,

@@ -35,8 +35,9 @@ def evaluate_kpis(state: ExecutionState) -> KpiEvaluated:
             "ok": _le(1 - success_rate, kpis.max_error_rate),
         },
     }
-    context = expression_context(state)
-    for name, spec in kpis.custom.items():
+    custom = kpis.custom
+    context = expression_context(state) if custom else {}  # O(steps): only when a KPI reads it
+    for name, spec in custom.items():
         try:
             results[name] = {"value": render(spec, context), "target": None, "ok": True}
         except ExpressionError as exc:

@@ -15,6 +15,7 @@ from rb_common.statuses import (
     ExecutionStatus,
     StepStatus,
 )
+from rb_engine.coordinator.step_map import StepMap
 
 if TYPE_CHECKING:
     from rb_engine.coordinator.approvals import Approval
@@ -110,7 +111,11 @@ class ExecutionState:
     ready: frozenset[str] = frozenset()  # PENDING with all deps finished, or RETRY_WAIT
     finished: int = 0
     active: frozenset[str] = frozenset()  # steps (or compensations) scheduled or running
-    steps: dict[str, StepState] = field(default_factory=dict)
+    # The index in `order` before which every step is finished: where a wind-down looks for
+    # the next step to skip or cancel, without walking the finished ones again.
+    frontier: int = 0
+    # Persistent (rb_engine.coordinator.step_map): a new state shares the steps it did not change.
+    steps: StepMap = field(default_factory=StepMap)
     assumptions: dict[str, bool] = field(default_factory=dict)
     failure: Failure | None = None
     cancel_requested: bool = False
@@ -120,6 +125,7 @@ class ExecutionState:
     approvals: dict[str, Approval] = field(default_factory=dict)  # by step id (coordinator.approvals)
     kpis: dict[str, Any] | None = None
     timer_waits: bool = False  # `wait` steps run as timers here (execution.requested `waits`)
+    skip_together: bool = False  # a wind-down records steps.skipped (execution.requested `wind_down`)
     retried_at: datetime | None = None  # the last operator retry: the runbook's timeout restarts
     reason: str | None = None
     requested_at: datetime | None = None
@@ -128,6 +134,12 @@ class ExecutionState:
     now: datetime | None = None
     seq: int = 0
     last_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        # Built directly (tests, tools) with a plain dict of steps: kept as a StepMap. The fold
+        # makes its states with `updated`, which does not come here.
+        if not isinstance(self.steps, StepMap):
+            object.__setattr__(self, "steps", StepMap(self.steps))
 
     @property
     def definition(self) -> Runbook:
