@@ -65,9 +65,12 @@ class JsonLines(JsonFormatter):
     """python-json-logger's formatter, keeping an exception text a filter has already written
     (masked) instead of formatting the exception again."""
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
-        text = getattr(self, "_exc_text", None)
-        return text if text else super().formatException(ei)
+    def formatException(self, ei: Any) -> str:
+        text: str | None = getattr(self, "_exc_text", None)
+        if text:
+            return text
+        formatted = super().formatException(ei)
+        return formatted if isinstance(formatted, str) else "\n".join(formatted)
 
     def format(self, record: logging.LogRecord) -> str:
         self._exc_text = record.exc_text

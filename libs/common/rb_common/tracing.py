@@ -13,7 +13,8 @@ is made. With it, `rb_common.tracing_sdk` (the SDK and its OTLP/HTTP exporter) i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ Attributes = Mapping[str, str | int | float | bool]
 H = TypeVar("H", bound=MutableMapping[str, str])
 
 _spans: Spans | None = None
+_NOTHING: AbstractContextManager[None] = contextlib.nullcontext()  # reusable: tracing off
 
 
 def setup(settings: Settings, service: str) -> None:
@@ -54,22 +56,19 @@ def enabled() -> bool:
     return _spans is not None
 
 
-@contextlib.contextmanager
 def span(
     name: str,
     *,
     parent: Carrier | None = None,
     kind: str = "internal",
     attributes: Attributes | None = None,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """A span around the block, current inside it: the child of `parent` (a message's headers)
     if it carries a trace context, else of the current span. `kind`: internal, server, client,
     producer, consumer. An exception leaving the block marks the span as an error."""
     if _spans is None:
-        yield
-        return
-    with _spans.span(name, parent, kind, attributes):
-        yield
+        return _NOTHING
+    return _spans.span(name, parent, kind, attributes)
 
 
 def start(
@@ -92,14 +91,11 @@ def end(handle: Any, *, error: str | None = None, attributes: Attributes | None 
     _spans.end(handle, error, attributes)
 
 
-@contextlib.contextmanager
-def within(handle: Any = None, *, carrier: Carrier | None = None) -> Iterator[None]:
+def within(handle: Any = None, *, carrier: Carrier | None = None) -> AbstractContextManager[None]:
     """Make a started span (or the context a carrier holds) current inside the block."""
     if _spans is None or (handle is None and not carrier):
-        yield
-        return
-    with _spans.within(handle, carrier):
-        yield
+        return _NOTHING
+    return _spans.within(handle, carrier)
 
 
 def inject(headers: H) -> H:

@@ -410,7 +410,7 @@ class Notifier:
         with tracing.span(
             f"notify {metrics.kind(item.target)}",
             kind="client",
-            attributes={"rb.execution_id": execution_id, "rb.channel": key, "rb.attempt": attempt},
+            attributes={"rb.execution_id": execution_id, "rb.attempt": attempt},
         ):
             result = await attempt_once(self._sender(item, thread), timeout=self.config.send_timeout)
             if not result.ok:

@@ -150,7 +150,7 @@ class Coordinator:
 
         # The revision must be APPROVED now (as of a registry read made after this trigger came).
         refused = await admission.refusal(self.bus, request, self.registry)
-        self.spans.begin(request.execution_id, msg.headers, request.runbook_id)
+        self.spans.begin(request.execution_id, msg.headers, msg.subject.rsplit(".", 1)[-1])
         await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
         await msg.ack()
 

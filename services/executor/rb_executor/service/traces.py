@@ -13,9 +13,9 @@ Nothing is done unless tracing is on.
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from rb_common import tracing
@@ -56,13 +56,9 @@ class ExecutionSpans:
             while len(self.carriers) > self.held:
                 self.carriers.popitem(last=False)
 
-    @contextlib.contextmanager
-    def within(self, execution_id: str) -> Iterator[None]:
-        if not tracing.enabled():
-            yield
-            return
-        with tracing.within(self.open.get(execution_id), carrier=self.carriers.get(execution_id)):
-            yield
+    def within(self, execution_id: str) -> AbstractContextManager[None]:
+        """The execution's span (or remembered context) current inside the block."""
+        return tracing.within(self.open.get(execution_id), carrier=self.carriers.get(execution_id))
 
     def finish(self, state: ExecutionState) -> None:
         """End the span of an execution that has reached its terminal status."""
