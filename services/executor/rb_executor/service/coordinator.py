@@ -150,7 +150,7 @@ class Coordinator:
 
         # The revision must be APPROVED now (as of a registry read made after this trigger came).
         refused = await admission.refusal(self.bus, request, self.registry)
-        self.spans.begin(request.execution_id, msg.headers, msg.subject.rsplit(".", 1)[-1])
+        self.spans.begin(request.execution_id, msg, msg.subject.rsplit(".", 1)[-1])
         await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
         await msg.ack()
 
@@ -161,7 +161,7 @@ class Coordinator:
             log.error("dropping malformed outcome: %s", exc.errors()[0]["msg"])
             await msg.term()
             return
-        self.spans.remember(outcome.execution_id, msg.headers)
+        self.spans.remember(outcome.execution_id, msg)
         await self.accept_outcome(outcome)
         await msg.ack()
 

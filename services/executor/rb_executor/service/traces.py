@@ -14,9 +14,10 @@ Nothing is done unless tracing is on.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
+
+from nats.aio.msg import Msg
 
 from rb_common import tracing
 from rb_common.statuses import ExecutionStatus
@@ -31,13 +32,13 @@ class ExecutionSpans:
         self.carriers: OrderedDict[str, dict[str, str]] = OrderedDict()
         self.held = held
 
-    def begin(self, execution_id: str, headers: Mapping[str, str] | None, runbook_id: str) -> None:
+    def begin(self, execution_id: str, trigger: Msg, runbook_id: str) -> None:
         """The execution's span, once, as the child of the trigger message's context."""
         if not tracing.enabled() or execution_id in self.open:
             return
         self.open[execution_id] = tracing.start(
             "rb.execution",
-            parent=headers,
+            parent=trigger.headers,
             kind="consumer",
             attributes={"rb.execution_id": execution_id, "rb.runbook_id": runbook_id},
         )
@@ -45,12 +46,12 @@ class ExecutionSpans:
             _, handle = self.open.popitem(last=False)
             tracing.end(handle, attributes={"rb.unfinished": True})
 
-    def remember(self, execution_id: str, headers: Mapping[str, str] | None) -> None:
+    def remember(self, execution_id: str, outcome: Msg) -> None:
         """The execution's context from a message about it (an outcome), for executions whose
         span is not held here."""
         if not tracing.enabled() or execution_id in self.open:
             return
-        carrier = tracing.carried(headers)
+        carrier = tracing.carried(outcome.headers)
         if carrier:
             self.carriers[execution_id] = carrier
             while len(self.carriers) > self.held:
