@@ -16,10 +16,8 @@ handler masks the message and the exception text before either formatter sees th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -32,14 +30,21 @@ _execution: ContextVar[str | None] = ContextVar("rb_log_execution_id", default=N
 _step: ContextVar[str | None] = ContextVar("rb_log_step_id", default=None)
 
 
-@contextlib.contextmanager
-def bound(execution_id: str | None, step_id: str | None = None) -> Iterator[None]:
-    """Log lines inside the block name this execution (and step)."""
-    execution_token = _execution.set(execution_id)
-    step_token = _step.set(step_id)
-    try:
-        yield
-    finally:
+class bound:
+    """Log lines inside the block name this execution (and step). A class rather than a
+    generator: it runs twice per step on the hot path."""
+
+    __slots__ = ("_tokens", "execution_id", "step_id")
+
+    def __init__(self, execution_id: str | None, step_id: str | None = None) -> None:
+        self.execution_id = execution_id
+        self.step_id = step_id
+
+    def __enter__(self) -> None:
+        self._tokens = (_execution.set(self.execution_id), _step.set(self.step_id))
+
+    def __exit__(self, *_: object) -> None:
+        execution_token, step_token = self._tokens
         _step.reset(step_token)
         _execution.reset(execution_token)
 
