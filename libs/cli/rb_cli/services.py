@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ import httpx
 
 from rb_cli.health_server import health_server
 from rb_cli.stack import Stack, read_admin_key, write_admin_key
+from rb_common import logs, tracing
 from rb_common.errors import RbError
 from rb_common.health import Health
 from rb_common.identity import SYSTEM_KEY_NAME, Role, new_key
@@ -88,10 +88,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def serve(service_name: str, settings: Settings) -> None:
     runner = _runner(service_name)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s {service_name} %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings, service_name)  # RB_LOG_FORMAT: JSON lines or text
+    tracing.setup(settings, service_name)  # nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     health = Health()
 
@@ -124,8 +122,11 @@ def serve(service_name: str, settings: Settings) -> None:
             service.result()  # re-raises what ended the service
 
     settle_heap()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner_:
-        runner_.run(main())
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner_:
+            runner_.run(main())
+    finally:
+        tracing.shutdown()  # the spans still buffered go out
 
 
 # Allocations between two young-generation collections (Python's default: 700).

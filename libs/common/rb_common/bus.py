@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
+from rb_common import tracing
 from rb_common.events import Event
 from rb_common.ports import ConcurrencyError
 from rb_common.upcast import upcast
@@ -319,7 +320,7 @@ async def _publish_event(
     expected_last_subject_seq: int | None = None,
     expected_last_msg_id: str | None = None,
 ) -> PubAck:
-    headers = {"Nats-Msg-Id": event.id}
+    headers = tracing.inject({"Nats-Msg-Id": event.id})  # the execution's trace context, if on
     if expected_last_subject_seq is not None:
         headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_subject_seq)
     if expected_last_msg_id is not None:

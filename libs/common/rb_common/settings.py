@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     console_dir: Path | None = None
     # Every service's log level (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"
+    # How services write their log lines (rb_common.logs): "json", one JSON object a line with
+    # the execution and step ids (for log collectors; the default), or "text" for humans.
+    log_format: Literal["json", "text"] = "json"
+    # Traces (rb_common.tracing): OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318; the
+    # spans go to <endpoint>/v1/traces). Unset, nothing of OpenTelemetry is loaded. The standard
+    # OpenTelemetry variable, not an RB_ one, so that collectors' docs apply as they are.
+    otel_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_endpoint")
+    )
     recorder_deliver: Literal["all", "new"] = "all"
 
     # -- step sandbox and egress (issue 12; README "What a step can reach") --------------------

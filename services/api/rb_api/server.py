@@ -41,6 +41,7 @@ def build_server(app: FastAPI, settings: Settings, *, log_level: str = "info") -
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's loggers go to the process's handler (rb_common.logs)
         lifespan="on",
         proxy_headers=True,
         timeout_graceful_shutdown=5,

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from rb_api.dbutil import utcnow
 from rb_api.problems import ProblemError
 from rb_api.registry import APPROVED, DEPRECATED, Current
+from rb_common import logs, tracing
 from rb_common.bus import TRIGGER_DEDUPE_WINDOW, Bus
 from rb_common.messages import TriggerRequest
 from rb_common.model import Runbook
@@ -176,13 +177,22 @@ def should_publish(claim: Claim) -> bool:
 async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) -> bool:
     """Publish to rb.trigger.<runbook_id>; True if JetStream stored it, False if it was a duplicate."""
     try:
-        ack = await bus.js.publish(
-            bus.names.trigger_subject(runbook_id),
-            request.encode(),
-            headers={"Nats-Msg-Id": request.execution_id},
-            stream=bus.names.triggers_stream,
-            timeout=5.0,
-        )
+        # The execution's trace starts here; its context goes with the trigger message.
+        with (
+            logs.bound(request.execution_id),
+            tracing.span(
+                "rb.trigger",
+                kind="producer",
+                attributes={"rb.execution_id": request.execution_id, "rb.runbook_id": runbook_id},
+            ),
+        ):
+            ack = await bus.js.publish(
+                bus.names.trigger_subject(runbook_id),
+                request.encode(),
+                headers=tracing.inject({"Nats-Msg-Id": request.execution_id}),
+                stream=bus.names.triggers_stream,
+                timeout=5.0,
+            )
     except Exception as exc:
         log.warning("cannot publish trigger for %s: %s", runbook_id, exc)
         raise ProblemError(

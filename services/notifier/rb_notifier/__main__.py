@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+from rb_common import logs, tracing
 from rb_common.secrets import renamed_notices
 from rb_common.settings import Settings
 from rb_notifier.service import run_notifier
@@ -15,10 +16,8 @@ from rb_notifier.service import run_notifier
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s notifier %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings, "notifier")
+    tracing.setup(settings, "notifier")
     for notice in renamed_notices(os.environ):
         logging.getLogger("rb_notifier").warning("%s", notice)
 
@@ -29,7 +28,10 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_notifier(settings, stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
+from rb_common import logs, tracing
 from rb_common.consumers import durable_config
 from rb_common.events import Event, EventType
 from rb_common.health import Health, nats_answers
@@ -405,7 +406,15 @@ class Notifier:
             **self._thread_fields(thread),
         )
         await self._record(execution_id, intent)
-        result = await attempt_once(self._sender(item, thread), timeout=self.config.send_timeout)
+        # The delivery's span: a child of the execution's (the event message's context).
+        with tracing.span(
+            f"notify {metrics.kind(item.target)}",
+            kind="client",
+            attributes={"rb.execution_id": execution_id, "rb.attempt": attempt},
+        ):
+            result = await attempt_once(self._sender(item, thread), timeout=self.config.send_timeout)
+            if not result.ok:
+                tracing.failed("not delivered")
         if result.ok:
             metrics.delivered(item.target, "sent")
             receipt = result.receipt or Receipt()
@@ -717,6 +726,11 @@ class InOrder:
 
     async def __call__(self, msg: Msg) -> None:
         execution_id = msg.subject.rsplit(".", 1)[-1]
+        # Log lines name the execution; deliveries are spans in its trace.
+        with logs.bound(execution_id), tracing.within(carrier=msg.headers):
+            await self._handle(msg, execution_id)
+
+    async def _handle(self, msg: Msg, execution_id: str) -> None:
         previous = self.chains.get(execution_id)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.chains[execution_id] = mine

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from rb_common import logs
 from rb_common.bus import Bus, connect
 from rb_common.consumers import durable_config
 from rb_common.events import Event
@@ -100,6 +101,11 @@ async def handle_message(msg: Msg, recorder: Recorder, blocked: set[str]) -> Non
         log.error("unreadable event on %s, terminating it: %s", msg.subject, exc.errors()[0]["msg"])
         await msg.term()
         return
+    with logs.bound(event.execution_id):  # the log lines about it name its execution
+        await _apply(msg, event, recorder, blocked)
+
+
+async def _apply(msg: Msg, event: Event, recorder: Recorder, blocked: set[str]) -> None:
     metadata = msg.metadata
     deliveries = metadata.num_delivered or 1
     if event.execution_id in blocked:
@@ -182,13 +188,14 @@ async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
             await msg.nak(delay=error_delay(msg.metadata.num_delivered or 1))
         return
     for (msg, event), result in zip(readable, results, strict=True):
-        if isinstance(result, SequenceGap):
-            log.info("%s; redelivering later", result)
-            await msg.nak(delay=gap_delay(msg.metadata.num_delivered or 1))
-        else:
-            log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
-            metrics.projected(msg, event, result.value)
-            await msg.ack()
+        with logs.bound(event.execution_id):
+            if isinstance(result, SequenceGap):
+                log.info("%s; redelivering later", result)
+                await msg.nak(delay=gap_delay(msg.metadata.num_delivered or 1))
+            else:
+                log.debug("%s seq %d %s: %s", event.execution_id, event.seq, event.type.value, result.value)
+                metrics.projected(msg, event, result.value)
+                await msg.ack()
 
 
 async def run_recorder(

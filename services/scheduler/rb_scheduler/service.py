@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
+from rb_common import logs, tracing
 from rb_common.bus import Bus, connect
 from rb_common.consumers import consume_push, durable_config
 from rb_common.errors import RbError
@@ -73,12 +74,25 @@ class Scheduler:
             log.error("not starting %s: %s", runbook.id, exc)
             return False, str(exc)
         message = TriggerRequest(execution_id=execution_id, actor=actor, data=data)
-        ack = await self.bus.js.publish(
-            self.bus.names.trigger_subject(runbook.id),
-            message.encode(),
-            headers={"Nats-Msg-Id": execution_id},
-            stream=self.bus.names.triggers_stream,
-        )
+        # The trace of the execution starts here (a cron fire or an alert).
+        with (
+            logs.bound(execution_id),
+            tracing.span(
+                "rb.trigger",
+                kind="producer",
+                attributes={
+                    "rb.execution_id": execution_id,
+                    "rb.runbook_id": runbook.id,
+                    "rb.trigger": str(trigger.get("type", "")),
+                },
+            ),
+        ):
+            ack = await self.bus.js.publish(
+                self.bus.names.trigger_subject(runbook.id),
+                message.encode(),
+                headers=tracing.inject({"Nats-Msg-Id": execution_id}),
+                stream=self.bus.names.triggers_stream,
+            )
         return not ack.duplicate, None
 
     async def fire(

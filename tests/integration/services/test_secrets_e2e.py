@@ -184,6 +184,7 @@ async def test_a_secret_leaves_no_trace(services: Services, bus: Bus, peer: Peer
             "RB_EGRESS_ALLOW": "127.0.0.1/32",
             "RB_NOTIFIER_DELIVER": "all",
             "RB_LOG_LEVEL": "DEBUG",  # the most a log could ever say
+            "RB_LOG_FORMAT": "json",  # the default; what a log collector reads
         }
     )
     stored = cli(services, "secrets", "set", "API_TOKEN", stdin=TOKEN + "\n")
@@ -295,3 +296,16 @@ async def test_a_secret_leaves_no_trace(services: Services, bus: Bus, peer: Peer
     assert any("HTTP" in text or "step" in text for text in logs.values())
     for name, text in logs.items():
         assert_no_trace(f"log {name}", text)
+        # JSON lines: each one parses, and no decoded field (message, traceback, ids) holds it.
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        assert records, name
+        for record in records:
+            assert_no_trace(f"a JSON log line of {name}", "\n".join(str(v) for v in record.values()))
+    executor_lines = [
+        json.loads(line)
+        for name, text in logs.items()
+        if name.startswith("executor")
+        for line in text.splitlines()
+        if line.strip()
+    ]
+    assert any(r["execution_id"] == execution_id and r["step_id"] == "call" for r in executor_lines)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from rb_common import tracing
 from rb_common.step_specs import SPECS, StepSpec
 from rb_engine.egress import EgressPolicy, EgressRefused, EgressTransport, redact_url
 from rb_engine.steps.base import SpecValidated, StepContext, StepFailed
@@ -41,6 +42,13 @@ def _query_params(params: Mapping[str, Any]) -> dict[str, Any]:
         key: [scalar(v) for v in value] if isinstance(value, list) else scalar(value)
         for key, value in params.items()
     }
+
+
+def _host(url: str) -> str:
+    try:
+        return httpx.URL(url).host
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return ""
 
 
 def _excerpt(response: httpx.Response) -> str:
@@ -91,7 +99,16 @@ async def send_request(
             max_redirects=MAX_REDIRECTS,
             trust_env=False,
         ) as client:
-            response = await client.request(method.upper(), url, **kwargs)
+            # The outbound call's span (a child of the step attempt's) and its context in the
+            # request's `traceparent`; attributes name the method and host, never the path or
+            # query (they may hold secrets).
+            with tracing.span(
+                method.upper(),
+                kind="client",
+                attributes={"http.request.method": method.upper(), "server.address": _host(url)},
+            ):
+                tracing.inject(kwargs["headers"])
+                response = await client.request(method.upper(), url, **kwargs)
     except EgressRefused as exc:
         redirected = f" (redirected from {shown})" if exc.url != shown else ""
         raise StepFailed(exc.message + redirected, retryable=False) from None

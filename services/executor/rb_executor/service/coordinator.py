@@ -24,6 +24,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from rb_common import bus as nats_bus
+from rb_common import logs, tracing
 from rb_common.bus import Bus
 from rb_common.consumers import consume_push, durable_config
 from rb_common.events import Event, EventType
@@ -50,6 +51,7 @@ from rb_engine.coordinator.applier import (
 from rb_engine.coordinator.context import expression_context
 from rb_executor import metrics
 from rb_executor.service import admission
+from rb_executor.service.traces import ExecutionSpans
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,15 @@ class Coordinator:
         # Called with the state after every advance, inside its lock (rb_executor.service.outside).
         self.observers: list[Callable[[ExecutionState], None]] = []
         self.registry = admission.Reads(lambda runbook_id: read_registry(bus, runbook_id))
+        self.spans = ExecutionSpans()  # traces: each execution's span (rb_common.tracing)
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._consume(stop)
+        finally:
+            self.spans.close()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         bus, names = self.bus, self.bus.names
         await asyncio.gather(
             consume_push(
@@ -141,6 +150,7 @@ class Coordinator:
 
         # The revision must be APPROVED now (as of a registry read made after this trigger came).
         refused = await admission.refusal(self.bus, request, self.registry)
+        self.spans.begin(request.execution_id, msg, msg.subject.rsplit(".", 1)[-1])
         await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
         await msg.ack()
 
@@ -151,6 +161,7 @@ class Coordinator:
             log.error("dropping malformed outcome: %s", exc.errors()[0]["msg"])
             await msg.term()
             return
+        self.spans.remember(outcome.execution_id, msg)
         await self.accept_outcome(outcome)
         await msg.ack()
 
@@ -237,6 +248,11 @@ class Coordinator:
         """Record what `decision` makes of the current state, then everything decide() asks
         for; retried from a fresh read of the stream when another writer got there first."""
         lock = self.locks.setdefault(execution_id, asyncio.Lock())
+        # The execution's log lines name it; its events and tasks carry its trace context.
+        with logs.bound(execution_id), self.spans.within(execution_id):
+            await self._advance_locked(lock, execution_id, decision)
+
+    async def _advance_locked(self, lock: asyncio.Lock, execution_id: str, decision: Decision) -> None:
         async with lock:
             for _ in range(20):
                 entry = await self._entry(execution_id)
@@ -256,6 +272,7 @@ class Coordinator:
                     observe(entry.state)
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
+                    self.spans.finish(entry.state)
                 return
             raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
 
@@ -352,7 +369,7 @@ class Coordinator:
             await self.bus.js.publish(
                 self.bus.names.timer_subject(state.execution_id),
                 message.encode(),
-                headers={"Nats-Msg-Id": key},
+                headers=tracing.inject({"Nats-Msg-Id": key}),
                 stream=self.bus.names.inbox_stream,
             )
             entry.published.add(key)
@@ -385,7 +402,7 @@ class Coordinator:
                 self.bus.js.publish(
                     self.bus.names.task_subject(command.step_type),
                     task.encode(),
-                    headers={"Nats-Msg-Id": command.idempotency_key},
+                    headers=tracing.inject({"Nats-Msg-Id": command.idempotency_key}),
                     stream=self.bus.names.tasks_stream,
                 )
             )

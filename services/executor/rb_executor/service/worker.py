@@ -27,6 +27,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from rb_common import logs, tracing
 from rb_common.bus import Bus
 from rb_common.consumers import durable_config
 from rb_common.events import EventType
@@ -216,7 +217,23 @@ class Worker:
         if self.holdings is not None:
             self.holdings.hold(msg.reply)
         try:
-            await self._run(msg, task, command, current)
+            # The attempt's log lines name its execution and step; its span is the child of the
+            # execution's (the task message carries its context).
+            with (
+                logs.bound(task.execution_id, command.step_id),
+                tracing.span(
+                    "rb.step",
+                    parent=msg.headers,
+                    kind="consumer",
+                    attributes={
+                        "rb.execution_id": task.execution_id,
+                        "rb.step_id": command.step_id,
+                        "rb.step_type": command.step_type,
+                        "rb.attempt": command.attempt,
+                    },
+                ),
+            ):
+                await self._run(msg, task, command, current)
         finally:
             if self.attempts.get(command.idempotency_key) is current:
                 del self.attempts[command.idempotency_key]
@@ -246,7 +263,7 @@ class Worker:
             # redelivery says so at once: the record shows that the attempt runs again.
             report_start = asyncio.get_running_loop().call_later(
                 START_REPORT_AFTER if not again else 0,
-                lambda: asyncio.ensure_future(self._report(task.execution_id, command, started)),
+                lambda: asyncio.ensure_future(self._report(task.execution_id, command, started, msg)),
             )
             try:
                 secrets = self.secrets.fresh()
@@ -264,6 +281,9 @@ class Worker:
             finally:
                 report_start.cancel()
             succeeded = outcome.TYPE == EventType.STEP_SUCCEEDED
+            log.debug("%s attempt %d: %s", command.step_type, command.attempt, outcome.TYPE.value)
+            if not succeeded:
+                tracing.failed("step failed")
             metrics.step_finished(
                 command.step_type, "succeeded" if succeeded else "failed", time.perf_counter() - began
             )
@@ -272,6 +292,7 @@ class Worker:
                     task.execution_id,
                     command,
                     outcome.model_copy(update={"started_at": started_at, **again}),
+                    msg,
                 )
             )
             try:
@@ -318,7 +339,7 @@ class Worker:
             requester=task.requester,
         )
 
-    async def _report(self, execution_id: str, command: RunStep, report: Report) -> None:
+    async def _report(self, execution_id: str, command: RunStep, report: Report, task: Msg) -> None:
         """Hand the outcome to the coordinator in this process if there is one, else (or if it
         fails) publish it to the inbox for whichever coordinator replica takes it.
 
@@ -340,7 +361,8 @@ class Worker:
         await self.bus.js.publish(
             self.bus.names.result_subject(execution_id),
             outcome.encode(),
-            headers={"Nats-Msg-Id": f"{command.idempotency_key}:{suffix}"},
+            # The task's trace context (the execution's) goes back with its outcome.
+            headers={"Nats-Msg-Id": f"{command.idempotency_key}:{suffix}", **tracing.carried(task.headers)},
             stream=self.bus.names.inbox_stream,
         )
 
