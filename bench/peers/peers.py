@@ -26,15 +26,16 @@ What one measurement includes:
            `execution.succeeded` event: the executor's admission (registry read), every step's
            task published to the workers' stream, run by a worker, its events appended to the
            execution's stream (durably, acknowledged) and folded by the coordinator.
-           "recorded" (the first chain of each round): until the recorder's row in PostgreSQL
-           says SUCCEEDED (polled every 10 ms).
+           "recorded": until the recorder's row in PostgreSQL says SUCCEEDED (polled every 10 ms).
   Prefect  the flow call until it returns, in the process that calls it: creating the flow run
            and its state changes on the server (HTTP round trips, waited for), each task run
            orchestrated in this process (its state changes are events sent to the server over
-           a websocket, not waited for), the no-op bodies. "recorded" (the first chain of each
-           round): until the server lists all N task runs COMPLETED (polled every 10 ms).
+           a websocket, not waited for), the no-op bodies. "recorded": until the server lists
+           all N task runs COMPLETED (polled every 10 ms).
 So rb's figure crosses three processes and a durable log for every step; Prefect's runs the
-tasks in the caller's process and records them asynchronously.
+tasks in the caller's process and records them asynchronously. Every run (warm-up included)
+waits until it is recorded before the next one starts, so no run pays for the previous one's
+backlog (Prefect's server records a chain's task runs seconds after the flow has returned).
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ async def bench(args: argparse.Namespace) -> None:
 
         sides = {"rb": Samples(), "Prefect": Samples()}
 
-        async def once(name: str, steps: int, wait: bool = False) -> tuple[float, float | None]:
+        async def once(name: str, steps: int, wait: bool = True) -> tuple[float, float | None]:
             if name == "rb":
                 return await rb.run(steps, wait)
             assert prefect is not None
@@ -344,14 +345,14 @@ async def bench(args: argparse.Namespace) -> None:
             for name in order:
                 s = sides[name]
                 this_round = []
-                for i in range(args.per_round):
-                    # The first chain of a round also waits until it is recorded (Prefect's
-                    # server takes seconds; rb's recorder milliseconds), the others do not.
-                    seconds, recorded = await once(name, args.steps, wait=i == 0)
+                for _ in range(args.per_round):
+                    # Every run waits until it is recorded before the next starts: Prefect's
+                    # server records a chain's task runs seconds after the flow returned, and
+                    # the next run, started earlier, would pay for that backlog.
+                    seconds, recorded = await once(name, args.steps)
                     this_round.append(seconds)
                     s.chain.append(seconds)
-                    if i == 0:
-                        s.recorded.append(recorded)
+                    s.recorded.append(recorded)
                     s.single.append((await once(name, 1))[0])
                 s.round_medians.append(statistics.median(this_round))
             line = ", ".join(f"{n} {ms(sides[n].round_medians[-1])} ms" for n in sides)
