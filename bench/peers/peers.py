@@ -32,7 +32,7 @@ What one measurement includes:
            orchestrated in this process (its state changes are events sent to the server over
            a websocket, not waited for), the no-op bodies. "recorded": until the server lists
            all N task runs COMPLETED (polled every 10 ms).
-So rb's figure crosses three processes and a durable log for every step; Prefect's runs the
+So rb's figure crosses two processes (executor, nats-server) and a durable log for every step; Prefect's runs the
 tasks in the caller's process and records them asynchronously. Every run (warm-up included)
 waits until it is recorded before the next one starts, so no run pays for the previous one's
 backlog (Prefect's server records a chain's task runs seconds after the flow has returned).
