@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jsonschema
@@ -76,4 +76,9 @@ def env_names(runbook: Runbook) -> set[str]:
 
 
 def env_snapshot(runbook: Runbook, environ: Mapping[str, str]) -> dict[str, str]:
-    return {name: environ[name] for name in sorted(env_names(runbook)) if name in environ}
+    return pick_env(env_names(runbook), environ)
+
+
+def pick_env(names: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of `names` that `environ` has, by name."""
+    return {name: environ[name] for name in sorted(names) if name in environ}

@@ -66,3 +66,20 @@ async def test_the_executor_snapshots_the_variables_the_runbook_reads(
     assert events[0].data["env"] == ({} if value is None else {"RB_TEST_CHANGE_WINDOW": value})
     checked = next(e for e in events if e.type == "assumption.checked")
     assert checked.data["ok"] is held
+
+
+async def test_a_runbook_started_again_sees_the_environment_as_it_is_then(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a definition reads is worked out once per definition; the values never are."""
+    rid = f"env-{uuid.uuid4().hex[:8]}"
+    await announce(bus, rid, "approved", revision=1, status="APPROVED", actor="key:second")
+    seen = []
+    for value in ("open", "closed", None, "open"):
+        if value is None:
+            monkeypatch.delenv("RB_TEST_CHANGE_WINDOW", raising=False)
+        else:
+            monkeypatch.setenv("RB_TEST_CHANGE_WINDOW", value)
+        events = await start(bus, rid)
+        seen.append(events[0].data["env"].get("RB_TEST_CHANGE_WINDOW"))
+    assert seen == ["open", "closed", None, "open"]
