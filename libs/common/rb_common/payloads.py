@@ -84,6 +84,23 @@ class ExecutionStarted(EventPayload):
     version: str
 
 
+class ExecutionQueued(EventPayload):
+    """The executor's admission held the run back (a fact, not decide()'s): a limit on running
+    executions is reached, the global one (`RB_MAX_RUNNING_EXECUTIONS`) or the runbook's
+    `concurrency.limit`. It stays QUEUED until `execution.dequeued`."""
+
+    TYPE = EventType.EXECUTION_QUEUED
+    reason: str
+    limit: str | None = None  # "global" | "runbook"
+
+
+class ExecutionDequeued(EventPayload):
+    """A slot freed and the queued run may start (a fact): decide() then records
+    `execution.started`."""
+
+    TYPE = EventType.EXECUTION_DEQUEUED
+
+
 class AssumptionChecked(EventPayload):
     TYPE = EventType.ASSUMPTION_CHECKED
     name: str
@@ -380,6 +397,8 @@ class StepRetryRequested(EventPayload):
 Payload = (
     ExecutionRequested
     | ExecutionStarted
+    | ExecutionQueued
+    | ExecutionDequeued
     | AssumptionChecked
     | StepScheduled
     | StepStarted

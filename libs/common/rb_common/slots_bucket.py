@@ -1,0 +1,105 @@
+"""The slot table (rb_common.slots) in its KV bucket `<NS>_ADMISSION`, key `table`.
+
+Every change is a compare-and-set on the key's revision, retried on conflict, so executors on
+several replicas share one count. Changes within one process go one at a time (a lock), so
+they do not conflict with each other. `queue_depth` is the API's cheap read: one KV get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from rb_common.bus import Bus, Names
+from rb_common.slots import Slot, Table, Verdict, admit, release
+
+KEY = "table"
+T = TypeVar("T")
+
+
+async def ensure_slots_bucket(js: JetStreamContext, names: Names) -> KeyValue:
+    try:
+        return await js.key_value(names.admission_bucket)
+    except (BucketNotFoundError, NotFoundError):
+        pass
+    return await js.create_key_value(
+        KeyValueConfig(
+            bucket=names.admission_bucket,
+            description="rb admission: running and queued executions (rb_common.slots)",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=names.replicas,
+        )
+    )
+
+
+async def read_table(kv: KeyValue) -> tuple[Table, int]:
+    """The table and its revision (0: no table yet)."""
+    try:
+        entry = await kv.get(KEY)
+    except KeyNotFoundError:
+        return Table(), 0
+    return Table.decode(entry.value), int(entry.revision or 0)
+
+
+async def queue_depth(bus: Bus) -> int:
+    """How many executions wait for a slot (0 when there is no table yet)."""
+    kv = await ensure_slots_bucket(bus.js, bus.names)
+    table, _ = await read_table(kv)
+    return len(table.queue)
+
+
+class Slots:
+    """This process's handle on the shared table, with the executor's limits."""
+
+    def __init__(self, bus: Bus, *, max_running: int, max_queued: int) -> None:
+        self.bus = bus
+        self.max_running = max_running
+        self.max_queued = max_queued
+        self._kv: KeyValue | None = None
+        self._lock = asyncio.Lock()
+
+    async def kv(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await ensure_slots_bucket(self.bus.js, self.bus.names)
+        return self._kv
+
+    async def change(self, fn: Callable[[Table], T]) -> T:
+        """Apply `fn` to the current table and store the result, compare-and-set."""
+        kv = await self.kv()
+        async with self._lock:
+            while True:
+                table, revision = await read_table(kv)
+                before = table.encode()
+                result = fn(table)
+                after = table.encode()
+                if after == before:
+                    return result
+                try:
+                    if revision == 0:
+                        await kv.create(KEY, after)
+                    else:
+                        await kv.update(KEY, after, last=revision)
+                except KeyWrongLastSequenceError:
+                    continue  # another executor changed it first: judge again on its table
+                return result
+
+    async def table(self) -> Table:
+        table, _ = await read_table(await self.kv())
+        return table
+
+    async def admit(self, slot: Slot, on_limit: str) -> Verdict:
+        return await self.change(
+            lambda table: admit(
+                table, slot, on_limit, max_running=self.max_running, max_queued=self.max_queued
+            )
+        )
+
+    async def release(self, execution_id: str) -> list[str]:
+        return await self.change(lambda table: release(table, execution_id, self.max_running))
