@@ -59,6 +59,13 @@ async def queued(bus: Bus, execution_id: str) -> Event:
     return await wait_for_event(bus, execution_id, lambda e: e.type == EventType.EXECUTION_QUEUED, WAIT)
 
 
+async def arrive(bus: Bus, yaml_text: str, **request: object) -> str:
+    """Publish a trigger and wait until the executor has recorded it: the arrival order."""
+    execution_id = await publish_trigger(bus, yaml_text, **request)
+    await wait_for_event(bus, execution_id, lambda e: e.type == EventType.EXECUTION_REQUESTED, WAIT)
+    return execution_id
+
+
 async def verified(events: list[Event]) -> None:
     report = await Replayer(PluginExecutor(default_registry()), Settings()).replay(events)
     assert report.verified, [str(d) for d in report.deviations]
@@ -69,7 +76,7 @@ async def test_limit_2_with_5_triggers_runs_2_queues_3_and_starts_them_in_order(
 ) -> None:
     services.start("executor")
     yaml_text = gated_runbook("fair-limit", step_dir, "concurrency: {limit: 2}\n")
-    ids = [await publish_trigger(bus, yaml_text, params={"n": str(i)}) for i in range(5)]
+    ids = [await arrive(bus, yaml_text, params={"n": str(i)}) for i in range(5)]
     for execution_id in ids[:2]:
         await started(bus, execution_id)
     for execution_id in ids[2:]:
@@ -133,7 +140,7 @@ async def test_queued_executions_survive_an_executor_killed_with_sigkill(
 ) -> None:
     executor = services.start("executor", RB_MAX_RUNNING_EXECUTIONS="1")
     yaml_text = gated_runbook("fair-kill", step_dir)
-    ids = [await publish_trigger(bus, yaml_text, params={"n": str(i)}) for i in range(3)]
+    ids = [await arrive(bus, yaml_text, params={"n": str(i)}) for i in range(3)]
     await started(bus, ids[0])
     for execution_id in ids[1:]:
         assert (await queued(bus, execution_id)).data["limit"] == "global"
