@@ -152,10 +152,10 @@ class Coordinator:
         refused = await admission.refusal(self.bus, request, self.registry)
         execution_id = request.execution_id
         verdict = None
-        if refused is None and self.slots is not None:
-            if (await self._entry(execution_id)).state.status == st.NEW:  # else: a repeat
-                slot, on_limit = admission.slot(request, time.time())
-                verdict = await self.slots.admit(slot, on_limit)
+        new = refused is None and (await self._entry(execution_id)).state.status == st.NEW  # else: a repeat
+        if new and self.slots is not None:
+            slot, on_limit = admission.slot(request, time.time())
+            verdict = await self.slots.admit(slot, on_limit)
         await self.advance(execution_id, lambda state: admission.admitted(state, request, refused, verdict))
         if verdict is not None and verdict.cancel is not None:
             reason = f"on_limit: cancel_oldest, for {execution_id}"
@@ -165,10 +165,10 @@ class Coordinator:
                     state, EventType.EXECUTION_CANCEL_REQUESTED, {"requested_via": "admission", "reason": reason}, EXECUTOR
                 ),
             )
-        if verdict is not None and verdict.outcome == "queue" and self.slots is not None:
-            # A slot may have freed between the table's change and the record of the wait.
-            if (await self.slots.table()).find(execution_id) == "running":
-                await self.advance(execution_id, admission.dequeued)
+        # A slot may have freed between the table's change and the record of the wait.
+        waits = verdict is not None and verdict.outcome == "queue" and self.slots is not None
+        if waits and self.slots is not None and (await self.slots.table()).find(execution_id) == "running":
+            await self.advance(execution_id, admission.dequeued)
         await msg.ack()
 
     async def on_outcome(self, msg: Msg) -> None:

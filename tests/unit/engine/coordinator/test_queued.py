@@ -6,6 +6,7 @@ from __future__ import annotations
 from harness import Drive
 
 from rb_common.events import EventType
+from rb_common.loader import load_runbook_text
 from rb_common.settings import Settings
 from rb_engine.coordinator import decide
 from rb_engine.coordinator import state as st
@@ -13,7 +14,6 @@ from rb_engine.coordinator.applier import EXECUTOR, Fact, controlled, requested
 from rb_engine.replay import Replayer
 from rb_engine.runner import PluginExecutor
 from rb_engine.steps.registry import default_registry
-from rb_common.loader import load_runbook_text
 
 YAML = """\
 id: queued
