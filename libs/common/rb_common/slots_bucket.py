@@ -49,10 +49,14 @@ async def read_table(kv: KeyValue) -> tuple[Table, int]:
 
 
 async def queue_depth(bus: Bus) -> int:
-    """How many executions wait for a slot (0 when there is no table yet)."""
-    kv = await ensure_slots_bucket(bus.js, bus.names)
-    table, _ = await read_table(kv)
-    return len(table.queue)
+    """How many executions wait for a slot (0 when there is no table yet): one get of the
+    key's last value from the bucket's stream."""
+    bucket = bus.names.admission_bucket
+    try:
+        last = await bus.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{KEY}")
+    except NotFoundError:
+        return 0
+    return len(Table.decode(last.data).queue)
 
 
 class Slots:
