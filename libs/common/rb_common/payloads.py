@@ -346,6 +346,9 @@ class ExecutionFailed(_Terminal):
 class ExecutionAborted(_Terminal):
     TYPE = EventType.EXECUTION_ABORTED
     unmet: list[str] = []
+    # The executor refused the start (a fact): the revision is not APPROVED, the runbook is at
+    # its concurrency.limit with on_limit: reject, or the execution queue is full.
+    refused: bool = False
 
 
 class ExecutionCancelled(_Terminal):

@@ -72,7 +72,9 @@ class Table:
         if not raw:
             return cls()
         data = orjson.loads(raw)
-        return cls([Slot.load(s) for s in data.get("running", [])], [Slot.load(s) for s in data.get("queue", [])])
+        return cls(
+            [Slot.load(s) for s in data.get("running", [])], [Slot.load(s) for s in data.get("queue", [])]
+        )
 
     def find(self, execution_id: str) -> Literal["running", "queued"] | None:
         if any(s.execution_id == execution_id for s in self.running):

@@ -177,7 +177,10 @@ async def test_a_continuing_execution_is_not_stuck_behind_a_backlog_of_new_ones(
     chain = (
         "id: fair-chain\nname: Chain\nsteps:\n"
         f"  - {{id: s0, type: shell, timeout: 120s, inputs: {{command: [python3, -c, {code!r}]}}}}\n"
-        + "".join(f"  - {{id: s{i}, type: transform, depends_on: [s{i - 1}], inputs: {{x: {i}}}}}\n" for i in range(1, 5))
+        + "".join(
+            f"  - {{id: s{i}, type: transform, depends_on: [s{i - 1}], inputs: {{x: {i}}}}}\n"
+            for i in range(1, 5)
+        )
     )
     quick = (
         "id: fair-new\nname: New\nsteps:\n  - {id: a, type: wait, inputs: {seconds: 0.2}}\n"

@@ -16,7 +16,9 @@ def ids(slots: list[Slot]) -> list[str]:
 
 def test_limit_2_with_5_starts_2_and_queues_3_which_start_in_order() -> None:
     table = Table()
-    verdicts = [admit(table, slot(f"e{i}", limit=2), "queue", max_running=100, max_queued=10) for i in range(5)]
+    verdicts = [
+        admit(table, slot(f"e{i}", limit=2), "queue", max_running=100, max_queued=10) for i in range(5)
+    ]
     assert [v.outcome for v in verdicts] == ["start", "start", "queue", "queue", "queue"]
     assert verdicts[2].limit == "runbook"
     assert ids(table.running) == ["e0", "e1"]
@@ -92,7 +94,10 @@ def test_a_repeated_start_keeps_its_place() -> None:
 def test_children_are_not_held_by_the_global_limit() -> None:
     table = Table()
     admit(table, slot("parent"), "queue", max_running=1, max_queued=5)
-    assert admit(table, slot("child", "sub", child=True), "queue", max_running=1, max_queued=5).outcome == "start"
+    assert (
+        admit(table, slot("child", "sub", child=True), "queue", max_running=1, max_queued=5).outcome
+        == "start"
+    )
     assert admit(table, slot("other"), "queue", max_running=1, max_queued=5).outcome == "queue"
 
 

@@ -28,7 +28,9 @@ def held(drive: Drive) -> None:
     runbook, _ = load_runbook_text(YAML)
     data = {"runbook": runbook.snapshot(), "waits": "timers"}
     facts = requested(drive.state, data, "tests")
-    facts.append(Fact(EventType.EXECUTION_QUEUED, {"reason": "r has 1 running", "limit": "runbook"}, EXECUTOR))
+    facts.append(
+        Fact(EventType.EXECUTION_QUEUED, {"reason": "r has 1 running", "limit": "runbook"}, EXECUTOR)
+    )
     drive.apply(facts)
 
 
