@@ -1,15 +1,15 @@
 """The slot table (rb_common.slots) in its KV bucket `<NS>_ADMISSION`, key `table`.
 
 Every change is a compare-and-set on the key's revision, retried on conflict, so executors on
-several replicas share one count. Changes within one process go one at a time (a lock), so
-they do not conflict with each other. `queue_depth` is the API's cheap read: one KV get.
+several replicas share one count. Changes within one process go through one writer: those asked
+for while a write is under way are applied together, in order, in the next read and write. `queue_depth` is the API's cheap read: one KV get.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -67,7 +67,8 @@ class Slots:
         self.max_running = max_running
         self.max_queued = max_queued
         self._kv: KeyValue | None = None
-        self._lock = asyncio.Lock()
+        self._pending: list[tuple[Callable[[Table], Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Future[None] | None = None
 
     async def kv(self) -> KeyValue:
         if self._kv is None:
@@ -75,24 +76,48 @@ class Slots:
         return self._kv
 
     async def change(self, fn: Callable[[Table], T]) -> T:
-        """Apply `fn` to the current table and store the result, compare-and-set."""
+        """Apply `fn` to the current table and store the result, compare-and-set. Changes asked
+        for while a write is under way go together in the next one (one read and one write for
+        a burst of triggers, in the order they were asked for), so a release never waits behind
+        hundreds of admissions one round trip each."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+        return await asyncio.shield(future)
+
+    async def _write(self) -> None:
         kv = await self.kv()
-        async with self._lock:
-            while True:
-                table, revision = await read_table(kv)
-                before = table.encode()
-                result = fn(table)
-                after = table.encode()
-                if after == before:
-                    return result
-                try:
-                    if revision == 0:
-                        await kv.create(KEY, after)
-                    else:
-                        await kv.update(KEY, after, last=revision)
-                except KeyWrongLastSequenceError:
-                    continue  # another executor changed it first: judge again on its table
-                return result
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._store(kv, [fn for fn, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    @staticmethod
+    async def _store(kv: KeyValue, fns: list[Callable[[Table], Any]]) -> list[Any]:
+        while True:
+            table, revision = await read_table(kv)
+            before = table.encode()
+            results = [fn(table) for fn in fns]
+            after = table.encode()
+            if after == before:
+                return results
+            try:
+                if revision == 0:
+                    await kv.create(KEY, after)
+                else:
+                    await kv.update(KEY, after, last=revision)
+            except KeyWrongLastSequenceError:
+                continue  # another executor changed it first: judge again on its table
+            return results
 
     async def table(self) -> Table:
         table, _ = await read_table(await self.kv())
