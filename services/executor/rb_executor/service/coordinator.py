@@ -301,6 +301,8 @@ class Coordinator:
                     await self.release(slot.execution_id)
             elif last.type in TERMINAL_EVENTS:
                 await self.release(slot.execution_id)
+            elif last.type.value.startswith("notification.") and (await self._entry(slot.execution_id)).state.terminal:
+                await self.release(slot.execution_id)  # the notifier's records come after the end
             elif last.type == EventType.EXECUTION_QUEUED:
                 await self.advance(slot.execution_id, admission.dequeued)
 
