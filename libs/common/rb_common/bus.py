@@ -79,6 +79,11 @@ class Names:
         return f"{self.prefix}_REGISTRY"
 
     @property
+    def admission_bucket(self) -> str:
+        """The executors' shared slot table: running and queued executions (rb_common.slots)."""
+        return f"{self.prefix}_ADMISSION"
+
+    @property
     def registry_stream(self) -> str:
         return f"KV_{self.registry_bucket}"
 
@@ -353,6 +358,17 @@ async def last_subject_seq(bus: Bus, execution_id: str) -> int:
     except NotFoundError:
         return 0
     return last.seq or 0
+
+
+async def last_event(bus: Bus, execution_id: str) -> Event | None:
+    """The execution's last event (None if it has none): one direct get."""
+    try:
+        last = await bus.js.get_last_msg(
+            bus.names.events_stream, bus.names.exec_subject(execution_id), direct=True
+        )
+    except NotFoundError:
+        return None
+    return Event.from_json(last.data or b"")
 
 
 async def read_execution(bus: Bus, execution_id: str, timeout: float = 10.0) -> list[tuple[Event, int]]:

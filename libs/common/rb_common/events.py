@@ -26,6 +26,9 @@ P = TypeVar("P", bound="EventPayload")
 class EventType(StrEnum):
     EXECUTION_REQUESTED = "execution.requested"
     EXECUTION_STARTED = "execution.started"
+    # Admission (the executor): over a limit the run waits QUEUED until a slot frees.
+    EXECUTION_QUEUED = "execution.queued"
+    EXECUTION_DEQUEUED = "execution.dequeued"
     ASSUMPTION_CHECKED = "assumption.checked"
     STEP_SCHEDULED = "step.scheduled"
     STEP_STARTED = "step.started"

@@ -252,6 +252,12 @@ class MemoryJetStream:
                     subjects[stored.subject] = subjects.get(stored.subject, 0) + 1
         return _Info(_State(last_seq=stream.last_seq, messages=len(stream.messages), subjects=subjects))
 
+    async def consumer_info(self, stream: str, consumer: str, **_: Any) -> Any:
+        """No durable consumers here (ordered subscriptions only): every one is unknown."""
+        self.check_open()
+        self._stream(stream)
+        raise NotFoundError(code=404, err_code=10014, description="consumer not found")
+
     def messages(self, stream_name: str, subject: str) -> list[Msg]:
         """Everything stored on the subject (wildcards allowed), oldest first: for test probes."""
         stream = self._stream(stream_name)

@@ -42,6 +42,16 @@ class Defaults(Strict):
     concurrency: int = Field(default=8, ge=1, le=1000)
 
 
+class ExecutionLimit(Strict):
+    """The runbook's `concurrency`: at most `limit` of its executions run at once (in the
+    services: the executor's admission); `on_limit` says what a start over it does: wait QUEUED
+    (`queue`), be refused (`reject`, recorded), or cancel the oldest running one and wait for
+    its slot (`cancel_oldest`)."""
+
+    limit: int = Field(ge=1, le=10_000)
+    on_limit: Literal["queue", "reject", "cancel_oldest"] = "queue"
+
+
 class Rollback(Strict):
     type: str
     inputs: dict[str, Any] = {}
@@ -166,6 +176,8 @@ class Runbook(Strict):
     # The whole execution's deadline, from its start: when it passes, running steps are
     # cancelled, pending ones skipped and the execution fails ("timed out").
     timeout: Duration | None = Field(default=None, gt=0)
+    # At most this many executions of the runbook run at once (rb_executor admission).
+    concurrency: ExecutionLimit | None = None
     triggers: list[Trigger] = []
     notify: list[NotifyRule] = []
     steps: list[Step] = Field(min_length=1)

@@ -87,6 +87,23 @@ class ExecutionStarted(EventPayload):
     version: str
 
 
+class ExecutionQueued(EventPayload):
+    """The executor's admission held the run back (a fact, not decide()'s): a limit on running
+    executions is reached, the global one (`RB_MAX_RUNNING_EXECUTIONS`) or the runbook's
+    `concurrency.limit`. It stays QUEUED until `execution.dequeued`."""
+
+    TYPE = EventType.EXECUTION_QUEUED
+    reason: str
+    limit: str | None = None  # "global" | "runbook"
+
+
+class ExecutionDequeued(EventPayload):
+    """A slot freed and the queued run may start (a fact): decide() then records
+    `execution.started`."""
+
+    TYPE = EventType.EXECUTION_DEQUEUED
+
+
 class AssumptionChecked(EventPayload):
     TYPE = EventType.ASSUMPTION_CHECKED
     name: str
@@ -342,6 +359,9 @@ class ExecutionFailed(_Terminal):
 class ExecutionAborted(_Terminal):
     TYPE = EventType.EXECUTION_ABORTED
     unmet: list[str] = []
+    # The executor refused the start (a fact): the revision is not APPROVED, the runbook is at
+    # its concurrency.limit with on_limit: reject, or the execution queue is full.
+    refused: bool = False
 
 
 class ExecutionCancelled(_Terminal):
@@ -393,6 +413,8 @@ class StepRetryRequested(EventPayload):
 Payload = (
     ExecutionRequested
     | ExecutionStarted
+    | ExecutionQueued
+    | ExecutionDequeued
     | AssumptionChecked
     | StepScheduled
     | StepStarted

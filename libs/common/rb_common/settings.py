@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     connections: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = Field(default=8, ge=1)
     worker_concurrency: int = Field(default=32, ge=1)
+    # Admission (rb_common.slots): at most this many executions run at once over all executors
+    # (more wait QUEUED, in arrival order); past max_queued_executions waiting, the API answers
+    # 429 with Retry-After: queue_retry_after seconds, and a start that gets through anyway (a
+    # cron fire, an alert) is recorded as refused. The executors check every
+    # admission_sweep_seconds that no slot is held by an execution that ended.
+    max_running_executions: int = Field(default=100, ge=1)
+    max_queued_executions: int = Field(default=1000, ge=0)
+    queue_retry_after: int = Field(default=5, ge=1)
+    admission_sweep_seconds: float = Field(default=2.0, gt=0)
     # Whether `rb serve executor` runs step workers beside the coordinator (they hand outcomes to
     # it directly); false leaves the steps to `rb serve worker` processes.
     executor_workers: bool = True

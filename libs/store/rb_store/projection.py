@@ -19,7 +19,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from rb_common.events import Event
-from rb_common.payloads import ExecutionRequested, StepFailed
+from rb_common.payloads import ExecutionAborted, ExecutionRequested, StepFailed
 from rb_common.upcast import upcast
 from rb_engine.coordinator import ExecutionState, evolve
 
@@ -35,6 +35,9 @@ class Projection:
     errors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Events the fold could not apply (a malformed event must not wedge the recorder).
     problems: tuple[str, ...] = ()
+    # The executor refused the start (execution.aborted {refused: true}): not approved, over
+    # its runbook's limit with on_limit: reject, or the queue was full.
+    refused: bool = False
 
     @property
     def seq(self) -> int:
@@ -65,6 +68,8 @@ def advance(projection: Projection, event: Event) -> Projection:
         changes["actor"] = payload.actor or event.actor
         runbook_basis = state.runbook.legal_basis if state.runbook is not None else None
         changes["legal_basis"] = payload.legal_basis or runbook_basis
+    elif isinstance(payload, ExecutionAborted) and payload.refused:
+        changes["refused"] = True
     elif isinstance(payload, StepFailed) and not payload.rollback:
         step_id = payload.step_id
         previous = projection.errors.get(step_id, ())
@@ -130,6 +135,7 @@ def execution_row(projection: Projection) -> dict[str, Any] | None:
         # Steps whose current attempt was run by more than one worker (one died mid-step).
         "deliveries": {sid: step.deliveries for sid, step in state.steps.items() if step.deliveries > 1},
         "projection_errors": list(projection.problems),
+        **({"refused": True} if projection.refused else {}),
     }
     return {
         "id": state.execution_id,

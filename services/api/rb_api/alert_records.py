@@ -9,13 +9,22 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select
 
 from rb_api.dbutil import iso
+from rb_store.refusals import refused_executions
 from rb_store.tables import alerts
 
 STATUSES = ("firing", "resolved")
 
 
-def _item(row: Any, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _item(row: Any, hidden: frozenset[str] = frozenset(), refused: dict[str, str] | None = None) -> dict[str, Any]:
     found = [m for m in row["matches"] or [] if m.get("runbook_id") not in hidden]
+    # A start the executor refused after the router's match (queue full, on_limit: reject).
+    refused = refused or {}
+    found = [
+        {**m, "refused": refused[m["execution_id"]], "refused_by": "executor"}
+        if not m.get("refused") and m.get("execution_id") in refused
+        else m
+        for m in found
+    ]
     return {
         "id": row["id"],
         "dedupe_id": row["dedupe_id"],
@@ -68,5 +77,8 @@ def list_alerts(
     count = select(func.count()).select_from(alerts).where(*where)
     with engine.connect() as connection:
         total = int(connection.scalar(count) or 0)
-        items = [_item(row, hidden) for row in connection.execute(page).mappings()]
+        rows = list(connection.execute(page).mappings())
+    started = {m.get("execution_id") for row in rows for m in row["matches"] or [] if m.get("execution_id")}
+    refused = refused_executions(engine, {e for e in started if isinstance(e, str)})
+    items = [_item(row, hidden, refused) for row in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from rb_api.backpressure import QueueGate
 from rb_api.metrics import Metrics
 from rb_api.oidc import OidcVerifier
 from rb_api.problems import ProblemError
@@ -35,6 +36,7 @@ class Services:
     metrics: Metrics
     options: ApiOptions
     oidc: OidcVerifier | None = None  # when RB_OIDC_* configure bearer tokens
+    queue: QueueGate = field(default_factory=QueueGate)  # the execute route's 429 (backpressure)
 
 
 def services(request: Request) -> Services:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 from rb_api.problems import ProblemError
 from rb_common.cron import cron_trigger
 from rb_store.recorder import upsert
+from rb_store.refusals import refused_cron_fires
 from rb_store.registry import approved, paused
 from rb_store.schedules import fire_summary
 from rb_store.tables import runbooks, schedule_state
@@ -20,8 +21,10 @@ def list_schedules(engine: Engine, now: datetime | None = None) -> list[dict[str
     now = now or datetime.now(UTC)
     stopped = paused(engine)
     fires = fire_summary(engine)
+    entries = approved(engine)
+    refused = refused_cron_fires(engine, [e.runbook.id for e in entries if any(t.cron for t in e.runbook.triggers)])
     out = []
-    for entry in approved(engine):
+    for entry in entries:
         for index, trigger in enumerate(entry.runbook.triggers):
             if not trigger.cron:
                 continue
@@ -41,6 +44,9 @@ def list_schedules(engine: Engine, now: datetime | None = None) -> list[dict[str
                     "revision": entry.revision,
                     "team": entry.runbook.team,
                     **_fires(fires.get((entry.runbook.id, index))),
+                    # Fires the executor refused (queue full, on_limit: reject): recorded, never run.
+                    "refused_fires": len(refused.get((entry.runbook.id, index), [])),
+                    "refused_recent": [str(t) for t in refused.get((entry.runbook.id, index), [])[:10]],
                 }
             )
     return out

@@ -44,6 +44,8 @@ def decide(state: ExecutionState, *, first: bool = False) -> list[Command]:
     if state.status == st.NEW or state.terminal:
         return []
     if state.status == st.QUEUED:
+        if state.held:  # admission queued it: it starts once dequeued, or ends if cancelled
+            return [Emit(ExecutionCancelled(reason="cancel requested"))] if state.cancel_requested else []
         rb = state.definition
         return [Emit(ExecutionStarted(runbook_id=rb.id, version=rb.version))]
     timeout = state.definition.timeout

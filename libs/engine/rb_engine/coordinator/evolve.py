@@ -292,6 +292,8 @@ def _terminal(status: ExecutionStatus) -> Callable[[ExecutionState, Event, Termi
 _HANDLERS: dict[EventType, Callable[[ExecutionState, Event, Any], Changes]] = {
     EventType.EXECUTION_REQUESTED: _requested,
     EventType.EXECUTION_STARTED: _started,
+    EventType.EXECUTION_QUEUED: lambda state, event, data: {"held": True, "reason": data.reason},
+    EventType.EXECUTION_DEQUEUED: lambda state, event, data: {"held": False, "reason": None},
     EventType.ASSUMPTION_CHECKED: _assumption,
     EventType.STEP_SCHEDULED: _scheduled,
     EventType.STEP_STARTED: _step_started,

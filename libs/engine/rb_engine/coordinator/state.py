@@ -119,6 +119,7 @@ class ExecutionState:
     assumptions: dict[str, bool] = field(default_factory=dict)
     failure: Failure | None = None
     cancel_requested: bool = False
+    held: bool = False  # QUEUED by the executor's admission (execution.queued) until dequeued
     # Timers started (by id): their fire time, and whether they have fired.
     timers: dict[str, tuple[datetime, bool]] = field(default_factory=dict)
     rollback_started: bool = False

@@ -196,7 +196,7 @@ async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict
     "/{runbook_id}/execute",
     status_code=202,
     summary="Trigger an execution of the current revision; 202 {execution_id, status: QUEUED}",
-    responses=answers(Queued, 202, location=True) | _PROBLEMS | problem_responses(503),
+    responses=answers(Queued, 202, location=True) | _PROBLEMS | problem_responses(429, 503),
 )
 async def execute(
     runbook_id: RunbookId,
@@ -215,6 +215,8 @@ async def execute(
     if not _RUNBOOK_ID.match(runbook_id):
         raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
     await require_runbook(svc, who, runbook_id)
+    settings = svc.settings
+    await svc.queue.check(svc.bus, settings.max_queued_executions, settings.queue_retry_after)
     execution_id = await triggering.execute(
         svc, runbook_id, body or triggering.ExecuteBody(), who.actor, idempotency_key
     )

@@ -13,6 +13,11 @@ its arrival. No entry means no approval: refused.
 A refused start is recorded, not dropped: `execution.requested` and then `execution.aborted`
 with the reason and `refused: true`. Replay takes such an abort as a fact (rb_engine.replay):
 decide() does not make it.
+
+Then the limits (rb_common.slots, shared by every executor through its KV bucket): a start over
+a limit is recorded as `execution.requested` + `execution.queued` (it stays QUEUED) and gets
+`execution.dequeued` when a slot frees; over the queue's bound, or over its runbook's limit
+with `on_limit: reject`, it is refused as above.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from rb_common.messages import TriggerRequest
 from rb_common.model import Runbook
 from rb_common.params import env_names, pick_env
 from rb_common.registry_events import read
+from rb_common.slots import Slot, Verdict
 from rb_engine.coordinator import ExecutionState
+from rb_engine.coordinator import state as st
 from rb_engine.coordinator.applier import EXECUTOR, Fact, requested
 
 APPROVED = "APPROVED"
@@ -121,13 +128,48 @@ async def refusal(bus: Bus, request: TriggerRequest, reads: Reads | None = None)
     return judge(runbook_id, revision, entry)
 
 
-def admitted(state: ExecutionState, request: TriggerRequest, refused: str | None) -> list[Fact]:
+def slot(request: TriggerRequest, now: float) -> tuple[Slot, str]:
+    """The request's place in the slot table, and its runbook's `on_limit`."""
+    runbook = request.data.get("runbook")
+    runbook = runbook if isinstance(runbook, dict) else {}
+    limits = runbook.get("concurrency")
+    limits = limits if isinstance(limits, dict) else {}
+    limit = limits.get("limit")
+    on_limit = limits.get("on_limit")
+    return (
+        Slot(
+            request.execution_id,
+            str(runbook.get("id", "")),
+            limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1 else None,
+            now,
+            child=isinstance(request.data.get("parent"), dict),
+        ),
+        on_limit if isinstance(on_limit, str) else "queue",
+    )
+
+
+def admitted(
+    state: ExecutionState, request: TriggerRequest, refused: str | None, verdict: Verdict | None = None
+) -> list[Fact]:
     """The facts of a start request: `execution.requested`, then `execution.aborted` when it
-    was refused; nothing for an execution that exists already."""
+    was refused (by the registry or the limits) or `execution.queued` when it waits for a slot;
+    nothing for an execution that exists already."""
     facts = requested(state, with_env(request.data), request.actor)
+    if facts and refused is None and verdict is not None and verdict.outcome == "refuse":
+        refused = verdict.reason
     if facts and refused is not None:
         facts.append(Fact(EventType.EXECUTION_ABORTED, {"reason": refused, "refused": True}, EXECUTOR))
+    elif facts and verdict is not None and verdict.outcome == "queue":
+        data = {"reason": verdict.reason, **({"limit": verdict.limit} if verdict.limit else {})}
+        facts.append(Fact(EventType.EXECUTION_QUEUED, data, EXECUTOR))
     return facts
+
+
+def dequeued(state: ExecutionState) -> list[Fact]:
+    """A slot is free for it: news only while the execution waits QUEUED."""
+    if state.status != st.QUEUED or not state.held:
+        return []
+    return [Fact(EventType.EXECUTION_DEQUEUED, {}, EXECUTOR)]
 
 
 def with_env(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,19 +28,21 @@ from rb_common import bus as nats_bus
 from rb_common import logs, tracing
 from rb_common.bus import Bus
 from rb_common.consumers import consume_push, durable_config
-from rb_common.events import Event, EventType
+from rb_common.events import TERMINAL_EVENTS, Event, EventType
 from rb_common.expressions import mentions_secrets
 from rb_common.messages import ControlCommand, StepOutcome, StepTask, TimerDue, TriggerRequest
 from rb_common.metrics import timed
 from rb_common.payloads import StepFailed, StepStarted, StepSucceeded
 from rb_common.ports import ConcurrencyError
 from rb_common.registry_events import read as read_registry
+from rb_common.slots_bucket import Slots
 from rb_common.step_specs import SPECS
 from rb_engine.child_runs import child_fields
 from rb_engine.coordinator import ExecutionState, RunStep, evolve
 from rb_engine.coordinator import state as st
 from rb_engine.coordinator.applier import (
     CONTROLS,
+    EXECUTOR,
     Fact,
     accepted,
     apply,
@@ -79,6 +82,8 @@ class Coordinator:
         cache_size: int = 10_000,
         clock: Callable[[], datetime] | None = None,
         consumer_prefix: str = "executor",
+        slots: Slots | None = None,
+        sweep_seconds: float = 2.0,
     ) -> None:
         self.bus = bus
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -91,6 +96,9 @@ class Coordinator:
         self.observers: list[Callable[[ExecutionState], None]] = []
         self.registry = admission.Reads(lambda runbook_id: read_registry(bus, runbook_id))
         self.spans = ExecutionSpans()  # traces: each execution's span (rb_common.tracing)
+        # The shared slot table (admission's limits); None: every start runs at once.
+        self.slots = slots
+        self.sweep_seconds = sweep_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -136,6 +144,7 @@ class Coordinator:
                 self.on_timer,
                 stop,
             ),
+            self._sweep(stop),
         )
 
     # -- message handlers -------------------------------------------------------------------
@@ -151,7 +160,25 @@ class Coordinator:
         # The revision must be APPROVED now (as of a registry read made after this trigger came).
         refused = await admission.refusal(self.bus, request, self.registry)
         self.spans.begin(request.execution_id, msg, msg.subject.rsplit(".", 1)[-1])
-        await self.advance(request.execution_id, lambda state: admission.admitted(state, request, refused))
+        execution_id = request.execution_id
+        verdict = None
+        new = refused is None and (await self._entry(execution_id)).state.status == st.NEW  # else: a repeat
+        if new and self.slots is not None:
+            slot, on_limit = admission.slot(request, time.time())
+            verdict = await self.slots.admit(slot, on_limit)
+        await self.advance(execution_id, lambda state: admission.admitted(state, request, refused, verdict))
+        if verdict is not None and verdict.cancel is not None:
+            reason = f"on_limit: cancel_oldest, for {execution_id}"
+            await self.advance(
+                verdict.cancel,
+                lambda state: controlled(
+                    state, EventType.EXECUTION_CANCEL_REQUESTED, {"requested_via": "admission", "reason": reason}, EXECUTOR
+                ),
+            )
+        # A slot may have freed between the table's change and the record of the wait.
+        waits = verdict is not None and verdict.outcome == "queue" and self.slots is not None
+        if waits and self.slots is not None and (await self.slots.table()).find(execution_id) == "running":
+            await self.advance(execution_id, admission.dequeued)
         await msg.ack()
 
     async def on_outcome(self, msg: Msg) -> None:
@@ -247,12 +274,57 @@ class Coordinator:
     async def advance(self, execution_id: str, decision: Decision) -> None:
         """Record what `decision` makes of the current state, then everything decide() asks
         for; retried from a fresh read of the stream when another writer got there first."""
+        if await self._advance_locked(execution_id, decision) and self.slots is not None:
+            await self.release(execution_id)
+
+    async def release(self, execution_id: str) -> None:
+        """Free an ended execution's slot and start the queued ones that fit now."""
+        assert self.slots is not None
+        for started in await self.slots.release(execution_id):
+            await self.advance(started, admission.dequeued)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        """Every sweep_seconds: slots held by executions that ended (an executor died between
+        their end and the release), and executions given a slot but still recorded QUEUED (it
+        died between the two), are put right; a slot whose execution was never recorded is
+        freed after two minutes."""
+        if self.slots is None:
+            return
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.sweep_seconds)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("admission sweep failed; trying again in %ss", self.sweep_seconds)
+
+    async def sweep(self) -> None:
+        assert self.slots is not None
+        table = await self.slots.table()
+        now = time.time()
+        for slot in table.running:
+            last = await nats_bus.last_event(self.bus, slot.execution_id)
+            if last is None:
+                if now - slot.at > 120:
+                    await self.release(slot.execution_id)
+            elif last.type in TERMINAL_EVENTS:
+                await self.release(slot.execution_id)
+            elif last.type.value.startswith("notification.") and (await self._entry(slot.execution_id)).state.terminal:
+                await self.release(slot.execution_id)  # the notifier's records come after the end
+            elif last.type == EventType.EXECUTION_QUEUED:
+                await self.advance(slot.execution_id, admission.dequeued)
+
+    async def _advance_locked(self, execution_id: str, decision: Decision) -> bool:
+        """advance() under the execution's lock; whether this advance ended the execution."""
         lock = self.locks.setdefault(execution_id, asyncio.Lock())
         # The execution's log lines name it; its events and tasks carry its trace context.
         with logs.bound(execution_id), self.spans.within(execution_id):
-            await self._advance_locked(lock, execution_id, decision)
+            return await self._advance_under(lock, execution_id, decision)
 
-    async def _advance_locked(self, lock: asyncio.Lock, execution_id: str, decision: Decision) -> None:
+    async def _advance_under(self, lock: asyncio.Lock, execution_id: str, decision: Decision) -> bool:
         async with lock:
             for _ in range(20):
                 entry = await self._entry(execution_id)
@@ -261,6 +333,7 @@ class Coordinator:
                     # have moved this execution on. Judge it against the stream instead.
                     self.cache.pop(execution_id, None)
                     continue
+                was_terminal = entry.state.terminal
                 try:
                     tasks = await self._advance(entry, execution_id, decision)
                 except ConcurrencyError:
@@ -273,7 +346,7 @@ class Coordinator:
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
                     self.spans.finish(entry.state)
-                return
+                return entry.state.terminal and not was_terminal
             raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
 
     async def _is_current(self, entry: _Entry, execution_id: str) -> bool:

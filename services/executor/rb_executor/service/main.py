@@ -7,6 +7,7 @@ import asyncio
 from rb_common.bus import connect
 from rb_common.health import Health, nats_answers
 from rb_common.settings import Settings
+from rb_common.slots_bucket import Slots
 from rb_engine.engine import aclose_plugins, close_plugins
 from rb_engine.steps.registry import default_registry
 from rb_executor.service.coordinator import Coordinator
@@ -20,7 +21,10 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
     if health is not None:
         health.add("nats", lambda: nats_answers(bus.nc))
     registry = default_registry()
-    coordinator = Coordinator(bus)
+    slots = Slots(
+        bus, max_running=settings.max_running_executions, max_queued=settings.max_queued_executions
+    )
+    coordinator = Coordinator(bus, slots=slots, sweep_seconds=settings.admission_sweep_seconds)
     outside = OutsideEvents(coordinator, buffer_seconds=settings.event_buffer_seconds)
     jobs = [coordinator.run(stop), outside.run(stop)]
     if settings.executor_workers:

@@ -51,7 +51,7 @@ from rb_store.secrets import step_secret_sources
 log = logging.getLogger(__name__)
 
 START_REPORT_AFTER = 1.0
-HOLD_AT_MOST = 2.0  # seconds a task not yet due is held rather than handed back with a delay
+HOLD_AT_MOST = 0.25  # seconds a task not yet due is held (asleep, a worker slot) rather than handed back with a delay
 REPORT_GRACE = 10.0  # seconds a stopping worker waits for an outcome being recorded
 # In-progress acks go out at least this often, whatever this worker's RB_TASK_ACK_WAIT: the
 # durable is shared, and the last worker to start sets its AckWait for all of them.

@@ -1,0 +1,50 @@
+"""POST /runbooks/{id}/execute past the queue's bound (rb_api.backpressure): 429 problem+json
+with Retry-After, and nothing published; under the bound it is accepted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from api_auth_support import approve
+
+from rb_common.bus import Bus
+from rb_common.settings import Settings
+from rb_common.slots import Slot, Table
+
+PROBLEM = "application/problem+json"
+
+
+async def register(client: httpx.AsyncClient, text: str) -> None:
+    r = await client.post("/api/v1/runbooks", content=text, headers={"content-type": "application/yaml"})
+    assert r.status_code == 201, r.text
+    await approve(client, r.json()["id"])
+
+
+async def put_queue(bus: Bus, waiting: int) -> None:
+    """What the executors' admission writes: a slot table with `waiting` queued executions."""
+    table = Table(queue=[Slot(f"q{i}", "other") for i in range(waiting)])
+    bucket = bus.names.admission_bucket
+    await bus.js.publish(f"$KV.{bucket}.table", table.encode(), stream=f"KV_{bucket}")
+
+
+async def test_past_the_bound_execute_answers_429_with_retry_after(
+    client: httpx.AsyncClient, bus: Bus, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    await register(client, make_yaml(runbook_id))
+    bound = Settings().max_queued_executions
+    await put_queue(bus, bound - 1)
+    accepted = await client.post(f"/api/v1/runbooks/{runbook_id}/execute", json={"params": {"region": "eu"}})
+    assert accepted.status_code == 202, accepted.text
+
+    await put_queue(bus, bound)
+    await asyncio.sleep(0.3)  # the figure is read at most every 0.25 s (TTL)
+    refused = await client.post(f"/api/v1/runbooks/{runbook_id}/execute", json={"params": {"region": "eu"}})
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    assert refused.headers["retry-after"] == str(Settings().queue_retry_after)
+    assert f"{bound} executions wait for a slot" in refused.json()["detail"]
+    triggers, _ = await probe.triggers(runbook_id)
+    assert len(triggers) == 1  # only the accepted one reached the bus
