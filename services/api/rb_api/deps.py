@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from rb_api.key_cache import KeyCache
 from rb_api.metrics import Metrics
 from rb_api.oidc import OidcVerifier
 from rb_api.problems import ProblemError
+from rb_api.revisions import RevisionCache
 from rb_common.bus import Bus
 from rb_common.settings import Settings
 
@@ -35,6 +37,8 @@ class Services:
     metrics: Metrics
     options: ApiOptions
     oidc: OidcVerifier | None = None  # when RB_OIDC_* configure bearer tokens
+    keys: KeyCache = field(default_factory=lambda: KeyCache(0))  # see rb_api.key_cache
+    revisions: RevisionCache = field(default_factory=RevisionCache)  # see rb_api.revisions
 
 
 def services(request: Request) -> Services:

@@ -43,6 +43,7 @@ def build_server(app: FastAPI, settings: Settings, *, log_level: str = "info") -
         log_level=log_level,
         lifespan="on",
         proxy_headers=True,
+        access_log=settings.api_access_log,
         timeout_graceful_shutdown=5,
     )
     return _Server(config)
