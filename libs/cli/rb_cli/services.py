@@ -361,7 +361,7 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
 
 
 def _wait_ready(base: str, children: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine took over 60 s to import the API
     while time.monotonic() < deadline:
         for service, process in children.items():
             if process.poll() is not None:

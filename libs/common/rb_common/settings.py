@@ -124,9 +124,6 @@ class Settings(BaseSettings):
     # One log line per API request (uvicorn's access log): off by default, the request counts and
     # latencies are in the API's /metrics; a log line per request cost ~9% of its CPU under load.
     api_access_log: bool = False
-    # API worker processes `rb serve api` runs on RB_API_ADDR (SO_REUSEPORT; the kernel spreads
-    # connections over them), each with its own caches and database pool.
-    api_workers: int = Field(default=1, ge=1, le=64)
     # OIDC/JWT bearer tokens: issuer and audience are checked, algorithms pinned; the keys come
     # from the JWKS URL (fetched with httpx, cached) or a PEM public key.
     oidc_issuer: str | None = None
