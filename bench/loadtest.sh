@@ -26,7 +26,7 @@ mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
 setsid "$RB" up >"$HOME_DIR/up.log" 2>&1 &
 UP=$!
 trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
-for _ in $(seq 120); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
+for _ in $(seq 300); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
 grep -q "press Ctrl-C" "$HOME_DIR/up.log" || { cat "$HOME_DIR/up.log"; exit 1; }
 
 # CPU seconds (user + system) of each of rb up's processes; their children (shell steps) once reaped.
