@@ -26,14 +26,42 @@ mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
 setsid "$RB" up >"$HOME_DIR/up.log" 2>&1 &
 UP=$!
 trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
-for _ in $(seq 120); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
+for _ in $(seq 300); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
 grep -q "press Ctrl-C" "$HOME_DIR/up.log" || { cat "$HOME_DIR/up.log"; exit 1; }
 
+# CPU seconds (user + system) of each of rb up's processes; their children (shell steps) once reaped.
+cpu() {
+  local pid name
+  for pid in $(ps -o pid= --ppid "$UP"); do
+    name="$(ps -o args= -p "$pid" | sed -E 's/.*rb_cli serve ([a-z]+).*/\1/; s/.*nats-server.*/nats-server/')"
+    awk -v n="$name" -v hz="$(getconf CLK_TCK)" '{print n, ($14 + $15 + $16 + $17) / hz}' "/proc/$pid/stat" 2>/dev/null
+  done | sort
+}
 echo "== $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+BEFORE="$(cpu)"
+SUMMARY="$HOME_DIR/summary.json"
 set +e
-"$RB" loadtest run "$RUNBOOK" "${OPTIONS[@]}"
+"$RB" loadtest run "$RUNBOOK" "${OPTIONS[@]}" --summary-json "$SUMMARY"
 CODE=$?
 set -e
+AFTER="$(cpu)"
+echo "== CPU seconds per service during the run (user+system, with reaped children), per execution and per request:"
+"$ROOT/.venv/bin/python" - "$SUMMARY" <<PY
+import json, sys
+before = dict(line.split() for line in """$BEFORE""".splitlines() if line.strip())
+after = dict(line.split() for line in """$AFTER""".splitlines() if line.strip())
+try:
+    metrics = json.load(open(sys.argv[1]))["metrics"]
+except (OSError, ValueError, KeyError):
+    metrics = {}
+runs = int((metrics.get("rb_executions_completed") or {}).get("count") or 0)
+requests = int((metrics.get("http_reqs") or {}).get("count") or 0)
+for name in sorted(after):
+    used = float(after[name]) - float(before.get(name, 0))
+    per = f"{used / runs * 1000:.1f} ms/execution" if runs else ""
+    extra = f", {used / requests * 1000:.2f} ms/request" if name == "api" and requests else ""
+    print(f"  {name:12s} {used:7.2f} s  {per}{extra}")
+PY
 echo "== executions of $RUNBOOK by status (the API's record):"
 KEY="$(cat "$RB_HOME/admin.key")"
 for status in QUEUED RUNNING SUCCEEDED FAILED ABORTED CANCELLED; do

@@ -16,9 +16,11 @@ import typer
 
 from rb_cli.api_client import api_url, call
 from rb_cli.loadtest_script import (
+    ACCEPTED,
     COMPLETED,
     COMPLETION,
     EXECUTE,
+    REFUSED,
     SUCCEEDED,
     LoadProfile,
     parse_thresholds,
@@ -46,7 +48,20 @@ Runbook = Annotated[
         help="a registered runbook id (its parameters are read from the API), or a runbook file/directory",
     ),
 ]
-Vus = Annotated[int | None, typer.Option(metavar="N", min=1, help="constant virtual users (with --duration)")]
+Vus = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N", min=1, help="constant virtual users (with --duration); with --arrival-rate, the most VUs"
+    ),
+]
+ArrivalRate = Annotated[
+    str | None,
+    typer.Option(
+        metavar="R/s",
+        help="open loop: start R executions per second (R/m: per minute) for --duration, whatever the "
+        "API's pace (k6 constant-arrival-rate); 429s count as refused, not failed",
+    ),
+]
 Duration = Annotated[
     str | None,
     typer.Option(metavar="DURATION", help="how long the constant VUs run, e.g. 20s, 1m (default 30s)"),
@@ -118,15 +133,19 @@ def _profile(
     threshold: list[str],
     poll_interval: float,
     poll_timeout: float,
+    arrival_rate: str | None = None,
 ) -> LoadProfile:
-    return LoadProfile(
+    profile = LoadProfile(
         vus=vus,
         duration=duration,
         stages=stages,
+        arrival_rate=arrival_rate,
         thresholds=parse_thresholds(threshold),
         poll_interval=poll_interval,
         poll_timeout=poll_timeout,
     )
+    profile.options()  # bad combinations are refused before anything is asked of the API
+    return profile
 
 
 @loadtest_app.command(
@@ -134,6 +153,7 @@ def _profile(
     epilog=examples(
         "rb loadtest generate rb-000-hello > load-test.js             # the spec's ramp to 50 VUs",
         "rb loadtest generate rb-000-hello --vus 5 --duration 20s    # a smoke",
+        "rb loadtest generate rb-000-hello --arrival-rate 50/s --duration 1m   # open loop",
         "rb loadtest generate runbooks/rb-000-hello --params p.yaml --threshold 'http_req_duration=p(95)<100'",
         "RB_API_KEY=rbk_... k6 run load-test.js                      # run it with any k6",
     ),
@@ -144,6 +164,7 @@ def generate(
     vus: Vus = None,
     duration: Duration = None,
     stages: Stages = None,
+    arrival_rate: ArrivalRate = None,
     params: Params = None,
     threshold: Threshold = [],  # noqa: B006
     poll_interval: PollInterval = 0.25,
@@ -152,7 +173,7 @@ def generate(
     """Write a k6 script (stdout) that triggers RUNBOOK, follows each execution to its end and
     checks the HTTP answers and the execution's success against thresholds."""
     settings = cli_settings()
-    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout)
+    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout, arrival_rate)
     typer.echo(_script(runbook, settings, profile, params), nl=False)
 
 
@@ -174,6 +195,7 @@ def k6_binary() -> str:
     "run",
     epilog=examples(
         "rb loadtest run rb-000-hello --vus 5 --duration 20s           # the CI smoke",
+        "rb loadtest run rb-000-hello --arrival-rate 50/s --duration 1m # open loop: 429s are refused",
         "rb loadtest run rb-000-hello --vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100'",
         "rb loadtest run rb-000-hello                                  # the spec's 5-minute profile",
     ),
@@ -184,6 +206,7 @@ def run(
     vus: Vus = None,
     duration: Duration = None,
     stages: Stages = None,
+    arrival_rate: ArrivalRate = None,
     params: Params = None,
     threshold: Threshold = [],  # noqa: B006
     poll_interval: PollInterval = 0.25,
@@ -201,7 +224,7 @@ def run(
         raise RbError(
             "no API key: set RB_API_KEY (operator role), or run `rb up`, which writes RB_HOME/admin.key"
         )
-    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout)
+    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout, arrival_rate)
     script = _script(runbook, settings, profile, params)
     k6 = k6_binary()
     with tempfile.TemporaryDirectory(prefix="rb-loadtest-") as tmp:
@@ -249,6 +272,14 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
     if ok:
         passes, fails = int(ok.get("passes") or 0), int(ok.get("fails") or 0)
         lines.append(f"rb: executions SUCCEEDED: {passes} of {passes + fails} triggered")
+    took = int((metrics.get(ACCEPTED) or {}).get("count") or 0)
+    refused = int((metrics.get(REFUSED) or {}).get("count") or 0)
+    dropped = int((metrics.get("dropped_iterations") or {}).get("count") or 0)
+    if refused or dropped or (took and "dropped_iterations" in metrics):
+        line = f"rb: executions accepted: {took}, refused (429): {refused}"
+        if dropped:
+            line += f", not started by k6 (no free VU): {dropped}"
+        lines.append(line)
     for label, name in (("trigger-to-completion", COMPLETION), ("execute request", EXECUTE)):
         trend = metrics.get(name)
         if trend:

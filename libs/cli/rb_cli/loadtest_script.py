@@ -27,8 +27,28 @@ COMPLETION = "rb_trigger_to_completion"
 COMPLETED = "rb_executions_completed"
 SUCCEEDED = "rb_execution_succeeded"
 EXECUTE = "rb_execute_duration"
+ACCEPTED = "rb_executions_accepted"
+REFUSED = "rb_executions_refused"  # 429: the API would not take the work (not a failure)
 
 _DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:/\s*(s|m))?$")
+# Open loop: VUs k6 keeps ready for the arrivals (each follows its execution to the end).
+MAX_VUS_CAP = 2000
+
+
+def parse_rate(text: str) -> tuple[int, str]:
+    """`--arrival-rate` `R`, `R/s` or `R/m` → k6's (rate, timeUnit): iterations started per unit."""
+    found = _RATE.match(text.strip())
+    value = float(found.group(1)) if found else 0.0
+    if not found or value <= 0:
+        raise RbError(f"--arrival-rate {text!r}: use executions per second or minute, e.g. 50/s, 300/m, 2.5")
+    per_second = found.group(2) in (None, "s")
+    if per_second and value.is_integer():
+        return int(value), "1s"
+    per_minute = value * 60 if per_second else value
+    if not float(per_minute).is_integer():
+        raise RbError(f"--arrival-rate {text!r}: give it per minute as a whole number (e.g. 150/m)")
+    return int(per_minute), "1m"
 
 
 @dataclass(frozen=True)
@@ -38,13 +58,37 @@ class LoadProfile:
     vus: int | None = None
     duration: str | None = None
     stages: str | None = None
+    # Open loop (k6 constant-arrival-rate): executions started per time unit whatever the API's
+    # pace; `vus` then caps the VUs following them (default: enough for a minute of arrivals).
+    arrival_rate: str | None = None
     thresholds: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     poll_interval: float = 0.25
     poll_timeout: float = 300.0
 
+    @property
+    def open_loop(self) -> bool:
+        return self.arrival_rate is not None
+
     def options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        if self.vus is not None or self.duration is not None:
+        if self.arrival_rate is not None:
+            if self.stages is not None:
+                raise RbError("give --arrival-rate or --stages, not both")
+            rate, unit = parse_rate(self.arrival_rate)
+            per_second = rate if unit == "1s" else rate / 60
+            max_vus = self.vus or min(MAX_VUS_CAP, max(10, int(per_second * 60)))
+            options["scenarios"] = {
+                "arrivals": {
+                    "executor": "constant-arrival-rate",
+                    "rate": rate,
+                    "timeUnit": unit,
+                    "duration": _duration(self.duration or "1m", "--duration"),
+                    "preAllocatedVUs": min(max_vus, max(5, int(per_second * 5))),
+                    "maxVUs": max_vus,
+                    "gracefulStop": f"{int(self.poll_timeout)}s",
+                }
+            }
+        elif self.vus is not None or self.duration is not None:
             if self.stages is not None:
                 raise RbError("give --vus/--duration or --stages, not both")
             options["vus"] = self.vus if self.vus is not None else 1
@@ -104,6 +148,9 @@ def render(runbook_id: str, params: dict[str, Any], api_url: str, profile: LoadP
         options=json.dumps(profile.options(), indent=2),
         poll_interval=json.dumps(profile.poll_interval),
         poll_timeout=json.dumps(profile.poll_timeout),
+        open_loop=json.dumps(profile.open_loop),
+        accepted=ACCEPTED,
+        refused=REFUSED,
         completion=COMPLETION,
         completed=COMPLETED,
         succeeded=SUCCEEDED,
@@ -125,17 +172,24 @@ const PARAMS = {params};
 const POLL_INTERVAL = {poll_interval}; // seconds between GET /executions/{{id}}
 const POLL_TIMEOUT = {poll_timeout}; // seconds before an execution counts as not finished
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'ABORTED', 'CANCELLED'];
+// Open loop (constant-arrival-rate): an iteration that is refused ends; closed loop: it waits
+// the answer's Retry-After (at most 5 s) before the VU triggers again.
+const OPEN_LOOP = {open_loop};
 
 const completion = new Trend('{completion}', true);
 const completed = new Counter('{completed}');
 const succeeded = new Rate('{succeeded}');
 const execute = new Trend('{execute}', true);
+const accepted = new Counter('{accepted}');
+const refused = new Counter('{refused}');
 
 export const options = {options};
 
 const headers = {{ Authorization: `Bearer ${{KEY}}`, 'Content-Type': 'application/json' }};
 // Until the recorder has projected a new execution, reading it answers 404: expected, not a failure.
 const pollAnswers = http.expectedStatuses(200, 404);
+// 429 (with Retry-After): the API refused work it could not do. Counted as refused, not failed.
+const executeAnswers = http.expectedStatuses(202, 429);
 
 export function setup() {{
   if (!KEY) throw new Error('set RB_API_KEY to an API key with the operator role');
@@ -148,10 +202,16 @@ export default function () {{
   const res = http.post(
     `${{BASE}}/api/v1/runbooks/${{RUNBOOK}}/execute`,
     JSON.stringify({{ params: PARAMS }}),
-    {{ headers, tags: {{ name: 'execute' }} }},
+    {{ headers, tags: {{ name: 'execute' }}, responseCallback: executeAnswers }},
   );
   execute.add(res.timings.duration);
+  if (res.status === 429) {{
+    refused.add(1);
+    if (!OPEN_LOOP) sleep(Math.min(5, Number(res.headers['Retry-After']) || 1));
+    return;
+  }}
   if (!check(res, {{ 'execute answered 202': (r) => r.status === 202 }})) return;
+  accepted.add(1);
   const id = res.json('execution_id');
   let status = res.json('status');
   while (!TERMINAL.includes(status) && Date.now() - started < POLL_TIMEOUT * 1000) {{

@@ -236,6 +236,22 @@ def admin_key(settings: Settings) -> tuple[str, bool]:
     return key, True
 
 
+# The services `rb up` gives a health/metrics port of their own (the API serves its own).
+PROBED = ("recorder", "executor", "scheduler", "notifier")
+
+
+def health_addrs(settings: Settings) -> dict[str, str]:
+    """Each probed service's RB_HEALTH_ADDR under `rb up`: one environment cannot give five
+    processes one port. With RB_HEALTH_ADDR=HOST:PORT they take PORT, PORT+1, ... in the order of
+    PROBED; without it, free ports on 127.0.0.1."""
+    if not settings.health_addr:
+        return {service: f"127.0.0.1:{free_port()}" for service in PROBED}
+    host, sep, port = settings.health_addr.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) + len(PROBED) - 1 > 65535:
+        raise RbError(f"RB_HEALTH_ADDR must be HOST:PORT, not {settings.health_addr!r}")
+    return {service: f"{host or '127.0.0.1'}:{int(port) + i}" for i, service in enumerate(PROBED)}
+
+
 def up(settings: Settings, *, load_runbooks: bool = True) -> None:
     """The whole stack on this machine, each service its own process, until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -251,13 +267,18 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
     # Only the API gets the admin key (it seeds it); no other service holds API credentials.
     for name in ("RB_BOOTSTRAP_ADMIN_KEY", "RB_API_KEY"):
         env.pop(name, None)
+    probes = health_addrs(settings)
     children: dict[str, subprocess.Popen[bytes]] = {}
     logs = settings.home / "logs"
     logs.mkdir(exist_ok=True)
 
     def spawn(service: str) -> None:
         out = (logs / f"{service}.log").open("ab")
-        service_env = {**env, "RB_BOOTSTRAP_ADMIN_KEY": key} if service == "api" else env
+        service_env = (
+            {**env, "RB_BOOTSTRAP_ADMIN_KEY": key}
+            if service == "api"
+            else {**env, "RB_HEALTH_ADDR": probes[service]}
+        )
         children[service] = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
             env=service_env,
@@ -285,7 +306,16 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
             flush=True,
         )
         print(f"web console: {base}/ (sign in with an API key)", flush=True)
-        stack_file = Stack(base, settings.nats_url, settings.namespace, os.getpid()).write(settings.home)
+        metrics = {service: f"http://{addr}/metrics" for service, addr in probes.items()}
+        print(
+            "health and Prometheus metrics: "
+            + ", ".join(f"{service} {url}" for service, url in metrics.items())
+            + f" (/health/live, /health/ready beside each); api {base}/metrics (viewer key)",
+            flush=True,
+        )
+        stack_file = Stack(base, settings.nats_url, settings.namespace, os.getpid(), metrics).write(
+            settings.home
+        )
         print(f"the CLI finds this stack through {stack_file}", flush=True)
         if made_now:
             print(
@@ -332,7 +362,7 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
 
 
 def _wait_ready(base: str, children: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine took over 60 s to import the API
     while time.monotonic() < deadline:
         for service, process in children.items():
             if process.poll() is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rb_common.settings import Settings
@@ -26,6 +26,8 @@ class Stack:
     nats_url: str
     namespace: str
     pid: int
+    # Each service's Prometheus /metrics URL under `rb up` (the API's needs a viewer key).
+    metrics: dict[str, str] = field(default_factory=dict)
 
     def write(self, home: Path) -> Path:
         path = home / FILE_NAME
@@ -58,6 +60,7 @@ def read_stack(home: Path) -> Stack | None:
             nats_url=str(data["nats_url"]),
             namespace=str(data["namespace"]),
             pid=int(data["pid"]),
+            metrics={str(k): str(v) for k, v in (data.get("metrics") or {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

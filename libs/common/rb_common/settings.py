@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = None
     # The key the CLI's client commands send (default: RB_HOME/admin.key, written by `rb up`).
     api_key: SecretStr | None = None
+    # How long the API trusts a key it looked up (rb_api.key_cache): a revocation through another
+    # API process takes effect within this; through the same process at once. 0: every request.
+    auth_cache_seconds: float = Field(default=2.0, ge=0)
+    # One log line per API request (uvicorn's access log): off by default, the request counts and
+    # latencies are in the API's /metrics; a log line per request cost ~9% of its CPU under load.
+    api_access_log: bool = False
     # OIDC/JWT bearer tokens: issuer and audience are checked, algorithms pinned; the keys come
     # from the JWKS URL (fetched with httpx, cached) or a PEM public key.
     oidc_issuer: str | None = None

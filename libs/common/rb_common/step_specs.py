@@ -52,10 +52,9 @@ class StepSpec:
                 continue
             if _has_expression(value):
                 continue
-            try:
-                jsonschema.validate(value, schema)
-            except jsonschema.ValidationError as exc:
-                problems.append(f"input '{key}': {exc.message}")
+            error = _first_error(value, schema)
+            if error is not None:
+                problems.append(f"input '{key}': {error.message}")
                 continue
             if key in _DURATION_KEYS and schema is _DURATION:
                 try:
@@ -63,6 +62,23 @@ class StepSpec:
                 except ValueError as exc:
                     problems.append(f"input '{key}': {exc}")
         return problems
+
+
+# One validator per input schema (they are this module's constants): `jsonschema.validate` checks
+# the schema itself against the metaschema on every call, which cost the executor ~10% of its CPU
+# per step under load (bench/loadtest.md).
+_VALIDATORS: dict[int, tuple[Any, Any]] = {}
+
+
+def _first_error(value: Any, schema: dict[str, Any]) -> jsonschema.ValidationError | None:
+    """What `jsonschema.validate(value, schema)` would raise (its best match), or None."""
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        cached = (schema, cls(schema))
+        _VALIDATORS[id(schema)] = cached
+    return jsonschema.exceptions.best_match(cached[1].iter_errors(value))
 
 
 def _has_expression(value: Any) -> bool:

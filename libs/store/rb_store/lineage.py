@@ -7,10 +7,12 @@ names it as their parent.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
+from rb_store.queries import execution_row
 from rb_store.tables import runbook_executions
 
 
@@ -28,16 +30,32 @@ def parent_of(trigger: Any) -> dict[str, Any] | None:
     }
 
 
-def child_executions(engine: Engine, execution_id: str) -> list[dict[str, Any]]:
-    """`[{id, step_id, runbook_id, status}]` of the children the projection knows, by request time."""
+# How much earlier than its parent a child may look requested: the executors that record them may
+# run on hosts whose clocks differ a little.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def child_executions(
+    engine: Engine | Connection, execution_id: str, requested_at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """`[{id, step_id, runbook_id, status}]` of the children the projection knows, by request time.
+
+    With the parent's `requested_at`, only executions requested since then (less CLOCK_SKEW) are
+    looked at, through the index on `requested_at`: a child is triggered by a step of its running
+    parent. Without it, every execution's trigger is read."""
     table = runbook_executions
     query = (
         select(table.c.id, table.c.runbook_id, table.c.status, table.c.trigger)
         .where(table.c.trigger[("parent", "execution_id")].as_string() == execution_id)
         .order_by(table.c.requested_at, table.c.id)
     )
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
+    if requested_at is not None:
+        query = query.where(table.c.requested_at >= requested_at - CLOCK_SKEW)
+    if isinstance(engine, Connection):
+        rows = engine.execute(query).all()
+    else:
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
     return [
         {
             "id": row.id,
@@ -52,3 +70,15 @@ def child_executions(engine: Engine, execution_id: str) -> list[dict[str, Any]]:
 def lineage(engine: Engine, execution_id: str, trigger: Any) -> dict[str, Any]:
     """`{parent, children}` for an execution's detail."""
     return {"parent": parent_of(trigger), "children": child_executions(engine, execution_id)}
+
+
+def detail(engine: Engine, execution_id: str) -> dict[str, Any] | None:
+    """The projected execution (rb_store.queries.get_execution) with its `{parent, children}`,
+    on one connection; None if the recorder has no row yet."""
+    with engine.connect() as connection:
+        found = execution_row(connection, execution_id)
+        if found is None:
+            return None
+        execution, requested_at = found
+        children = child_executions(connection, execution_id, requested_at)
+    return {**execution, "parent": parent_of(execution.get("trigger")), "children": children}

@@ -93,16 +93,22 @@ def get_execution(engine: Engine, execution_id: str) -> dict[str, Any] | None:
     """`{id, runbook_id, runbook_version, status, started_at, completed_at, trigger,
     steps: [{id, status, attempts, deliveries, started_at, completed_at, outputs, error}], kpis}`."""
     with engine.connect() as connection:
-        row = (
-            connection.execute(select(runbook_executions).where(runbook_executions.c.id == execution_id))
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return None
-        step_rows = _steps(connection, execution_id, row["metadata"])
+        found = execution_row(connection, execution_id)
+    return None if found is None else found[0]
+
+
+def execution_row(connection: Connection, execution_id: str) -> tuple[dict[str, Any], datetime | None] | None:
+    """get_execution's answer and the execution's requested_at, on an open connection."""
+    row = (
+        connection.execute(select(runbook_executions).where(runbook_executions.c.id == execution_id))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    step_rows = _steps(connection, execution_id, row["metadata"])
     deliveries = (row["metadata"] or {}).get("deliveries") or {}
-    return {
+    detail = {
         "id": row["id"],
         "runbook_id": row["runbook_id"],
         "runbook_version": row["runbook_version"],
@@ -125,6 +131,7 @@ def get_execution(engine: Engine, execution_id: str) -> dict[str, Any] | None:
         ],
         "kpis": row["kpis"],
     }
+    return detail, utc(row["requested_at"])
 
 
 def get_events(engine: Engine, execution_id: str, after: int = 0) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from rb_api.deps import ApiOptions, Services
 from rb_api.graphql import graphql_router
 from rb_api.graphql_problems import GraphQLProblemMiddleware
 from rb_api.input_guard import InputGuardMiddleware
+from rb_api.key_cache import KeyCache
 from rb_api.metrics import Metrics
 from rb_api.middleware import BodyLimitMiddleware, ContentTypeMiddleware, MetricsMiddleware
 from rb_api.oidc import OidcVerifier
@@ -104,7 +105,9 @@ def create_app(
             if nats_bus is None:
                 nats_bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-api")
                 stack.push_async_callback(nats_bus.close)
-            app.state.services = Services(settings, db, nats_bus, metrics, opts, oidc)
+            app.state.services = Services(
+                settings, db, nats_bus, metrics, opts, oidc, keys=KeyCache(settings.auth_cache_seconds)
+            )
             log.info("rb api ready (database %s, NATS %s)", db.url.render_as_string(), settings.nats_url)
             try:
                 yield

@@ -105,9 +105,14 @@ async def authenticate(svc: Services, credential: str) -> Identity | None:
         except InvalidToken as exc:
             log.info("refused a bearer token: %s", exc)
             return None
+    cached = svc.keys.get(credential)
+    if cached is not None:  # looked up less than RB_AUTH_CACHE_SECONDS ago (rb_api.key_cache)
+        return cached.identity()
+    generation = svc.keys.generation()
     stored, due = await in_thread(keys.find_active, svc.engine, credential)
     if stored is None:
         return None
+    svc.keys.put(credential, stored, generation)
     if due:  # a write: off the request's path, so it never waits behind other writers
         task = asyncio.create_task(_touch(svc, stored.id))
         _touching.add(task)

@@ -9,9 +9,11 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from rb_api.backpressure import QueueGate
+from rb_api.key_cache import KeyCache
 from rb_api.metrics import Metrics
 from rb_api.oidc import OidcVerifier
 from rb_api.problems import ProblemError
+from rb_api.revisions import RevisionCache
 from rb_common.bus import Bus
 from rb_common.settings import Settings
 
@@ -37,6 +39,8 @@ class Services:
     options: ApiOptions
     oidc: OidcVerifier | None = None  # when RB_OIDC_* configure bearer tokens
     queue: QueueGate = field(default_factory=QueueGate)  # the execute route's 429 (backpressure)
+    keys: KeyCache = field(default_factory=lambda: KeyCache(0))  # see rb_api.key_cache
+    revisions: RevisionCache = field(default_factory=RevisionCache)  # see rb_api.revisions
 
 
 def services(request: Request) -> Services:

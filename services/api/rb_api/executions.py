@@ -20,6 +20,7 @@ from rb_api.reads import (
 from rb_common.bus import read_execution
 from rb_common.events import Event
 from rb_engine.coordinator import ExecutionState, fold
+from rb_store.lineage import detail as lineage_detail
 from rb_store.lineage import lineage
 
 log = logging.getLogger("rb_api")
@@ -80,13 +81,15 @@ async def state_from_bus(svc: Services, execution_id: str) -> ExecutionState | N
 
 async def detail(svc: Services, execution_id: str) -> dict[str, Any]:
     check_id(execution_id)
-    found = await in_thread(projected_execution, svc.engine, execution_id)
-    if found is None:
-        state = await state_from_bus(svc, execution_id)
-        if state is None:
-            raise missing(execution_id)
-        found = render_state(state)
-    # Sub-runbooks: the parent (from the trigger) and the children the projection knows.
+    # The projection with the sub-runbook lineage (the parent from the trigger, the children the
+    # projection knows), in one trip to the thread pool and one connection.
+    projected = await in_thread(lineage_detail, svc.engine, execution_id)
+    if projected is not None:
+        return projected
+    state = await state_from_bus(svc, execution_id)
+    if state is None:
+        raise missing(execution_id)
+    found = render_state(state)
     return {**found, **await in_thread(lineage, svc.engine, execution_id, found.get("trigger"))}
 
 

@@ -15,7 +15,7 @@ from rb_api import audit, executions, registry, triggering
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.problems import ProblemError
-from rb_api.scope import execution_visible, registered_team, require_execution, require_runbook
+from rb_api.scope import execution_visible, registered_team, require_execution
 from rb_common.identity import Identity, Role
 from rb_common.statuses import ExecutionStatus
 
@@ -212,11 +212,8 @@ class Mutation:
     ) -> ExecutionTicket:
         try:
             who = _who(info)
-            await require_runbook(info.context.services, who, id)
             body = triggering.ExecuteBody.model_validate({"params": params or {}, "legal_basis": legal_basis})
-            execution_id = await triggering.execute(
-                info.context.services, id, body, who.actor, idempotency_key
-            )
+            execution_id = await triggering.execute(info.context.services, id, body, who, idempotency_key)
         except ProblemError as exc:
             raise _problem(exc) from None
         return ExecutionTicket(execution_id=execution_id, status=ExecutionStatus.QUEUED)

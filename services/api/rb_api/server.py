@@ -44,6 +44,7 @@ def build_server(app: FastAPI, settings: Settings, *, log_level: str = "info") -
         log_config=None,  # uvicorn's loggers go to the process's handler (rb_common.logs)
         lifespan="on",
         proxy_headers=True,
+        access_log=settings.api_access_log,
         timeout_graceful_shutdown=5,
     )
     return _Server(config)

@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from rb_api import revisions
 from rb_api.dbutil import utcnow
-from rb_api.problems import ProblemError
-from rb_api.registry import APPROVED, DEPRECATED, Current
+from rb_api.problems import ProblemError, not_found
+from rb_api.registry import APPROVED, DEPRECATED
+from rb_api.revisions import Live
 from rb_common import logs, tracing
 from rb_common.bus import TRIGGER_DEDUPE_WINDOW, Bus
+from rb_common.identity import Identity
 from rb_common.messages import TriggerRequest
 from rb_common.model import Runbook
 from rb_common.params import ParamsError, resolve_params
@@ -63,7 +66,8 @@ def new_execution_id() -> str:
 
 
 def build_trigger(
-    current: Current,
+    found: Live,
+    runbook: Runbook,
     body: ExecuteBody,
     *,
     actor: str,
@@ -71,30 +75,6 @@ def build_trigger(
     idempotency_key: str | None = None,
 ) -> TriggerRequest:
     """The TriggerRequest for the current revision; ParamsError names every failing field."""
-    if current.status == DEPRECATED:
-        raise ProblemError(
-            409,
-            f"runbook {current.id!r} is DEPRECATED and cannot be executed",
-            slug="runbook-deprecated",
-            title="Runbook is deprecated",
-        )
-    if current.status != APPROVED:
-        raise ProblemError(
-            409,
-            f"revision {current.revision} of runbook {current.id!r} is {current.status}: only APPROVED "
-            "revisions execute (an admin other than its author approves it); `rb run` runs local files",
-            slug="runbook-not-approved",
-            title="Runbook is not approved",
-        )
-    try:
-        runbook = Runbook.model_validate(current.definition)
-    except ValidationError as exc:
-        raise ProblemError(
-            409,
-            f"the stored definition of revision {current.revision} no longer loads: {exc.errors()[0]['msg']}; "
-            "PUT a corrected definition",
-            slug="stale-definition",
-        ) from None
     try:
         params = resolve_params(runbook, body.params)
     except ParamsError:
@@ -106,7 +86,7 @@ def build_trigger(
             slug="invalid-params",
             title="Invalid parameters",
         ) from None
-    trigger: dict[str, Any] = {"type": "api", "actor": actor, "revision": current.revision}
+    trigger: dict[str, Any] = {"type": "api", "actor": actor, "revision": found.revision}
     if idempotency_key is not None:
         trigger["idempotency_key"] = idempotency_key
     request = RunRequest(
@@ -120,6 +100,48 @@ def build_trigger(
         execution_id=execution_id,
     )
     return TriggerRequest(execution_id=execution_id, actor=actor, data=request.event_data())
+
+
+def executable(svc: Any, runbook_id: str, who: Identity) -> tuple[Live, Runbook]:
+    """The runbook's live revision, if `who` may see it and it may run: 404 unknown or hidden
+    (team scope), 409 deprecated, not approved or no longer loading. One query when the revision
+    was parsed before (rb_api.revisions)."""
+    found = revisions.live(svc.engine, runbook_id)
+    if found is None or found.stamp is None or not who.sees_team(found.team):
+        raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
+    if found.status == DEPRECATED:
+        raise ProblemError(
+            409,
+            f"runbook {found.id!r} is DEPRECATED and cannot be executed",
+            slug="runbook-deprecated",
+            title="Runbook is deprecated",
+        )
+    if found.status != APPROVED:
+        raise ProblemError(
+            409,
+            f"revision {found.revision} of runbook {found.id!r} is {found.status}: only APPROVED "
+            "revisions execute (an admin other than its author approves it); `rb run` runs local files",
+            slug="runbook-not-approved",
+            title="Runbook is not approved",
+        )
+    return found, svc.revisions.runbook(svc.engine, found)
+
+
+def prepare(
+    svc: Any, runbook_id: str, body: ExecuteBody, who: Identity, key: str | None
+) -> tuple[TriggerRequest, Claim]:
+    """Everything execute does before publishing, in one trip to the thread pool: the checks, the
+    trigger built (validated before the key is stored, so a rejected request claims nothing), and
+    the key's execution id."""
+    found, runbook = executable(svc, runbook_id, who)
+    request = build_trigger(
+        found, runbook, body, actor=who.actor, execution_id=new_execution_id(), idempotency_key=key
+    )
+    claim = Claim(request.execution_id, fresh=True)
+    if key is not None:
+        claim = claim_key(svc.engine, key, runbook_id, request.execution_id)
+        request = request.model_copy(update={"execution_id": claim.execution_id})
+    return request, claim
 
 
 def check_key(key: str | None) -> str | None:
@@ -207,23 +229,18 @@ async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) ->
 
 
 async def execute(
-    svc: Any, runbook_id: str, body: ExecuteBody, actor: str, idempotency_key: str | None
+    svc: Any, runbook_id: str, body: ExecuteBody, who: Identity, idempotency_key: str | None
 ) -> str:
     """Start an execution of the runbook's current revision (REST and GraphQL both come here):
-    params validated, the definition snapshotted, the key honoured; returns the execution id."""
-    from rb_api import registry
+    visibility and status checked, params validated, the definition snapshotted, the key
+    honoured; returns the execution id."""
     from rb_api.dbutil import in_thread
 
     key = check_key(idempotency_key)
-    current = await in_thread(registry.current, svc.engine, runbook_id)
-    # Validate (and build) before storing the key, so a rejected request claims nothing.
-    request = await in_thread(
-        build_trigger, current, body, actor=actor, execution_id=new_execution_id(), idempotency_key=key
-    )
-    claim = Claim(request.execution_id, fresh=True)
-    if key is not None:
-        claim = await in_thread(claim_key, svc.engine, key, runbook_id, request.execution_id)
-        request = request.model_copy(update={"execution_id": claim.execution_id})
+    # Backpressure first: past the queue's bound nothing is claimed or published (429 with
+    # Retry-After, rb_api.backpressure), whatever the runbook.
+    await svc.queue.check(svc.bus, svc.settings.max_queued_executions, svc.settings.queue_retry_after)
+    request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
     if should_publish(claim):
         await publish_trigger(svc.bus, runbook_id, request)
     return claim.execution_id

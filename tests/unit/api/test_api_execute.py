@@ -196,3 +196,30 @@ async def test_rejected_request_does_not_claim_the_key(
     [trigger], _ = await probe.triggers(runbook_id)
     assert trigger["body"]["execution_id"] == r.json()["execution_id"]
     assert trigger["body"]["data"]["params"]["region"] == "eu"
+
+
+async def test_every_execute_runs_the_revision_current_then(
+    client: httpx.AsyncClient, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    """Parsed revisions are cached (rb_api.revisions): a new revision, a deprecation, and a runbook
+    deleted and registered again (its revision numbers start over) all count at the next execute."""
+    execute = f"/api/v1/runbooks/{runbook_id}/execute"
+    run = {"params": {"region": "eu"}}
+    await register(client, make_yaml(runbook_id))
+    assert (await client.post(execute, json=run)).status_code == 202
+    assert (await client.post(execute, json=run)).status_code == 202  # from the cache
+    v2 = make_yaml(runbook_id).replace("version: 1.0.0", "version: 2.0.0")
+    assert (await client.put(f"/api/v1/runbooks/{runbook_id}", content=v2, headers=YAML)).status_code == 200
+    assert (await client.post(execute, json=run)).status_code == 409  # revision 2 is a DRAFT
+    await approve(client, runbook_id)
+    assert (await client.post(execute, json=run)).status_code == 202
+    assert (await client.delete(f"/api/v1/runbooks/{runbook_id}")).status_code == 204
+    assert (await client.post(execute, json=run)).status_code == 404
+    await register(client, make_yaml(runbook_id).replace("version: 1.0.0", "version: 3.0.0"))
+    assert (await client.post(execute, json=run)).status_code == 202
+    assert (await client.post(f"/api/v1/runbooks/{runbook_id}/deprecate")).status_code == 200
+    assert (await client.post(execute, json=run)).status_code == 409
+
+    triggers, _ = await probe.triggers(runbook_id, want=4)
+    ran = [(t["body"]["data"]["runbook"]["version"], t["body"]["data"]["trigger"]["revision"]) for t in triggers]
+    assert ran == [("1.0.0", 1), ("1.0.0", 1), ("2.0.0", 2), ("3.0.0", 1)]

@@ -12,7 +12,7 @@ import pytest
 from conftest import Rb
 
 from rb_cli.loadtest_cmd import k6_binary, report_lines
-from rb_cli.loadtest_script import DEFAULT_THRESHOLDS, LoadProfile, parse_stages, parse_thresholds
+from rb_cli.loadtest_script import DEFAULT_THRESHOLDS, LoadProfile, parse_rate, parse_stages, parse_thresholds
 from rb_common.errors import RbError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -109,3 +109,49 @@ def test_the_report_from_k6s_summary() -> None:
         "rb: executions SUCCEEDED: 89 of 90 triggered",
         "rb: trigger-to-completion: med 1000 ms, p(90) 1200 ms, p(95) 1300 ms, p(99) 1400 ms, max 1500 ms",
     ]
+
+
+def test_an_open_loop_profile_is_a_constant_arrival_rate_scenario(rb: Rb) -> None:
+    code, script, err = rb("loadtest", "generate", HELLO, "--arrival-rate", "50/s", "--duration", "1m")
+    assert code == 0, err
+    options = options_of(script)
+    assert "vus" not in options and "stages" not in options
+    assert options["scenarios"] == {
+        "arrivals": {
+            "executor": "constant-arrival-rate",
+            "rate": 50,
+            "timeUnit": "1s",
+            "duration": "1m",
+            "preAllocatedVUs": 250,
+            "maxVUs": 2000,
+            "gracefulStop": "300s",
+        }
+    }
+    assert "const OPEN_LOOP = true;" in script
+    assert "http.expectedStatuses(202, 429)" in script  # a 429 is refused, not failed
+
+
+def test_arrival_rates() -> None:
+    assert parse_rate("5") == (5, "1s") and parse_rate("5/s") == (5, "1s")
+    assert parse_rate("2.5") == (150, "1m") and parse_rate("90/m") == (90, "1m")
+    for bad in ("0", "-1", "fast", "1.234567/s", "2/h"):
+        with pytest.raises(RbError):
+            parse_rate(bad)
+    capped = LoadProfile(arrival_rate="10/s", vus=40, duration="20s").options()["scenarios"]["arrivals"]
+    assert (capped["maxVUs"], capped["preAllocatedVUs"], capped["duration"]) == (40, 40, "20s")
+    with pytest.raises(RbError):
+        LoadProfile(arrival_rate="10/s", stages="1m:5").options()
+
+
+def test_the_report_counts_refusals() -> None:
+    summary = {
+        "metrics": {
+            "rb_executions_completed": {"count": 30, "rate": 0.5},
+            "rb_executions_accepted": {"count": 30},
+            "rb_executions_refused": {"count": 570},
+            "dropped_iterations": {"count": 3},
+        }
+    }
+    assert report_lines(summary)[1] == (
+        "rb: executions accepted: 30, refused (429): 570, not started by k6 (no free VU): 3"
+    )

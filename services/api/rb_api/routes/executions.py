@@ -6,8 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Header, Path, Query
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from rb_api import audit, control, executions, notifications
 from rb_api.auth import Operator, Viewer
@@ -76,9 +77,11 @@ async def list_all(
     response_model=None,
     responses=answers(ExecutionDetail) | _PROBLEMS,
 )
-async def get_one(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> dict[str, Any]:
+async def get_one(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> Response:
     await require_execution(svc, who, execution_id)
-    return await executions.detail(svc, execution_id)
+    # Polled by clients following an execution: plain JSON values, dumped by orjson as they are
+    # (no jsonable_encoder walk; the OpenAPI answer is declared above).
+    return Response(orjson.dumps(await executions.detail(svc, execution_id)), media_type="application/json")
 
 
 @router.get(

@@ -118,6 +118,7 @@ async def revoke_key(key_id: KeyId, svc: ServicesDep, who: Admin) -> dict[str, A
             title="Conflict",
         )
     revoked = await in_thread(keys.revoke_key, svc.engine, key_id, revoked_by=who.actor)
+    svc.keys.clear()  # refused from this answer on (rb_api.key_cache; other processes: within its TTL)
     if revoked is None:
         raise not_found(f"key {key_id!r}", "key-not-found")
     return revoked.public()

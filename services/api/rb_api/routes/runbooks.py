@@ -214,11 +214,8 @@ async def execute(
 ) -> JSONResponse:
     if not _RUNBOOK_ID.match(runbook_id):
         raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
-    await require_runbook(svc, who, runbook_id)
-    settings = svc.settings
-    await svc.queue.check(svc.bus, settings.max_queued_executions, settings.queue_retry_after)
     execution_id = await triggering.execute(
-        svc, runbook_id, body or triggering.ExecuteBody(), who.actor, idempotency_key
+        svc, runbook_id, body or triggering.ExecuteBody(), who, idempotency_key
     )
     return JSONResponse(
         {"execution_id": execution_id, "status": ExecutionStatus.QUEUED},
