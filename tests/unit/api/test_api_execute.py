@@ -65,8 +65,9 @@ async def test_execute_publishes_the_trigger(
         "concurrency",
         "files",
         "waits",  # `timers`: wait steps are the coordinator's timers
+        "wind_down",  # `together`: a wind-down skips the pending steps in one steps.skipped
     }
-    assert data["waits"] == "timers"
+    assert (data["waits"], data["wind_down"]) == ("timers", "together")
 
 
 async def test_execute_uses_the_current_revision_and_given_legal_basis(
