@@ -10,6 +10,7 @@ kills going for N minutes with a seeded random schedule (RB_CHAOS_SEED)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -109,6 +110,14 @@ async def events_of(bus: Bus, execution_id: str) -> list[Event]:
         return [event for event, _ in await read_execution(bus, execution_id)]
     except Exception:
         return []
+
+
+def describe(events: list[Event]) -> str:
+    """An execution's record, one line an event: what a failed invariant shows."""
+    return "\n".join(
+        f"  {e.seq} {e.time.isoformat()} {e.type.value} {e.actor} {json.dumps(e.data, default=str)[:300]}"
+        for e in events
+    )
 
 
 @pytest.mark.timeout(LOAD_SECONDS + 240)
@@ -223,7 +232,11 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
         unknown = set(effects) - set(scheduled_keys)
         assert not unknown, f"side effects under keys no step was scheduled with: {sorted(unknown)[:3]}"
         over = {k: (n, scheduled_keys[k]) for k, n in effects.items() if n > scheduled_keys[k]}
-        assert not over, f"side effects beyond the recorded deliveries (count, deliveries): {over}"
+        assert not over, (
+            f"side effects beyond the recorded deliveries (count, deliveries): {over}\n"
+            + "\n".join(describe(ends[k.split(":", 1)[0]]) for k in list(over)[:3])
+            + f"\n{stack.logs()}"
+        )
         outcomes = Counter(events[-1].type.value for events in ends.values())
         assert outcomes.get("execution.succeeded", 0) == len(ends), f"outcomes: {outcomes}"
 

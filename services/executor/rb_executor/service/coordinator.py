@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +87,9 @@ class Coordinator:
         self.writing = 0  # appends in flight, over all executions
         # Called with the state after every advance, inside its lock (rb_executor.service.outside).
         self.observers: list[Callable[[ExecutionState], None]] = []
+        # Awaited after the observers, before advance returns (and its message is acked): what
+        # an observer started that must be stored first (outside.OutsideEvents.stored).
+        self.settlers: list[Callable[[str], Awaitable[None]]] = []
         self.registry = admission.Reads(lambda runbook_id: read_registry(bus, runbook_id))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -254,6 +257,8 @@ class Coordinator:
                 await self._publish_timers(entry)
                 for observe in self.observers:
                     observe(entry.state)
+                for settle in self.settlers:
+                    await settle(execution_id)
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
                 return
