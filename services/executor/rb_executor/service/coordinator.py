@@ -257,12 +257,15 @@ class Coordinator:
                 await self._publish_timers(entry)
                 for observe in self.observers:
                     observe(entry.state)
-                for settle in self.settlers:
-                    await settle(execution_id)
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
-                return
-            raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
+                break
+            else:
+                raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
+        # Outside the lock: what a settler waits for may advance this execution itself (an
+        # outside event matched when a wait registers).
+        for settle in self.settlers:
+            await settle(execution_id)
 
     async def _is_current(self, entry: _Entry, execution_id: str) -> bool:
         """Whether the cached state has folded the last event on the execution's subject."""

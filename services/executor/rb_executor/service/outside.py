@@ -73,8 +73,9 @@ class OutsideEvents:
         # execution -> `exec:step:attempt` of its steps waiting now, registered by this process
         self.registered: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # execution -> registrations being published; the advance that started them awaits them
-        # (`stored`) before its message is acked, so a crash leaves that message to redeliver
+        # execution -> registrations being published (and buffered events matched); the advance
+        # that started them awaits them (`stored`, outside its lock) before its message is acked,
+        # so a crash leaves that message to redeliver
         self._registering: dict[str, list[asyncio.Task[None]]] = {}
         coordinator.observers.append(self.observe)
         coordinator.settlers.append(self.stored)
@@ -134,9 +135,17 @@ class OutsideEvents:
         """Until the registrations this advance started are stored (raises if one failed: the
         message that led to the advance is not acked, and its redelivery registers again; a new
         process re-registers every waiting step of an execution it advances, `observe`)."""
-        tasks = self._registering.pop(execution_id, [])
-        for task in tasks:
-            await task
+        try:
+            current = asyncio.current_task()
+            for task in list(self._registering.get(execution_id, ())):
+                if task is not current:  # a buffered event being delivered by the registration
+                    await asyncio.shield(task)  # another advance may wait for it too
+        finally:
+            left = [t for t in self._registering.get(execution_id, ()) if not t.done()]
+            if left:
+                self._registering[execution_id] = left
+            else:
+                self._registering.pop(execution_id, None)
 
     def _index(self, waiter: WaiterRegistration) -> None:
         key = (waiter.subject, canonical_json(waiter.correlation))

@@ -5,6 +5,7 @@ the in-memory bus, driven through Coordinator.on_trigger."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from rb_common.bus import Bus, read_execution
 from rb_common.events import EventType
 from rb_common.loader import load_runbook_text
 from rb_common.memory_bus import MemoryJetStream, memory_bus
-from rb_common.messages import TriggerRequest, WaiterRegistration
+from rb_common.messages import OutsideEvent, TriggerRequest, WaiterRegistration
 from rb_common.registry_events import announce
 from rb_engine.runner import RunRequest
 from rb_executor.service.coordinator import Coordinator
@@ -118,3 +119,19 @@ async def test_an_executor_that_takes_the_message_again_registers_the_waiting_st
     # Nothing recorded twice: the second advance found the execution already waiting.
     types = [e.type for e, _ in await read_execution(bus, execution_id)]
     assert types.count(EventType.STEP_WAITING) == 1 and types.count(EventType.EXECUTION_REQUESTED) == 1
+
+
+async def test_an_event_that_came_first_is_received_when_the_step_starts_waiting(bus: Bus) -> None:
+    # The registration matches the buffered event and records it while the advance that made
+    # the step wait is still settling: no deadlock on the execution's lock or on itself.
+    event = OutsideEvent(subject="deploy.finished", correlation="CHG-1", data={"version": "v8"}, id="ev-1")
+    await bus.js.publish(
+        bus.names.outside_event_subject("deploy.finished"), event.encode(), stream=bus.names.outside_stream
+    )
+    coordinator = Coordinator(bus)
+    OutsideEvents(coordinator)
+    execution_id, msg = await trigger_message(bus)
+    await asyncio.wait_for(coordinator.on_trigger(msg), 30)  # type: ignore[arg-type]
+    assert msg.acked
+    types = [e.type for e, _ in await read_execution(bus, execution_id)]
+    assert types.count(EventType.EVENT_RECEIVED) == 1, types
