@@ -344,10 +344,8 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             f"\n{stack.logs()}"
         )
         twice = {k: n for k, n in posted.items() if n > 1}
-        assert not twice, f"Slack messages posted more than once: {twice}"
         # Email: one Message-ID per execution; a repeat of one is the documented resend.
         mails = mail_ids()
-        assert len(mails) == len(ends), f"email: {len(mails)} Message-IDs for {len(ends)} executions"
         email_repeats = sum(n - 1 for n in mails.values())
 
         # The recorder's tables equal a fold of the streams (read again: notification records
@@ -359,7 +357,6 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             if not differences or time.monotonic() > deadline:
                 break
             await asyncio.sleep(2)
-        assert not differences, f"recorder vs streams: {differences[:5]}\n{stack.logs()}"
 
         def p95(values: list[float]) -> float:
             if not values:
@@ -370,11 +367,16 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             f"\nchaos: seed={SEED} seconds={LOAD_SECONDS:.0f} accepted={len(accepted)} refused={len(refused)}"
             f" outcomes={dict(outcomes)} kills={dict(kills)} leader_changes={leader_changes}"
             f" effects={sum(effects.values())} keys={len(effects)} redelivered={sum(n > 1 for n in effects.values())}"
-            f" slack={len(posted)} emails={sum(mails.values())} email_repeats={email_repeats}"
+            f" slack={len(posted)} slack_twice={len(twice)} emails={sum(mails.values())} email_repeats={email_repeats}"
+            f" recorder_differences={len(differences)}"
             f" exited_by_themselves={stack.exited()}"
             f" latency_p50={statistics.median(latencies):.2f}s p95={p95(latencies):.2f}s"
             f" p95_calm={p95(calm):.2f}s (n={len(calm)}) p95_chaos={p95(stormy):.2f}s (n={len(stormy)})"
         )
+        # Asserted after the numbers are out, so a failed run still has them.
+        assert not twice, f"Slack messages posted more than once: {twice}"
+        assert len(mails) == len(ends), f"email: {len(mails)} Message-IDs for {len(ends)} executions"
+        assert not differences, f"recorder vs streams: {differences[:5]}\n{stack.logs()}"
         assert kills, "no chaos happened"
         # Services wait for what they need and reconnect; none gives up and exits by itself.
         assert not stack.exited(), f"services that exited by themselves: {stack.exited()}\n{stack.logs()}"
