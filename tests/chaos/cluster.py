@@ -5,6 +5,7 @@ Idempotency-Key. Used by tests/chaos (and bench/chaos.sh)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -184,6 +186,64 @@ class CounterServer:
         self.server.server_close()
 
 
+def postgres_bin() -> Path:
+    """Debian's PostgreSQL server binaries (initdb, pg_ctl): RB_CHAOS_PG_BIN or the newest
+    /usr/lib/postgresql/<n>/bin."""
+    if os.environ.get("RB_CHAOS_PG_BIN"):
+        return Path(os.environ["RB_CHAOS_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise FileNotFoundError("no /usr/lib/postgresql/<n>/bin/pg_ctl (apt-get install postgresql)")
+    return found[-1].parent
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of the chaos test's own (initdb into a temporary directory, pg_ctl on
+    a free loopback port), so it can be killed and restarted: the machine's PostgreSQL is shared
+    and never restarted. initdb refuses root, so as root it runs as the `postgres` user."""
+
+    def __init__(self) -> None:
+        self.bin = postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="rb-chaos-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.user: str | None = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            shutil.chown(self.root, self.user)
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/rb"
+        self.restarts = 0
+
+    def _run(self, *args: str, timeout: float = 120.0) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"), "-o", options, "-w", "-t", "60", "start")
+        if self.restarts == 0:
+            with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+                conn.execute('CREATE DATABASE "rb"')
+
+    def crash(self) -> None:
+        """Stop at once, as a crash would (`immediate`: no checkpoint; recovery at the next start)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def restart(self, down: float = 0.0) -> None:
+        self.crash()
+        time.sleep(down)
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class Database:
     """A fresh database on the shared PostgreSQL (never restarted here), dropped at the end."""
 
@@ -219,14 +279,28 @@ class Stack:
             "RB_API_ADDR": f"127.0.0.1:{self.api_port}",
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.services: dict[str, tuple[str, dict[str, str]]] = {}  # label -> (service, its env)
         self.starts: Counter[str] = Counter()
 
-    def start(self, label: str, service: str, node: int) -> subprocess.Popen[bytes]:
+    def restart(self, label: str, node: int) -> subprocess.Popen[bytes]:
+        service, env = self.services[label]
+        return self.start(label, service, node, **env)
+
+    def exited(self) -> dict[str, int]:
+        """Services that ended by themselves (not killed here): label -> exit code."""
+        return {
+            label: code
+            for label, p in self.processes.items()
+            if (code := p.poll()) is not None and code != -signal.SIGKILL
+        }
+
+    def start(self, label: str, service: str, node: int, **env: str) -> subprocess.Popen[bytes]:
         self.starts[label] += 1
+        self.services[label] = (service, env)
         log = (self.home / f"{label}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
-            env={**self.env, "RB_NATS_URL": self.cluster.nodes[node % len(self.cluster.nodes)].url},
+            env={**self.env, **env, "RB_NATS_URL": self.cluster.nodes[node % len(self.cluster.nodes)].url},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

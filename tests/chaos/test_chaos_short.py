@@ -1,8 +1,14 @@
-"""Chaos on a distributed rb (issue 19): a steady stream of executions of a runbook whose http
-step counts its side effects (by Idempotency-Key) on a loopback server, while one executor and
-the NATS node leading the RB_EVENTS stream are killed (-9) and restarted. At the end: every
-accepted trigger has exactly one execution, every execution is terminal, no side effect happened
-more often than the deliveries recorded for its key, every event chain verifies.
+"""Chaos on a distributed rb (issue 19): a 3-node NATS cluster, 2 executors (coordinators only),
+2 workers, 2 schedulers, 2 notifiers, the recorder and the API against a PostgreSQL of the test's
+own. A steady stream of executions of a runbook whose http step counts its side effects (by
+Idempotency-Key) on a loopback server and that notifies a loopback Slack and an SMTP server on
+success, while services are killed (-9) and restarted, the NATS node leading the events stream
+is killed and restarted, and that PostgreSQL is crashed and restarted. At the end: every
+accepted trigger has exactly one execution, every execution is terminal and succeeded, no side
+effect happened more often than the deliveries recorded for its key, every event chain
+verifies, the recorder's tables equal a fold of the streams, every execution's Slack message
+was posted exactly once, and its email sent at least once, repeats only under the same
+Message-ID (as documented: an email whose answer was lost is sent again).
 
 Short by default (CI); `RB_CHAOS_MINUTES=N` (bench/chaos.sh --minutes N) keeps the load and the
 kills going for N minutes with a seeded random schedule (RB_CHAOS_SEED)."""
@@ -10,17 +16,23 @@ kills going for N minutes with a seeded random schedule (RB_CHAOS_SEED)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-from cluster import CounterServer, Database, NatsCluster, Stack
+from cluster import CounterServer, NatsCluster, PostgresServer, Stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "notifier"))
+from notifier_peers import Mailbox, SlackApi, SmtpServer
 
 from rb_common.audit import verify_chain
 from rb_common.bus import Bus, connect, read_execution
@@ -28,45 +40,62 @@ from rb_common.events import TERMINAL_EVENTS, Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_common.registry_events import announce, ensure_bucket
+from rb_engine.coordinator import fold
 from rb_engine.runner import RunRequest
 
-pytestmark = [
-    pytest.mark.integration,
-    # Not in the default run yet: a 2-minute run (seed 5) found a side effect done twice under one
-    # key with one delivery recorded (see the branch's report); RB_CHAOS=1 runs it.
-    pytest.mark.skipif(os.environ.get("RB_CHAOS") != "1", reason="chaos runs only with RB_CHAOS=1"),
-]
+pytestmark = [pytest.mark.integration]
 
 MINUTES = float(os.environ.get("RB_CHAOS_MINUTES", "0"))
 SEED = int(os.environ.get("RB_CHAOS_SEED", "19"))
-LOAD_SECONDS = MINUTES * 60 if MINUTES else 36.0
-TRIGGER_INTERVAL = 0.4
+LOAD_SECONDS = MINUTES * 60 if MINUTES else 60.0
+TRIGGER_INTERVAL = 0.5
+SLACK_TOKEN = "xoxb-chaos-0f1e"
 
 
 def runbook_yaml(runbook_id: str, url: str) -> str:
     return (
-        f"id: {runbook_id}\nname: Chaos effect\nsteps:\n"
+        f"id: {runbook_id}\nname: Chaos effect\n"
+        "notify:\n"
+        "  - {on: [succeeded], slack: {channel: '#ops'}, email: {to: [ops@example.com]}}\n"
+        "steps:\n"
         f"  - {{id: effect, type: http, timeout: 20s, retry: {{max_attempts: 5}},"
         f" inputs: {{url: {url!r}, method: POST, body: {{n: 1}}}}}}\n"
+        "  - {id: shape, type: transform, depends_on: [effect], inputs: {ok: true}}\n"
     )
 
 
 @pytest.fixture
-def distributed(tmp_path: Path) -> Iterator[tuple[NatsCluster, Stack, CounterServer]]:
+def distributed(tmp_path: Path) -> Iterator[tuple[NatsCluster, Stack, CounterServer, PostgresServer, SlackApi, SmtpServer]]:
     cluster = NatsCluster(tmp_path / "nats")
-    database = Database()
+    postgres = PostgresServer()
     counter = CounterServer(delay=1.0)
+    slack = SlackApi()
+    smtp = SmtpServer(Mailbox())
+    smtp.start()
     home = tmp_path / "home"
     home.mkdir()
-    stack = Stack(home, cluster, database.url, f"c{uuid.uuid4().hex[:8]}")
     try:
-        cluster.start()
-        yield cluster, stack, counter
+        postgres.start()
+        stack = Stack(home, cluster, postgres.url, f"c{uuid.uuid4().hex[:8]}")
+        stack.env.update(
+            RB_SLACK_TOKEN=SLACK_TOKEN,
+            RB_SLACK_BASE_URL=slack.base_url,
+            RB_SMTP_URL=smtp.url,
+            RB_NOTIFIER_DELIVER="all",
+            RB_NOTIFIER_ACK_WAIT="3",
+            RB_NOTIFY_RETRY_INITIAL="0.3",
+        )
+        try:
+            cluster.start()
+            yield cluster, stack, counter, postgres, slack, smtp
+        finally:
+            stack.stop()
     finally:
-        stack.stop()
         cluster.stop()
         counter.close()
-        database.drop()
+        slack.close()
+        smtp.stop()
+        postgres.stop()
 
 
 async def publish(bus: Bus, runbook_id: str, data: dict[str, object], execution_id: str) -> bool:
@@ -111,15 +140,73 @@ async def events_of(bus: Bus, execution_id: str) -> list[Event]:
         return []
 
 
-@pytest.mark.timeout(LOAD_SECONDS + 240)
-async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
-    distributed: tuple[NatsCluster, Stack, CounterServer],
+async def settle_until(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():  # type: ignore[operator]
+        await asyncio.sleep(0.5)
+
+
+def final(events: list[Event]) -> Event:
+    """The execution's terminal event (notification records may follow it)."""
+    return next(e for e in events if e.type in TERMINAL_EVENTS)
+
+
+def recorder_differences(url: str, ends: dict[str, list[Event]]) -> list[str]:
+    """What the recorder's rows say that a fold of each execution's events does not: events by
+    (execution, seq) with their ids and types, the execution's status and last seq, each step's
+    status and attempts."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            stored: dict[str, list[tuple[int, str, str]]] = {}
+            for execution_id, seq, id_, type_ in conn.execute("SELECT execution_id, seq, id, type FROM events"):
+                stored.setdefault(execution_id, []).append((seq, id_, type_))
+            executions = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, status, last_seq FROM runbook_executions")}
+            steps = {
+                (r[0], r[1]): (r[2], r[3])
+                for r in conn.execute("SELECT execution_id, step_id, status, attempts FROM runbook_step_logs")
+            }
+    except psycopg.OperationalError as exc:
+        return [f"database: {exc}"]
+    differences: list[str] = []
+    for execution_id, events in ends.items():
+        rows = sorted(stored.get(execution_id, []))
+        if rows != [(e.seq, e.id, e.type.value) for e in events]:
+            differences.append(f"{execution_id}: {len(rows)} event rows, {len(events)} events in the stream")
+            continue
+        state = fold(events)
+        if executions.get(execution_id) != (state.status, len(events)):
+            differences.append(f"{execution_id}: row {executions.get(execution_id)}, fold {(state.status, len(events))}")
+        for sid, step in state.steps.items():
+            row = steps.get((execution_id, sid))
+            if row is None or row != (step.status, step.attempt):
+                differences.append(f"{execution_id}/{sid}: row {row}, fold {(step.status, step.attempt)}")
+    return differences
+
+
+def describe(events: list[Event]) -> str:
+    """An execution's record, one line an event: what a failed invariant shows."""
+    return "\n".join(
+        f"  {e.seq} {e.time.isoformat()} {e.type.value} {e.actor} {json.dumps(e.data, default=str)[:300]}"
+        for e in events
+    )
+
+
+@pytest.mark.timeout(LOAD_SECONDS + 900)
+async def test_executions_survive_kills_of_services_the_stream_leader_and_postgres(
+    distributed: tuple[NatsCluster, Stack, CounterServer, PostgresServer, SlackApi, SmtpServer],
 ) -> None:
-    cluster, stack, counter = distributed
+    cluster, stack, counter, postgres, slack, smtp = distributed
     rng = random.Random(SEED)
+    coordinators_only = {"RB_EXECUTOR_WORKERS": "false"}
     stack.start("recorder", "recorder", 0)
-    stack.start("executor-a", "executor", 1)
-    stack.start("executor-b", "executor", 2)
+    stack.start("executor-a", "executor", 1, **coordinators_only)
+    stack.start("executor-b", "executor", 2, **coordinators_only)
+    stack.start("worker-a", "worker", 0)
+    stack.start("worker-b", "worker", 1)
+    stack.start("scheduler-a", "scheduler", 2)
+    stack.start("scheduler-b", "scheduler", 0)
+    stack.start("notifier-a", "notifier", 1)
+    stack.start("notifier-b", "notifier", 2)
     stack.start("api", "api", 0)
     bus = await connect(cluster.nodes[0].url, namespace=stack.env["RB_NAMESPACE"], replicas=3, name="chaos")
     try:
@@ -150,13 +237,19 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
                 await asyncio.sleep(TRIGGER_INTERVAL)
             stop.set()
 
-        async def kill_executor() -> None:
-            label = rng.choice(["executor-a", "executor-b"])
+        async def kill_service() -> None:
+            label = rng.choice(sorted(stack.services))
             began = time.time()
             stack.kill(label)
             kills[label] += 1
             await asyncio.sleep(rng.uniform(1, 3))
-            stack.start(label, "executor", rng.randrange(3))
+            stack.restart(label, rng.randrange(3))
+            windows.append((began, time.time() + 3))
+
+        async def restart_postgres() -> None:
+            began = time.time()
+            await asyncio.to_thread(postgres.restart, rng.uniform(1, 4))
+            kills["postgres"] += 1
             windows.append((began, time.time() + 3))
 
         async def kill_stream_leader() -> None:
@@ -173,10 +266,12 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
 
         async def chaos() -> None:
             await asyncio.sleep(5)
-            actions = [kill_executor, kill_stream_leader]
+            # Services, the stream leader, services, PostgreSQL, ...: the victims and pauses are
+            # the seed's.
+            actions = [kill_service, kill_stream_leader, kill_service, restart_postgres]
             turn = 0
             while not stop.is_set():
-                await actions[turn % 2]()  # alternating; the victims and pauses are the seed's
+                await actions[turn % len(actions)]()
                 turn += 1
                 await asyncio.sleep(rng.uniform(4, 8))
 
@@ -191,7 +286,7 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
             for execution_id in accepted:
                 if execution_id not in ends:
                     events = await events_of(bus, execution_id)
-                    if events and events[-1].type in TERMINAL_EVENTS:
+                    if any(e.type in TERMINAL_EVENTS for e in events):
                         ends[execution_id] = events
             await asyncio.sleep(0.5)
         missing = sorted(set(accepted) - set(ends))
@@ -204,28 +299,64 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
         for execution_id, events in ends.items():
             requested = [e for e in events if e.type == EventType.EXECUTION_REQUESTED]
             assert len(requested) == 1, f"{execution_id}: {len(requested)} execution.requested"
-            assert [e.type for e in events].count(events[-1].type) == 1, f"{execution_id}: ended twice"
+            ending = [e for e in events if e.type in TERMINAL_EVENTS]
+            assert len(ending) == 1, f"{execution_id}: ended {len(ending)} times"
             problems = verify_chain(events)
             assert not problems, f"{execution_id}: {[str(p) for p in problems]}"
-            deliveries: dict[int, int] = {}
+            deliveries: dict[tuple[str, int, str], int] = {}
             for e in events:
                 if e.type in (EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED):
-                    attempt = int(e.data.get("attempt", 1))
-                    deliveries[attempt] = max(deliveries.get(attempt, 1), int(e.data.get("delivery", 1)))
+                    key = (e.data["step_id"], int(e.data.get("attempt", 1)), e.data.get("phase", "main"))
+                    deliveries[key] = max(deliveries.get(key, 1), int(e.data.get("delivery", 1)))
             for e in events:
                 if e.type == EventType.STEP_SCHEDULED:
-                    scheduled_keys[e.data["idempotency_key"]] = deliveries.get(int(e.data["attempt"]), 1)
-            latency = (events[-1].time - events[0].time).total_seconds()
+                    key = (e.data["step_id"], int(e.data["attempt"]), e.data.get("phase", "main"))
+                    scheduled_keys[e.data["idempotency_key"]] = deliveries.get(key, 1)
+            latency = (ending[0].time - events[0].time).total_seconds()
             latencies.append(latency)
-            start, end = events[0].time.timestamp(), events[-1].time.timestamp()
+            start, end = events[0].time.timestamp(), ending[0].time.timestamp()
             (stormy if any(start <= b and end >= a for a, b in windows) else calm).append(latency)
         effects = counter.snapshot()
         unknown = set(effects) - set(scheduled_keys)
         assert not unknown, f"side effects under keys no step was scheduled with: {sorted(unknown)[:3]}"
         over = {k: (n, scheduled_keys[k]) for k, n in effects.items() if n > scheduled_keys[k]}
-        assert not over, f"side effects beyond the recorded deliveries (count, deliveries): {over}"
-        outcomes = Counter(events[-1].type.value for events in ends.values())
+        assert not over, (
+            f"side effects beyond the recorded deliveries (count, deliveries): {over}\n"
+            + "\n".join(describe(ends[k.split(":", 1)[0]]) for k in list(over)[:3])
+            + f"\n{stack.logs()}"
+        )
+        outcomes = Counter(final(events).type.value for events in ends.values())
         assert outcomes.get("execution.succeeded", 0) == len(ends), f"outcomes: {outcomes}"
+
+        # One Slack message per execution (its execution.succeeded), none lost, none twice.
+        succeeded_ids = {final(events).id for events in ends.values()}
+
+        def slack_ids() -> list[str]:
+            return [str((m.metadata or {}).get("event_payload", {}).get("event_id")) for m in slack.posted()]
+
+        def mail_ids() -> Counter[str]:
+            return Counter(str(message["Message-ID"]) for _, message in smtp.mailbox.messages)
+
+        await settle_until(lambda: set(slack_ids()) >= succeeded_ids and len(mail_ids()) >= len(ends), 180.0)
+        posted = Counter(slack_ids())
+        assert set(posted) == succeeded_ids, (
+            f"Slack: {len(succeeded_ids - set(posted))} lost, {len(set(posted) - succeeded_ids)} unknown"
+            f"\n{stack.logs()}"
+        )
+        twice = {k: n for k, n in posted.items() if n > 1}
+        # Email: one Message-ID per execution; a repeat of one is the documented resend.
+        mails = mail_ids()
+        email_repeats = sum(n - 1 for n in mails.values())
+
+        # The recorder's tables equal a fold of the streams (read again: notification records
+        # come after the end), once the recorder has caught up.
+        deadline = time.monotonic() + 180
+        while True:
+            streams = {execution_id: await events_of(bus, execution_id) for execution_id in ends}
+            differences = await asyncio.to_thread(recorder_differences, postgres.url, streams)
+            if not differences or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(2)
 
         def p95(values: list[float]) -> float:
             if not values:
@@ -236,9 +367,18 @@ async def test_executions_survive_kills_of_an_executor_and_the_stream_leader(
             f"\nchaos: seed={SEED} seconds={LOAD_SECONDS:.0f} accepted={len(accepted)} refused={len(refused)}"
             f" outcomes={dict(outcomes)} kills={dict(kills)} leader_changes={leader_changes}"
             f" effects={sum(effects.values())} keys={len(effects)} redelivered={sum(n > 1 for n in effects.values())}"
+            f" slack={len(posted)} slack_twice={len(twice)} emails={sum(mails.values())} email_repeats={email_repeats}"
+            f" recorder_differences={len(differences)}"
+            f" exited_by_themselves={stack.exited()}"
             f" latency_p50={statistics.median(latencies):.2f}s p95={p95(latencies):.2f}s"
             f" p95_calm={p95(calm):.2f}s (n={len(calm)}) p95_chaos={p95(stormy):.2f}s (n={len(stormy)})"
         )
+        # Asserted after the numbers are out, so a failed run still has them.
+        assert not twice, f"Slack messages posted more than once: {twice}"
+        assert len(mails) == len(ends), f"email: {len(mails)} Message-IDs for {len(ends)} executions"
+        assert not differences, f"recorder vs streams: {differences[:5]}\n{stack.logs()}"
         assert kills, "no chaos happened"
+        # Services wait for what they need and reconnect; none gives up and exits by itself.
+        assert not stack.exited(), f"services that exited by themselves: {stack.exited()}\n{stack.logs()}"
     finally:
         await bus.close()

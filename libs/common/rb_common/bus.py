@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import logging
 import re
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, PubAck, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from rb_common import tracing
 from rb_common.events import Event
 from rb_common.ports import ConcurrencyError
 from rb_common.upcast import upcast
+
+log = logging.getLogger(__name__)
 
 # JetStream's error codes for failed Nats-Expected-Last-Subject-Sequence / -Last-Msg-Id checks.
 WRONG_LAST_SEQUENCE = 10071
@@ -237,6 +242,7 @@ async def connect(
     namespace: str = DEFAULT_NAMESPACE,
     replicas: int = 1,
     connect_timeout: float = 5.0,
+    jetstream_wait: float = 300.0,
 ) -> Bus:
     nc = await nats.connect(
         url,
@@ -248,8 +254,30 @@ async def connect(
     )
     js = nc.jetstream(timeout=10.0)
     names = Names(namespace, replicas)
-    await ensure_streams(js, names)
+    try:
+        await _ensure_streams_patiently(js, names, jetstream_wait)
+    except BaseException:
+        await nc.close()
+        raise
     return Bus(nc, js, names)
+
+
+async def _ensure_streams_patiently(js: JetStreamContext, names: Names, wait: float) -> None:
+    """ensure_streams, tried again while JetStream cannot answer (a cluster that lost its
+    quorum, a stream electing its leader: a replica started then waits and resumes by itself
+    instead of exiting), for up to `wait` seconds."""
+    deadline = asyncio.get_running_loop().time() + wait
+    pause = 0.5
+    while True:
+        try:
+            await ensure_streams(js, names)
+            return
+        except (NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError) as exc:
+            if asyncio.get_running_loop().time() + pause > deadline:
+                raise
+            log.warning("JetStream does not answer yet (%s); trying again in %.1fs", type(exc).__name__, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 async def ensure_streams(js: JetStreamContext, names: Names = DEFAULT_NAMES) -> None:

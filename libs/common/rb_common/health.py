@@ -11,6 +11,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
+
+from rb_common.bus import Bus
 
 Check = Callable[[], bool | Awaitable[bool]]
 
@@ -59,3 +64,28 @@ async def nats_answers(nc: Client, timeout: float = 2.0) -> bool:
         return False
     await nc.flush(timeout=max(1, round(timeout)))
     return True
+
+
+class JetStreamUnavailable(Exception):
+    """JetStream answered, but cannot serve the events stream (no leader: a lost quorum)."""
+
+
+async def jetstream_answers(js: JetStreamContext, stream: str) -> bool:
+    """JetStream serves `stream`: its info comes back (the cluster has a meta leader) and, on a
+    cluster, names the stream's leader. Raises with the reason otherwise (readiness shows it)."""
+    try:
+        info = await js.stream_info(stream)
+    except NatsTimeout as exc:
+        raise JetStreamUnavailable(f"no answer about {stream} (no JetStream meta leader?)") from exc
+    except ServiceUnavailableError as exc:
+        raise JetStreamUnavailable(f"JetStream unavailable ({exc.description or 'no quorum'})") from exc
+    cluster = getattr(info, "cluster", None)  # None: a single server
+    if cluster is not None and not cluster.leader:
+        raise JetStreamUnavailable(f"{stream} has no leader (lost quorum)")
+    return True
+
+
+def watch_bus(health: Health, bus: Bus) -> None:
+    """A service's readiness on the bus: NATS answers, and JetStream serves the events stream."""
+    health.add("nats", lambda: nats_answers(bus.nc))
+    health.add("jetstream", lambda: jetstream_answers(bus.js, bus.names.events_stream))

@@ -9,6 +9,7 @@ Dependencies are built once in the lifespan and reach routes through `app.state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -51,7 +52,7 @@ from rb_api.routes.retries import router as retries_router
 from rb_common.bus import Bus, connect
 from rb_common.identity import BOOTSTRAP_KEY_NAME, Role
 from rb_common.settings import Settings
-from rb_store.db import database_url, make_engine, migrate
+from rb_store.db import database_url, make_engine, migrate_when_reachable
 from rb_store.keys import seed_key
 
 log = logging.getLogger("rb_api")
@@ -96,7 +97,8 @@ def create_app(
             if db is None:
                 db = make_engine(database_url(settings))
                 stack.callback(db.dispose)
-            await in_thread(migrate, db)
+            # A database still starting (or restarting) is waited for, as the other services do.
+            await migrate_when_reachable(db, asyncio.Event())
             await in_thread(seed_bootstrap_key, settings, db)
             oidc = OidcVerifier(settings) if settings.oidc_enabled else None
             if settings.oidc_issuer and oidc is None:

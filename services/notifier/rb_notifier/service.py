@@ -29,7 +29,7 @@ from rb_common import bus as nats_bus
 from rb_common import logs, tracing
 from rb_common.consumers import durable_config
 from rb_common.events import Event, EventType
-from rb_common.health import Health, nats_answers
+from rb_common.health import Health, watch_bus
 from rb_common.messages import StepOutcome
 from rb_common.model import NotifyEvent
 from rb_common.payloads import (
@@ -780,7 +780,7 @@ async def serve(
         nats_url, namespace=config.namespace, replicas=config.stream_replicas, name=f"rb-notifier-{name}"
     )
     if health is not None:
-        health.add("nats", lambda: nats_answers(bus.nc))
+        watch_bus(health, bus)
     slack = (
         SlackSender(config.slack_token, config.slack_base_url, timeout=config.send_timeout)
         if config.slack_token or config.slack_base_url

@@ -25,7 +25,7 @@ from rb_common import logs
 from rb_common.bus import Bus, connect
 from rb_common.consumers import durable_config
 from rb_common.events import Event
-from rb_common.health import Health, nats_answers
+from rb_common.health import Health, watch_bus
 from rb_common.settings import Settings
 from rb_recorder import metrics
 from rb_store.db import database_url, make_engine, migrate_when_reachable, select_one
@@ -225,7 +225,7 @@ async def run_recorder(
         bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-recorder")
         if health is not None:
             health.add("database", lambda: asyncio.to_thread(select_one, db))
-            health.add("nats", lambda: nats_answers(bus.nc))
+            watch_bus(health, bus)
         try:
             sub = await ensure_consumer(
                 bus,

@@ -21,7 +21,7 @@ from rb_common import logs, tracing
 from rb_common.bus import Bus, connect
 from rb_common.consumers import consume_push, durable_config
 from rb_common.errors import RbError
-from rb_common.health import Health, nats_answers
+from rb_common.health import Health, watch_bus
 from rb_common.messages import AlertEvent, TriggerRequest
 from rb_common.model import Runbook, Trigger
 from rb_common.params import resolve_params
@@ -231,7 +231,7 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
     bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-scheduler")
     if health is not None:
         health.add("database", lambda: asyncio.to_thread(select_one, engine))
-        health.add("nats", lambda: nats_answers(bus.nc))
+        watch_bus(health, bus)
     scheduler = Scheduler(bus, settings, engine)
     watcher = RegistryWatcher(bus, engine, scheduler.view, scheduler.sync_cron)
     scheduler.cron.start()

@@ -88,7 +88,7 @@ async def test_app_on_postgres_builds_its_own_engine_and_bus(api_pg_url: str, na
         ) as client,
     ):
         r = await client.get("/health/ready")
-        assert (r.status_code, r.json()["checks"]) == (200, {"nats": "ok", "database": "ok"})
+        assert (r.status_code, r.json()["checks"]) == (200, {"nats": "ok", "jetstream": "ok", "database": "ok"})
         r = await client.post(
             "/api/v1/runbooks", content=runbook_yaml(runbook_id), headers={"content-type": "application/yaml"}
         )

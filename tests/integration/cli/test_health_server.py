@@ -80,7 +80,7 @@ def test_an_executor_is_ready_once_connected(serve: Callable[..., Probe]) -> Non
     probe = serve("executor")
     assert probe.wait("/health/live", 200).json() == {"status": "ok", "service": "executor"}
     ready = probe.wait("/health/ready", 200).json()
-    assert ready["checks"] == {"nats": "ok"}
+    assert ready["checks"] == {"nats": "ok", "jetstream": "ok"}
 
 
 def test_a_recorder_without_its_database_is_alive_but_not_ready(serve: Callable[..., Probe]) -> None:
@@ -96,7 +96,7 @@ def test_a_recorder_without_its_database_is_alive_but_not_ready(serve: Callable[
 
 def test_a_recorder_with_its_database_checks_both(serve: Callable[..., Probe], tmp_path: Path) -> None:
     probe = serve("recorder", RB_DATABASE_URL=f"sqlite:///{tmp_path / 'rb.db'}")
-    assert probe.wait("/health/ready", 200).json()["checks"] == {"database": "ok", "nats": "ok"}
+    assert probe.wait("/health/ready", 200).json()["checks"] == {"database": "ok", "nats": "ok", "jetstream": "ok"}
 
 
 def test_a_malformed_health_address_is_a_clear_error(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ PROBLEM = "application/problem+json"
 async def test_live_ready_metrics_docs(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     r = await client.get("/health/ready")
-    assert (r.status_code, r.json()) == (200, {"status": "ready", "checks": {"nats": "ok", "database": "ok"}})
+    assert (r.status_code, r.json()) == (200, {"status": "ready", "checks": {"nats": "ok", "jetstream": "ok", "database": "ok"}})
     await client.get("/api/v1/runbooks/whatever")
     r = await client.get("/metrics")
     assert r.status_code == 200
@@ -61,7 +61,7 @@ async def test_not_ready_names_the_failed_checks(tmp_path: Path, bus: Bus) -> No
 
         app.state.services = dataclasses.replace(healthy, bus=closed)
         body = (await client.get("/health/ready")).json()
-        assert (body["status"], [e["check"] for e in body["errors"]]) == (503, ["nats"])
+        assert (body["status"], [e["check"] for e in body["errors"]]) == (503, ["nats", "jetstream"])
         assert (await client.get("/health/live")).status_code == 200
         app.state.services = healthy
     dead_db.dispose()

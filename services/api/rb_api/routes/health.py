@@ -1,4 +1,4 @@
-"""Liveness, readiness (NATS + database) and Prometheus metrics."""
+"""Liveness, readiness (NATS, JetStream quorum, database) and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rb_api.auth import Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import Services, ServicesDep
 from rb_api.problems import problem_response, problem_responses
+from rb_common.health import jetstream_answers
 from rb_common.metrics import exposition
 from rb_store.db import select_one
 
@@ -34,6 +35,18 @@ async def _check_nats(svc: Services) -> str | None:
     return None
 
 
+async def _check_jetstream(svc: Services) -> str | None:
+    try:
+        await asyncio.wait_for(
+            jetstream_answers(svc.bus.js, svc.bus.names.events_stream), max(1.0, svc.options.ready_timeout)
+        )
+    except TimeoutError:
+        return f"no answer within {max(1.0, svc.options.ready_timeout):g} s (no JetStream meta leader?)"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return None
+
+
 async def _check_db(svc: Services) -> str | None:
     try:
         await asyncio.wait_for(in_thread(select_one, svc.engine), svc.options.ready_timeout * 2)
@@ -48,13 +61,16 @@ async def _check_db(svc: Services) -> str | None:
 
 @router.get(
     "/health/ready",
-    summary="NATS answers a flush and the database a SELECT 1",
+    summary="NATS answers a flush, JetStream serves the events stream (a leader: quorum), the database a SELECT 1",
     responses={503: {"description": "a dependency is down (problem+json naming it)"}},
 )
 async def ready(request: Request, svc: ServicesDep) -> Any:
-    nats_problem, db_problem = await asyncio.gather(_check_nats(svc), _check_db(svc))
-    checks = {"nats": nats_problem or "ok", "database": db_problem or "ok"}
-    failed = [name for name, problem in (("nats", nats_problem), ("database", db_problem)) if problem]
+    nats_problem, js_problem, db_problem = await asyncio.gather(
+        _check_nats(svc), _check_jetstream(svc), _check_db(svc)
+    )
+    problems = {"nats": nats_problem, "jetstream": js_problem, "database": db_problem}
+    checks = {name: problem or "ok" for name, problem in problems.items()}
+    failed = [name for name, problem in problems.items() if problem]
     if failed:
         return problem_response(
             request,

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +94,9 @@ class Coordinator:
         self.writing = 0  # appends in flight, over all executions
         # Called with the state after every advance, inside its lock (rb_executor.service.outside).
         self.observers: list[Callable[[ExecutionState], None]] = []
+        # Awaited after the observers, before advance returns (and its message is acked): what
+        # an observer started that must be stored first (outside.OutsideEvents.stored).
+        self.settlers: list[Callable[[str], Awaitable[None]]] = []
         self.registry = admission.Reads(lambda runbook_id: read_registry(bus, runbook_id))
         self.spans = ExecutionSpans()  # traces: each execution's span (rb_common.tracing)
         # The shared slot table (admission's limits); None: every start runs at once.
@@ -346,8 +349,15 @@ class Coordinator:
                 if entry.state.terminal:
                     self.locks.pop(execution_id, None)
                     self.spans.finish(entry.state)
-                return entry.state.terminal and not was_terminal
-            raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
+                ended = entry.state.terminal and not was_terminal
+                break
+            else:
+                raise RuntimeError(f"{execution_id}: could not append after 20 conflicts")
+        # Outside the lock: what a settler waits for may advance this execution itself (an
+        # outside event matched when a wait registers).
+        for settle in self.settlers:
+            await settle(execution_id)
+        return ended
 
     async def _is_current(self, entry: _Entry, execution_id: str) -> bool:
         """Whether the cached state has folded the last event on the execution's subject."""

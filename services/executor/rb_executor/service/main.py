@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from rb_common.bus import connect
-from rb_common.health import Health, nats_answers
+from rb_common.health import Health, watch_bus
 from rb_common.settings import Settings
 from rb_common.slots_bucket import Slots
 from rb_engine.engine import aclose_plugins, close_plugins
@@ -19,7 +19,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
     """The coordinator, plus step workers in the same process unless settings say otherwise."""
     bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-executor")
     if health is not None:
-        health.add("nats", lambda: nats_answers(bus.nc))
+        watch_bus(health, bus)
     registry = default_registry()
     slots = Slots(
         bus, max_running=settings.max_running_executions, max_queued=settings.max_queued_executions
@@ -47,7 +47,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
 async def run_worker(settings: Settings, stop: asyncio.Event, *, health: Health | None = None) -> None:
     bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-worker")
     if health is not None:
-        health.add("nats", lambda: nats_answers(bus.nc))
+        watch_bus(health, bus)
     registry = default_registry()
     try:
         await Worker(bus, settings, registry, concurrency=settings.worker_concurrency).run(stop)

@@ -2,7 +2,11 @@
 executions waiting for them.
 
 - When the coordinator records a step waiting for an event, `observe` publishes its
-  registration (subject, correlation) on `<ns>.waiter.<execution>`; every executor follows those
+  registration (subject, correlation) on `<ns>.waiter.<execution>`, and the advance waits until
+  it is stored (`stored`) before the message that caused it is acked: an executor killed in
+  between leaves that message to be redelivered, and the executor that takes it loads the
+  execution and registers its waiting steps again (derived from the loaded state; the msg id
+  and the index make a repeat harmless). Every executor follows those
   registrations (an ordered consumer from the start of the stream), so its index of waiting
   steps survives restarts and covers what other replicas started.
 - Each event (`executor-events-q`, a queue group) goes to the executions its index names; the
@@ -21,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from rb_common.canonical import canonical_json
@@ -68,7 +73,12 @@ class OutsideEvents:
         # execution -> `exec:step:attempt` of its steps waiting now, registered by this process
         self.registered: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # execution -> registrations being published (and buffered events matched); the advance
+        # that started them awaits them (`stored`, outside its lock) before its message is acked,
+        # so a crash leaves that message to redeliver
+        self._registering: dict[str, list[asyncio.Task[None]]] = {}
         coordinator.observers.append(self.observe)
+        coordinator.settlers.append(self.stored)
 
     async def run(self, stop: asyncio.Event) -> None:
         names = self.bus.names
@@ -119,6 +129,23 @@ class OutsideEvents:
             task = asyncio.create_task(self._register(waiter, key))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self._registering.setdefault(state.execution_id, []).append(task)
+
+    async def stored(self, execution_id: str) -> None:
+        """Until the registrations this advance started are stored (raises if one failed: the
+        message that led to the advance is not acked, and its redelivery registers again; a new
+        process re-registers every waiting step of an execution it advances, `observe`)."""
+        try:
+            current = asyncio.current_task()
+            for task in list(self._registering.get(execution_id, ())):
+                if task is not current:  # a buffered event being delivered by the registration
+                    await asyncio.shield(task)  # another advance may wait for it too
+        finally:
+            left = [t for t in self._registering.get(execution_id, ()) if not t.done()]
+            if left:
+                self._registering[execution_id] = left
+            else:
+                self._registering.pop(execution_id, None)
 
     def _index(self, waiter: WaiterRegistration) -> None:
         key = (waiter.subject, canonical_json(waiter.correlation))
@@ -136,10 +163,11 @@ class OutsideEvents:
             )
             await self._match_buffered(waiter)
         except Exception:
-            log.exception(
+            log.warning(
                 "%s: cannot register step %s for outside events", waiter.execution_id, waiter.step_id
             )
             self.registered.get(waiter.execution_id, set()).discard(key)  # again at the next advance
+            raise
 
     async def _follow_registrations(self, stop: asyncio.Event, caught_up: asyncio.Event) -> None:
         sub = await self.bus.js.subscribe(
@@ -169,6 +197,12 @@ class OutsideEvents:
         names = self.bus.names
         subject = names.outside_event_subject(waiter.subject)
         since = datetime.now(UTC) - timedelta(seconds=self.buffer_seconds)
+        try:  # most often nothing came: one look instead of a consumer that waits to be sure
+            last = await self.bus.js.get_last_msg(names.outside_stream, subject)
+        except NotFoundError:
+            return
+        if last.time is not None and last.time < since:
+            return
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_TIME,
             opt_start_time=since,

@@ -3,8 +3,9 @@
 Delivery is at-least-once: a worker that dies mid-step leaves its task unacked and another
 worker runs the same attempt again, with the same Idempotency-Key. Outcomes are published with
 a message id derived from that key, so a re-run after a successful report is not recorded twice.
-A re-run is a new delivery of the same attempt; its reports carry `delivery` (from 2 on), so
-the record shows it.
+A re-run is a new delivery of the same attempt; its reports carry `delivery` (from 2 on), and
+it runs only once the record shows that delivery, and not at all if the attempt already has its
+outcome (see redelivery.py): every side effect is one recorded delivery.
 
 Never two at once: while a step runs, in-progress acks keep its task from being handed to
 another worker, however long the step takes; a shell step's processes die with their worker
@@ -45,6 +46,7 @@ from rb_engine.steps.base import StepContext, StepPlugin
 from rb_executor import metrics
 from rb_executor.service.children import BusChildren
 from rb_executor.service.holdings import Holdings, reap
+from rb_executor.service.redelivery import Redelivery, settle
 from rb_store import artifacts as _pg_backend  # noqa: F401 (registers RB_ARTIFACTS_BACKEND=postgres)
 from rb_store.secrets import step_secret_sources
 
@@ -257,14 +259,32 @@ class Worker:
             started = StepStarted(
                 step_id=command.step_id, attempt=command.attempt, phase=command.phase, **again
             )
+            if again:
+                # A redelivery runs only once the record shows it, and not at all when the
+                # attempt already has its outcome (the ack of the run that produced it was lost).
+                verdict = await settle(
+                    self.bus,
+                    task.execution_id,
+                    command,
+                    delivery,
+                    lambda: self._report(task.execution_id, command, started, msg),
+                )
+                if verdict is Redelivery.DONE:
+                    log.warning(
+                        "%s: step %s attempt %s delivered again (%s) after its outcome; not run again",
+                        task.execution_id, command.step_id, command.attempt, delivery,
+                    )
+                    await msg.ack()
+                    return
             started_at = datetime.now(UTC).isoformat()
             # A quick step reports once, its outcome implying the start; a slow one says it has
-            # started, so the execution shows it running. Saves two hops on most steps. A
-            # redelivery says so at once: the record shows that the attempt runs again.
+            # started, so the execution shows it running. Saves two hops on most steps.
             report_start = asyncio.get_running_loop().call_later(
-                START_REPORT_AFTER if not again else 0,
+                START_REPORT_AFTER,
                 lambda: asyncio.ensure_future(self._report(task.execution_id, command, started, msg)),
             )
+            if again:
+                report_start.cancel()  # reported above
             try:
                 secrets = self.secrets.fresh()
                 if secrets is None:  # re-read once per RB_SECRETS_CACHE_SECONDS, off the loop
