@@ -212,7 +212,7 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
     try:
         runbook, _ = load_runbook_text(runbook_yaml("chaos-effect", counter.url))
         await ensure_bucket(bus.js, bus.names)
-        for stream in [*(c.name or "" for c in bus.names.streams()), bus.names.registry_stream]:
+        for stream in [*(c.name or "" for c in bus.names.streams()), *bus.names.kv_streams()]:
             info = await bus.js.stream_info(stream)
             assert info.config.num_replicas == 3, f"{stream}: {info.config.num_replicas} replicas"
         await announce(bus, runbook.id, "approved", revision=1, status="APPROVED", actor="chaos")

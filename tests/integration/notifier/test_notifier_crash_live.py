@@ -228,6 +228,7 @@ async def test_killed_with_ten_posts_in_flight_every_message_once_threads_intact
             bus.names.inbox_stream,
             bus.names.triggers_stream,
             bus.names.tasks_stream,
+            *bus.names.kv_streams(),
         ):
             with contextlib.suppress(Exception):
                 await bus.js.delete_stream(stream)
