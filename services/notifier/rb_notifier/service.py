@@ -175,8 +175,9 @@ class Notifier:
         # Since when a message has waited for an earlier one that nobody started.
         self.waiting: Lru[tuple[str, str], datetime] = Lru(memory)
         self.predecessor_grace = predecessor_grace
-        # Who is posting which Slack message, across notifiers (a JetStream KV bucket).
-        self.claims = claims or Claims(bus, config.claim_lease, clock=clock)
+        # Who is posting which Slack message, across notifiers (a JetStream KV bucket; the
+        # service always has them, None only where one notifier is alone by construction).
+        self.claims = claims
 
     async def handle(self, event: Event) -> float | None:
         """Deliver every notification `event` calls for. None: each one is recorded as sent or
@@ -816,7 +817,11 @@ async def serve(
     )
     try:
         await ensure_consumer(bus, config, name)
-        notifier = Notifier(bus, config, slack=slack, email=email, webhook=webhook, step_webhook=step_webhook)
+        claims = Claims(bus, config.claim_lease)
+        await claims.bucket()
+        notifier = Notifier(
+            bus, config, slack=slack, email=email, webhook=webhook, step_webhook=step_webhook, claims=claims
+        )
         log.info(
             "rb-notifier ready: consumer %s on %s (slack %s, email %s)",
             name,
