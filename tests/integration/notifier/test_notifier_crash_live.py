@@ -176,7 +176,6 @@ async def test_killed_with_ten_posts_in_flight_every_message_once_threads_intact
             "RB_NAMESPACE": namespace,
             "RB_NOTIFIER_ACK_WAIT": str(ACK_WAIT),
             "RB_NOTIFY_CLAIM_LEASE": str(CLAIM_LEASE),
-        "RB_NOTIFY_CLAIM_LEASE": str(CLAIM_LEASE),
             "RB_SLACK_TOKEN": "xoxb-crash-test",
             "RB_SLACK_BASE_URL": slack_api.base_url,
         }
