@@ -42,6 +42,7 @@ from rb_common.messages import TriggerRequest
 from rb_common.registry_events import announce, ensure_bucket
 from rb_engine.coordinator import fold
 from rb_engine.runner import RunRequest
+from rb_notifier.claims import Claims
 
 pytestmark = [pytest.mark.integration]
 
@@ -212,7 +213,8 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
     try:
         runbook, _ = load_runbook_text(runbook_yaml("chaos-effect", counter.url))
         await ensure_bucket(bus.js, bus.names)
-        for stream in [*(c.name or "" for c in bus.names.streams()), bus.names.registry_stream]:
+        await Claims(bus, 60.0).bucket()  # the notifiers' claims (the one they made, or the same)
+        for stream in [*(c.name or "" for c in bus.names.streams()), *bus.names.kv_streams()]:
             info = await bus.js.stream_info(stream)
             assert info.config.num_replicas == 3, f"{stream}: {info.config.num_replicas} replicas"
         await announce(bus, runbook.id, "approved", revision=1, status="APPROVED", actor="chaos")

@@ -99,6 +99,20 @@ class Names:
     def all_registry_keys(self) -> str:
         return f"$KV.{self.registry_bucket}.>"
 
+    @property
+    def claims_bucket(self) -> str:
+        """Slack deliveries being posted, one key per (event id, channel) (rb_notifier.claims):
+        two notifiers never post the same message at once. Its stream is `KV_<bucket>`."""
+        return f"{self.prefix}_NOTIFY_CLAIMS"
+
+    @property
+    def claims_stream(self) -> str:
+        return f"KV_{self.claims_bucket}"
+
+    def kv_streams(self) -> list[str]:
+        """The streams behind every KV bucket of the namespace (what a cleanup deletes too)."""
+        return [self.registry_stream, self.claims_stream, f"KV_{self.admission_bucket}"]
+
     # -- subjects -------------------------------------------------------------------------------
     def exec_subject(self, execution_id: str) -> str:
         return f"{self.namespace}.exec.{execution_id}"

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     notify_retry_initial: float = Field(default=1.0, gt=0)
     notify_retry_max: float = Field(default=300.0, gt=0)  # the backoff's cap (before jitter)
     notify_send_timeout: float = Field(default=30.0, gt=0)
+    # How long a notifier's claim on a Slack delivery holds off the other notifiers (they wait,
+    # then look in Slack for the post and send only if it is not there). Keep it above
+    # notify_send_timeout: a live claimant's post must not outlast its claim.
+    notify_claim_lease: float = Field(default=60.0, gt=0)
     notify_max_event_age: float = Field(default=86_400.0, ge=0)  # older events are not announced
     # -- durable notifications and signed links (issue 13; README "Notifications") -------------
     # How long a notification is retried before it is given up (notification.failed), per

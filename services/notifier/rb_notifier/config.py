@@ -107,6 +107,7 @@ class NotifierConfig:
     retry_initial: float = 1.0
     retry_max: float = 300.0
     send_timeout: float = 30.0
+    claim_lease: float = 60.0  # a Slack delivery's claim holds off other notifiers this long
     max_event_age: float = 86_400.0  # older events are not announced (0 = no limit)
     deadlines: dict[str, float] = field(
         default_factory=lambda: {"slack": 21_600.0, "email": 21_600.0, "webhook": 21_600.0}
@@ -160,6 +161,7 @@ class NotifierConfig:
             retry_initial=s.notify_retry_initial,
             retry_max=s.notify_retry_max,
             send_timeout=s.notify_send_timeout,
+            claim_lease=s.notify_claim_lease,
             max_event_age=s.notify_max_event_age,
             deadlines={
                 "slack": s.notify_deadline_slack or s.notify_deadline,

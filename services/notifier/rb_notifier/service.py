@@ -45,6 +45,7 @@ from rb_common.settings import Settings
 from rb_engine.coordinator import fold
 from rb_engine.egress import EgressPolicy, EgressTransport
 from rb_notifier import approval_mail, approval_outcome, metrics, render, step_notify
+from rb_notifier.claims import Busy, Claims
 from rb_notifier.config import NotifierConfig
 from rb_notifier.delivery import (
     FAILED,
@@ -153,6 +154,7 @@ class Notifier:
         memory: int = 50_000,
         predecessor_grace: float = PREDECESSOR_GRACE,
         step_webhook: WebhookSender | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.bus = bus
         self.js = bus.js
@@ -174,6 +176,9 @@ class Notifier:
         # Since when a message has waited for an earlier one that nobody started.
         self.waiting: Lru[tuple[str, str], datetime] = Lru(memory)
         self.predecessor_grace = predecessor_grace
+        # Who is posting which Slack message, across notifiers (a JetStream KV bucket; the
+        # service always has them, None only where one notifier is alone by construction).
+        self.claims = claims
 
     async def handle(self, event: Event) -> float | None:
         """Deliver every notification `event` calls for. None: each one is recorded as sent or
@@ -344,7 +349,40 @@ class Notifier:
 
     async def _step(self, item: Item) -> float | None:
         """One step of one notification, from what the record says: done (None) or the seconds
-        to wait before the next step."""
+        to wait before the next step. A Slack message is posted under a claim
+        (rb_notifier.claims): while another notifier holds a live one, this one waits."""
+        if not isinstance(item.target, SlackDestination) or self.claims is None:
+            return await self._attempt(item)
+        event, key = item.event, item.target.key
+        held = await self.claims.acquire(event.id, key)
+        if isinstance(held, Busy):
+            log.info(
+                "%s of %s to %s is being sent by another notifier (claim %s); waiting %.1fs",
+                event.type,
+                event.execution_id,
+                key,
+                held.owner,
+                held.wait,
+            )
+            return max(PREDECESSOR_POLL, held.wait)
+        if held.taken_over:
+            log.warning(
+                "%s of %s to %s: the claim of %s outlived its lease; taken over",
+                event.type,
+                event.execution_id,
+                key,
+                held.taken_over,
+            )
+        try:
+            return await self._attempt(item)
+        finally:
+            try:
+                await self.claims.release(held)
+            except Exception:  # it expires after its lease
+                log.warning("releasing the claim on %s failed", item.identity, exc_info=True)
+
+    async def _attempt(self, item: Item) -> float | None:
+        """One step of one notification, from what the record says (under its claim, for Slack)."""
         event, target = item.event, item.target
         key = target.key
         execution_id = event.execution_id
@@ -793,7 +831,11 @@ async def serve(
     )
     try:
         await ensure_consumer(bus, config, name)
-        notifier = Notifier(bus, config, slack=slack, email=email, webhook=webhook, step_webhook=step_webhook)
+        claims = Claims(bus, config.claim_lease)
+        await claims.bucket()
+        notifier = Notifier(
+            bus, config, slack=slack, email=email, webhook=webhook, step_webhook=step_webhook, claims=claims
+        )
         log.info(
             "rb-notifier ready: consumer %s on %s (slack %s, email %s)",
             name,

@@ -181,8 +181,9 @@ async def _delete_streams(namespace: str) -> None:
         for config in bus.names.streams():
             with contextlib.suppress(Exception):
                 await bus.js.delete_stream(config.name or "")
-        with contextlib.suppress(Exception):
-            await bus.js.delete_stream(bus.names.registry_stream)
+        for stream in bus.names.kv_streams():
+            with contextlib.suppress(Exception):
+                await bus.js.delete_stream(stream)
     finally:
         await bus.close()
 

@@ -93,7 +93,8 @@ class SlackApi:
     with `include_all_metadata` — and `conversations.list` (paged).
 
     Faults: the first post answered 429 with Retry-After: 1 (`rate_limit_first`), or stalled until
-    `release` and dropped unanswered, message not kept (`stall_first`); every post answered 429
+    `release` and dropped unanswered, message not kept (`stall_first`), or held until `release`
+    and then kept and answered (`hold_first`: a slow post that lands); every post answered 429
     with `Retry-After: retry_after` until `rate_limited_until` (monotonic time) passes, or for
     `rate_limited_for` seconds from the first post (a window a slow start cannot eat); every post
     answered 503 while `down` is set; with `hold_posts` set, posts are kept (Slack has the
@@ -105,10 +106,12 @@ class SlackApi:
         *,
         rate_limit_first: bool = False,
         stall_first: bool = False,
+        hold_first: bool = False,
         page_size: int | None = None,
     ) -> None:
         self.rate_limit_first = rate_limit_first
         self.stall_first = stall_first
+        self.hold_first = hold_first
         self.page_size = page_size  # the most a page holds, whatever `limit` asks (forces paging)
         self.calls: list[SlackCall] = []
         self.messages: list[SlackMessage] = []
@@ -182,6 +185,9 @@ class SlackApi:
             self.stalled.set()
             self.release.wait(60)
             return None
+        if index == 0 and self.hold_first:
+            self.stalled.set()
+            self.release.wait(60)
         if index == 0 and self.rate_limit_first:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
         if self.rate_limited_for and index == 0:

@@ -28,6 +28,9 @@ from rb_common.events import Event, EventType
 pytestmark = pytest.mark.integration
 
 ACK_WAIT = 3.0
+# The killed notifier leaves its claim on the message in flight: the restarted one waits this
+# long before it looks in Slack and sends.
+CLAIM_LEASE = 4.0
 NOTIFY = 'notify:\n  - "on": [started, failed]\n    slack: {channel: "#ops"}\n'
 
 
@@ -36,6 +39,7 @@ def env_for(execution_id: str, consumer: str, slack_api: SlackApi) -> dict[str, 
         "RB_NOTIFIER_CONSUMER": consumer,
         "RB_NOTIFIER_FILTER_SUBJECT": f"rb.exec.{execution_id}",
         "RB_NOTIFIER_ACK_WAIT": str(ACK_WAIT),
+        "RB_NOTIFY_CLAIM_LEASE": str(CLAIM_LEASE),
         "RB_SLACK_TOKEN": "xoxb-crash-test",
         "RB_SLACK_BASE_URL": slack_api.base_url,
     }
@@ -171,6 +175,7 @@ async def test_killed_with_ten_posts_in_flight_every_message_once_threads_intact
         env = {
             "RB_NAMESPACE": namespace,
             "RB_NOTIFIER_ACK_WAIT": str(ACK_WAIT),
+            "RB_NOTIFY_CLAIM_LEASE": str(CLAIM_LEASE),
             "RB_SLACK_TOKEN": "xoxb-crash-test",
             "RB_SLACK_BASE_URL": slack_api.base_url,
         }
@@ -228,6 +233,7 @@ async def test_killed_with_ten_posts_in_flight_every_message_once_threads_intact
             bus.names.inbox_stream,
             bus.names.triggers_stream,
             bus.names.tasks_stream,
+            *bus.names.kv_streams(),
         ):
             with contextlib.suppress(Exception):
                 await bus.js.delete_stream(stream)

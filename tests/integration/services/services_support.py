@@ -109,7 +109,7 @@ async def _delete_streams(namespace: str) -> None:
     connection = await connect(NATS_URL, namespace=namespace, name="rb-tests-cleanup")
     try:
         names = [config.name or "" for config in connection.names.streams()]
-        for name in [*names, connection.names.registry_stream, f"KV_{connection.names.admission_bucket}"]:
+        for name in [*names, *connection.names.kv_streams()]:
             with contextlib.suppress(Exception):  # already gone, or never made
                 await connection.js.delete_stream(name)
     finally:

@@ -63,7 +63,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 async def bus(namespace: str) -> AsyncIterator[Bus]:
     connection = await connect(NATS_URL, namespace=namespace, name="rb-tests")
     yield connection
-    for stream in [c.name for c in connection.names.streams()] + [connection.names.registry_stream]:
+    for stream in [c.name for c in connection.names.streams()] + connection.names.kv_streams():
         with contextlib.suppress(Exception):
             await connection.js.delete_stream(stream)
     await connection.close()
