@@ -12,14 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from api_auth_support import ADMIN, ADMIN_KEY, bearer
+from api_app_support import app_client, app_settings
+from api_auth_support import ADMIN, bearer
 from sqlalchemy import Engine
 
-from rb_api.app import create_app
 from rb_api.deps import ApiOptions
 from rb_api.key_cache import KeyCache
 from rb_common.bus import Bus
-from rb_common.settings import Settings
 from rb_store.keys import StoredKey
 
 KEYS = "/api/v1/keys"
@@ -31,19 +30,8 @@ async def api(
     tmp_path: Path, engine: Engine, bus: Bus, options: ApiOptions, cache_seconds: float
 ) -> AsyncIterator[httpx.AsyncClient]:
     """One API process (its own app and caches) on the shared database."""
-    settings = Settings(
-        home=tmp_path / ".rb",
-        nats_url="nats://memory.invalid:4222",
-        bootstrap_admin_key=ADMIN_KEY,
-        auth_cache_seconds=cache_seconds,
-    )
-    app = create_app(settings, engine=engine, bus=bus, options=options)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://rb.test", timeout=20, headers=ADMIN
-        ) as client,
-    ):
+    settings = app_settings(tmp_path, auth_cache_seconds=cache_seconds)
+    async with app_client(settings, engine, bus, options, headers=ADMIN) as client:
         yield client
 
 
