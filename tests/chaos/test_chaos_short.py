@@ -40,6 +40,7 @@ from rb_common.events import TERMINAL_EVENTS, Event, EventType
 from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_common.registry_events import announce, ensure_bucket
+from rb_common.slots_bucket import ensure_slots_bucket
 from rb_engine.coordinator import fold
 from rb_engine.runner import RunRequest
 from rb_notifier.claims import Claims
@@ -214,6 +215,7 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         runbook, _ = load_runbook_text(runbook_yaml("chaos-effect", counter.url))
         await ensure_bucket(bus.js, bus.names)
         await Claims(bus, 60.0).bucket()  # the notifiers' claims (the one they made, or the same)
+        await ensure_slots_bucket(bus.js, bus.names)  # the executors' slot table (likewise)
         for stream in [*(c.name or "" for c in bus.names.streams()), *bus.names.kv_streams()]:
             info = await bus.js.stream_info(stream)
             assert info.config.num_replicas == 3, f"{stream}: {info.config.num_replicas} replicas"
