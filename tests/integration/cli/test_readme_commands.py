@@ -158,6 +158,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.timeout(420)  # ~40 commands, three acceptance packs (one drives Chromium): past the 120 s default
 def test_every_readme_command_runs(stack: Stack) -> None:
     substitutions = {
         "localhost:8080": f"127.0.0.1:{stack.api_port}",
