@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import shutil
 import signal
@@ -86,10 +87,36 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def lower_priority(nice: int) -> int:
+    """RB_NICE: run this process at niceness `nice` from now on, every thread of it and every
+    process it starts (threads and children inherit the value of the thread that makes them).
+    Only ever lowers the priority: a process already at `nice` or nicer (started under `nice`)
+    is left as it is, so the default 0 changes nothing. Returns the niceness now.
+
+    Linux keeps a niceness per thread (`os.nice` changes the calling thread's), so the threads
+    that exist already (an import may have started one) are each set too."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice <= current:
+        return current
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc (macOS): the process's value
+        os.nice(nice - current)
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    for tid in threads:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def serve(service_name: str, settings: Settings) -> None:
+    # First, before the service starts any thread or process: they inherit it.
+    niceness = lower_priority(settings.nice)
     runner = _runner(service_name)
     logs.configure(settings, service_name)  # RB_LOG_FORMAT: JSON lines or text
     tracing.setup(settings, service_name)  # nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    if niceness:
+        logging.getLogger(__name__).info("running at niceness %d (RB_NICE=%d)", niceness, settings.nice)
 
     health = Health()
 
@@ -252,7 +279,23 @@ def health_addrs(settings: Settings) -> dict[str, str]:
     return {service: f"{host or '127.0.0.1'}:{int(port) + i}" for i, service in enumerate(PROBED)}
 
 
-def up(settings: Settings, *, load_runbooks: bool = True) -> None:
+# `rb up --work-nice`: the niceness of the services that do the work (everything but the API).
+WORK_NICE = 10
+
+
+def service_env(
+    service: str, env: dict[str, str], *, admin_key: str, probes: dict[str, str], work_nice: int
+) -> dict[str, str]:
+    """The environment `rb up` starts a service with: the API gets the admin key (it seeds it)
+    and keeps RB_NICE as given (default 0, like the nats-server `rb up` starts); the others get
+    their RB_HEALTH_ADDR and RB_NICE=work_nice, so that on a saturated machine the front door
+    and NATS get a core first and the work queues behind them (docs/architecture.md, "Services")."""
+    if service == "api":
+        return {**env, "RB_BOOTSTRAP_ADMIN_KEY": admin_key}
+    return {**env, "RB_HEALTH_ADDR": probes[service], "RB_NICE": str(work_nice)}
+
+
+def up(settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_NICE) -> None:
     """The whole stack on this machine, each service its own process, until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"nats_url": own_nats_url(settings)})
@@ -274,14 +317,9 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
 
     def spawn(service: str) -> None:
         out = (logs / f"{service}.log").open("ab")
-        service_env = (
-            {**env, "RB_BOOTSTRAP_ADMIN_KEY": key}
-            if service == "api"
-            else {**env, "RB_HEALTH_ADDR": probes[service]}
-        )
         children[service] = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
-            env=service_env,
+            env=service_env(service, env, admin_key=key, probes=probes, work_nice=work_nice),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -306,6 +344,11 @@ def up(settings: Settings, *, load_runbooks: bool = True) -> None:
             flush=True,
         )
         print(f"web console: {base}/ (sign in with an API key)", flush=True)
+        print(
+            f"priorities: api and NATS at niceness {settings.nice}, recorder, executor, scheduler and "
+            f"notifier at {work_nice} (--work-nice)",
+            flush=True,
+        )
         metrics = {service: f"http://{addr}/metrics" for service, addr in probes.items()}
         print(
             "health and Prometheus metrics: "

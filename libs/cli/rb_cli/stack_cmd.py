@@ -13,6 +13,7 @@ UP_EXAMPLES = examples(
     "rb up                                    # NATS, recorder, executor (+ workers), scheduler, notifier, API",
     "RB_API_ADDR=127.0.0.1:8181 RB_HOME=/tmp/rb rb up   # another port, another home",
     "RB_NATS_URL=nats://nats:4222 rb up       # join that NATS server instead of starting one",
+    "rb up --work-nice 0                      # every service at the same priority",
 )
 SERVE_EXAMPLES = examples(
     "rb serve api                             # as docker-compose and Kubernetes run it",
@@ -37,6 +38,16 @@ def up(
     load: Annotated[
         bool, typer.Option(help="register and approve the runbooks under RB_RUNBOOKS_DIR (as key:system)")
     ] = True,
+    work_nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            metavar="N",
+            help="niceness of the recorder, executor (its workers and steps), scheduler and notifier; "
+            "the API and NATS stay at RB_NICE (0), so they answer first on a saturated machine",
+        ),
+    ] = 10,  # rb_cli.services.WORK_NICE (not imported here: `rb -h` stays quick)
 ) -> None:
     """The whole stack on this machine until Ctrl-C: NATS (its own nats-server, unless
     RB_NATS_URL is set), then the recorder, executor (coordinator and step workers), scheduler,
@@ -44,4 +55,5 @@ def up(
     store, logs/, admin.key, stack.json (how the CLI finds this stack)."""
     from rb_cli.services import up as run_up
 
-    run_up(Settings(), load_runbooks=load)  # the environment only: no earlier stack's file
+    # The environment only: no earlier stack's file.
+    run_up(Settings(), load_runbooks=load, work_nice=work_nice)

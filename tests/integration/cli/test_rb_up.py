@@ -30,6 +30,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def children_niceness(pid: int) -> dict[str, int]:
+    """Each child process of `pid` (the service it serves, or the program's name) and its
+    niceness (field 19 of /proc/<pid>/stat)."""
+    found = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        name = argv[4].decode() if b"serve" in argv else Path(argv[0].decode()).name
+        stat = Path(f"/proc/{child}/stat").read_text()
+        found[name] = int(stat.rsplit(")", 1)[1].split()[16])
+    return found
+
+
 def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], queue.Queue[str], list[str]]:
     """`rb up` in the background: the process, its remaining output lines, and what it printed
     until it said it is up."""
@@ -78,6 +90,16 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
         assert httpx.get(f"http://127.0.0.1:{api_port}/").status_code == 200  # the console, anonymous
         assert (tmp_path / "home" / "rb.db").exists(), "embedded SQLite under RB_HOME"
         assert (tmp_path / "home" / "nats").is_dir(), "rb up started its own nats-server"
+        # The front door first: the API and NATS at niceness 0, the work services at 10.
+        assert children_niceness(process.pid) == {
+            "nats-server": 0,
+            "api": 0,
+            "recorder": 10,
+            "executor": 10,
+            "scheduler": 10,
+            "notifier": 10,
+        }
+        assert "priorities: api and NATS at niceness 0" in output
         key_file = tmp_path / "home" / "admin.key"
         assert key_file.stat().st_mode & 0o777 == 0o600
         admin_key = key_file.read_text().strip()
