@@ -8,6 +8,7 @@ for while a write is under way are applied together, in order, in the next read 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from rb_common.bus import Bus, Names
 from rb_common.slots import Slot, Table, Verdict, admit, release
 
 KEY = "table"
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -62,10 +64,19 @@ async def queue_depth(bus: Bus) -> int:
 class Slots:
     """This process's handle on the shared table, with the executor's limits."""
 
-    def __init__(self, bus: Bus, *, max_running: int, max_queued: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        max_running: int,
+        max_queued: int,
+        observe: Callable[[Table], None] | None = None,
+    ) -> None:
         self.bus = bus
         self.max_running = max_running
         self.max_queued = max_queued
+        # Called with every table this process reads or stores (the executor's gauges).
+        self.observe = observe
         self._kv: KeyValue | None = None
         self._pending: list[tuple[Callable[[Table], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Future[None] | None = None
@@ -91,25 +102,34 @@ class Slots:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                results = await self._store(kv, [fn for fn, _ in batch])
+                results, table = await self._store(kv, [fn for fn, _ in batch])
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self._seen(table)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 
+    def _seen(self, table: Table) -> None:
+        if self.observe is not None:
+            try:
+                self.observe(table)
+            except Exception:  # an observer never stops the writer
+                log.exception("slot table observer failed")
+
     @staticmethod
-    async def _store(kv: KeyValue, fns: list[Callable[[Table], Any]]) -> list[Any]:
+    async def _store(kv: KeyValue, fns: list[Callable[[Table], Any]]) -> tuple[list[Any], Table]:
+        """The functions' results and the table as stored."""
         while True:
             table, revision = await read_table(kv)
             before = table.encode()
             results = [fn(table) for fn in fns]
             after = table.encode()
             if after == before:
-                return results
+                return results, table
             try:
                 if revision == 0:
                     await kv.create(KEY, after)
@@ -117,10 +137,11 @@ class Slots:
                     await kv.update(KEY, after, last=revision)
             except KeyWrongLastSequenceError:
                 continue  # another executor changed it first: judge again on its table
-            return results
+            return results, table
 
     async def table(self) -> Table:
         table, _ = await read_table(await self.kv())
+        self._seen(table)
         return table
 
     async def admit(self, slot: Slot, on_limit: str) -> Verdict:

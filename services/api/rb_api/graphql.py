@@ -213,7 +213,9 @@ class Mutation:
         try:
             who = _who(info)
             body = triggering.ExecuteBody.model_validate({"params": params or {}, "legal_basis": legal_basis})
-            execution_id = await triggering.execute(info.context.services, id, body, who, idempotency_key)
+            execution_id = await triggering.execute(
+                info.context.services, id, body, who, idempotency_key, route="/graphql"
+            )
         except ProblemError as exc:
             raise _problem(exc) from None
         return ExecutionTicket(execution_id=execution_id, status=ExecutionStatus.QUEUED)

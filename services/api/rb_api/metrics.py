@@ -35,6 +35,7 @@ class Metrics:
         self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
         self._latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
         self.in_flight = 0
+        self._refused: dict[tuple[str, str], int] = defaultdict(int)
 
     def started(self) -> None:
         with self._lock:
@@ -45,6 +46,11 @@ class Metrics:
             self.in_flight -= 1
             self._requests[(method, route, str(status))] += 1
             self._latency[(method, route)].observe(seconds)
+
+    def refused(self, route: str, reason: str) -> None:
+        """A request turned away by backpressure (the execute route's 429, rb_api.backpressure)."""
+        with self._lock:
+            self._refused[(route, reason)] += 1
 
     def render(self) -> str:
         lines = [
@@ -68,6 +74,15 @@ class Metrics:
                 lines.append(f'rb_api_request_duration_seconds_bucket{{{labels},le="+Inf"}} {hist.total}')
                 lines.append(f"rb_api_request_duration_seconds_sum{{{labels}}} {hist.sum:.6f}")
                 lines.append(f"rb_api_request_duration_seconds_count{{{labels}}} {hist.total}")
+            lines += [
+                "# HELP rb_api_requests_refused_total Requests refused with 429 because the "
+                "execution queue is at its bound, by route and reason.",
+                "# TYPE rb_api_requests_refused_total counter",
+            ]
+            for (route, reason), count in sorted(self._refused.items()):
+                lines.append(
+                    f'rb_api_requests_refused_total{{route="{_label(route)}",reason="{_label(reason)}"}} {count}'
+                )
             lines += [
                 "# HELP rb_api_requests_in_flight Requests being answered now.",
                 "# TYPE rb_api_requests_in_flight gauge",

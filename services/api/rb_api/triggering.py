@@ -229,17 +229,27 @@ async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) ->
 
 
 async def execute(
-    svc: Any, runbook_id: str, body: ExecuteBody, who: Identity, idempotency_key: str | None
+    svc: Any,
+    runbook_id: str,
+    body: ExecuteBody,
+    who: Identity,
+    idempotency_key: str | None,
+    *,
+    route: str,
 ) -> str:
     """Start an execution of the runbook's current revision (REST and GraphQL both come here):
     visibility and status checked, params validated, the definition snapshotted, the key
-    honoured; returns the execution id."""
+    honoured; returns the execution id. `route` names the caller's route in the metrics."""
     from rb_api.dbutil import in_thread
 
     key = check_key(idempotency_key)
     # Backpressure first: past the queue's bound nothing is claimed or published (429 with
     # Retry-After, rb_api.backpressure), whatever the runbook.
-    await svc.queue.check(svc.bus, svc.settings.max_queued_executions, svc.settings.queue_retry_after)
+    try:
+        await svc.queue.check(svc.bus, svc.settings.max_queued_executions, svc.settings.queue_retry_after)
+    except ProblemError as exc:
+        svc.metrics.refused(route, exc.slug or str(exc.status))
+        raise
     request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
     if should_publish(claim):
         await publish_trigger(svc.bus, runbook_id, request)

@@ -1,5 +1,7 @@
 """The executor's metrics (coordinator and workers): executions started and finished, decision
-latency, step attempt durations by type, the task queue's depth and wait, redeliveries."""
+latency, step attempt durations by type, the task queue's depth and wait, redeliveries, and
+admission (rb_common.slots): executions running and queued, how long queued ones waited, and
+starts refused."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from nats.aio.msg import Msg
 
 from rb_common.events import TERMINAL_EVENTS, Event, EventType
 from rb_common.metrics import DECISION_BUCKETS, REDELIVERIES, STEP_BUCKETS, Counter, Gauge, Histogram
+from rb_common.slots import Table
 
 EXECUTIONS_STARTED = Counter(
     "rb_executions_started_total", "Executions the coordinator started, by runbook.", ["runbook"]
@@ -42,6 +45,28 @@ QUEUE_WAIT = Histogram(
     buckets=STEP_BUCKETS,
 )
 
+ADMISSION_RUNNING = Gauge(
+    "rb_admission_running_executions",
+    "Executions holding a slot in the admission table (all executors), as this executor last read it.",
+)
+ADMISSION_QUEUED = Gauge(
+    "rb_admission_queued_executions",
+    "Executions waiting QUEUED for a slot (all executors), as this executor last read the table.",
+)
+ADMISSION_WAIT = Histogram(
+    "rb_admission_queue_wait_seconds",
+    "From execution.requested to execution.dequeued, for executions that waited QUEUED for a slot.",
+    ["runbook"],
+    buckets=STEP_BUCKETS,
+)
+ADMISSION_REFUSED = Counter(
+    "rb_admission_refused_total",
+    "Starts the executor refused (execution.aborted, refused), by runbook and reason: not_approved "
+    "(the revision is not the APPROVED one), runbook_limit (concurrency on_limit: reject), "
+    "queue_full (RB_MAX_QUEUED_EXECUTIONS wait already).",
+    ["runbook", "reason"],
+)
+
 _FINISHED_STATUS = {
     EventType.EXECUTION_SUCCEEDED: "SUCCEEDED",
     EventType.EXECUTION_FAILED: "FAILED",
@@ -50,13 +75,27 @@ _FINISHED_STATUS = {
 }
 
 
-def recorded(runbook_id: str, events: Iterable[Event]) -> None:
-    """Count the executions started and finished among events the coordinator just stored."""
+def recorded(runbook_id: str, events: Iterable[Event], requested_at: datetime | None = None) -> None:
+    """Count the executions started and finished among events the coordinator just stored, and
+    the wait of one that leaves the queue (`requested_at`: its execution.requested time)."""
     for event in events:
         if event.type == EventType.EXECUTION_STARTED:
             EXECUTIONS_STARTED.labels(runbook_id).inc()
         elif event.type in TERMINAL_EVENTS:
             EXECUTIONS_FINISHED.labels(runbook_id, _FINISHED_STATUS[event.type]).inc()
+        elif event.type == EventType.EXECUTION_DEQUEUED and requested_at is not None:
+            waited = (event.time - requested_at).total_seconds()
+            ADMISSION_WAIT.labels(runbook_id).observe(max(waited, 0.0))
+
+
+def admission_table(table: Table) -> None:
+    """The slot table as this executor just read or wrote it."""
+    ADMISSION_RUNNING.set(len(table.running))
+    ADMISSION_QUEUED.set(len(table.queue))
+
+
+def refused(runbook_id: str, reason: str) -> None:
+    ADMISSION_REFUSED.labels(runbook_id, reason).inc()
 
 
 def task_taken(msg: Msg, step_type: str) -> None:

@@ -1,5 +1,6 @@
 """Prometheus metrics of every service, scraped after real runs: the API on `/metrics` (a viewer
-key), the others on their RB_HEALTH_ADDR. The counters move by exactly what the runs did."""
+key), the others on their RB_HEALTH_ADDR. The counters move by exactly what the runs did, and
+the executor's admission metrics by exactly what admission did."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from typing import ClassVar
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from services_support import Services, api
+from services_support import Services, api, publish_trigger, wait_terminal
+from test_admission_live import gated_runbook, queued, started
 from test_alert_routing import publish, register
 from test_stack_e2e import Stack, free_port
 
 from rb_common.bus import Bus
+from rb_common.events import EventType
+from rb_engine.coordinator import fold
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +208,85 @@ async def test_every_service_counts_exactly_what_the_runs_did(
         == 1
     )
     assert value(scraped, "process_cpu_seconds_total") > 0
+
+
+async def scrape_when_up(url: str, services: Services) -> Samples:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return scrape(url)
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, services.logs()
+            await asyncio.sleep(0.2)
+
+
+async def test_admission_metrics_move_by_exactly_what_admission_did(
+    services: Services, bus: Bus, step_dir: Path
+) -> None:
+    """A runbook with concurrency limit 1 triggered twice (one runs, one waits QUEUED, its wait
+    observed once when it starts), one with `on_limit: reject` (one refused) and a trigger of a
+    revision nobody approved (refused): the executor's admission metrics say exactly that."""
+    port = free_port()
+    services.start("executor", RB_HEALTH_ADDR=f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}/metrics"
+    before = await scrape_when_up(url, services)
+    suffix = uuid.uuid4().hex[:6]
+    limited = gated_runbook(f"adm-queue-{suffix}", step_dir, "concurrency: {limit: 1}\n")
+    rejecting = gated_runbook(f"adm-reject-{suffix}", step_dir, "concurrency: {limit: 1, on_limit: reject}\n")
+    draft = gated_runbook(f"adm-draft-{suffix}", step_dir)
+
+    first = await publish_trigger(bus, limited, params={"n": "first"})
+    await started(bus, first)
+    second = await publish_trigger(bus, limited, params={"n": "second"})
+    await queued(bus, second)
+    kept = await publish_trigger(bus, rejecting, params={"n": "kept"})
+    await started(bus, kept)
+    refused = await publish_trigger(bus, rejecting, params={"n": "refused"})
+    unapproved = await publish_trigger(bus, draft, approve=False, params={"n": "draft"})
+    for execution_id in (refused, unapproved):
+        assert fold(await wait_terminal(bus, execution_id, 60)).status == "ABORTED"
+
+    def now(name: str, **labels: str) -> float:
+        return value(scrape(url), name, **labels)
+
+    def moved(samples: Samples, name: str, **labels: str) -> float:
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    # Two executions hold a slot, one waits; the table is the executor's last read or write.
+    await wait_until(
+        lambda: (now("rb_admission_running_executions"), now("rb_admission_queued_executions")) == (2, 1),
+        30,
+        "2 running and 1 queued",
+    )
+    during = scrape(url)
+    assert (
+        moved(during, "rb_admission_refused_total", runbook=f"adm-reject-{suffix}", reason="runbook_limit")
+        == 1
+    )
+    assert (
+        moved(during, "rb_admission_refused_total", runbook=f"adm-draft-{suffix}", reason="not_approved") == 1
+    )
+    assert moved(during, "rb_admission_refused_total") == 2
+    assert moved(during, "rb_admission_queue_wait_seconds_count") == 0  # still waiting
+
+    for name in ("first", "second", "kept"):
+        (step_dir / name).touch()
+    for execution_id in (first, second, kept):
+        assert fold(await wait_terminal(bus, execution_id, 60)).status == "SUCCEEDED", services.logs()
+    await wait_until(
+        lambda: (now("rb_admission_running_executions"), now("rb_admission_queued_executions")) == (0, 0),
+        30,
+        "every slot released",
+    )
+    after = scrape(url)
+    # The one that waited is observed once, for exactly its wait: requested -> dequeued.
+    events = await wait_terminal(bus, second, 60)
+    requested = next(e.time for e in events if e.type == EventType.EXECUTION_REQUESTED)
+    dequeued = next(e.time for e in events if e.type == EventType.EXECUTION_DEQUEUED)
+    assert moved(after, "rb_admission_queue_wait_seconds_count", runbook=f"adm-queue-{suffix}") == 1
+    assert moved(after, "rb_admission_queue_wait_seconds_count") == 1
+    waited = moved(after, "rb_admission_queue_wait_seconds_sum")
+    assert waited == pytest.approx((dequeued - requested).total_seconds(), abs=1e-6)
+    assert moved(after, "rb_admission_refused_total") == 2
+    assert moved(after, "rb_executions_started_total", runbook=f"adm-queue-{suffix}") == 2
+    assert moved(after, "rb_executions_started_total", runbook=f"adm-reject-{suffix}") == 1

@@ -1,5 +1,6 @@
 """POST /runbooks/{id}/execute past the queue's bound (rb_api.backpressure): 429 problem+json
-with Retry-After, and nothing published; under the bound it is accepted."""
+with Retry-After, nothing published, and the refusal counted on /metrics; under the bound it is
+accepted."""
 
 from __future__ import annotations
 
@@ -48,3 +49,9 @@ async def test_past_the_bound_execute_answers_429_with_retry_after(
     assert f"{bound} executions wait for a slot" in refused.json()["detail"]
     triggers, _ = await probe.triggers(runbook_id)
     assert len(triggers) == 1  # only the accepted one reached the bus
+
+    # Counted on the API's /metrics, by route and reason; the 202 is not a refusal.
+    metrics = (await client.get("/metrics")).text
+    route = "/api/v1/runbooks/{runbook_id}/execute"
+    assert f'rb_api_requests_refused_total{{route="{route}",reason="queue-full"}} 1' in metrics
+    assert metrics.count("rb_api_requests_refused_total{") == 1

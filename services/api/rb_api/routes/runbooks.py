@@ -192,6 +192,9 @@ async def deprecate(runbook_id: RunbookId, svc: ServicesDep, who: Admin) -> dict
     return await _announce(svc, result, "deprecated", who.actor)
 
 
+EXECUTE_ROUTE = "/api/v1/runbooks/{runbook_id}/execute"  # the route's template, as the metrics name it
+
+
 @router.post(
     "/{runbook_id}/execute",
     status_code=202,
@@ -215,7 +218,7 @@ async def execute(
     if not _RUNBOOK_ID.match(runbook_id):
         raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
     execution_id = await triggering.execute(
-        svc, runbook_id, body or triggering.ExecuteBody(), who, idempotency_key
+        svc, runbook_id, body or triggering.ExecuteBody(), who, idempotency_key, route=EXECUTE_ROUTE
     )
     return JSONResponse(
         {"execution_id": execution_id, "status": ExecutionStatus.QUEUED},

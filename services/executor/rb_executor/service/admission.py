@@ -165,6 +165,21 @@ def admitted(
     return facts
 
 
+def refusal_kind(refused: str | None, verdict: Verdict | None) -> str | None:
+    """The metrics' reason for a refused start (rb_admission_refused_total), None if it was not
+    refused: `not_approved` by the registry check, `runbook_limit` (on_limit: reject) or
+    `queue_full` by the slot table."""
+    if refused is not None:
+        return "not_approved"
+    if verdict is None or verdict.outcome != "refuse":
+        return None
+    return "runbook_limit" if verdict.limit == "runbook" else "queue_full"
+
+
+def runbook_of(request: TriggerRequest) -> str:
+    return _named(request)[0] or ""
+
+
 def dequeued(state: ExecutionState) -> list[Fact]:
     """A slot is free for it: news only while the execution waits QUEUED."""
     if state.status != st.QUEUED or not state.held:

@@ -169,7 +169,16 @@ class Coordinator:
         if new and self.slots is not None:
             slot, on_limit = admission.slot(request, time.time())
             verdict = await self.slots.admit(slot, on_limit)
-        await self.advance(execution_id, lambda state: admission.admitted(state, request, refused, verdict))
+        stored: list[Fact] = []  # the facts of the decision that was stored (none for a repeat)
+
+        def admit(state: ExecutionState) -> list[Fact]:
+            stored[:] = admission.admitted(state, request, refused, verdict)
+            return stored
+
+        await self.advance(execution_id, admit)
+        why = admission.refusal_kind(refused, verdict)
+        if why is not None and any(fact.type == EventType.EXECUTION_ABORTED for fact in stored):
+            metrics.refused(admission.runbook_of(request), why)
         if verdict is not None and verdict.cancel is not None:
             reason = f"on_limit: cancel_oldest, for {execution_id}"
             await self.advance(
@@ -416,7 +425,7 @@ class Coordinator:
             self.writing -= 1
         entry.state = state
         if state.runbook is not None:
-            metrics.recorded(state.runbook.id, events)
+            metrics.recorded(state.runbook.id, events, state.requested_at)
         for step_id in cancels:
             await self.bus.nc.publish(self.bus.names.cancel_subject(execution_id, step_id), b"")
         return self._pending_tasks(entry)

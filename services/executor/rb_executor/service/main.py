@@ -10,6 +10,7 @@ from rb_common.settings import Settings
 from rb_common.slots_bucket import Slots
 from rb_engine.engine import aclose_plugins, close_plugins
 from rb_engine.steps.registry import default_registry
+from rb_executor import metrics
 from rb_executor.service.coordinator import Coordinator
 from rb_executor.service.outside import OutsideEvents
 from rb_executor.service.worker import Worker
@@ -22,7 +23,10 @@ async def run_executor(settings: Settings, stop: asyncio.Event, *, health: Healt
         watch_bus(health, bus)
     registry = default_registry()
     slots = Slots(
-        bus, max_running=settings.max_running_executions, max_queued=settings.max_queued_executions
+        bus,
+        max_running=settings.max_running_executions,
+        max_queued=settings.max_queued_executions,
+        observe=metrics.admission_table,
     )
     coordinator = Coordinator(bus, slots=slots, sweep_seconds=settings.admission_sweep_seconds)
     outside = OutsideEvents(coordinator, buffer_seconds=settings.event_buffer_seconds)

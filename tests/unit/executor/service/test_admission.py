@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from rb_common.bus import Bus, read_execution
 from rb_common.events import EventType
@@ -16,10 +17,11 @@ from rb_common.memory_bus import memory_bus
 from rb_common.messages import TriggerRequest
 from rb_common.registry_events import announce
 from rb_common.settings import Settings
+from rb_common.slots import Verdict
 from rb_engine.replay import Replayer
 from rb_engine.runner import PluginExecutor, RunRequest
 from rb_engine.steps.registry import default_registry
-from rb_executor.service.admission import judge
+from rb_executor.service.admission import judge, refusal_kind
 from rb_executor.service.coordinator import Coordinator
 
 RUNBOOK = """\
@@ -143,3 +145,39 @@ def test_judge_takes_only_integer_revisions() -> None:
     assert judge("x", "1", approved) is not None
     assert judge("x", 1, {"change": "schedule_paused"}) is not None
     assert judge(None, 1, approved) == "the request names no runbook"
+
+
+def refused_count(rid: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("rb_admission_refused_total", {"runbook": rid, "reason": reason}) or 0.0
+
+
+async def test_a_refusal_is_counted_once_by_reason_even_when_its_trigger_comes_twice(bus: Bus) -> None:
+    rid = f"adm-{uuid.uuid4().hex[:8]}"
+    runbook, _ = load_runbook_text(RUNBOOK.format(rid=rid))
+    request = TriggerRequest(
+        execution_id=uuid.uuid4().hex,
+        actor="tests",
+        data=RunRequest(runbook=runbook, trigger={"type": "test", "revision": 1}).event_data(),
+    )
+    coordinator = Coordinator(bus)
+    for _ in range(2):  # a redelivery: the refusal is recorded and counted once
+        await coordinator.on_trigger(FakeMsg(request.encode(), bus.names.trigger_subject(rid)))  # type: ignore[arg-type]
+    events = await events_of(bus, request.execution_id)
+    assert [e.type for e in events] == [EventType.EXECUTION_REQUESTED, EventType.EXECUTION_ABORTED]
+    assert refused_count(rid, "not_approved") == 1
+    assert refused_count(rid, "runbook_limit") == refused_count(rid, "queue_full") == 0
+
+
+@pytest.mark.parametrize(
+    ("refused", "verdict", "kind"),
+    [
+        ("not APPROVED", None, "not_approved"),
+        (None, None, None),
+        (None, Verdict("start"), None),
+        (None, Verdict("queue", "waiting", "runbook"), None),
+        (None, Verdict("refuse", "on_limit: reject", "runbook"), "runbook_limit"),
+        (None, Verdict("refuse", "the execution queue is full", "global"), "queue_full"),
+    ],
+)
+def test_refusal_kinds(refused: str | None, verdict: Verdict | None, kind: str | None) -> None:
+    assert refusal_kind(refused, verdict) == kind
