@@ -344,9 +344,10 @@ def up(settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_
             flush=True,
         )
         print(f"web console: {base}/ (sign in with an API key)", flush=True)
+        own_nats = f", nats-server {os.getpriority(os.PRIO_PROCESS, 0)}" if nats is not None else ""
         print(
-            f"priorities: api and NATS at niceness {settings.nice}, recorder, executor, scheduler and "
-            f"notifier at {work_nice} (--work-nice)",
+            f"priorities (niceness): api {settings.nice} (RB_NICE){own_nats}, recorder, executor, "
+            f"scheduler and notifier {work_nice} (--work-nice)",
             flush=True,
         )
         metrics = {service: f"http://{addr}/metrics" for service, addr in probes.items()}

@@ -154,10 +154,11 @@ class Settings(BaseSettings):
     # the source tree (rb_api.console).
     console_dir: Path | None = None
     # The niceness a service runs at (0..19, applied once when `rb serve` starts; it only ever
-    # lowers the priority, so 0 leaves the process as it was started). Under `rb up` the API and
-    # NATS keep this value and the services that do the work (executor with its workers and
-    # their step processes, recorder, notifier, scheduler) get `rb up --work-nice` (10): on a
-    # saturated machine the front door answers first. In Kubernetes, CPU requests do this.
+    # lowers the priority, so 0 leaves the process as it was started). Under `rb up` the API
+    # keeps this value (and NATS `rb up`'s own) and the services that do the work (executor with
+    # its workers and their step processes, recorder, notifier, scheduler) get `rb up
+    # --work-nice` (10): on a saturated machine the front door answers first. In Kubernetes,
+    # CPU requests do this.
     nice: int = Field(default=0, ge=0, le=19)
     # Every service's log level (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"

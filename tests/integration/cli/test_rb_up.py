@@ -99,7 +99,7 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
             "scheduler": 10,
             "notifier": 10,
         }
-        assert "priorities: api and NATS at niceness 0" in output
+        assert "priorities (niceness): api 0 (RB_NICE), nats-server 0, recorder, executor" in output
         key_file = tmp_path / "home" / "admin.key"
         assert key_file.stat().st_mode & 0o777 == 0o600
         admin_key = key_file.read_text().strip()
