@@ -2,9 +2,12 @@
 2 workers, 2 schedulers, 2 notifiers, the recorder and the API against a PostgreSQL of the test's
 own. A steady stream of executions of a runbook whose http step counts its side effects (by
 Idempotency-Key) on a loopback server and that notifies a loopback Slack and an SMTP server on
-success, while services are killed (-9) and restarted, the NATS node leading the events stream
+success; beside it, through the front doors (traffic.py), the example runbooks executed through
+the API under an Idempotency-Key (one of them a sub-runbook), alerts on the Alertmanager webhook
+and a cron schedule every 5 s on both schedulers; all while services are killed (-9) and restarted, the NATS node leading the events stream
 is killed and restarted, and that PostgreSQL is crashed and restarted. At the end: every
-accepted trigger has exactly one execution, every execution is terminal and succeeded, no side
+accepted trigger (request, alert, cron fire, child) has exactly one execution, every fire time
+one or a recorded miss, every execution is terminal and succeeded, no side
 effect happened more often than the deliveries recorded for its key, every event chain
 verifies, the recorder's tables equal a fold of the streams, every execution's Slack message
 was posted exactly once, and its email sent at least once, repeats only under the same
@@ -25,14 +28,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from cluster import CounterServer, NatsCluster, PostgresServer, Stack
+from cluster import ADMIN_KEY, CounterServer, NatsCluster, PostgresServer, Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "notifier"))
 from notifier_peers import Mailbox, SlackApi, SmtpServer
+from traffic import ALERT_TOKEN, ApiTraffic, cron_executions
 
 from rb_common.audit import verify_chain
 from rb_common.bus import Bus, connect, read_execution
@@ -41,6 +46,7 @@ from rb_common.loader import load_runbook_text
 from rb_common.messages import TriggerRequest
 from rb_common.registry_events import announce, ensure_bucket
 from rb_common.slots_bucket import ensure_slots_bucket
+from rb_engine.child_runs import child_execution_id
 from rb_engine.coordinator import fold
 from rb_engine.runner import RunRequest
 from rb_notifier.claims import Claims
@@ -51,6 +57,7 @@ MINUTES = float(os.environ.get("RB_CHAOS_MINUTES", "0"))
 SEED = int(os.environ.get("RB_CHAOS_SEED", "19"))
 LOAD_SECONDS = MINUTES * 60 if MINUTES else 60.0
 TRIGGER_INTERVAL = 0.5
+API_INTERVAL = 2.0  # an example through the API, or an alert
 SLACK_TOKEN = "xoxb-chaos-0f1e"
 
 
@@ -67,7 +74,9 @@ def runbook_yaml(runbook_id: str, url: str) -> str:
 
 
 @pytest.fixture
-def distributed(tmp_path: Path) -> Iterator[tuple[NatsCluster, Stack, CounterServer, PostgresServer, SlackApi, SmtpServer]]:
+def distributed(
+    tmp_path: Path,
+) -> Iterator[tuple[NatsCluster, Stack, CounterServer, PostgresServer, SlackApi, SmtpServer]]:
     cluster = NatsCluster(tmp_path / "nats")
     postgres = PostgresServer()
     counter = CounterServer(delay=1.0)
@@ -86,6 +95,7 @@ def distributed(tmp_path: Path) -> Iterator[tuple[NatsCluster, Stack, CounterSer
             RB_NOTIFIER_DELIVER="all",
             RB_NOTIFIER_ACK_WAIT="3",
             RB_NOTIFY_RETRY_INITIAL="0.3",
+            RB_ALERTMANAGER_TOKEN=ALERT_TOKEN,
         )
         try:
             cluster.start()
@@ -160,9 +170,14 @@ def recorder_differences(url: str, ends: dict[str, list[Event]]) -> list[str]:
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
             stored: dict[str, list[tuple[int, str, str]]] = {}
-            for execution_id, seq, id_, type_ in conn.execute("SELECT execution_id, seq, id, type FROM events"):
+            for execution_id, seq, id_, type_ in conn.execute(
+                "SELECT execution_id, seq, id, type FROM events"
+            ):
                 stored.setdefault(execution_id, []).append((seq, id_, type_))
-            executions = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, status, last_seq FROM runbook_executions")}
+            executions = {
+                r[0]: (r[1], r[2])
+                for r in conn.execute("SELECT id, status, last_seq FROM runbook_executions")
+            }
             steps = {
                 (r[0], r[1]): (r[2], r[3])
                 for r in conn.execute("SELECT execution_id, step_id, status, attempts FROM runbook_step_logs")
@@ -177,7 +192,9 @@ def recorder_differences(url: str, ends: dict[str, list[Event]]) -> list[str]:
             continue
         state = fold(events)
         if executions.get(execution_id) != (state.status, len(events)):
-            differences.append(f"{execution_id}: row {executions.get(execution_id)}, fold {(state.status, len(events))}")
+            differences.append(
+                f"{execution_id}: row {executions.get(execution_id)}, fold {(state.status, len(events))}"
+            )
         for sid, step in state.steps.items():
             row = steps.get((execution_id, sid))
             if row is None or row != (step.status, step.attempt):
@@ -221,6 +238,8 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             assert info.config.num_replicas == 3, f"{stream}: {info.config.num_replicas} replicas"
         await announce(bus, runbook.id, "approved", revision=1, status="APPROVED", actor="chaos")
         await asyncio.to_thread(stack.api_ready, 90.0)
+        traffic = ApiTraffic(f"http://127.0.0.1:{stack.api_port}/api/v1", ADMIN_KEY)
+        await traffic.setup()
 
         accepted: dict[str, float] = {}
         refused: list[str] = []
@@ -280,21 +299,52 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
                 await asyncio.sleep(rng.uniform(4, 8))
 
         chaos_task = asyncio.create_task(chaos())
+        api_task = asyncio.create_task(traffic.run(stop, API_INTERVAL))
         await load()
+        load_end = datetime.now(UTC)
         await chaos_task
+        await api_task
 
-        # Every accepted execution ends (within a minute of the last kill).
-        ends: dict[str, list[Event]] = {}
-        deadline = time.monotonic() + 90
-        while len(ends) < len(accepted) and time.monotonic() < deadline:
-            for execution_id in accepted:
-                if execution_id not in ends:
+        async def terminal(ids: set[str], timeout: float = 90.0) -> dict[str, list[Event]]:
+            """Every one of `ids` ends (within a minute and a half of the last kill)."""
+            found: dict[str, list[Event]] = {}
+            deadline = time.monotonic() + timeout
+            while len(found) < len(ids) and time.monotonic() < deadline:
+                for execution_id in ids - set(found):
                     events = await events_of(bus, execution_id)
                     if any(e.type in TERMINAL_EVENTS for e in events):
-                        ends[execution_id] = events
-            await asyncio.sleep(0.5)
-        missing = sorted(set(accepted) - set(ends))
-        assert not missing, f"{len(missing)} of {len(accepted)} not terminal, e.g. {missing[:3]}\n{stack.logs()}"
+                        found[execution_id] = events
+                await asyncio.sleep(0.5)
+            missing = sorted(ids - set(found))
+            assert not missing, (
+                f"{len(missing)} of {len(ids)} not terminal, e.g. {missing[:3]}\n{stack.logs()}"
+            )
+            return found
+
+        # Every accepted trigger has exactly one execution, and it ends: straight onto the
+        # stream, through the API (by Idempotency-Key), each accepted alert (as the router
+        # recorded it), each sub-runbook's child.
+        alert_runs = await traffic.alert_executions()
+        several = {d: ids for d, ids in alert_runs.items() if len(ids) != 1}
+        assert not several, f"alerts without exactly one execution: {list(several.items())[:3]}"
+        ends = await terminal(set(accepted) | set(traffic.accepted) | {ids[0] for ids in alert_runs.values()})
+        children = {
+            child_execution_id(str(e.data["idempotency_key"]))
+            for execution_id in traffic.by_runbook.get("rb-014-sub-runbook", set())
+            for e in ends[execution_id]
+            if e.type == EventType.STEP_SCHEDULED and e.data["step_id"] == "hello"
+        }
+        ends |= await terminal(children)
+        # Each cron fire time from shortly after approval to the load's end started its one
+        # execution (its id derives from the fire time), or is recorded as missed or refused.
+        assert traffic.cron_since is not None
+        fires = cron_executions(traffic.cron_since + timedelta(seconds=10), load_end - timedelta(seconds=5))
+        fired = {eid for eid in fires.values() if await events_of(bus, eid)}
+        ends |= await terminal(fired)
+        missed = await traffic.missed_fires()
+        assert len(fires) - len(fired) <= missed, (
+            f"cron: {len(fires) - len(fired)} of {len(fires)} fire times without an execution, {missed} recorded missed"
+        )
 
         latencies: list[float] = []
         calm: list[float] = []
@@ -332,8 +382,9 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         outcomes = Counter(final(events).type.value for events in ends.values())
         assert outcomes.get("execution.succeeded", 0) == len(ends), f"outcomes: {outcomes}"
 
-        # One Slack message per execution (its execution.succeeded), none lost, none twice.
-        succeeded_ids = {final(events).id for events in ends.values()}
+        # One Slack message per execution of the notifying runbook (its execution.succeeded),
+        # none lost, none twice.
+        succeeded_ids = {final(ends[execution_id]).id for execution_id in accepted}
 
         def slack_ids() -> list[str]:
             return [str((m.metadata or {}).get("event_payload", {}).get("event_id")) for m in slack.posted()]
@@ -341,7 +392,9 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         def mail_ids() -> Counter[str]:
             return Counter(str(message["Message-ID"]) for _, message in smtp.mailbox.messages)
 
-        await settle_until(lambda: set(slack_ids()) >= succeeded_ids and len(mail_ids()) >= len(ends), 180.0)
+        await settle_until(
+            lambda: set(slack_ids()) >= succeeded_ids and len(mail_ids()) >= len(accepted), 180.0
+        )
         posted = Counter(slack_ids())
         assert set(posted) == succeeded_ids, (
             f"Slack: {len(succeeded_ids - set(posted))} lost, {len(set(posted) - succeeded_ids)} unknown"
@@ -369,6 +422,9 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
 
         print(  # the numbers for the note (pytest -s)
             f"\nchaos: seed={SEED} seconds={LOAD_SECONDS:.0f} accepted={len(accepted)} refused={len(refused)}"
+            f" api={ {k: len(v) for k, v in traffic.by_runbook.items()} } api_refused={len(traffic.refused)}"
+            f" api_retries={traffic.retries} alerts={len(alert_runs)} children={len(children)}"
+            f" cron_fires={len(fires)} cron_executions={len(fired)} cron_missed={missed} executions={len(ends)}"
             f" outcomes={dict(outcomes)} kills={dict(kills)} leader_changes={leader_changes}"
             f" effects={sum(effects.values())} keys={len(effects)} redelivered={sum(n > 1 for n in effects.values())}"
             f" slack={len(posted)} slack_twice={len(twice)} emails={sum(mails.values())} email_repeats={email_repeats}"
@@ -379,7 +435,7 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         )
         # Asserted after the numbers are out, so a failed run still has them.
         assert not twice, f"Slack messages posted more than once: {twice}"
-        assert len(mails) == len(ends), f"email: {len(mails)} Message-IDs for {len(ends)} executions"
+        assert len(mails) == len(accepted), f"email: {len(mails)} Message-IDs for {len(accepted)} executions"
         assert not differences, f"recorder vs streams: {differences[:5]}\n{stack.logs()}"
         assert kills, "no chaos happened"
         # Services wait for what they need and reconnect; none gives up and exits by itself.

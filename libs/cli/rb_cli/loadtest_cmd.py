@@ -90,6 +90,15 @@ Threshold = Annotated[
 PollInterval = Annotated[
     float, typer.Option(metavar="SECONDS", min=0.01, help="pause between polls of an execution's status")
 ]
+PollWait = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        min=0,
+        max=30,
+        help="long-poll: each poll asks the API to answer when the execution ends, waiting at most this (0: plain polls)",
+    ),
+]
 PollTimeout = Annotated[
     float, typer.Option(metavar="SECONDS", min=1, help="how long an iteration follows one execution")
 ]
@@ -134,6 +143,7 @@ def _profile(
     poll_interval: float,
     poll_timeout: float,
     arrival_rate: str | None = None,
+    poll_wait: float = 0.0,
 ) -> LoadProfile:
     profile = LoadProfile(
         vus=vus,
@@ -143,6 +153,7 @@ def _profile(
         thresholds=parse_thresholds(threshold),
         poll_interval=poll_interval,
         poll_timeout=poll_timeout,
+        poll_wait=poll_wait,
     )
     profile.options()  # bad combinations are refused before anything is asked of the API
     return profile
@@ -169,11 +180,12 @@ def generate(
     threshold: Threshold = [],  # noqa: B006
     poll_interval: PollInterval = 0.25,
     poll_timeout: PollTimeout = 300.0,
+    poll_wait: PollWait = 0.0,
 ) -> None:
     """Write a k6 script (stdout) that triggers RUNBOOK, follows each execution to its end and
     checks the HTTP answers and the execution's success against thresholds."""
     settings = cli_settings()
-    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout, arrival_rate)
+    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout, arrival_rate, poll_wait)
     typer.echo(_script(runbook, settings, profile, params), nl=False)
 
 
@@ -197,6 +209,7 @@ def k6_binary() -> str:
         "rb loadtest run rb-000-hello --vus 5 --duration 20s           # the CI smoke",
         "rb loadtest run rb-000-hello --arrival-rate 50/s --duration 1m # open loop: 429s are refused",
         "rb loadtest run rb-000-hello --vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100'",
+        "rb loadtest run rb-000-hello --vus 50 --duration 1m --poll-wait 10   # long polls, not one per 0.25 s",
         "rb loadtest run rb-000-hello                                  # the spec's 5-minute profile",
     ),
 )
@@ -211,6 +224,7 @@ def run(
     threshold: Threshold = [],  # noqa: B006
     poll_interval: PollInterval = 0.25,
     poll_timeout: PollTimeout = 300.0,
+    poll_wait: PollWait = 0.0,
     summary_json: Annotated[
         Path | None, typer.Option(metavar="FILE", help="also keep k6's JSON summary in FILE")
     ] = None,
@@ -224,7 +238,7 @@ def run(
         raise RbError(
             "no API key: set RB_API_KEY (operator role), or run `rb up`, which writes RB_HOME/admin.key"
         )
-    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout, arrival_rate)
+    profile = _profile(vus, duration, stages, threshold, poll_interval, poll_timeout, arrival_rate, poll_wait)
     script = _script(runbook, settings, profile, params)
     k6 = k6_binary()
     with tempfile.TemporaryDirectory(prefix="rb-loadtest-") as tmp:

@@ -1,6 +1,10 @@
 """The k6 script `rb loadtest` writes for a runbook: each iteration triggers the runbook through the
 API, polls `GET /api/v1/executions/{id}` until a terminal status (k6 has no SSE client), and
-checks both the HTTP answers and the execution's success.
+checks both the HTTP answers and the execution's success. With a poll wait (`--poll-wait S`) each
+poll is a long poll (`?wait=S`: the API answers when the execution ends, or after S seconds), so
+following an execution costs one or two requests instead of one per poll interval; those
+requests last as long as the execution, so `http_req_duration`'s threshold is then applied to
+the other requests (`http_req_duration{long_poll:false}`).
 
 The API key is never written into the script: k6 reads it from RB_API_KEY at run time.
 """
@@ -64,6 +68,7 @@ class LoadProfile:
     thresholds: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     poll_interval: float = 0.25
     poll_timeout: float = 300.0
+    poll_wait: float = 0.0  # seconds each poll may wait for the end (0: plain polls)
 
     @property
     def open_loop(self) -> bool:
@@ -95,9 +100,18 @@ class LoadProfile:
             options["duration"] = _duration(self.duration or "30s", "--duration")
         else:
             options["stages"] = parse_stages(self.stages or DEFAULT_STAGES)
-        options["thresholds"] = {metric: [expr] for metric, expr in self.thresholds.items() if expr}
+        options["thresholds"] = {
+            self._threshold_metric(metric): [expr] for metric, expr in self.thresholds.items() if expr
+        }
         options["summaryTrendStats"] = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"]
         return options
+
+
+    def _threshold_metric(self, metric: str) -> str:
+        # A long poll lasts as long as its execution: not what a request duration threshold means.
+        if self.poll_wait > 0 and metric == "http_req_duration":
+            return "http_req_duration{long_poll:false}"
+        return metric
 
 
 def _duration(text: str, option: str) -> str:
@@ -148,6 +162,7 @@ def render(runbook_id: str, params: dict[str, Any], api_url: str, profile: LoadP
         options=json.dumps(profile.options(), indent=2),
         poll_interval=json.dumps(profile.poll_interval),
         poll_timeout=json.dumps(profile.poll_timeout),
+        poll_wait=json.dumps(profile.poll_wait),
         open_loop=json.dumps(profile.open_loop),
         accepted=ACCEPTED,
         refused=REFUSED,
@@ -171,6 +186,7 @@ const RUNBOOK = {runbook};
 const PARAMS = {params};
 const POLL_INTERVAL = {poll_interval}; // seconds between GET /executions/{{id}}
 const POLL_TIMEOUT = {poll_timeout}; // seconds before an execution counts as not finished
+const POLL_WAIT = {poll_wait}; // seconds a poll may wait for the end (?wait=, a long poll); 0: none
 const TERMINAL = ['SUCCEEDED', 'FAILED', 'ABORTED', 'CANCELLED'];
 // Open loop (constant-arrival-rate): an iteration that is refused ends; closed loop: it waits
 // the answer's Retry-After (at most 5 s) before the VU triggers again.
@@ -186,6 +202,7 @@ const refused = new Counter('{refused}');
 export const options = {options};
 
 const headers = {{ Authorization: `Bearer ${{KEY}}`, 'Content-Type': 'application/json' }};
+const pollUrl = (id) => `${{BASE}}/api/v1/executions/${{id}}` + (POLL_WAIT > 0 ? `?wait=${{POLL_WAIT}}` : '');
 // Until the recorder has projected a new execution, reading it answers 404: expected, not a failure.
 const pollAnswers = http.expectedStatuses(200, 404);
 // 429 (with Retry-After): the API refused work it could not do. Counted as refused, not failed.
@@ -193,7 +210,10 @@ const executeAnswers = http.expectedStatuses(202, 429);
 
 export function setup() {{
   if (!KEY) throw new Error('set RB_API_KEY to an API key with the operator role');
-  const res = http.get(`${{BASE}}/api/v1/runbooks/${{RUNBOOK}}`, {{ headers, tags: {{ name: 'runbook' }} }});
+  const res = http.get(`${{BASE}}/api/v1/runbooks/${{RUNBOOK}}`, {{
+    headers,
+    tags: {{ name: 'runbook', long_poll: 'false' }},
+  }});
   if (res.status !== 200) throw new Error(`GET /api/v1/runbooks/${{RUNBOOK}} answered ${{res.status}}: ${{res.body}}`);
 }}
 
@@ -202,7 +222,7 @@ export default function () {{
   const res = http.post(
     `${{BASE}}/api/v1/runbooks/${{RUNBOOK}}/execute`,
     JSON.stringify({{ params: PARAMS }}),
-    {{ headers, tags: {{ name: 'execute' }}, responseCallback: executeAnswers }},
+    {{ headers, tags: {{ name: 'execute', long_poll: 'false' }}, responseCallback: executeAnswers }},
   );
   execute.add(res.timings.duration);
   if (res.status === 429) {{
@@ -214,15 +234,18 @@ export default function () {{
   accepted.add(1);
   const id = res.json('execution_id');
   let status = res.json('status');
+  let pause = POLL_WAIT <= 0; // a long poll goes at once; a plain one after the interval
   while (!TERMINAL.includes(status) && Date.now() - started < POLL_TIMEOUT * 1000) {{
-    sleep(POLL_INTERVAL);
-    const r = http.get(`${{BASE}}/api/v1/executions/${{id}}`, {{
+    if (pause) sleep(POLL_INTERVAL);
+    const r = http.get(pollUrl(id), {{
       headers,
-      tags: {{ name: 'execution' }},
+      tags: {{ name: 'execution', long_poll: String(POLL_WAIT > 0) }},
       responseCallback: pollAnswers,
+      timeout: `${{Math.ceil(POLL_WAIT) + 60}}s`,
     }});
     check(r, {{ 'execution read (200 or not yet recorded)': (x) => x.status === 200 || x.status === 404 }});
     if (r.status === 200) status = r.json('status');
+    pause = POLL_WAIT <= 0 || r.status !== 200;
   }}
   const finished = TERMINAL.includes(status);
   if (finished) {{

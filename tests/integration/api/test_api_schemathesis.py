@@ -230,7 +230,8 @@ async def _seed_executions(database: str, namespace: str) -> Seeded:
 def _config(path: Path, seeded: Seeded) -> Path:
     """Path parameters take the seeded ids half of the time (generated values otherwise), but
     DELETE only ever deletes the doomed runbook (the seed stays for the other operations); the
-    SSE stream only ever the finished execution's (it ends after the terminal event; a running
+    SSE stream and the detail (whose `?wait=` long poll holds a running execution's answer up to
+    30 s) only ever the finished execution's (the stream ends after the terminal event; a running
     execution's stream stays open, and an unknown one waits for a first event)."""
     path.write_text(
         f"""\
@@ -255,6 +256,11 @@ parameters = {{ runbook_id = "{DOOMED_ID}" }}
 
 [[operations]]
 include-path = "/api/v1/executions/{{execution_id}}/stream"
+parameters = {{ execution_id = "{seeded.finished}" }}
+
+[[operations]]
+include-path = "/api/v1/executions/{{execution_id}}"
+include-method = "GET"
 parameters = {{ execution_id = "{seeded.finished}" }}
 """
     )

@@ -155,3 +155,20 @@ def test_the_report_counts_refusals() -> None:
     assert report_lines(summary)[1] == (
         "rb: executions accepted: 30, refused (429): 570, not started by k6 (no free VU): 3"
     )
+
+
+def test_long_polls_wait_in_the_api_and_leave_the_request_threshold_to_the_others(rb: Rb) -> None:
+    code, script, err = rb(
+        "loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s", "--poll-wait", "10",
+        "--threshold", "http_req_duration=p(95)<100",
+    )  # fmt: skip
+    assert code == 0, err
+    thresholds = options_of(script)["thresholds"]
+    assert isinstance(thresholds, dict)
+    assert thresholds["http_req_duration{long_poll:false}"] == ["p(95)<100"] and "http_req_duration" not in thresholds
+    assert "const POLL_WAIT = 10.0;" in script and "?wait=${POLL_WAIT}" in script
+    # Without it: plain polls, the spec's threshold on every request.
+    code, script, err = rb("loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s")
+    assert "const POLL_WAIT = 0.0;" in script and "http_req_duration" in options_of(script)["thresholds"]  # type: ignore[operator]
+    code, _, err = rb("loadtest", "generate", HELLO, "--poll-wait", "31")
+    assert code == 2 and err.count("\n") == 1, err

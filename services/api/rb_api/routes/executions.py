@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Body, Header, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from rb_api import audit, control, executions, notifications
+from rb_api import audit, control, executions, long_poll, notifications
 from rb_api.auth import Operator, Viewer
 from rb_api.dbutil import in_thread
 from rb_api.deps import ServicesDep
@@ -77,11 +77,25 @@ async def list_all(
     response_model=None,
     responses=answers(ExecutionDetail) | _PROBLEMS,
 )
-async def get_one(execution_id: ExecutionId, svc: ServicesDep, who: Viewer) -> Response:
+async def get_one(
+    execution_id: ExecutionId,
+    svc: ServicesDep,
+    who: Viewer,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=long_poll.MAX_WAIT,
+            description="hold the answer until the execution has ended, at most this many seconds "
+            "(a long poll: one request instead of polling)",
+        ),
+    ] = 0,
+) -> Response:
     await require_execution(svc, who, execution_id)
     # Polled by clients following an execution: plain JSON values, dumped by orjson as they are
     # (no jsonable_encoder walk; the OpenAPI answer is declared above).
-    return Response(orjson.dumps(await executions.detail(svc, execution_id)), media_type="application/json")
+    found = await long_poll.finished_detail(svc, execution_id, wait)
+    return Response(orjson.dumps(found), media_type="application/json")
 
 
 @router.get(
