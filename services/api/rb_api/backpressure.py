@@ -5,7 +5,10 @@ triggers the executors have not taken yet (their durable consumer's pending and 
 messages). At `RB_MAX_QUEUED_EXECUTIONS` or more, the route answers 429 problem+json with
 `Retry-After: RB_QUEUE_RETRY_AFTER`. The figure is read at most every `TTL` seconds per API
 process (one KV get and one consumer info), shared by the requests of that time, never a scan
-per request; the executors refuse (and record) what slips past a stale figure.
+per request. Each execution the process lets through in between counts against the figure until
+the next read (which then sees it as a pending trigger), so one API process never lets more than
+the bound through however fast the requests come; the executors refuse (and record) what slips
+past several API replicas' figures at once.
 """
 
 from __future__ import annotations
@@ -40,16 +43,17 @@ async def backlog(bus: Bus) -> int:
 class QueueGate:
     """One API process's cached backlog figure."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float = TTL) -> None:
+        self.ttl = ttl
         self._depth = 0
-        self._read_at = -TTL
+        self._read_at = -ttl
         self._lock = asyncio.Lock()
 
     async def depth(self, bus: Bus) -> int:
-        if time.monotonic() - self._read_at < TTL:
+        if time.monotonic() - self._read_at < self.ttl:
             return self._depth
         async with self._lock:
-            if time.monotonic() - self._read_at >= TTL:
+            if time.monotonic() - self._read_at >= self.ttl:
                 try:
                     self._depth = await backlog(bus)
                 except (NatsError, TimeoutError, OSError) as exc:
@@ -59,13 +63,15 @@ class QueueGate:
         return self._depth
 
     async def check(self, bus: Bus, bound: int, retry_after: int) -> None:
-        """Raise the 429 when the backlog is at its bound."""
+        """Raise the 429 when the backlog is at its bound; otherwise count the request in it."""
         depth = await self.depth(bus)
-        if depth >= bound:
-            raise ProblemError(
-                429,
-                f"{depth} executions wait for a slot (the bound is {bound}); try again later",
-                slug="queue-full",
-                title="Too many executions waiting",
-                headers={"Retry-After": str(retry_after)},
-            )
+        if depth < bound:
+            self._depth += 1  # until the next read, which sees this execution's trigger pending
+            return
+        raise ProblemError(
+            429,
+            f"{depth} executions wait for a slot (the bound is {bound}); try again later",
+            slug="queue-full",
+            title="Too many executions waiting",
+            headers={"Retry-After": str(retry_after)},
+        )

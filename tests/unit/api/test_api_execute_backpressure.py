@@ -9,8 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from api_auth_support import approve
 
+from rb_api.backpressure import QueueGate
+from rb_api.problems import ProblemError
 from rb_common.bus import Bus
 from rb_common.settings import Settings
 from rb_common.slots import Slot, Table
@@ -55,3 +58,21 @@ async def test_past_the_bound_execute_answers_429_with_retry_after(
     route = "/api/v1/runbooks/{runbook_id}/execute"
     assert f'rb_api_requests_refused_total{{route="{route}",reason="queue-full"}} 1' in metrics
     assert metrics.count("rb_api_requests_refused_total{") == 1
+
+
+async def test_one_api_process_lets_no_more_than_the_bound_through_between_two_reads(bus: Bus) -> None:
+    """Requests faster than the figure is read: each one let through counts against it, so the
+    third of three arrivals at a backlog of bound - 2 is refused although the figure is old."""
+    bound = 5
+    await put_queue(bus, bound - 2)
+    gate = QueueGate(ttl=60.0)  # one read for the whole test
+    await gate.check(bus, bound, retry_after=3)
+    await gate.check(bus, bound, retry_after=3)
+    with pytest.raises(ProblemError) as refused:
+        await gate.check(bus, bound, retry_after=3)
+    assert refused.value.status == 429 and f"{bound} executions wait" in str(refused.value.detail)
+
+    # A new read replaces the estimate with what is there.
+    await put_queue(bus, 0)
+    gate.ttl = 0.0
+    await gate.check(bus, bound, retry_after=3)
