@@ -59,6 +59,12 @@ async def test_past_the_bound_execute_answers_429_with_retry_after(
     assert f'rb_api_requests_refused_total{{route="{route}",reason="queue-full"}} 1' in metrics
     assert metrics.count("rb_api_requests_refused_total{") == 1
 
+    # GraphQL's execute goes through the same check: an error with the status, nothing published.
+    mutation = f'mutation {{ executeRunbook(id: "{runbook_id}", params: {{region: "eu"}}) {{ executionId }} }}'
+    answer = (await client.post("/graphql", json={"query": mutation})).json()
+    assert answer["data"] is None and answer["errors"][0]["extensions"]["status"] == 429, answer
+    assert (await probe.triggers(runbook_id))[0] == triggers
+
 
 async def test_one_api_process_lets_no_more_than_the_bound_through_between_two_reads(bus: Bus) -> None:
     """Requests faster than the figure is read: each one let through counts against it, so the
