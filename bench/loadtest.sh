@@ -4,8 +4,11 @@
 # execution SUCCEED?
 #
 #   bash bench/loadtest.sh [RUNBOOK] [-- rb loadtest run options]
-#   bash bench/loadtest.sh rb-000-hello -- --vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100'
+#   bash bench/loadtest.sh rb-000-hello -- --vus 50 --duration 1m --poll-wait 10 --threshold 'http_req_duration=p(95)<100'
+#   RB_UP_ARGS='--work-nice 0' bash bench/loadtest.sh rb-000-hello -- --vus 50 --duration 1m   # the baseline
 #
+# Defaults: 50 VUs for a minute, long polls (--poll-wait 10), execute p95 < 100 ms; `rb up` with
+# its defaults (work services at nice 10) plus RB_UP_ARGS.
 # Results and the machine's caveats: bench/loadtest.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +16,7 @@ RUNBOOK="${1:-rb-000-hello}"
 shift $(( $# >= 1 ? 1 : 0 ))
 [[ "${1:-}" == "--" ]] && shift
 OPTIONS=("$@")
-[[ ${#OPTIONS[@]} -eq 0 ]] && OPTIONS=(--vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100')
+[[ ${#OPTIONS[@]} -eq 0 ]] && OPTIONS=(--vus 50 --duration 1m --poll-wait 10 --threshold 'http_req_duration=p(95)<100')
 
 RB="$ROOT/.venv/bin/rb"
 HOME_DIR="$(mktemp -d /tmp/rb-loadtest.XXXXXX)"
@@ -23,7 +26,8 @@ export RB_HOME="$HOME_DIR/home" RB_API_ADDR="127.0.0.1:$PORT" RB_API_URL="http:/
 unset RB_NATS_URL RB_DATABASE_URL RB_API_KEY RB_BOOTSTRAP_ADMIN_KEY RB_NAMESPACE
 
 mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
-setsid "$RB" up >"$HOME_DIR/up.log" 2>&1 &
+# shellcheck disable=SC2086  # RB_UP_ARGS is words
+setsid "$RB" up ${RB_UP_ARGS:-} >"$HOME_DIR/up.log" 2>&1 &
 UP=$!
 trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
 for _ in $(seq 300); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
@@ -37,7 +41,8 @@ cpu() {
     awk -v n="$name" -v hz="$(getconf CLK_TCK)" '{print n, ($14 + $15 + $16 + $17) / hz}' "/proc/$pid/stat" 2>/dev/null
   done | sort
 }
-echo "== $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+echo "== $(date -u +%FT%TZ) rb up ${RB_UP_ARGS:-}; rb loadtest run $RUNBOOK ${OPTIONS[*]}"
+echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 BEFORE="$(cpu)"
 SUMMARY="$HOME_DIR/summary.json"
 set +e
