@@ -8,14 +8,13 @@ import uuid
 from typing import Any
 
 import pytest
-from services_support import Services, approve_in_registry, wait_for_event, wait_terminal
+from services_support import Services, publish_trigger, wait_for_event, wait_terminal
 
 from rb_common.bus import Bus
 from rb_common.events import EventType
-from rb_common.messages import ControlCommand, TriggerRequest
+from rb_common.messages import ControlCommand
 from rb_common.model import Runbook
 from rb_engine.coordinator import fold
-from rb_engine.runner import RunRequest
 
 pytestmark = pytest.mark.integration
 
@@ -32,26 +31,10 @@ def chain(n: int) -> Runbook:
     return Runbook.model_validate({"id": "large-chain", "name": "Large chain", "steps": steps})
 
 
-async def trigger(bus: Bus, runbook: Runbook) -> str:
-    """What services_support.publish_trigger does, without a YAML text to parse (thousands of
-    steps take the pure-Python YAML parser minutes on a loaded machine)."""
-    execution_id = uuid.uuid4().hex
-    await approve_in_registry(bus, runbook.id)
-    data = RunRequest(runbook=runbook, trigger={"revision": 1}).event_data()
-    message = TriggerRequest(execution_id=execution_id, actor="tests", data=data)
-    await bus.js.publish(
-        bus.names.trigger_subject(runbook.id),
-        message.encode(),
-        headers={"Nats-Msg-Id": execution_id},
-        stream=bus.names.triggers_stream,
-    )
-    return execution_id
-
-
 @pytest.mark.timeout(300)
 async def test_a_cancel_ends_a_5000_step_run_within_a_few_seconds(services: Services, bus: Bus) -> None:
     services.start("executor")
-    execution_id = await trigger(bus, chain(N))
+    execution_id = await publish_trigger(bus, chain(N))
     await wait_for_event(
         bus,
         execution_id,
