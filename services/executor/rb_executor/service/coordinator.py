@@ -286,7 +286,7 @@ class Coordinator:
     async def advance(self, execution_id: str, decision: Decision) -> None:
         """Record what `decision` makes of the current state, then everything decide() asks
         for; retried from a fresh read of the stream when another writer got there first."""
-        if await self._advance_locked(execution_id, decision) and self.slots is not None:
+        if await self._advance_in_context(execution_id, decision) and self.slots is not None:
             await self.release(execution_id)
 
     async def release(self, execution_id: str) -> None:
@@ -329,14 +329,14 @@ class Coordinator:
             elif last.type == EventType.EXECUTION_QUEUED:
                 await self.advance(slot.execution_id, admission.dequeued)
 
-    async def _advance_locked(self, execution_id: str, decision: Decision) -> bool:
-        """advance() under the execution's lock; whether this advance ended the execution."""
+    async def _advance_in_context(self, execution_id: str, decision: Decision) -> bool:
+        """advance() with the execution's log and trace context bound; whether it ended the execution."""
         lock = self.locks.setdefault(execution_id, asyncio.Lock())
         # The execution's log lines name it; its events and tasks carry its trace context.
         with logs.bound(execution_id), self.spans.within(execution_id):
-            return await self._advance_under(lock, execution_id, decision)
+            return await self._advance_holding(lock, execution_id, decision)
 
-    async def _advance_under(self, lock: asyncio.Lock, execution_id: str, decision: Decision) -> bool:
+    async def _advance_holding(self, lock: asyncio.Lock, execution_id: str, decision: Decision) -> bool:
         async with lock:
             for _ in range(20):
                 entry = await self._entry(execution_id)
