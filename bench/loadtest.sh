@@ -18,20 +18,8 @@ shift $(( $# >= 1 ? 1 : 0 ))
 OPTIONS=("$@")
 [[ ${#OPTIONS[@]} -eq 0 ]] && OPTIONS=(--vus 50 --duration 1m --poll-wait 10 --threshold 'http_req_duration=p(95)<100')
 
-RB="$ROOT/.venv/bin/rb"
-HOME_DIR="$(mktemp -d /tmp/rb-loadtest.XXXXXX)"
-PORT="$("$ROOT/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-export RB_HOME="$HOME_DIR/home" RB_API_ADDR="127.0.0.1:$PORT" RB_API_URL="http://127.0.0.1:$PORT" \
-  RB_RUNBOOKS_DIR="$ROOT/runbooks" NO_COLOR=1
-unset RB_NATS_URL RB_DATABASE_URL RB_API_KEY RB_BOOTSTRAP_ADMIN_KEY RB_NAMESPACE
-
-mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
-# shellcheck disable=SC2086  # RB_UP_ARGS is words
-setsid "$RB" up ${RB_UP_ARGS:-} >"$HOME_DIR/up.log" 2>&1 &
-UP=$!
-trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
-for _ in $(seq 300); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
-grep -q "press Ctrl-C" "$HOME_DIR/up.log" || { cat "$HOME_DIR/up.log"; exit 1; }
+# shellcheck source=bench/rb_up.sh
+source "$ROOT/bench/rb_up.sh"
 
 # CPU seconds (user + system) of each of rb up's processes; their children (shell steps) once reaped.
 cpu() {

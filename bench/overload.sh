@@ -30,20 +30,8 @@ QUEUED="${QUEUED:-$(( (RUNNING + 1) / 2 ))}"
 POLL_WAIT="${POLL_WAIT:-10}"
 export RB_MAX_RUNNING_EXECUTIONS="$RUNNING" RB_MAX_QUEUED_EXECUTIONS="$QUEUED"
 
-RB="$ROOT/.venv/bin/rb"
-PY="$ROOT/.venv/bin/python"
-HOME_DIR="$(mktemp -d /tmp/rb-overload.XXXXXX)"
-PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-export RB_HOME="$HOME_DIR/home" RB_API_ADDR="127.0.0.1:$PORT" RB_API_URL="http://127.0.0.1:$PORT" \
-  RB_RUNBOOKS_DIR="$ROOT/runbooks" NO_COLOR=1
-unset RB_NATS_URL RB_DATABASE_URL RB_API_KEY RB_BOOTSTRAP_ADMIN_KEY RB_NAMESPACE
-
-mkdir -p "$RB_HOME" && : >"$HOME_DIR/up.log"
-setsid "$RB" up >"$HOME_DIR/up.log" 2>&1 &
-UP=$!
-trap 'kill -INT -- -$UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$HOME_DIR"' EXIT
-for _ in $(seq 300); do grep -q "press Ctrl-C" "$HOME_DIR/up.log" && break; sleep 1; done
-grep -q "press Ctrl-C" "$HOME_DIR/up.log" || { cat "$HOME_DIR/up.log"; exit 1; }
+# shellcheck source=bench/rb_up.sh
+source "$ROOT/bench/rb_up.sh"
 
 # k6's summary: "<completed per second> <trigger-to-completion p95 in ms>".
 figures() {
