@@ -205,9 +205,14 @@ class Scheduler:
             )
         try:
             await asyncio.to_thread(record, self.engine, record_row(alert, started, reason))
-        except Exception:
-            # The executions are started (or not) either way; the record is for operators.
-            log.exception("alert %s: recording it failed", alert.dedupe_id)
+        except Exception as exc:
+            # The executions are started (or not) either way, but the record is what operators
+            # see on /alerts (an accepted alert with no row has vanished for them): the alert is
+            # not acknowledged, comes back (consume_push NAKs it) and is routed and recorded
+            # again. Idempotent: the same execution ids (JetStream keeps one trigger each), an
+            # upsert of the same row; its receipt is counted again.
+            log.warning("alert %s: recording it failed (%s); it will be handled again", alert.dedupe_id, exc)
+            raise
         await msg.ack()
 
     async def sync_cron(self, _runbook_id: str = "") -> None:
