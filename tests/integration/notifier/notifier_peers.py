@@ -591,3 +591,15 @@ def notifiers(tmp_path: Path) -> Iterator[Notifiers]:
 
 def new_execution_id() -> str:
     return "ntf" + uuid.uuid4().hex[:20]
+
+
+def notifier_env(execution_id: str, consumer: str, slack_api: SlackApi, **extra: str) -> dict[str, str]:
+    """A notifier process of its own (`consumer`) for one execution's events, posting to the
+    loopback Slack; `extra` settings on top (RB_NOTIFY_CLAIM_LEASE=..., ...)."""
+    return {
+        "RB_NOTIFIER_CONSUMER": consumer,
+        "RB_NOTIFIER_FILTER_SUBJECT": f"rb.exec.{execution_id}",
+        "RB_SLACK_TOKEN": "xoxb-notifier-test",
+        "RB_SLACK_BASE_URL": slack_api.base_url,
+        **extra,
+    }

@@ -14,6 +14,7 @@ from notifier_peers import (
     Notifiers,
     SlackApi,
     new_execution_id,
+    notifier_env,
     publish,
     recorded_outcomes,
     settled,
@@ -34,14 +35,9 @@ TAKEN_OVER = "outlived its lease; taken over"
 def env_for(execution_id: str, consumer: str, slack_api: SlackApi, lease: float) -> dict[str, str]:
     # Each notifier has a consumer of its own: both receive the event at the same time, which
     # is what a redelivery to a second notifier while the first still posts amounts to.
-    return {
-        "RB_NATS_URL": NATS_URL,
-        "RB_NOTIFIER_CONSUMER": consumer,
-        "RB_NOTIFIER_FILTER_SUBJECT": f"rb.exec.{execution_id}",
-        "RB_SLACK_TOKEN": "xoxb-claims-test",
-        "RB_SLACK_BASE_URL": slack_api.base_url,
-        "RB_NOTIFY_CLAIM_LEASE": str(lease),
-    }
+    return notifier_env(
+        execution_id, consumer, slack_api, RB_NATS_URL=NATS_URL, RB_NOTIFY_CLAIM_LEASE=str(lease)
+    )
 
 
 async def two_notifiers(

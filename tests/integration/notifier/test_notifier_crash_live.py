@@ -15,6 +15,7 @@ from notifier_peers import (
     Recorded,
     SlackApi,
     new_execution_id,
+    notifier_env,
     publish,
     recorded_outcomes,
     settled,
@@ -35,14 +36,13 @@ NOTIFY = 'notify:\n  - "on": [started, failed]\n    slack: {channel: "#ops"}\n'
 
 
 def env_for(execution_id: str, consumer: str, slack_api: SlackApi) -> dict[str, str]:
-    return {
-        "RB_NOTIFIER_CONSUMER": consumer,
-        "RB_NOTIFIER_FILTER_SUBJECT": f"rb.exec.{execution_id}",
-        "RB_NOTIFIER_ACK_WAIT": str(ACK_WAIT),
-        "RB_NOTIFY_CLAIM_LEASE": str(CLAIM_LEASE),
-        "RB_SLACK_TOKEN": "xoxb-crash-test",
-        "RB_SLACK_BASE_URL": slack_api.base_url,
-    }
+    return notifier_env(
+        execution_id,
+        consumer,
+        slack_api,
+        RB_NOTIFIER_ACK_WAIT=str(ACK_WAIT),
+        RB_NOTIFY_CLAIM_LEASE=str(CLAIM_LEASE),
+    )
 
 
 async def wait_records(bus: Bus, execution_id: str, n: int, timeout: float = 30.0) -> list[Recorded]:
