@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # How long an alert waits for the registry changes that came before it to be applied.
 REGISTRY_WAIT_SECONDS = 10.0
+# Seconds a cron fire is published again while NATS cannot take it (a stream leader election
+# takes a few), before it is recorded as missed.
+FIRE_PATIENCE = 30.0
 
 
 class Scheduler:
@@ -120,11 +123,28 @@ class Scheduler:
             from rb_common.expressions import render
 
             params = render(trigger.params, {"trigger": context, "params": {}, "env": {}})
-            started = await self.publish(runbook, execution_id, params, context, "scheduler")
         except Exception:
             metrics.CRON_FIRES.labels(runbook.id, "failed").inc()
             log.exception("cron fire of %s at %s failed", runbook.id, fire_time)
             return
+        # NATS may be electing a stream leader or reconnecting: the fire is published again
+        # (the same message id, so JetStream keeps one whichever replica gets through) for up
+        # to FIRE_PATIENCE seconds; a fire no replica could publish by then is recorded as missed.
+        deadline = asyncio.get_running_loop().time() + FIRE_PATIENCE
+        pause = 0.25
+        while True:
+            try:
+                started = await self.publish(runbook, execution_id, params, context, "scheduler")
+                break
+            except Exception as exc:
+                if asyncio.get_running_loop().time() + pause > deadline:
+                    metrics.CRON_FIRES.labels(runbook.id, "failed").inc()
+                    log.exception("cron fire of %s at %s failed; recording it as missed", runbook.id, fire_time)
+                    await self.record_missed(runbook.id, index, [fire_time])
+                    return
+                log.warning("cron fire of %s at %s not published yet (%s); again", runbook.id, fire_time, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
         metrics.CRON_FIRES.labels(runbook.id, "triggered" if started else "duplicate").inc()
         log.info(
             "%s fire %s: %s",
