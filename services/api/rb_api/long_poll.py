@@ -5,7 +5,8 @@ detail every fraction of a second, and every poll is a request, an authorization
 projection read. Here one request waits instead: a core NATS subscription on the execution's
 subject (no JetStream consumer) is opened before the first read, so a terminal event published
 in between is not missed; it wakes the wait, and the projection is read again until it shows
-the end (the recorder follows the stream by milliseconds) or the time is up. The answer is the
+the end (the recorder follows the stream by milliseconds; the pauses between reads double from
+50 to 400 ms when it is further behind) or the time is up. The answer is the
 same detail a plain GET gives, finished or not; `wait=0` (the default) answers at once.
 """
 
@@ -29,7 +30,8 @@ from rb_common.events import TERMINAL_EVENTS
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 30.0  # seconds a request may hold its answer
-PROJECTION_RECHECK = 0.05  # seconds between reads of a projection behind a seen terminal event
+PROJECTION_RECHECK = 0.05  # first pause before reading again a projection behind a seen end
+PROJECTION_RECHECK_MAX = 0.4  # the pauses double up to this (a recorder far behind, under load)
 _TERMINAL_TYPES = frozenset(t.value for t in TERMINAL_EVENTS)
 
 
@@ -57,6 +59,7 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
     except NatsError as exc:  # no NATS: a plain read, the client polls again
         log.warning("cannot wait on %s (%s): answering at once", execution_id, exc)
         return await detail(svc, execution_id)
+    pause = PROJECTION_RECHECK
     try:
         found = await detail(svc, execution_id)
         while found.get("status") not in TERMINAL_STATUSES:
@@ -67,7 +70,8 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ended.wait(), remaining)
             else:  # seen on the stream, not yet in the projection
-                await asyncio.sleep(min(PROJECTION_RECHECK, remaining))
+                await asyncio.sleep(min(pause, remaining))
+                pause = min(pause * 2, PROJECTION_RECHECK_MAX)
             found = await detail(svc, execution_id)
         return found
     finally:

@@ -80,5 +80,5 @@ async def test_one_api_process_lets_no_more_than_the_bound_through_between_two_r
 
     # A new read replaces the estimate with what is there.
     await put_queue(bus, 0)
-    gate.ttl = 0.0
+    await gate.refresh(bus)
     await gate.check(bus, bound, retry_after=3)
