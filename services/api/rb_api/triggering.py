@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -196,14 +197,20 @@ def should_publish(claim: Claim) -> bool:
     return claim.created_at is None or utcnow() - claim.created_at < REPUBLISH_WITHIN
 
 
-async def publish_trigger(bus: Bus, runbook_id: str, request: TriggerRequest) -> bool:
-    """Publish to rb.trigger.<runbook_id>; True if JetStream stored it, False if it was a duplicate."""
+async def publish_trigger(
+    bus: Bus, runbook_id: str, request: TriggerRequest, caller: Mapping[str, str] | None = None
+) -> bool:
+    """Publish to rb.trigger.<runbook_id>; True if JetStream stored it, False if it was a duplicate.
+    `caller`: the HTTP request's headers; a W3C `traceparent` in them makes the trigger part of
+    the caller's trace (a CI job's, a deploy pipeline's)."""
     try:
-        # The execution's trace starts here; its context goes with the trigger message.
+        # The execution's trace starts here (or continues the caller's); its context goes with
+        # the trigger message.
         with (
             logs.bound(request.execution_id),
             tracing.span(
                 "rb.trigger",
+                parent=caller,
                 kind="producer",
                 attributes={"rb.execution_id": request.execution_id, "rb.runbook_id": runbook_id},
             ),
@@ -236,6 +243,7 @@ async def execute(
     idempotency_key: str | None,
     *,
     route: str,
+    caller: Mapping[str, str] | None = None,
 ) -> str:
     """Start an execution of the runbook's current revision (REST and GraphQL both come here):
     visibility and status checked, params validated, the definition snapshotted, the key
@@ -252,5 +260,5 @@ async def execute(
         raise
     request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
     if should_publish(claim):
-        await publish_trigger(svc.bus, runbook_id, request)
+        await publish_trigger(svc.bus, runbook_id, request, caller)
     return claim.execution_id

@@ -254,6 +254,26 @@ async def test_one_trace_from_the_trigger_to_the_outbound_call(
     [(_, _, ping_headers)] = [r for r in Peer.requests if r[1] == "/ping"]
     assert ping_headers["traceparent"].split("-")[1:3] == [call.trace_id, call.span_id]
 
+    # A caller's W3C traceparent (a CI job, a deploy pipeline): the execution joins its trace.
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    joined = api.post(
+        f"{base}/runbooks/{runbook_id}/execute",
+        json={},
+        headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"},
+    )
+    assert joined.status_code == 202, joined.text
+    joined_id = joined.json()["execution_id"]
+    await wait_terminal(bus, joined_id, timeout=90)
+
+    def joined_spans() -> bool:
+        return len(named("rb.execution", **{"rb.execution_id": joined_id})) == 1
+
+    await until(joined_spans, 60, "the joined run's spans", lambda: "\n".join(map(str, Receiver.spans)))
+    [joined_trigger] = named("rb.trigger", **{"rb.execution_id": joined_id})
+    [joined_execution] = named("rb.execution", **{"rb.execution_id": joined_id})
+    assert (joined_trigger.trace_id, joined_trigger.parent_id) == (caller_trace, caller_span)
+    assert joined_execution.trace_id == caller_trace and joined_execution.parent_id == joined_trigger.span_id
+
     # The executor's log: JSON lines only, naming the execution, and the step where a step ran.
     services.stop_all()
     lines = [

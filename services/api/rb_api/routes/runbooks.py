@@ -203,6 +203,7 @@ EXECUTE_ROUTE = "/api/v1/runbooks/{runbook_id}/execute"  # the route's template,
 )
 async def execute(
     runbook_id: RunbookId,
+    request: Request,
     svc: ServicesDep,
     who: Operator,
     body: Annotated[triggering.ExecuteBody | None, Body()] = None,
@@ -218,7 +219,13 @@ async def execute(
     if not _RUNBOOK_ID.match(runbook_id):
         raise not_found(f"runbook {runbook_id!r}", "runbook-not-found")
     execution_id = await triggering.execute(
-        svc, runbook_id, body or triggering.ExecuteBody(), who, idempotency_key, route=EXECUTE_ROUTE
+        svc,
+        runbook_id,
+        body or triggering.ExecuteBody(),
+        who,
+        idempotency_key,
+        route=EXECUTE_ROUTE,
+        caller=request.headers,  # a traceparent joins the execution to the caller's trace
     )
     return JSONResponse(
         {"execution_id": execution_id, "status": ExecutionStatus.QUEUED},
