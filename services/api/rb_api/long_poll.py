@@ -3,8 +3,10 @@
 A client following an execution without SSE (k6, shell scripts, CI jobs) otherwise polls the
 detail every fraction of a second, and every poll is a request, an authorization and a
 projection read. Here one request waits instead: a core NATS subscription on the execution's
-subject (no JetStream consumer) is opened before the first read, so a terminal event published
-in between is not missed; it wakes the wait, and the projection is read again until it shows
+subject (no JetStream consumer) is opened (and flushed to the server) before the first read, and
+the stream's last event is looked at once after it, so an end published in between is not
+missed; the end wakes the wait (and the projection is read every 2 s regardless, in case a
+message is lost to a reconnect), and the projection is read again until it shows
 the end (the recorder follows the stream by milliseconds; the pauses between reads double from
 50 to 400 ms when it is further behind) or the time is up. The answer is the
 same detail a plain GET gives, finished or not; `wait=0` (the default) answers at once.
@@ -23,8 +25,9 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from rb_api.deps import Services
-from rb_api.executions import detail
+from rb_api.executions import check_id, detail
 from rb_api.reads import TERMINAL_STATUSES
+from rb_common.bus import last_event
 from rb_common.events import TERMINAL_EVENTS
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_WAIT = 30.0  # seconds a request may hold its answer
 PROJECTION_RECHECK = 0.05  # first pause before reading again a projection behind a seen end
 PROJECTION_RECHECK_MAX = 0.4  # the pauses double up to this (a recorder far behind, under load)
+SAFETY_RECHECK = 2.0  # seconds between reads while nothing has woken the request
 _TERMINAL_TYPES = frozenset(t.value for t in TERMINAL_EVENTS)
 
 
@@ -46,6 +50,7 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
     """The execution's detail once its status is terminal, or when `wait` seconds have passed."""
     if wait <= 0:
         return await detail(svc, execution_id)
+    check_id(execution_id)  # before the id goes into a subject
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, MAX_WAIT)
     ended = asyncio.Event()
@@ -54,27 +59,49 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
         if _is_terminal(msg):
             ended.set()
 
+    sub: Any = None
     try:
-        sub = await svc.bus.nc.subscribe(svc.bus.names.exec_subject(execution_id), cb=on_message)
-    except NatsError as exc:  # no NATS: a plain read, the client polls again
+        # Shielded: a request cancelled meanwhile (client gone) still gets to the unsubscribe.
+        with anyio.CancelScope(shield=True):
+            sub = await svc.bus.nc.subscribe(svc.bus.names.exec_subject(execution_id), cb=on_message)
+        await svc.bus.nc.flush(timeout=2)  # the server has the interest before the first read
+    except (NatsError, TimeoutError) as exc:  # no NATS: a plain read, the client polls again
         log.warning("cannot wait on %s (%s): answering at once", execution_id, exc)
+        if sub is not None:
+            await _unsubscribe(sub)
         return await detail(svc, execution_id)
     pause = PROJECTION_RECHECK
     try:
         found = await detail(svc, execution_id)
+        if found.get("status") not in TERMINAL_STATUSES and await _ended_on_the_stream(svc, execution_id):
+            ended.set()  # it ended before the subscription took effect; the projection follows
         while found.get("status") not in TERMINAL_STATUSES:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             if not ended.is_set():
+                # Woken by the end, or every SAFETY_RECHECK seconds all the same (a message
+                # lost to a reconnect must not hold the answer for the whole wait).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ended.wait(), remaining)
+                    await asyncio.wait_for(ended.wait(), min(remaining, SAFETY_RECHECK))
             else:  # seen on the stream, not yet in the projection
                 await asyncio.sleep(min(pause, remaining))
                 pause = min(pause * 2, PROJECTION_RECHECK_MAX)
             found = await detail(svc, execution_id)
         return found
     finally:
-        # Runs while the request is being cancelled too (client gone): shield the unsubscribe.
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await _unsubscribe(sub)
+
+
+async def _ended_on_the_stream(svc: Services, execution_id: str) -> bool:
+    try:
+        last = await last_event(svc.bus, execution_id)
+    except Exception:  # the projection re-reads cover it
+        return False
+    return last is not None and last.type in TERMINAL_EVENTS
+
+
+async def _unsubscribe(sub: Any) -> None:
+    # Runs while the request is being cancelled too (client gone): shield the unsubscribe.
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await sub.unsubscribe()
