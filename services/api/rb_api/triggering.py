@@ -258,7 +258,17 @@ async def execute(
     except ProblemError as exc:
         svc.metrics.refused(route, exc.slug or str(exc.status))
         raise
-    request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
-    if should_publish(claim):
-        await publish_trigger(svc.bus, runbook_id, request, caller)
+    try:
+        request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
+        if should_publish(claim):
+            await publish_trigger(svc.bus, runbook_id, request, _trace_headers(caller))
+    finally:
+        svc.queue.settled()
     return claim.execution_id
+
+
+def _trace_headers(caller: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Only the W3C trace context of the caller's headers (never its Authorization)."""
+    if not caller:
+        return None
+    return {name: caller[name] for name in ("traceparent", "tracestate") if name in caller}

@@ -82,3 +82,19 @@ async def test_one_api_process_lets_no_more_than_the_bound_through_between_two_r
     await put_queue(bus, 0)
     await gate.refresh(bus)
     await gate.check(bus, bound, retry_after=3)
+
+
+async def test_a_read_in_the_background_keeps_what_was_let_through_and_not_yet_published(bus: Bus) -> None:
+    bound = 5
+    await put_queue(bus, bound - 2)
+    gate = QueueGate(ttl=0.0)  # every request finds the figure stale: a read starts behind it
+    await gate.check(bus, bound, retry_after=3)  # the first read (bound - 2), then 1 let through
+    await gate.check(bus, bound, retry_after=3)  # a read starts in the background; 2 let through
+    assert gate._refreshing is not None
+    await gate._refreshing  # it read bound - 2 again: neither trigger is published yet
+    with pytest.raises(ProblemError):  # the two still count: bound - 2 + 2
+        await gate.check(bus, bound, retry_after=3)
+    gate.settled()
+    gate.settled()  # both published; the next read sees them on the stream (here: nothing)
+    await gate.refresh(bus)
+    await gate.check(bus, bound, retry_after=3)
