@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rb_store.recorder import upsert
@@ -58,6 +58,14 @@ def record_fire(engine: Engine, runbook_id: str, index: int, fire_time: datetime
                     update(schedule_fires)
                     .where(*where, schedule_fires.c.last_fire_time < fire_time)
                     .values(last_fire_time=fire_time, updated_at=now)
+                )
+                # A fire another replica had given up on (and recorded as missed) got through.
+                connection.execute(
+                    delete(schedule_misses).where(
+                        schedule_misses.c.runbook_id == runbook_id,
+                        schedule_misses.c.trigger_index == index,
+                        schedule_misses.c.fire_time == fire_time.astimezone(UTC),
+                    )
                 )
                 if moved.rowcount:
                     return

@@ -82,6 +82,8 @@ class CronSchedules:
 
     def shutdown(self) -> None:
         self.scheduler.shutdown(wait=False)
+        for task in list(self.pending):  # fires still publishing (retrying): the other replicas'
+            task.cancel()
 
     def sync(
         self,

@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from rb_common import logs, tracing
-from rb_common.bus import Bus, connect
+from rb_common.bus import Bus, connect, last_event
 from rb_common.consumers import consume_push, durable_config
 from rb_common.errors import RbError
 from rb_common.health import Health, watch_bus
@@ -37,6 +39,20 @@ from rb_store.db import database_url, make_engine, migrate_when_reachable, selec
 from rb_store.registry import approved, paused
 
 log = logging.getLogger(__name__)
+
+
+def transient_database_error(exc: BaseException) -> bool:
+    """The database is unreachable or restarting (worth trying again), not refusing the row."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, TimeoutError, OSError))
+
+
+def first_delivery(msg: Msg) -> bool:
+    try:
+        return int(msg.metadata.num_delivered) <= 1
+    except Exception:  # not a JetStream message
+        return True
 
 # How long an alert waits for the registry changes that came before it to be applied.
 REGISTRY_WAIT_SECONDS = 10.0
@@ -137,10 +153,13 @@ class Scheduler:
                 started = await self.publish(runbook, execution_id, params, context, "scheduler")
                 break
             except Exception as exc:
-                if asyncio.get_running_loop().time() + pause > deadline:
+                transient = isinstance(exc, (NatsError, TimeoutError, OSError))
+                if not transient or asyncio.get_running_loop().time() + pause > deadline:
                     metrics.CRON_FIRES.labels(runbook.id, "failed").inc()
-                    log.exception("cron fire of %s at %s failed; recording it as missed", runbook.id, fire_time)
-                    await self.record_missed(runbook.id, index, [fire_time])
+                    log.exception("cron fire of %s at %s failed", runbook.id, fire_time)
+                    # Missed, unless another replica got it through (its execution has begun).
+                    if not await self._begun(execution_id):
+                        await self.record_missed(runbook.id, index, [fire_time])
                     return
                 log.warning("cron fire of %s at %s not published yet (%s); again", runbook.id, fire_time, exc)
                 await asyncio.sleep(pause)
@@ -158,6 +177,12 @@ class Scheduler:
         except Exception:
             log.exception("recording the fire of %s at %s failed", runbook.id, fire_time)
 
+    async def _begun(self, execution_id: str) -> bool:
+        try:
+            return await last_event(self.bus, execution_id) is not None
+        except Exception:
+            return False
+
     async def record_missed(self, runbook_id: str, index: int, fire_times: list[datetime]) -> None:
         try:
             await asyncio.to_thread(fire_book.record_missed, self.engine, runbook_id, index, fire_times)
@@ -171,7 +196,8 @@ class Scheduler:
             log.error("dropping malformed alert: %s", exc.errors()[0]["msg"])
             await msg.term()
             return
-        metrics.ALERTS_RECEIVED.labels(alert.source).inc()
+        if first_delivery(msg):  # a redelivery (after a failed record) is not another receipt
+            metrics.ALERTS_RECEIVED.labels(alert.source).inc()
         # As of its arrival: every registry change the API had acknowledged when the alert came
         # in is applied first (bounded: a registry that cannot catch up does not stop routing).
         if not await self.view.wait_for(alert.registry_seq, self.registry_wait):
@@ -227,12 +253,15 @@ class Scheduler:
             await asyncio.to_thread(record, self.engine, record_row(alert, started, reason))
         except Exception as exc:
             # The executions are started (or not) either way, but the record is what operators
-            # see on /alerts (an accepted alert with no row has vanished for them): the alert is
-            # not acknowledged, comes back (consume_push NAKs it) and is routed and recorded
-            # again. Idempotent: the same execution ids (JetStream keeps one trigger each), an
-            # upsert of the same row; its receipt is counted again.
-            log.warning("alert %s: recording it failed (%s); it will be handled again", alert.dedupe_id, exc)
-            raise
+            # see on /alerts (an accepted alert with no row has vanished for them). While the
+            # database is unreachable the alert is not acknowledged: it comes back (consume_push
+            # NAKs it) and is routed and recorded again. Idempotent: the same execution ids
+            # (JetStream keeps one trigger each), an upsert of the same row. A record the
+            # database refuses for good is logged and the alert acknowledged (no poison message).
+            if transient_database_error(exc):
+                log.warning("alert %s: recording it failed (%s); it will be handled again", alert.dedupe_id, exc)
+                raise
+            log.exception("alert %s: the database refused its record; not recorded", alert.dedupe_id)
         await msg.ack()
 
     async def sync_cron(self, _runbook_id: str = "") -> None:
