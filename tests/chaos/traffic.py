@@ -209,14 +209,6 @@ class ApiTraffic:
                 return {d: list(recorded[d]["execution_ids"]) for d in self.alerts}
             await asyncio.sleep(2)
 
-    async def missed_fires(self) -> int:
-        async with self.client() as client:
-            response = await self._settled("schedules", lambda: client.get("/schedules"))
-        for item in response.json()["items"]:
-            if item["runbook_id"] == "chaos-cron":
-                return int(item.get("missed", 0)) + int(item.get("refused_fires", 0))
-        return 0
-
 
 def cron_executions(since: datetime, until: datetime) -> dict[datetime, str]:
     """The cron runbook's fire times strictly after `since` up to `until`, each with the id of
