@@ -100,9 +100,15 @@ class LoadProfile:
             options["duration"] = _duration(self.duration or "30s", "--duration")
         else:
             options["stages"] = parse_stages(self.stages or DEFAULT_STAGES)
-        options["thresholds"] = {
-            self._threshold_metric(metric): [expr] for metric, expr in self.thresholds.items() if expr
-        }
+        thresholds: dict[str, list[str]] = {}
+        for metric, expr in self.thresholds.items():
+            if not expr:
+                continue
+            key = self._threshold_metric(metric)
+            if key in thresholds:
+                raise RbError(f"--threshold {key}: given twice (with --poll-wait, http_req_duration is {key})")
+            thresholds[key] = [expr]
+        options["thresholds"] = thresholds
         options["summaryTrendStats"] = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"]
         return options
 

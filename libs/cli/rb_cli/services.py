@@ -105,7 +105,8 @@ def lower_priority(nice: int) -> int:
         return os.getpriority(os.PRIO_PROCESS, 0)
     for tid in threads:
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:  # never raise one (not allowed)
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 

@@ -172,3 +172,11 @@ def test_long_polls_wait_in_the_api_and_leave_the_request_threshold_to_the_other
     assert "const POLL_WAIT = 0.0;" in script and "http_req_duration" in options_of(script)["thresholds"]  # type: ignore[operator]
     code, _, err = rb("loadtest", "generate", HELLO, "--poll-wait", "31")
     assert code == 2 and err.count("\n") == 1, err
+
+
+def test_a_threshold_given_twice_after_the_long_poll_rename_is_refused(rb: Rb) -> None:
+    code, out, err = rb(
+        "loadtest", "generate", HELLO, "--poll-wait", "5", "--threshold", "http_req_duration=p(95)<100",
+        "--threshold", "http_req_duration{long_poll:false}=p(95)<200",
+    )  # fmt: skip
+    assert code == 2 and out == "" and "given twice" in err and err.count("\n") == 1, err
