@@ -392,11 +392,13 @@ def _checked(ack: PubAck, event: Event) -> int:
 
 
 async def last_subject_seq(bus: Bus, execution_id: str) -> int:
-    """Stream sequence of the execution's last event (0 if it has none)."""
+    """Stream sequence of the execution's last event (0 if it has none), as the stream's leader
+    has it. Not a direct get: any replica answers those, and a follower behind the leader (after
+    a leader change) would make a coordinator's stale cache look current, and a result it did
+    not know the step of would be dropped as stale (issue 19's 30-minute chaos run left one
+    execution RUNNING for good that way)."""
     try:
-        last = await bus.js.get_last_msg(
-            bus.names.events_stream, bus.names.exec_subject(execution_id), direct=True
-        )
+        last = await bus.js.get_last_msg(bus.names.events_stream, bus.names.exec_subject(execution_id))
     except NotFoundError:
         return 0
     return last.seq or 0
