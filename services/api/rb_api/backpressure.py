@@ -4,11 +4,8 @@ The backlog is what waits for a slot (the slot table's queue, rb_common.slots_bu
 triggers the executors have not taken yet (their durable consumer's pending and unacknowledged
 messages). At `RB_MAX_QUEUED_EXECUTIONS` or more, the route answers 429 problem+json with
 `Retry-After: RB_QUEUE_RETRY_AFTER`. The figure is read at most every `TTL` seconds per API
-process (one KV get and one consumer info, in the background: no request waits for it), shared
-by the requests of that time, never a scan per request. Each execution the process lets through
-counts against the figure (QueueGate), so one API process never lets more than the bound
-through however fast the requests come; the executors refuse (and record) what slips past
-several API replicas' figures at once.
+process (one KV get and one consumer info), shared by the requests of that time, never a scan
+per request; the executors refuse (and record) what slips past a stale figure.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import asyncio
 import logging
 import time
 
+from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from rb_api.problems import ProblemError
@@ -40,66 +38,34 @@ async def backlog(bus: Bus) -> int:
 
 
 class QueueGate:
-    """One API process's backlog figure: the last read plus what this process let through since.
+    """One API process's cached backlog figure."""
 
-    A read takes a moment, and triggers this process publishes meanwhile may or may not be in
-    it: the figure after a read is the read, plus the requests let through since the read began,
-    plus those let through before it and not yet published then (counted twice if the read saw
-    them too: the error is on the side of refusing). So one API process never lets more than the
-    bound through, however fast requests come."""
-
-    def __init__(self, ttl: float = TTL) -> None:
-        self.ttl = ttl
+    def __init__(self) -> None:
         self._depth = 0
-        self._read_at: float | None = None
-        self._refreshing: asyncio.Task[None] | None = None
-        self._first = asyncio.Lock()
-        self._admitted = 0  # requests let through, ever
-        self._unpublished = 0  # let through, trigger not yet published (or the request failed)
-
-    async def refresh(self, bus: Bus) -> None:
-        """Read the backlog now."""
-        mark, pending = self._admitted, self._unpublished
-        try:
-            read = await backlog(bus)
-        except Exception as exc:  # a figure that cannot be read refuses nothing on it
-            log.warning("backlog unknown (%s): not refusing on it", exc)
-            read = 0
-        self._depth = read + (self._admitted - mark) + pending
-        self._read_at = time.monotonic()
+        self._read_at = -TTL
+        self._lock = asyncio.Lock()
 
     async def depth(self, bus: Bus) -> int:
-        """The figure; a stale one is read again in the background (the request does not wait
-        for NATS: the figure it gets is at most a read's time older), the first one at once."""
-        if self._read_at is None:
-            async with self._first:
-                if self._read_at is None:
-                    await self.refresh(bus)
-        elif time.monotonic() - self._read_at >= self.ttl and self._refreshing is None:
-            self._refreshing = asyncio.create_task(self.refresh(bus))
-            self._refreshing.add_done_callback(self._refreshed)
+        if time.monotonic() - self._read_at < TTL:
+            return self._depth
+        async with self._lock:
+            if time.monotonic() - self._read_at >= TTL:
+                try:
+                    self._depth = await backlog(bus)
+                except (NatsError, TimeoutError, OSError) as exc:
+                    log.warning("backlog unknown (%s): not refusing on it", exc)
+                    self._depth = 0
+                self._read_at = time.monotonic()
         return self._depth
 
-    def _refreshed(self, _task: asyncio.Task[None]) -> None:
-        self._refreshing = None
-
     async def check(self, bus: Bus, bound: int, retry_after: int) -> None:
-        """Raise the 429 when the backlog is at its bound; otherwise count the request in it
-        (call `settled()` once its trigger is published, or it failed)."""
+        """Raise the 429 when the backlog is at its bound."""
         depth = await self.depth(bus)
-        if depth < bound:
-            self._depth += 1  # until the next read, which sees this execution's trigger pending
-            self._admitted += 1
-            self._unpublished += 1
-            return
-        raise ProblemError(
-            429,
-            f"{depth} executions wait for a slot (the bound is {bound}); try again later",
-            slug="queue-full",
-            title="Too many executions waiting",
-            headers={"Retry-After": str(retry_after)},
-        )
-
-    def settled(self) -> None:
-        """A request `check` let through has published its trigger, or failed."""
-        self._unpublished -= 1
+        if depth >= bound:
+            raise ProblemError(
+                429,
+                f"{depth} executions wait for a slot (the bound is {bound}); try again later",
+                slug="queue-full",
+                title="Too many executions waiting",
+                headers={"Retry-After": str(retry_after)},
+            )

@@ -9,11 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from api_auth_support import approve
 
-from rb_api.backpressure import QueueGate
-from rb_api.problems import ProblemError
 from rb_common.bus import Bus
 from rb_common.settings import Settings
 from rb_common.slots import Slot, Table
@@ -65,36 +62,3 @@ async def test_past_the_bound_execute_answers_429_with_retry_after(
     assert answer["data"] is None and answer["errors"][0]["extensions"]["status"] == 429, answer
     assert (await probe.triggers(runbook_id))[0] == triggers
 
-
-async def test_one_api_process_lets_no_more_than_the_bound_through_between_two_reads(bus: Bus) -> None:
-    """Requests faster than the figure is read: each one let through counts against it, so the
-    third of three arrivals at a backlog of bound - 2 is refused although the figure is old."""
-    bound = 5
-    await put_queue(bus, bound - 2)
-    gate = QueueGate(ttl=60.0)  # one read for the whole test
-    await gate.check(bus, bound, retry_after=3)
-    await gate.check(bus, bound, retry_after=3)
-    with pytest.raises(ProblemError) as refused:
-        await gate.check(bus, bound, retry_after=3)
-    assert refused.value.status == 429 and f"{bound} executions wait" in str(refused.value.detail)
-
-    # A new read replaces the estimate with what is there.
-    await put_queue(bus, 0)
-    await gate.refresh(bus)
-    await gate.check(bus, bound, retry_after=3)
-
-
-async def test_a_read_in_the_background_keeps_what_was_let_through_and_not_yet_published(bus: Bus) -> None:
-    bound = 5
-    await put_queue(bus, bound - 2)
-    gate = QueueGate(ttl=0.0)  # every request finds the figure stale: a read starts behind it
-    await gate.check(bus, bound, retry_after=3)  # the first read (bound - 2), then 1 let through
-    await gate.check(bus, bound, retry_after=3)  # a read starts in the background; 2 let through
-    assert gate._refreshing is not None
-    await gate._refreshing  # it read bound - 2 again: neither trigger is published yet
-    with pytest.raises(ProblemError):  # the two still count: bound - 2 + 2
-        await gate.check(bus, bound, retry_after=3)
-    gate.settled()
-    gate.settled()  # both published; the next read sees them on the stream (here: nothing)
-    await gate.refresh(bus)
-    await gate.check(bus, bound, retry_after=3)
