@@ -4,7 +4,8 @@ The backlog is what waits for a slot (the slot table's queue, rb_common.slots_bu
 triggers the executors have not taken yet (their durable consumer's pending and unacknowledged
 messages). At `RB_MAX_QUEUED_EXECUTIONS` or more, the route answers 429 problem+json with
 `Retry-After: RB_QUEUE_RETRY_AFTER`. The figure is read at most every `TTL` seconds per API
-process (one KV get and one consumer info), shared by the requests of that time, never a scan
+process (one KV get and one consumer info, in the background: no request waits for it), shared
+by the requests of that time, never a scan
 per request; the executors refuse (and record) what slips past a stale figure.
 """
 
@@ -14,7 +15,6 @@ import asyncio
 import logging
 import time
 
-from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from rb_api.problems import ProblemError
@@ -38,25 +38,38 @@ async def backlog(bus: Bus) -> int:
 
 
 class QueueGate:
-    """One API process's cached backlog figure."""
+    """One API process's cached backlog figure, read again in the background when stale."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float = TTL) -> None:
+        self.ttl = ttl
         self._depth = 0
-        self._read_at = -TTL
-        self._lock = asyncio.Lock()
+        self._read_at: float | None = None
+        self._first = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def refresh(self, bus: Bus) -> None:
+        """Read the backlog now."""
+        try:
+            self._depth = await backlog(bus)
+        except Exception as exc:  # a figure that cannot be read refuses nothing on it
+            log.warning("backlog unknown (%s): not refusing on it", exc)
+            self._depth = 0
+        self._read_at = time.monotonic()
 
     async def depth(self, bus: Bus) -> int:
-        if time.monotonic() - self._read_at < TTL:
-            return self._depth
-        async with self._lock:
-            if time.monotonic() - self._read_at >= TTL:
-                try:
-                    self._depth = await backlog(bus)
-                except (NatsError, TimeoutError, OSError) as exc:
-                    log.warning("backlog unknown (%s): not refusing on it", exc)
-                    self._depth = 0
-                self._read_at = time.monotonic()
+        """The figure; a stale one is read again in the background (no request waits for NATS:
+        the figure it gets is at most a read's time older), the first one at once."""
+        if self._read_at is None:
+            async with self._first:
+                if self._read_at is None:
+                    await self.refresh(bus)
+        elif time.monotonic() - self._read_at >= self.ttl and self._refreshing is None:
+            self._refreshing = asyncio.create_task(self.refresh(bus))
+            self._refreshing.add_done_callback(self._refreshed)
         return self._depth
+
+    def _refreshed(self, _task: asyncio.Task[None]) -> None:
+        self._refreshing = None
 
     async def check(self, bus: Bus, bound: int, retry_after: int) -> None:
         """Raise the 429 when the backlog is at its bound."""
