@@ -5,8 +5,11 @@ triggers the executors have not taken yet (their durable consumer's pending and 
 messages). At `RB_MAX_QUEUED_EXECUTIONS` or more, the route answers 429 problem+json with
 `Retry-After: RB_QUEUE_RETRY_AFTER`. The figure is read at most every `TTL` seconds per API
 process (one KV get and one consumer info, in the background: no request waits for it), shared
-by the requests of that time, never a scan
-per request; the executors refuse (and record) what slips past a stale figure.
+by the requests of that time, never a scan per request. Each request let through counts in the
+figure until the next read (which adds those whose trigger is not published yet), so a burst
+within a figure's lifetime does not overshoot the bound; a figure at the bound only by those is
+read again before it refuses. The executors refuse (and record) what slips past several API
+replicas' figures.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ async def backlog(bus: Bus) -> int:
         info = await bus.js.consumer_info(bus.names.triggers_stream, TRIGGER_CONSUMER)
     except NotFoundError:
         return queued  # no executor has started yet
-    return queued + int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    # Not the unacknowledged ones: an executor holds a trigger only while it queues or starts
+    # it, and a queued one is in the table already (it would be counted twice).
+    return queued + int(info.num_pending or 0)
 
 
 class QueueGate:
@@ -43,6 +48,8 @@ class QueueGate:
     def __init__(self, ttl: float = TTL) -> None:
         self.ttl = ttl
         self._depth = 0
+        self._read_value = 0  # the figure as the last read left it
+        self._unpublished = 0  # let through, trigger not yet published (or the request failed)
         self._read_at: float | None = None
         self._first = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
@@ -50,10 +57,12 @@ class QueueGate:
     async def refresh(self, bus: Bus) -> None:
         """Read the backlog now."""
         try:
-            self._depth = await backlog(bus)
+            read = await backlog(bus)
         except Exception as exc:  # a figure that cannot be read refuses nothing on it
             log.warning("backlog unknown (%s): not refusing on it", exc)
-            self._depth = 0
+            read = 0
+        # Requests let through whose trigger is not published yet: the read cannot have them.
+        self._depth = self._read_value = read + self._unpublished
         self._read_at = time.monotonic()
 
     async def depth(self, bus: Bus) -> int:
@@ -72,13 +81,28 @@ class QueueGate:
         self._refreshing = None
 
     async def check(self, bus: Bus, bound: int, retry_after: int) -> None:
-        """Raise the 429 when the backlog is at its bound."""
+        """Raise the 429 when the backlog is at its bound; otherwise count the request in it
+        until the next read (call `settled()` once its trigger is published, or it failed)."""
         depth = await self.depth(bus)
-        if depth >= bound:
-            raise ProblemError(
+        if depth >= bound and depth > self._read_value:
+            # At the bound only by the requests let through since the last read: read again
+            # before refusing (the executors may have started them; running ones do not wait).
+            async with self._first:
+                if self._depth > self._read_value:
+                    await self.refresh(bus)
+            depth = self._depth
+        if depth < bound:
+            self._depth += 1
+            self._unpublished += 1
+            return
+        raise ProblemError(
                 429,
                 f"{depth} executions wait for a slot (the bound is {bound}); try again later",
                 slug="queue-full",
                 title="Too many executions waiting",
                 headers={"Retry-After": str(retry_after)},
             )
+
+    def settled(self) -> None:
+        """A request `check` let through has published its trigger, or failed."""
+        self._unpublished -= 1

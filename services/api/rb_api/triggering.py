@@ -258,9 +258,12 @@ async def execute(
     except ProblemError as exc:
         svc.metrics.refused(route, exc.slug or str(exc.status))
         raise
-    request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
-    if should_publish(claim):
-        await publish_trigger(svc.bus, runbook_id, request, _trace_headers(caller))
+    try:
+        request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
+        if should_publish(claim):
+            await publish_trigger(svc.bus, runbook_id, request, _trace_headers(caller))
+    finally:
+        svc.queue.settled()
     return claim.execution_id
 
 

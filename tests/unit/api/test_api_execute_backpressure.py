@@ -71,3 +71,28 @@ async def test_past_the_bound_execute_answers_429_with_retry_after(
     assert answer["data"] is None and answer["errors"][0]["extensions"]["status"] == 429, answer
     assert (await probe.triggers(runbook_id))[0] == triggers
 
+
+
+async def test_requests_let_through_count_until_a_read_and_are_read_again_before_a_refusal(bus: Bus) -> None:
+    """A burst faster than the figure's reads cannot overshoot the bound; a figure at the bound
+    only by such requests is read again before refusing."""
+    from rb_api.backpressure import QueueGate
+    from rb_api.problems import ProblemError
+
+    bound = 5
+    await put_queue(bus, bound - 2)
+    gate = QueueGate(ttl=60.0)  # no background read during the test
+    await gate.check(bus, bound, retry_after=3)
+    await gate.check(bus, bound, retry_after=3)  # bound - 2 read + 2 let through: at the bound
+    # Both still unpublished: the read again finds bound - 2 and adds them.
+    try:
+        await gate.check(bus, bound, retry_after=3)
+        raise AssertionError("a third request was let through past the bound")
+    except ProblemError as refused:
+        assert refused.status == 429
+    # Both published, and the executors took one of the waiting ones off the queue meanwhile.
+    gate.settled()
+    gate.settled()
+    await put_queue(bus, bound - 1)
+    await gate.refresh(bus)  # the next read (in the background once the figure is stale)
+    await gate.check(bus, bound, retry_after=3)  # bound - 1
