@@ -88,7 +88,10 @@ async def test_readiness_names_a_lost_quorum_and_the_services_resume_by_themselv
         node.start()
     await asyncio.to_thread(cluster.wait_meta_leader, 120.0)
     for name, url in urls.items():
-        await asyncio.to_thread(wait_until, lambda u=url: readiness(u)[0] == 200, 180.0, f"{name} ready again")
+        try:
+            await asyncio.to_thread(wait_until, lambda u=url: readiness(u)[0] == 200, 180.0, f"{name} ready again")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}: {readiness(url)}\n{stack.logs()}") from None
     assert api.poll() is None and executor.poll() is None
     assert stack.starts["executor"] == 1 and stack.starts["api"] == 1
 

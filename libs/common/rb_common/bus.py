@@ -7,7 +7,9 @@ import copy
 import itertools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -24,9 +26,17 @@ from rb_common.upcast import upcast
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # JetStream's error codes for failed Nats-Expected-Last-Subject-Sequence / -Last-Msg-Id checks.
 WRONG_LAST_SEQUENCE = 10071
 WRONG_LAST_MSG_ID = 10070
+
+# What JetStream raises while it cannot serve (a cluster without quorum, a stream electing its
+# leader, a node restarting): worth trying again; anything else is a real answer.
+JETSTREAM_UNAVAILABLE = (NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError)
+JETSTREAM_WAIT = 300.0
+
 
 DAY = 86_400.0
 DEFAULT_NAMESPACE = "rb"
@@ -256,7 +266,7 @@ async def connect(
     namespace: str = DEFAULT_NAMESPACE,
     replicas: int = 1,
     connect_timeout: float = 5.0,
-    jetstream_wait: float = 300.0,
+    jetstream_wait: float = JETSTREAM_WAIT,
 ) -> Bus:
     nc = await nats.connect(
         url,
@@ -276,22 +286,27 @@ async def connect(
     return Bus(nc, js, names)
 
 
-async def _ensure_streams_patiently(js: JetStreamContext, names: Names, wait: float) -> None:
-    """ensure_streams, tried again while JetStream cannot answer (a cluster that lost its
-    quorum, a stream electing its leader: a replica started then waits and resumes by itself
-    instead of exiting), for up to `wait` seconds."""
+async def patiently(call: Callable[[], Awaitable[T]], what: str, wait: float = JETSTREAM_WAIT) -> T:
+    """`call()`, tried again while JetStream cannot answer, for up to `wait` seconds: a service
+    setting itself up (streams, durable consumers, buckets, subscriptions) during a lost quorum
+    waits and resumes by itself instead of exiting. `call` must be safe to repeat."""
     deadline = asyncio.get_running_loop().time() + wait
     pause = 0.5
     while True:
         try:
-            await ensure_streams(js, names)
-            return
-        except (NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError) as exc:
+            return await call()
+        except JETSTREAM_UNAVAILABLE as exc:
             if asyncio.get_running_loop().time() + pause > deadline:
                 raise
-            log.warning("JetStream does not answer yet (%s); trying again in %.1fs", type(exc).__name__, pause)
+            log.warning("JetStream does not answer yet (%s: %s); trying again in %.1fs", what, type(exc).__name__, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+
+async def _ensure_streams_patiently(js: JetStreamContext, names: Names, wait: float) -> None:
+    """ensure_streams, tried again while JetStream cannot answer (a replica started then waits
+    and resumes by itself instead of exiting), for up to `wait` seconds."""
+    await patiently(lambda: ensure_streams(js, names), "streams", wait)
 
 
 async def ensure_streams(js: JetStreamContext, names: Names = DEFAULT_NAMES) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from rb_common.bus import Bus
+from rb_common.bus import Bus, patiently
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def consume_push(
     config.deliver_subject = bus.names.deliver_subject(config.durable_name)
     config.deliver_group = config.durable_name
     config.flow_control = None
-    await bus.js.add_consumer(stream, config)
+    await patiently(lambda: bus.js.add_consumer(stream, config), f"consumer {config.durable_name}")
     inflight: set[asyncio.Task[None]] = set()
 
     async def on_message(msg: Msg) -> None:

@@ -830,9 +830,9 @@ async def serve(
         timeout=config.send_timeout, transport=EgressTransport(EgressPolicy.parse(config.egress_allow))
     )
     try:
-        await ensure_consumer(bus, config, name)
+        await nats_bus.patiently(lambda: ensure_consumer(bus, config, name), f"consumer {name}")
         claims = Claims(bus, config.claim_lease)
-        await claims.bucket()
+        await nats_bus.patiently(claims.bucket, "claims bucket")
         notifier = Notifier(
             bus, config, slack=slack, email=email, webhook=webhook, step_webhook=step_webhook, claims=claims
         )

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from rb_common import logs
-from rb_common.bus import Bus, connect
+from rb_common.bus import Bus, connect, patiently
 from rb_common.consumers import durable_config
 from rb_common.events import Event
 from rb_common.health import Health, watch_bus
@@ -227,12 +227,11 @@ async def run_recorder(
             health.add("database", lambda: asyncio.to_thread(select_one, db))
             watch_bus(health, bus)
         try:
-            sub = await ensure_consumer(
-                bus,
-                recorder,
-                consumer,
-                subjects or [bus.names.all_of("exec")],
-                deliver=settings.recorder_deliver,
+            sub = await patiently(
+                lambda: ensure_consumer(
+                    bus, recorder, consumer, subjects or [bus.names.all_of("exec")], deliver=settings.recorder_deliver
+                ),
+                f"consumer {consumer}",
             )
             log.info("recorder consuming %s as %s", bus.names.events_stream, consumer)
             await consume(sub, recorder, stop, batch_size=batch_size, fetch_timeout=fetch_timeout)

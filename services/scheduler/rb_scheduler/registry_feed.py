@@ -27,7 +27,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sqlalchemy import Engine, and_, select
 
-from rb_common.bus import Bus
+from rb_common.bus import Bus, patiently
 from rb_common.model import Runbook
 from rb_common.registry_events import decode, ensure_bucket
 from rb_store.registry import Registered, approved
@@ -239,18 +239,21 @@ class RegistryWatcher:
         self._prefix = bus.names.registry_key_subject("")
 
     async def start(self) -> None:
-        await ensure_bucket(self.bus.js, self.bus.names)
-        info = await self.bus.js.stream_info(self.bus.names.registry_stream)
+        await patiently(lambda: ensure_bucket(self.bus.js, self.bus.names), "registry bucket")
+        info = await patiently(lambda: self.bus.js.stream_info(self.bus.names.registry_stream), "registry stream")
         start_seq = int(info.state.last_seq or 0)
         self.view.load(await asyncio.to_thread(approved, self.engine), start_seq)
         await self.view.advanced()
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq + 1)
-        self._sub = await self.bus.js.subscribe(
-            self.bus.names.all_registry_keys,
-            stream=self.bus.names.registry_stream,
-            config=config,
-            ordered_consumer=True,
-            cb=self._on_message,
+        self._sub = await patiently(
+            lambda: self.bus.js.subscribe(
+                self.bus.names.all_registry_keys,
+                stream=self.bus.names.registry_stream,
+                config=config,
+                ordered_consumer=True,
+                cb=self._on_message,
+            ),
+            "registry changes",
         )
         log.info("following registry changes from sequence %d", start_seq + 1)
 

@@ -28,6 +28,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
+from rb_common.bus import patiently
 from rb_common.canonical import canonical_json
 from rb_common.consumers import consume_push, durable_config
 from rb_common.messages import OutsideEvent, WaiterRegistration
@@ -170,8 +171,11 @@ class OutsideEvents:
             raise
 
     async def _follow_registrations(self, stop: asyncio.Event, caught_up: asyncio.Event) -> None:
-        sub = await self.bus.js.subscribe(
-            self.bus.names.all_of("waiter"), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        sub = await patiently(
+            lambda: self.bus.js.subscribe(
+                self.bus.names.all_of("waiter"), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            ),
+            "waiter registrations",
         )
         try:
             while not stop.is_set():

@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from rb_common import logs, tracing
-from rb_common.bus import Bus
+from rb_common.bus import Bus, patiently
 from rb_common.consumers import durable_config
 from rb_common.events import EventType
 from rb_common.expressions import render
@@ -130,7 +130,9 @@ class Worker:
             backoff=[self.ack_wait * 2**n for n in range(min(4, max_deliver - 1))],
             max_ack_pending=max(self.concurrency * 4, 64),
         )
-        info = await self.bus.js.add_consumer(self.bus.names.tasks_stream, config)
+        info = await patiently(
+            lambda: self.bus.js.add_consumer(self.bus.names.tasks_stream, config), f"consumer {self.consumer}"
+        )
         ack_wait = min(self.ack_wait, info.config.ack_wait or self.ack_wait)
         # Well below AckWait (= backoff[0]): a long step keeps its task, and a round of in-progress
         # acks that comes late still comes in time.
