@@ -6,9 +6,11 @@ projection read. Here one request waits instead: a core NATS subscription on the
 subject (no JetStream consumer) is opened (and flushed to the server) before the first read, and
 the stream's last event is looked at once after it, so an end published in between is not
 missed; the end wakes the wait (and the projection is read every 2 s regardless, in case a
-message is lost to a reconnect), and the projection is read again until it shows
+message is lost to a reconnect), and the projection's status is read again until it shows
 the end (the recorder follows the stream by milliseconds; the pauses between reads double from
-50 to 400 ms when it is further behind) or the time is up. The answer is the
+50 to 400 ms when it is further behind) or the time is up. Until then only the status column is
+read (and the stream's last event once): the whole detail, which before the recorder has the
+execution means reading its events from the stream, is read once, to answer. The answer is the
 same detail a plain GET gives, finished or not; `wait=0` (the default) answers at once.
 """
 
@@ -24,11 +26,12 @@ import orjson
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.executions import check_id, detail
-from rb_api.reads import TERMINAL_STATUSES
+from rb_api.reads import TERMINAL_STATUSES, projected_status
 from rb_common.bus import last_event
-from rb_common.events import TERMINAL_EVENTS
+from rb_common.events import TERMINAL_EVENTS, Event
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +75,17 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
         return await detail(svc, execution_id)
     pause = PROJECTION_RECHECK
     try:
-        found = await detail(svc, execution_id)
-        if found.get("status") not in TERMINAL_STATUSES and await _ended_on_the_stream(svc, execution_id):
-            ended.set()  # it ended before the subscription took effect; the projection follows
-        while found.get("status") not in TERMINAL_STATUSES:
+        # Until the end, only the status is read (the whole detail is read once, to answer).
+        status = await in_thread(projected_status, svc.engine, execution_id)
+        if status not in TERMINAL_STATUSES:
+            last = await _last_event(svc, execution_id)
+            if status is None and last is None:
+                # Neither projected nor on the stream: unknown (the detail answers 404), or
+                # triggered a moment ago (the detail finds its first event, and a poll goes on).
+                return await detail(svc, execution_id)
+            if last is not None and last.type in TERMINAL_EVENTS:
+                ended.set()  # it ended before the subscription took effect; the projection follows
+        while status not in TERMINAL_STATUSES:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -87,18 +97,17 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
             else:  # seen on the stream, not yet in the projection
                 await asyncio.sleep(min(pause, remaining))
                 pause = min(pause * 2, PROJECTION_RECHECK_MAX)
-            found = await detail(svc, execution_id)
-        return found
+            status = await in_thread(projected_status, svc.engine, execution_id)
+        return await detail(svc, execution_id)
     finally:
         await _unsubscribe(sub)
 
 
-async def _ended_on_the_stream(svc: Services, execution_id: str) -> bool:
+async def _last_event(svc: Services, execution_id: str) -> Event | None:
     try:
-        last = await last_event(svc.bus, execution_id)
-    except Exception:  # the projection re-reads cover it
-        return False
-    return last is not None and last.type in TERMINAL_EVENTS
+        return await last_event(svc.bus, execution_id)
+    except Exception:  # the status re-reads cover it
+        return None
 
 
 async def _unsubscribe(sub: Any) -> None:

@@ -47,6 +47,15 @@ def _projected(engine: Engine, execution_id: str) -> bool:
     return found is not None
 
 
+def projected_status(engine: Engine, execution_id: str) -> str | None:
+    """The projected execution's status alone (None: no row yet): what a long poll looks at
+    until the execution has ended, one indexed column instead of the whole detail."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(runbook_executions.c.status).where(runbook_executions.c.id == execution_id)
+        ).scalar()
+
+
 def list_executions(
     engine: Engine,
     *,
