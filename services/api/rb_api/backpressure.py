@@ -1,7 +1,7 @@
 """The execute route's 429: refuse work the executors cannot take (issue 15, "fair and bounded").
 
 The backlog is what waits for a slot (the slot table's queue, rb_common.slots_bucket) plus the
-triggers the executors have not taken yet (their durable consumer's pending and unacknowledged
+triggers the executors have not admitted yet (their durable consumer's pending and unacknowledged
 messages). At `RB_MAX_QUEUED_EXECUTIONS` or more, the route answers 429 problem+json with
 `Retry-After: RB_QUEUE_RETRY_AFTER`. The figure is read at most every `TTL` seconds per API
 process (one KV get and one consumer info, in the background: no request waits for it), shared
@@ -31,15 +31,19 @@ TRIGGER_CONSUMER = "executor-triggers-q"  # the executors' durable on rb.trigger
 
 
 async def backlog(bus: Bus) -> int:
-    """Executions waiting for a slot plus triggers not yet admitted."""
-    queued = await queue_depth(bus)
+    """Executions waiting for a slot plus triggers not yet admitted, counted so that none is
+    missed: the triggers first (stored and not delivered, or delivered and not acknowledged: an
+    executor acknowledges a trigger once it has started or queued it), then the table. A trigger
+    admitted between the two reads, or queued and not yet acknowledged, counts twice; the
+    figure errs high for the time of one admission, never low (it would let through what an
+    executor then refuses after the 202)."""
     try:
         info = await bus.js.consumer_info(bus.names.triggers_stream, TRIGGER_CONSUMER)
     except NotFoundError:
-        return queued  # no executor has started yet
-    # Not the unacknowledged ones: an executor holds a trigger only while it queues or starts
-    # it, and a queued one is in the table already (it would be counted twice).
-    return queued + int(info.num_pending or 0)
+        held = 0  # no executor has started yet
+    else:
+        held = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    return held + await queue_depth(bus)
 
 
 class QueueGate:
