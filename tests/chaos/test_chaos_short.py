@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -312,7 +312,13 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         await chaos_task
         await api_task
 
-        not_terminal: list[str] = []  # asserted after the numbers are printed
+        not_terminal: list[str] = []
+        # Every invariant is checked after the numbers are printed, so a failed run has them.
+        failures: list[str] = []
+
+        def expect(ok: bool, why: Callable[[], str]) -> None:
+            if not ok:
+                failures.append(why())
 
         async def terminal(ids: set[str], timeout: float = 90.0) -> dict[str, list[Event]]:
             """Every one of `ids` ends (within a minute and a half of the last kill)."""
@@ -332,7 +338,7 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         # recorded it), each sub-runbook's child.
         alert_runs = await traffic.alert_executions()
         several = {d: ids for d, ids in alert_runs.items() if len(ids) != 1}
-        assert not several, f"alerts without exactly one execution: {list(several.items())[:3]}"
+        expect(not several, lambda: f"alerts without exactly one execution: {list(several.items())[:3]}")
         ends = await terminal(set(accepted) | set(traffic.accepted) | {ids[0] for ids in alert_runs.values()})
         children = {
             child_execution_id(str(e.data["idempotency_key"]))
@@ -350,9 +356,12 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         recorded_missed = await asyncio.to_thread(missed_fire_times, postgres.url, "chaos-cron")
         unaccounted = sorted(t for t, eid in fires.items() if eid not in fired and t not in recorded_missed)
         missed = len(set(fires) & recorded_missed)
-        assert not unaccounted, (
-            f"cron: {len(unaccounted)} of {len(fires)} fire times with neither an execution nor a"
-            f" recorded miss, e.g. {[t.isoformat() for t in unaccounted[:3]]}"
+        expect(
+            not unaccounted,
+            lambda: (
+                f"cron: {len(unaccounted)} of {len(fires)} fire times with neither an execution nor a"
+                f" recorded miss, e.g. {[t.isoformat() for t in unaccounted[:3]]}"
+            ),
         )
 
         latencies: list[float] = []
@@ -361,11 +370,13 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
         scheduled_keys: dict[str, int] = {}
         for execution_id, events in ends.items():
             requested = [e for e in events if e.type == EventType.EXECUTION_REQUESTED]
-            assert len(requested) == 1, f"{execution_id}: {len(requested)} execution.requested"
+            if len(requested) != 1:
+                failures.append(f"{execution_id}: {len(requested)} execution.requested")
             ending = [e for e in events if e.type in TERMINAL_EVENTS]
-            assert len(ending) == 1, f"{execution_id}: ended {len(ending)} times"
-            problems = verify_chain(events)
-            assert not problems, f"{execution_id}: {[str(p) for p in problems]}"
+            if len(ending) != 1:
+                failures.append(f"{execution_id}: ended {len(ending)} times")
+            if problems := verify_chain(events):
+                failures.append(f"{execution_id}: {[str(p) for p in problems]}")
             deliveries: dict[tuple[str, int, str], int] = {}
             for e in events:
                 if e.type in (EventType.STEP_STARTED, EventType.STEP_SUCCEEDED, EventType.STEP_FAILED):
@@ -381,15 +392,24 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             (stormy if any(start <= b and end >= a for a, b in windows) else calm).append(latency)
         effects = counter.snapshot()
         unknown = set(effects) - set(scheduled_keys)
-        assert not unknown, f"side effects under keys no step was scheduled with: {sorted(unknown)[:3]}"
-        over = {k: (n, scheduled_keys[k]) for k, n in effects.items() if n > scheduled_keys[k]}
-        assert not over, (
-            f"side effects beyond the recorded deliveries (count, deliveries): {over}\n"
-            + "\n".join(describe(ends[k.split(":", 1)[0]]) for k in list(over)[:3])
-            + f"\n{stack.logs()}"
+        expect(
+            not unknown, lambda: f"side effects under keys no step was scheduled with: {sorted(unknown)[:3]}"
+        )
+        over = {
+            k: (n, scheduled_keys[k])
+            for k, n in effects.items()
+            if k in scheduled_keys and n > scheduled_keys[k]
+        }
+        expect(
+            not over,
+            lambda: (
+                f"side effects beyond the recorded deliveries (count, deliveries): {over}\n"
+                + "\n".join(describe(ends[k.split(":", 1)[0]]) for k in list(over)[:3])
+                + f"\n{stack.logs()}"
+            ),
         )
         outcomes = Counter(final(events).type.value for events in ends.values())
-        assert outcomes.get("execution.succeeded", 0) == len(ends), f"outcomes: {outcomes}"
+        expect(outcomes.get("execution.succeeded", 0) == len(ends), lambda: f"outcomes: {outcomes}")
 
         # One Slack message per execution of the notifying runbook (its execution.succeeded),
         # none lost, none twice.
@@ -405,9 +425,12 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             lambda: set(slack_ids()) >= succeeded_ids and len(mail_ids()) >= len(accepted), 180.0
         )
         posted = Counter(slack_ids())
-        assert set(posted) == succeeded_ids, (
-            f"Slack: {len(succeeded_ids - set(posted))} lost, {len(set(posted) - succeeded_ids)} unknown"
-            f"\n{stack.logs()}"
+        expect(
+            set(posted) == succeeded_ids,
+            lambda: (
+                f"Slack: {len(succeeded_ids - set(posted))} lost, {len(set(posted) - succeeded_ids)} unknown"
+                f"\n{stack.logs()}"
+            ),
         )
         twice = {k: n for k, n in posted.items() if n > 1}
         # Email: one Message-ID per execution; a repeat of one is the documented resend.
@@ -443,15 +466,22 @@ async def test_executions_survive_kills_of_services_the_stream_leader_and_postgr
             f" latency_p50={statistics.median(latencies):.2f}s p95={p95(latencies):.2f}s"
             f" p95_calm={p95(calm):.2f}s (n={len(calm)}) p95_chaos={p95(stormy):.2f}s (n={len(stormy)})"
         )
-        # Asserted after the numbers are out, so a failed run still has them.
-        assert not not_terminal, (
-            f"{len(not_terminal)} not terminal, e.g. {not_terminal[:3]}\n{stack.logs()}"
+        expect(
+            not not_terminal,
+            lambda: f"{len(not_terminal)} not terminal, e.g. {not_terminal[:3]}\n{stack.logs()}",
         )
-        assert not twice, f"Slack messages posted more than once: {twice}"
-        assert len(mails) == len(accepted), f"email: {len(mails)} Message-IDs for {len(accepted)} executions"
-        assert not differences, f"recorder vs streams: {differences[:5]}\n{stack.logs()}"
-        assert kills, "no chaos happened"
+        expect(not twice, lambda: f"Slack messages posted more than once: {twice}")
+        expect(
+            len(mails) == len(accepted),
+            lambda: f"email: {len(mails)} Message-IDs for {len(accepted)} executions",
+        )
+        expect(not differences, lambda: f"recorder vs streams: {differences[:5]}\n{stack.logs()}")
+        expect(bool(kills), lambda: "no chaos happened")
         # Services wait for what they need and reconnect; none gives up and exits by itself.
-        assert not stack.exited(), f"services that exited by themselves: {stack.exited()}\n{stack.logs()}"
+        expect(
+            not stack.exited(),
+            lambda: f"services that exited by themselves: {stack.exited()}\n{stack.logs()}",
+        )
+        assert not failures, "\n".join(failures)
     finally:
         await bus.close()
