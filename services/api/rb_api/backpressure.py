@@ -55,7 +55,7 @@ class QueueGate:
         self._read_value = 0  # the figure as the last read left it
         self._unpublished = 0  # let through, trigger not yet published (or the request failed)
         self._read_at: float | None = None
-        self._first = asyncio.Lock()
+        self._reading = asyncio.Lock()  # one read at a time on a request's path
         self._refreshing: asyncio.Task[None] | None = None
 
     async def refresh(self, bus: Bus) -> None:
@@ -73,7 +73,7 @@ class QueueGate:
         """The figure; a stale one is read again in the background (no request waits for NATS:
         the figure it gets is at most a read's time older), the first one at once."""
         if self._read_at is None:
-            async with self._first:
+            async with self._reading:
                 if self._read_at is None:
                     await self.refresh(bus)
         elif time.monotonic() - self._read_at >= self.ttl and self._refreshing is None:
@@ -91,7 +91,7 @@ class QueueGate:
         if depth >= bound and depth > self._read_value:
             # At the bound only by the requests let through since the last read: read again
             # before refusing (the executors may have started them; running ones do not wait).
-            async with self._first:
+            async with self._reading:
                 if self._depth > self._read_value:
                     await self.refresh(bus)
             depth = self._depth
@@ -100,12 +100,12 @@ class QueueGate:
             self._unpublished += 1
             return
         raise ProblemError(
-                429,
-                f"{depth} executions wait for a slot (the bound is {bound}); try again later",
-                slug="queue-full",
-                title="Too many executions waiting",
-                headers={"Retry-After": str(retry_after)},
-            )
+            429,
+            f"{depth} executions wait for a slot (the bound is {bound}); try again later",
+            slug="queue-full",
+            title="Too many executions waiting",
+            headers={"Retry-After": str(retry_after)},
+        )
 
     def settled(self) -> None:
         """A request `check` let through has published its trigger, or failed."""
