@@ -95,12 +95,18 @@ async def run_attempt(
             **extra,
         )
 
+    deadline = asyncio.timeout(command.timeout)
     try:
-        raw = await asyncio.wait_for(executor.execute(command, command.inputs, ctx), command.timeout)
+        async with deadline:
+            raw = await executor.execute(command, command.inputs, ctx)
         raw = mask(raw, secrets)
         outputs = extract_outputs(output_specs, raw) if command.phase == "main" else {}
-    except TimeoutError:
-        return failed(f"timed out after {command.timeout:g}s", True, timed_out=True)
+    except TimeoutError as exc:
+        if deadline.expired():
+            return failed(f"timed out after {command.timeout:g}s", True, timed_out=True)
+        # The step's own call timed out (a network peer, NATS during a leader election): not the
+        # attempt's deadline, and worth another attempt.
+        return failed(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc or 'timed out'}", True)
     except StepFailed as exc:
         if exc.detail is not None:
             return failed(exc.message, exc.retryable, detail=mask(exc.detail, secrets))
