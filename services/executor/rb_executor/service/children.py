@@ -10,7 +10,9 @@ attempt (its worker died) follows the same child instead of starting another.
 
 The attempt then follows the child's stream (`rb.exec.<child>`, an ordered consumer from the
 first event) until the child ends; its outcome becomes the step's, reported like any other
-step outcome. Cancelled (the parent was cancelled, or the step timed out), it sends the child a
+step outcome. While JetStream cannot answer (a leader election, a lost quorum) each of these
+calls is tried again (`rb_common.bus.patiently`) until the step's own timeout: the child goes
+on regardless, and a parent failed for a moment's election would be a false failure. Cancelled (the parent was cancelled, or the step timed out), it sends the child a
 cancel on `rb.control.<child>` before it lets go; not when its worker is stopping (the attempt
 is handed back to another worker, which follows the same child).
 """
@@ -27,7 +29,7 @@ from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from rb_common.bus import Bus
+from rb_common.bus import Bus, patiently
 from rb_common.events import Event, EventType
 from rb_common.messages import ControlCommand, TriggerRequest
 from rb_common.params import ParamsError, resolve_params
@@ -79,11 +81,13 @@ class BusChildren:
         return outcome_of(state)
 
     async def _exists(self, execution_id: str) -> bool:
+        names = self.bus.names
         try:
-            await self.bus.js.get_last_msg(
-                self.bus.names.events_stream, self.bus.names.exec_subject(execution_id)
+            await patiently(
+                lambda: self.bus.js.get_last_msg(names.events_stream, names.exec_subject(execution_id)),
+                "the child's last event",
             )
-        except Exception:
+        except Exception:  # not there (NotFoundError), or not known: starting it again is a no-op
             return False
         return True
 
@@ -109,13 +113,16 @@ class BusChildren:
             depth=request.depth,
         )
         trigger = TriggerRequest(execution_id=request.execution_id, actor=request.actor, data=data)
-        try:
-            await self.bus.js.publish(
-                self.bus.names.trigger_subject(request.runbook_id),
-                trigger.encode(),
-                headers={"Nats-Msg-Id": request.execution_id},
-                stream=self.bus.names.triggers_stream,
-                timeout=PUBLISH_TIMEOUT,
+        try:  # the same message id each time: JetStream keeps one
+            await patiently(
+                lambda: self.bus.js.publish(
+                    self.bus.names.trigger_subject(request.runbook_id),
+                    trigger.encode(),
+                    headers={"Nats-Msg-Id": request.execution_id},
+                    stream=self.bus.names.triggers_stream,
+                    timeout=PUBLISH_TIMEOUT,
+                ),
+                "the child's trigger",
             )
         except Exception as exc:  # NATS unreachable or slow: a later attempt may get through
             raise StepFailed(
@@ -125,7 +132,10 @@ class BusChildren:
     async def _follow(self, execution_id: str) -> ExecutionState:
         """Fold the child's events as they come until it has ended."""
         subject = self.bus.names.exec_subject(execution_id)
-        sub = await self.bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+        sub = await patiently(
+            lambda: self.bus.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL),
+            "the child's events",
+        )
         state = ExecutionState()
         try:
             async for msg in sub.messages:
