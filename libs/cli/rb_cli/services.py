@@ -87,14 +87,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def lower_priority(nice: int) -> int:
+def lower_priority(nice: int, idle: bool = False) -> int:
     """RB_NICE: run this process at niceness `nice` from now on, every thread of it and every
     process it starts (threads and children inherit the value of the thread that makes them).
     Only ever lowers the priority: a process already at `nice` or nicer (started under `nice`)
-    is left as it is, so the default 0 changes nothing. Returns the niceness now.
+    is left as it is, so the default 0 changes nothing. Returns the niceness now. With `idle`
+    (RB_SCHED_IDLE), every thread also goes to the SCHED_IDLE policy (Linux; inherited the same
+    way): it runs on the CPU time no normal-priority thread wants.
 
     Linux keeps a niceness per thread (`os.nice` changes the calling thread's), so the threads
     that exist already (an import may have started one) are each set too."""
+    if idle:
+        _go_idle()
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if nice <= current:
         return current
@@ -110,14 +114,40 @@ def lower_priority(nice: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
+def _go_idle() -> None:
+    """Every thread of this process to SCHED_IDLE (the scheduling policy is per thread on Linux,
+    and new threads and processes inherit their creator's)."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:  # not Linux
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setscheduler(tid, policy, os.sched_param(0))
+
+
+def idle_now() -> bool:
+    """Whether this thread runs under SCHED_IDLE."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    return policy is not None and os.sched_getscheduler(0) == policy
+
+
 def serve(service_name: str, settings: Settings) -> None:
     # First, before the service starts any thread or process: they inherit it.
-    niceness = lower_priority(settings.nice)
+    niceness = lower_priority(settings.nice, settings.sched_idle)
     runner = _runner(service_name)
     logs.configure(settings, service_name)  # RB_LOG_FORMAT: JSON lines or text
     tracing.setup(settings, service_name)  # nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set
-    if niceness:
-        logging.getLogger(__name__).info("running at niceness %d (RB_NICE=%d)", niceness, settings.nice)
+    if niceness or settings.sched_idle:
+        logging.getLogger(__name__).info(
+            "running at niceness %d (RB_NICE=%d)%s",
+            niceness,
+            settings.nice,
+            ", SCHED_IDLE (RB_SCHED_IDLE)" if idle_now() else "",
+        )
 
     health = Health()
 
@@ -285,18 +315,32 @@ WORK_NICE = 10
 
 
 def service_env(
-    service: str, env: dict[str, str], *, admin_key: str, probes: dict[str, str], work_nice: int
+    service: str,
+    env: dict[str, str],
+    *,
+    admin_key: str,
+    probes: dict[str, str],
+    work_nice: int,
+    work_idle: bool = True,
 ) -> dict[str, str]:
     """The environment `rb up` starts a service with: the API gets the admin key (it seeds it)
     and keeps RB_NICE as given (default 0, like the nats-server `rb up` starts); the others get
-    their RB_HEALTH_ADDR and RB_NICE=work_nice, so that on a saturated machine the front door
-    and NATS get a core first and the work queues behind them (docs/architecture.md, "Services")."""
+    their RB_HEALTH_ADDR, RB_NICE=work_nice and (work_idle) RB_SCHED_IDLE, so that on a saturated
+    machine the front door and NATS get a core first and the work queues behind them
+    (docs/architecture.md, "Services")."""
     if service == "api":
         return {**env, "RB_BOOTSTRAP_ADMIN_KEY": admin_key}
-    return {**env, "RB_HEALTH_ADDR": probes[service], "RB_NICE": str(work_nice)}
+    return {
+        **env,
+        "RB_HEALTH_ADDR": probes[service],
+        "RB_NICE": str(work_nice),
+        "RB_SCHED_IDLE": "1" if work_idle else "0",
+    }
 
 
-def up(settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_NICE) -> None:
+def up(
+    settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_NICE, work_idle: bool = True
+) -> None:
     """The whole stack on this machine, each service its own process, until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"nats_url": own_nats_url(settings)})
@@ -320,7 +364,9 @@ def up(settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_
         out = (logs / f"{service}.log").open("ab")
         children[service] = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
-            env=service_env(service, env, admin_key=key, probes=probes, work_nice=work_nice),
+            env=service_env(
+                service, env, admin_key=key, probes=probes, work_nice=work_nice, work_idle=work_idle
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -348,7 +394,8 @@ def up(settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_
         own_nats = f", nats-server {os.getpriority(os.PRIO_PROCESS, 0)}" if nats is not None else ""
         print(
             f"priorities (niceness): api {settings.nice} (RB_NICE){own_nats}, recorder, executor, "
-            f"scheduler and notifier {work_nice} (--work-nice)",
+            f"scheduler and notifier {work_nice} (--work-nice)"
+            + (", under SCHED_IDLE (--work-idle)" if work_idle and hasattr(os, "SCHED_IDLE") else ""),
             flush=True,
         )
         metrics = {service: f"http://{addr}/metrics" for service, addr in probes.items()}

@@ -13,7 +13,7 @@ UP_EXAMPLES = examples(
     "rb up                                    # NATS, recorder, executor (+ workers), scheduler, notifier, API",
     "RB_API_ADDR=127.0.0.1:8181 RB_HOME=/tmp/rb rb up   # another port, another home",
     "RB_NATS_URL=nats://nats:4222 rb up       # join that NATS server instead of starting one",
-    "rb up --work-nice 0                      # every service at the same priority",
+    "rb up --work-nice 0 --no-work-idle       # every service at the same priority",
 )
 SERVE_EXAMPLES = examples(
     "rb serve api                             # as docker-compose and Kubernetes run it",
@@ -48,6 +48,13 @@ def up(
             "the API and NATS stay at RB_NICE (0), so they answer first on a saturated machine",
         ),
     ] = 10,  # rb_cli.services.WORK_NICE (not imported here: `rb -h` stays quick)
+    work_idle: Annotated[
+        bool,
+        typer.Option(
+            help="run those services and their steps under SCHED_IDLE (Linux): only on CPU time the "
+            "API and NATS do not want; --no-work-idle leaves them at --work-nice alone",
+        ),
+    ] = True,
 ) -> None:
     """The whole stack on this machine until Ctrl-C: NATS (its own nats-server, unless
     RB_NATS_URL is set), then the recorder, executor (coordinator and step workers), scheduler,
@@ -56,4 +63,4 @@ def up(
     from rb_cli.services import up as run_up
 
     # The environment only: no earlier stack's file.
-    run_up(Settings(), load_runbooks=load, work_nice=work_nice)
+    run_up(Settings(), load_runbooks=load, work_nice=work_nice, work_idle=work_idle)

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     # --work-nice` (10): on a saturated machine the front door answers first. In Kubernetes,
     # CPU requests do this.
     nice: int = Field(default=0, ge=0, le=19)
+    # Linux's SCHED_IDLE for the service, every thread of it and its step processes: they run on
+    # the CPU time nothing at a normal priority wants (below any niceness). `rb up` gives it to
+    # the work services (`--work-idle`, on by default): a niceness alone still left the API's
+    # execute p95 at 134 ms on a saturated two-core machine, SCHED_IDLE brought it to ~100 ms
+    # (bench/loadtest.md). Ignored where there is no SCHED_IDLE.
+    sched_idle: bool = False
     # Every service's log level (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"
     # How services write their log lines (rb_common.logs): "json", one JSON object a line with

@@ -25,18 +25,20 @@ from rb_cli.services import lower_priority
 ready, done = threading.Event(), threading.Event()
 threading.Thread(target=lambda: (ready.set(), done.wait())).start()
 ready.wait(10)
-now = lower_priority(int(sys.argv[1]))
-def nice(tid):
+now = lower_priority(int(sys.argv[1]), sys.argv[2] == "idle")
+def field(tid, index):  # after the command's name: 16 is the niceness, 38 the policy
     with open(f"/proc/self/task/{tid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[16])
-print(json.dumps({"now": now, "threads": [nice(t) for t in os.listdir("/proc/self/task")]}))
+        return int(f.read().rsplit(")", 1)[1].split()[index])
+tids = os.listdir("/proc/self/task")
+print(json.dumps({"now": now, "threads": [field(t, 16) for t in tids], "policies": [field(t, 38) for t in tids]}))
 done.set()
 """
+SCHED_OTHER, SCHED_IDLE = 0, 5
 
 
-def probe(nice: int, *, started_at: int = 0) -> dict[str, object]:
+def probe(nice: int, *, started_at: int = 0, idle: bool = False) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(nice)],
+        [sys.executable, "-c", PROBE, str(nice), "idle" if idle else "-"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -48,9 +50,17 @@ def probe(nice: int, *, started_at: int = 0) -> dict[str, object]:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux: a niceness per thread")
 def test_every_thread_runs_at_rb_nice_and_a_nicer_start_is_kept() -> None:
-    assert probe(7) == {"now": 7, "threads": [7, 7]}
-    assert probe(0) == {"now": 0, "threads": [0, 0]}  # the default changes nothing
-    assert probe(3, started_at=5) == {"now": 5, "threads": [5, 5]}  # never raised
+    normal = [SCHED_OTHER, SCHED_OTHER]
+    assert probe(7) == {"now": 7, "threads": [7, 7], "policies": normal}
+    assert probe(0) == {"now": 0, "threads": [0, 0], "policies": normal}  # the default changes nothing
+    assert probe(3, started_at=5) == {"now": 5, "threads": [5, 5], "policies": normal}  # never raised
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux: SCHED_IDLE")
+def test_rb_sched_idle_puts_every_thread_under_sched_idle() -> None:
+    idle = [SCHED_IDLE, SCHED_IDLE]
+    assert probe(10, idle=True) == {"now": 10, "threads": [10, 10], "policies": idle}
+    assert probe(0, idle=True) == {"now": 0, "threads": [0, 0], "policies": idle}
 
 
 def test_rb_nice_is_bounded() -> None:
@@ -69,6 +79,10 @@ def test_rb_up_runs_the_work_below_the_api() -> None:
     for service in PROBED:
         work = service_env(service, env, admin_key="k", probes=probes, work_nice=12)
         assert work["RB_NICE"] == "12" and work["RB_HEALTH_ADDR"] == probes[service]
+        assert work["RB_SCHED_IDLE"] == "1" and "RB_SCHED_IDLE" not in api
         assert "RB_BOOTSTRAP_ADMIN_KEY" not in work
-    default = inspect.signature(stack_cmd.up).parameters["work_nice"].default
-    assert default == WORK_NICE == 10
+        off = service_env(service, env, admin_key="k", probes=probes, work_nice=0, work_idle=False)
+        assert off["RB_SCHED_IDLE"] == "0" and Settings.model_validate({"sched_idle": off["RB_SCHED_IDLE"]}).sched_idle is False
+    parameters = inspect.signature(stack_cmd.up).parameters
+    assert parameters["work_nice"].default == WORK_NICE == 10
+    assert parameters["work_idle"].default is True

@@ -137,7 +137,11 @@ class ShellStep(SpecValidated):
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 cwd=workdir,  # the supervisor enters the step's own `cwd` as the step user
-                start_new_session=True,
+                # Its own process group (killed as one), in the worker's session: a new session
+                # would be a new scheduler autogroup on Linux, at nice 0 whatever RB_NICE is,
+                # and every step would take a core from the API as an equal of the whole stack.
+                # (setpgrp before the exec: uvloop's subprocesses take no `process_group`.)
+                preexec_fn=os.setpgrp,
                 pass_fds=(status_write,),
             )
         except OSError as exc:

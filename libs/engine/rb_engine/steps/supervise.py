@@ -3,8 +3,9 @@ when the worker that started it dies, however it dies (kill -9 included).
 
     python -I -S supervise.py PARENT_PID STATUS_FD LC_CTYPE SANDBOX COMMAND...
 
-Started by the worker as the leader of a new session, so the command and everything it starts
-share the supervisor's process group. The kernel signals the supervisor when its parent dies
+Started by the worker as the leader of a new process group (in the worker's session, so in its
+scheduler autogroup and at its niceness), so the command and everything it starts share the
+supervisor's process group. The kernel signals the supervisor when its parent dies
 (PR_SET_PDEATHSIG); it then SIGKILLs its group, itself included. A `sh -c 'sleep 20; echo x'`
 dies too, which a death signal on the command alone would not do. The parent may die before the
 request takes effect, so the parent pid is checked once it has.
