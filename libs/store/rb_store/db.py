@@ -52,6 +52,23 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def warm_pool(engine: Engine) -> int:
+    """Open the pool's connections now (at start, in a thread), so the first burst of requests
+    finds them open instead of each opening its own (and, on SQLite, setting its pragmas, which
+    waits for the lock a writer holds). Returns how many were opened."""
+    size = engine.pool.size() if hasattr(engine.pool, "size") else 0
+    connections = []
+    try:
+        for _ in range(size):
+            connection = engine.connect()
+            connections.append(connection)
+            connection.execute(text("SELECT 1"))
+    finally:
+        for connection in connections:
+            connection.close()  # back to the pool, open
+    return len(connections)
+
+
 def select_one(engine: Engine) -> bool:
     """The database answers (a readiness check; blocking, run it in a thread)."""
     with engine.connect() as conn:

@@ -52,7 +52,7 @@ from rb_api.routes.retries import router as retries_router
 from rb_common.bus import Bus, connect
 from rb_common.identity import BOOTSTRAP_KEY_NAME, Role
 from rb_common.settings import Settings
-from rb_store.db import database_url, make_engine, migrate_when_reachable
+from rb_store.db import database_url, make_engine, migrate_when_reachable, warm_pool
 from rb_store.keys import seed_key
 
 log = logging.getLogger("rb_api")
@@ -100,6 +100,7 @@ def create_app(
             # A database still starting (or restarting) is waited for, as the other services do.
             await migrate_when_reachable(db, asyncio.Event())
             await in_thread(seed_bootstrap_key, settings, db)
+            await in_thread(warm_pool, db)  # the first burst of requests finds its connections open
             oidc = OidcVerifier(settings) if settings.oidc_enabled else None
             if settings.oidc_issuer and oidc is None:
                 log.warning("RB_OIDC_ISSUER is set without RB_OIDC_JWKS_URL or RB_OIDC_PUBLIC_KEY: no tokens")
