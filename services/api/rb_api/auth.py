@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -210,16 +210,16 @@ class AuthMiddleware:
 _bearer = HTTPBearer(auto_error=False, description="an API key (rbk_...) or an OIDC access token")
 
 
-def optional_identity(request: Request) -> Identity | None:
+async def optional_identity(request: Request) -> Identity | None:
     """The authenticated identity, or None (anonymous paths, GraphQL without credentials)."""
     found = getattr(request.state, "identity", None)
     return found if isinstance(found, Identity) else None
 
 
-def current_identity(
+async def current_identity(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
 ) -> Identity:
-    found = optional_identity(request)
+    found = await optional_identity(request)
     if found is None:
         raise unauthorized("credentials are required: Authorization: Bearer <API key or token>")
     return found
@@ -231,10 +231,10 @@ def forbidden(who: Identity, role: Role) -> ProblemError:
     )
 
 
-def require(role: Role) -> Callable[..., Identity]:
+def require(role: Role) -> Callable[..., Awaitable[Identity]]:
     """A dependency: the identity, if it has `role` (403 otherwise)."""
 
-    def dependency(who: Annotated[Identity, Depends(current_identity)]) -> Identity:
+    async def dependency(who: Annotated[Identity, Depends(current_identity)]) -> Identity:
         if not who.has(role):
             raise forbidden(who, role)
         return who
