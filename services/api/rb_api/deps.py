@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from rb_api.accepted import Accepted
 from rb_api.backpressure import QueueGate
 from rb_api.key_cache import KeyCache
 from rb_api.metrics import Metrics
@@ -41,9 +42,10 @@ class Services:
     queue: QueueGate = field(default_factory=QueueGate)  # the execute route's 429 (backpressure)
     keys: KeyCache = field(default_factory=lambda: KeyCache(0))  # see rb_api.key_cache
     revisions: RevisionCache = field(default_factory=RevisionCache)  # see rb_api.revisions
+    accepted: Accepted = field(default_factory=Accepted)  # see rb_api.accepted
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found = getattr(request.app.state, "services", None)
     if not isinstance(found, Services):
         raise ProblemError(503, "the API is starting up or shutting down", slug="not-ready")

@@ -30,8 +30,7 @@ from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.executions import check_id, detail
 from rb_api.reads import TERMINAL_STATUSES, projected_status
-from rb_common.bus import last_event
-from rb_common.events import TERMINAL_EVENTS, Event
+from rb_common.events import TERMINAL_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +77,12 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
         # Until the end, only the status is read (the whole detail is read once, to answer).
         status = await in_thread(projected_status, svc.engine, execution_id)
         if status not in TERMINAL_STATUSES:
-            last = await _last_event(svc, execution_id)
-            if status is None and last is None:
+            last = await _last_type(svc, execution_id)
+            if status is None and last is None and execution_id not in svc.accepted:
                 # Neither projected nor on the stream: unknown (the detail answers 404), or
-                # triggered a moment ago (the detail finds its first event, and a poll goes on).
+                # triggered a moment ago through another API process (the client polls again).
                 return await detail(svc, execution_id)
-            if last is not None and last.type in TERMINAL_EVENTS:
+            if last in _TERMINAL_TYPES:
                 ended.set()  # it ended before the subscription took effect; the projection follows
         while status not in TERMINAL_STATUSES:
             remaining = deadline - loop.time()
@@ -103,11 +102,18 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
         await _unsubscribe(sub)
 
 
-async def _last_event(svc: Services, execution_id: str) -> Event | None:
+async def _last_type(svc: Services, execution_id: str) -> str | None:
+    """The type of the execution's last event on the stream (None: it has none, or no answer):
+    one direct get, and only the type parsed (the first event holds the whole definition)."""
+    names = svc.bus.names
     try:
-        return await last_event(svc.bus, execution_id)
-    except Exception:  # the status re-reads cover it
+        last = await svc.bus.js.get_last_msg(
+            names.events_stream, names.exec_subject(execution_id), direct=True
+        )
+        found = orjson.loads(last.data or b"{}").get("type")
+    except Exception:  # not there (NotFoundError), or no answer: the status re-reads cover it
         return None
+    return found if isinstance(found, str) else None
 
 
 async def _unsubscribe(sub: Any) -> None:

@@ -4,6 +4,7 @@ execution is a 404 at once; a wait past the bound is a 422."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from typing import Any
@@ -79,3 +80,32 @@ def test_one_request_follows_an_execution_to_its_end(stack: Stack) -> None:
     assert code == 404 and took < 2.0, took
     code, problem, _ = get(stack, execution_id, wait=31)
     assert code == 422, problem
+
+
+def test_a_long_poll_right_after_the_202_waits_for_the_execution_to_appear(stack: Stack) -> None:
+    """Before an executor takes its trigger, an accepted execution has no event and no row: a
+    long poll through the API process that accepted it waits for it instead of answering 404."""
+    stack.start("recorder", "api")  # no executor yet: the trigger waits on its stream
+    stack.wait_ready()
+    runbook_id = f"lp-{uuid.uuid4().hex[:8]}"
+    created = api.post(
+        f"{stack.base}/runbooks",
+        content=RUNBOOK.format(id=runbook_id),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert created.status_code == 201, created.text
+    assert approve(stack.base, runbook_id).status_code == 200
+    response = stack.execute(runbook_id, json={})
+    assert response.status_code == 202, response.text
+    execution_id = response.json()["execution_id"]
+    assert get(stack, execution_id)[0] == 404  # a plain read: known nowhere yet
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(get, stack, execution_id, 25)
+        # Still waiting half a second later (an answer at once would have come by then).
+        done, _ = concurrent.futures.wait([waiting], timeout=0.5)
+        assert not done, waiting.result()
+        stack.start("executor")
+        code, body, took = waiting.result(timeout=60)
+    assert (code, body["status"]) == (200, "SUCCEEDED"), (code, body, stack.services.logs())
+    assert took < 25, took
