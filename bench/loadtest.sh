@@ -62,5 +62,16 @@ for status in QUEUED RUNNING SUCCEEDED FAILED ABORTED CANCELLED; do
     "$RB_API_URL/api/v1/executions?runbook_id=$RUNBOOK&status=$status&limit=1" |
     "$ROOT/.venv/bin/python" -c "import json,sys; print('  $status', json.load(sys.stdin).get('total'))"
 done
+echo "== the execute route as the API timed it (rb_api_request_duration_seconds: from the first middleware to the answer):"
+curl -s -H "Authorization: Bearer $KEY" "$RB_API_URL/metrics" | "$ROOT/.venv/bin/python" -c '
+import re, sys
+buckets = {}
+for line in sys.stdin:
+    m = re.match(r"rb_api_request_duration_seconds_bucket\{method=\"POST\",route=\"/api/v1/runbooks/\{runbook_id\}/execute\",le=\"([^\"]+)\"\} (\d+)", line)
+    if m:
+        buckets[m.group(1)] = int(m.group(2))
+total = buckets.get("+Inf", 0)
+print("  " + ", ".join(f"<= {le} s: {n * 100 / total:.1f}%" for le, n in buckets.items() if le != "+Inf") if total else "  no execute requests")
+'
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 exit $CODE
