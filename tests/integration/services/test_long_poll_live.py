@@ -37,9 +37,8 @@ def get(stack: Stack, execution_id: str, wait: float | None = None) -> tuple[int
     return response.status_code, response.json(), time.monotonic() - began
 
 
-def test_one_request_follows_an_execution_to_its_end(stack: Stack) -> None:
-    stack.start("recorder", "executor", "api")
-    stack.wait_ready()
+def register_and_execute(stack: Stack) -> str:
+    """A new approved runbook, executed once: the execution id of the 202."""
     runbook_id = f"lp-{uuid.uuid4().hex[:8]}"
     created = api.post(
         f"{stack.base}/runbooks",
@@ -50,7 +49,13 @@ def test_one_request_follows_an_execution_to_its_end(stack: Stack) -> None:
     assert approve(stack.base, runbook_id).status_code == 200
     response = stack.execute(runbook_id, json={})
     assert response.status_code == 202, response.text
-    execution_id = response.json()["execution_id"]
+    return str(response.json()["execution_id"])
+
+
+def test_one_request_follows_an_execution_to_its_end(stack: Stack) -> None:
+    stack.start("recorder", "executor", "api")
+    stack.wait_ready()
+    execution_id = register_and_execute(stack)
 
     # Known (to the projection or the stream) and running.
     deadline = time.monotonic() + 30
@@ -87,17 +92,7 @@ def test_a_long_poll_right_after_the_202_waits_for_the_execution_to_appear(stack
     long poll through the API process that accepted it waits for it instead of answering 404."""
     stack.start("recorder", "api")  # no executor yet: the trigger waits on its stream
     stack.wait_ready()
-    runbook_id = f"lp-{uuid.uuid4().hex[:8]}"
-    created = api.post(
-        f"{stack.base}/runbooks",
-        content=RUNBOOK.format(id=runbook_id),
-        headers={"Content-Type": "application/yaml"},
-    )
-    assert created.status_code == 201, created.text
-    assert approve(stack.base, runbook_id).status_code == 200
-    response = stack.execute(runbook_id, json={})
-    assert response.status_code == 202, response.text
-    execution_id = response.json()["execution_id"]
+    execution_id = register_and_execute(stack)
     assert get(stack, execution_id)[0] == 404  # a plain read: known nowhere yet
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
