@@ -106,7 +106,7 @@ async def run_attempt(
             return failed(f"timed out after {command.timeout:g}s", True, timed_out=True)
         # The step's own call timed out (a network peer, NATS during a leader election): not the
         # attempt's deadline, and worth another attempt.
-        return failed(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc or 'timed out'}", True)
+        return failed(f"{type(exc).__module__}.{type(exc).__qualname__}: {str(exc) or 'timed out'}", True)
     except StepFailed as exc:
         if exc.detail is not None:
             return failed(exc.message, exc.retryable, detail=mask(exc.detail, secrets))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, QueuePool, create_engine, event, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from rb_common.settings import Settings
 
@@ -56,13 +56,16 @@ def warm_pool(engine: Engine) -> int:
     """Open the pool's connections now (at start, in a thread), so the first burst of requests
     finds them open instead of each opening its own (and, on SQLite, setting its pragmas, which
     waits for the lock a writer holds). Returns how many were opened."""
-    size = engine.pool.size() if hasattr(engine.pool, "size") else 0
+    if not isinstance(engine.pool, QueuePool):  # e.g. an in-memory SQLite engine: nothing to open
+        return 0
     connections = []
     try:
-        for _ in range(size):
+        for _ in range(engine.pool.size()):
             connection = engine.connect()
             connections.append(connection)
             connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:  # e.g. PostgreSQL's max_connections: opened on demand instead
+        log.warning("opened %d pooled connections at start, then: %s", len(connections), exc)
     finally:
         for connection in connections:
             connection.close()  # back to the pool, open

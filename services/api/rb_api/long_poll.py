@@ -96,6 +96,11 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
             else:  # seen on the stream, not yet in the projection
                 await asyncio.sleep(min(pause, remaining))
                 pause = min(pause * 2, PROJECTION_RECHECK_MAX)
+                if pause >= PROJECTION_RECHECK_MAX:
+                    # The recorder is far behind (or down): the detail folds the stream, ended.
+                    found = await detail(svc, execution_id)
+                    if found.get("status") in TERMINAL_STATUSES:
+                        return found
             status = await in_thread(projected_status, svc.engine, execution_id)
         return await detail(svc, execution_id)
     finally:

@@ -240,16 +240,19 @@ class RegistryWatcher:
 
     async def start(self) -> None:
         await patiently(lambda: ensure_bucket(self.bus.js, self.bus.names), "registry bucket")
-        info = await patiently(lambda: self.bus.js.stream_info(self.bus.names.registry_stream), "registry stream")
+        info = await patiently(
+            lambda: self.bus.js.stream_info(self.bus.names.registry_stream), "registry stream"
+        )
         start_seq = int(info.state.last_seq or 0)
         self.view.load(await asyncio.to_thread(approved, self.engine), start_seq)
         await self.view.advanced()
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq + 1)
         self._sub = await patiently(
-            lambda: self.bus.js.subscribe(
+            lambda: self.bus.js.subscribe(  # a config of its own each try (subscribe fills it in)
                 self.bus.names.all_registry_keys,
                 stream=self.bus.names.registry_stream,
-                config=config,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq + 1
+                ),
                 ordered_consumer=True,
                 cb=self._on_message,
             ),

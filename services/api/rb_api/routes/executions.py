@@ -95,6 +95,8 @@ async def get_one(
     # Polled by clients following an execution: plain JSON values, dumped by orjson as they are
     # (no jsonable_encoder walk; the OpenAPI answer is declared above).
     found = await long_poll.finished_detail(svc, execution_id, wait)
+    if wait > 0:  # it may have been unknown (visible) at the first check, and found since
+        await require_execution(svc, who, execution_id)
     return Response(orjson.dumps(found), media_type="application/json")
 
 
