@@ -321,7 +321,7 @@ def service_env(
     admin_key: str,
     probes: dict[str, str],
     work_nice: int,
-    work_idle: bool = True,
+    work_idle: bool = False,
 ) -> dict[str, str]:
     """The environment `rb up` starts a service with: the API gets the admin key (it seeds it)
     and keeps RB_NICE as given (default 0, like the nats-server `rb up` starts); the others get
@@ -339,7 +339,7 @@ def service_env(
 
 
 def up(
-    settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_NICE, work_idle: bool = True
+    settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_NICE, work_idle: bool = False
 ) -> None:
     """The whole stack on this machine, each service its own process, until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ UP_EXAMPLES = examples(
     "rb up                                    # NATS, recorder, executor (+ workers), scheduler, notifier, API",
     "RB_API_ADDR=127.0.0.1:8181 RB_HOME=/tmp/rb rb up   # another port, another home",
     "RB_NATS_URL=nats://nats:4222 rb up       # join that NATS server instead of starting one",
-    "rb up --work-nice 0 --no-work-idle       # every service at the same priority",
+    "rb up --work-nice 0                      # every service at the same priority",
+    "rb up --work-idle                        # the work only on CPU time the API leaves",
 )
 SERVE_EXAMPLES = examples(
     "rb serve api                             # as docker-compose and Kubernetes run it",
@@ -52,9 +53,9 @@ def up(
         bool,
         typer.Option(
             help="run those services and their steps under SCHED_IDLE (Linux): only on CPU time the "
-            "API and NATS do not want; --no-work-idle leaves them at --work-nice alone",
+            "API and NATS do not want (a busy machine can starve them: bench and dedicated machines)",
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """The whole stack on this machine until Ctrl-C: NATS (its own nats-server, unless
     RB_NATS_URL is set), then the recorder, executor (coordinator and step workers), scheduler,

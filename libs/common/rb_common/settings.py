@@ -162,7 +162,8 @@ class Settings(BaseSettings):
     nice: int = Field(default=0, ge=0, le=19)
     # Linux's SCHED_IDLE for the service, every thread of it and its step processes: they run on
     # the CPU time nothing at a normal priority wants (below any niceness). `rb up` gives it to
-    # the work services (`--work-idle`, on by default): a niceness alone still left the API's
+    # the work services with `--work-idle` (off by default: other normal-priority work on the
+    # machine, a build, a second load, can then starve them outright): a niceness alone left the API's
     # execute p95 at 134 ms on a saturated two-core machine, SCHED_IDLE brought it to ~100 ms
     # (bench/loadtest.md). Ignored where there is no SCHED_IDLE.
     sched_idle: bool = False

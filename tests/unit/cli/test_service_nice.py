@@ -77,12 +77,12 @@ def test_rb_up_runs_the_work_below_the_api() -> None:
     api = service_env("api", env, admin_key="k", probes=probes, work_nice=WORK_NICE)
     assert api["RB_NICE"] == "2" and api["RB_BOOTSTRAP_ADMIN_KEY"] == "k"  # as given
     for service in PROBED:
-        work = service_env(service, env, admin_key="k", probes=probes, work_nice=12)
+        work = service_env(service, env, admin_key="k", probes=probes, work_nice=12, work_idle=True)
         assert work["RB_NICE"] == "12" and work["RB_HEALTH_ADDR"] == probes[service]
         assert work["RB_SCHED_IDLE"] == "1" and "RB_SCHED_IDLE" not in api
         assert "RB_BOOTSTRAP_ADMIN_KEY" not in work
-        off = service_env(service, env, admin_key="k", probes=probes, work_nice=0, work_idle=False)
+        off = service_env(service, env, admin_key="k", probes=probes, work_nice=0)
         assert off["RB_SCHED_IDLE"] == "0" and Settings.model_validate({"sched_idle": off["RB_SCHED_IDLE"]}).sched_idle is False
     parameters = inspect.signature(stack_cmd.up).parameters
     assert parameters["work_nice"].default == WORK_NICE == 10
-    assert parameters["work_idle"].default is True
+    assert parameters["work_idle"].default is False  # opt-in: it can starve the work outright
