@@ -5,7 +5,8 @@ when the worker that started it dies, however it dies (kill -9 included).
 
 Started by the worker as the leader of a new process group (in the worker's session, so in its
 scheduler autogroup and at its niceness), so the command and everything it starts share the
-supervisor's process group. The kernel signals the supervisor when its parent dies
+supervisor's process group. It first gives up the worker's controlling terminal, if any (`rb up`
+in a terminal): the step cannot open the operator's /dev/tty. The kernel signals the supervisor when its parent dies
 (PR_SET_PDEATHSIG); it then SIGKILLs its group, itself included. A `sh -c 'sleep 20; echo x'`
 dies too, which a death signal on the command alone would not do. The parent may die before the
 request takes effect, so the parent pid is checked once it has.
@@ -97,6 +98,26 @@ def exit_like(status: int) -> None:
     os._exit(os.WEXITSTATUS(status))
 
 
+def drop_terminal() -> None:
+    """Give up the controlling terminal, if the worker has one (`rb up` in a terminal): the step
+    stays in the worker's session (its scheduler autogroup), and must not reach the operator's
+    terminal through /dev/tty. TIOCNOTTY by a process that is not the session leader detaches
+    only that process, and what it starts inherits that."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:  # none: a service under systemd, Kubernetes, a test
+        return
+    try:
+        import fcntl
+        import termios
+
+        fcntl.ioctl(fd, termios.TIOCNOTTY)
+    except (ImportError, OSError):
+        pass
+    finally:
+        os.close(fd)
+
+
 class _SandboxError(Exception):
     def __init__(self, stage: str, code: int) -> None:
         super().__init__(stage)
@@ -132,6 +153,7 @@ def main(argv: list[str]) -> None:
     import resource  # noqa: F401 - exit_like's, cached
 
     libc = load_libc()
+    drop_terminal()
     try:
         enter_sandbox(sandbox)
     except _SandboxError as exc:

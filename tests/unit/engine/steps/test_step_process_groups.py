@@ -5,8 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pty
 import sys
 
+import pytest
+
+from rb_engine.steps import supervise
 from rb_engine.steps.process_groups import (
     SUPERVISOR,
     ProcessGroups,
@@ -64,3 +68,35 @@ def test_the_registry_tells_its_listeners_of_every_change() -> None:
     groups.discard(os.getpid())
     groups.discard(os.getpid())  # not there any more: no news
     assert calls == [{os.getpid(): start_time(os.getpid())}, {}]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.exists("/dev/ptmx"), reason="POSIX ptys")
+def test_the_supervisor_gives_up_the_workers_terminal() -> None:
+    """A step stays in the worker's session (its scheduler autogroup); under `rb up` in a
+    terminal that session has the operator's terminal, which the step must not reach."""
+    pid, fd = pty.fork()
+    if pid == 0:  # a session leader with the pty as its terminal, like `rb up` in a terminal
+        child = os.fork()
+        if child == 0:  # the supervisor: in that session, not its leader
+            os.close(os.open("/dev/tty", os.O_RDWR))  # it has the terminal
+            supervise.drop_terminal()
+            try:
+                os.close(os.open("/dev/tty", os.O_RDWR))
+                os.write(1, b"after: open\n")  # fd 1 is the pty (sys.stdout is pytest's)
+            except OSError as exc:
+                os.write(1, f"after: errno {exc.errno}\n".encode())
+            os._exit(0)
+        os.waitpid(child, 0)
+        os._exit(0)
+    out = b""
+    while chunk := _read(fd):
+        out += chunk
+    os.waitpid(pid, 0)
+    assert f"after: errno {errno.ENXIO}" in out.decode(), out
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1024)
+    except OSError:  # EIO once the child side is closed
+        return b""
