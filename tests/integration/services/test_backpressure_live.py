@@ -91,7 +91,10 @@ async def test_past_the_bound_the_api_answers_429_and_every_202_ends_recorded(
     assert refused.headers["Retry-After"] == "7"
     assert refused.headers["Content-Type"].startswith("application/problem+json")
     assert refused.json()["status"] == 429 and "wait for a slot" in refused.json()["detail"]
-    assert len(accepted) >= 4  # one running and three waiting were taken
+    # One running and (up to) three waiting were taken. The API's figure errs high for the moment
+    # an executor admits a trigger (it is in the table and not yet acknowledged: counted twice,
+    # rb_api.backpressure), so the 429 may come one early, never late.
+    assert len(accepted) >= 3
 
     # A waiting execution is QUEUED in the API (the recorder's projection).
     waiting = accepted[1]
@@ -109,4 +112,4 @@ async def test_past_the_bound_the_api_answers_429_and_every_202_ends_recorded(
         assert state.status in ("SUCCEEDED", "ABORTED"), services.logs()
         if state.status == "ABORTED":
             assert "queue is full" in (state.reason or "")
-    assert outcomes.count("SUCCEEDED") >= 4, outcomes
+    assert outcomes.count("SUCCEEDED") >= 3, outcomes
