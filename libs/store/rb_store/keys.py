@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rb_common.identity import Identity, hash_key, known_roles, new_key
@@ -149,9 +149,12 @@ def seed_key(
     return stored, True
 
 
+_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"))  # built once
+
+
 def find_key(engine: Engine, key: str) -> StoredKey | None:
     with engine.connect() as conn:
-        row = conn.execute(select(api_keys).where(api_keys.c.key_hash == hash_key(key))).first()
+        row = conn.execute(_BY_HASH, {"key_hash": hash_key(key)}).first()
     return None if row is None else StoredKey.of(row)
 
 

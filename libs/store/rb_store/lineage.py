@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from rb_store.queries import execution_row
 from rb_store.tables import runbook_executions
@@ -35,6 +35,16 @@ def parent_of(trigger: Any) -> dict[str, Any] | None:
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+# Built once (the detail of every execution reads them).
+_EXECUTIONS = runbook_executions
+_CHILDREN = (
+    select(_EXECUTIONS.c.id, _EXECUTIONS.c.runbook_id, _EXECUTIONS.c.status, _EXECUTIONS.c.trigger)
+    .where(_EXECUTIONS.c.trigger[("parent", "execution_id")].as_string() == bindparam("parent_id"))
+    .order_by(_EXECUTIONS.c.requested_at, _EXECUTIONS.c.id)
+)
+_CHILDREN_SINCE = _CHILDREN.where(_EXECUTIONS.c.requested_at >= bindparam("since"))
+
+
 def child_executions(
     engine: Engine | Connection, execution_id: str, requested_at: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -43,19 +53,17 @@ def child_executions(
     With the parent's `requested_at`, only executions requested since then (less CLOCK_SKEW) are
     looked at, through the index on `requested_at`: a child is triggered by a step of its running
     parent. Without it, every execution's trigger is read."""
-    table = runbook_executions
-    query = (
-        select(table.c.id, table.c.runbook_id, table.c.status, table.c.trigger)
-        .where(table.c.trigger[("parent", "execution_id")].as_string() == execution_id)
-        .order_by(table.c.requested_at, table.c.id)
-    )
-    if requested_at is not None:
-        query = query.where(table.c.requested_at >= requested_at - CLOCK_SKEW)
+    params: dict[str, Any] = {"parent_id": execution_id}
+    if requested_at is None:
+        query = _CHILDREN
+    else:
+        query = _CHILDREN_SINCE
+        params["since"] = requested_at - CLOCK_SKEW
     if isinstance(engine, Connection):
-        rows = engine.execute(query).all()
+        rows = engine.execute(query, params).all()
     else:
         with engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(query, params).all()
     return [
         {
             "id": row.id,

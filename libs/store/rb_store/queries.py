@@ -9,7 +9,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, func, select
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, select
 
 from rb_store.projection import utc
 from rb_store.tables import events, runbook_executions, runbook_step_logs
@@ -80,11 +80,14 @@ def _last_error(row: RowMapping) -> str | None:
     return str(errors[-1])
 
 
+# Built once (an execution's detail is read on every poll of it).
+_EXECUTION = select(runbook_executions).where(runbook_executions.c.id == bindparam("execution_id"))
+_STEPS = select(runbook_step_logs).where(runbook_step_logs.c.execution_id == bindparam("execution_id"))
+
+
 def _steps(connection: Connection, execution_id: str, metadata: dict[str, Any] | None) -> list[RowMapping]:
     rows = list(
-        connection.execute(
-            select(runbook_step_logs).where(runbook_step_logs.c.execution_id == execution_id)
-        ).mappings()
+        connection.execute(_STEPS, {"execution_id": execution_id}).mappings()
     )
     return _ordered(rows, list((metadata or {}).get("step_order") or []))
 
@@ -100,7 +103,7 @@ def get_execution(engine: Engine, execution_id: str) -> dict[str, Any] | None:
 def execution_row(connection: Connection, execution_id: str) -> tuple[dict[str, Any], datetime | None] | None:
     """get_execution's answer and the execution's requested_at, on an open connection."""
     row = (
-        connection.execute(select(runbook_executions).where(runbook_executions.c.id == execution_id))
+        connection.execute(_EXECUTION, {"execution_id": execution_id})
         .mappings()
         .first()
     )

@@ -39,9 +39,10 @@ from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.oidc import InvalidToken, looks_like_jwt
 from rb_api.problems import ProblemError
-from rb_common.identity import Identity, Role
+from rb_common.identity import Identity, Role, hash_key
 from rb_common.problems import PROBLEM_JSON, problem_body
 from rb_store import keys
+from rb_store.keys import StoredKey
 
 log = logging.getLogger("rb_api")
 
@@ -108,6 +109,20 @@ async def authenticate(svc: Services, credential: str) -> Identity | None:
     cached = svc.keys.get(credential)
     if cached is not None:  # looked up less than RB_AUTH_CACHE_SECONDS ago (rb_api.key_cache)
         return cached.identity()
+    # One lookup per credential at a time: the requests that arrive while it runs (a burst, or
+    # every request in flight when the cached entry expires) wait for it instead of each
+    # reading the table.
+    digest = hash_key(credential)
+    lookup = svc.keys.lookups.get(digest)
+    if lookup is None:
+        lookup = asyncio.ensure_future(_look_up(svc, credential))
+        svc.keys.lookups[digest] = lookup
+        lookup.add_done_callback(lambda _done: svc.keys.lookups.pop(digest, None))
+    stored = await asyncio.shield(lookup)  # a request gone meanwhile does not cancel the others'
+    return None if stored is None else stored.identity()
+
+
+async def _look_up(svc: Services, credential: str) -> StoredKey | None:
     generation = svc.keys.generation()
     stored, due = await in_thread(keys.find_active, svc.engine, credential)
     if stored is None:
@@ -117,7 +132,7 @@ async def authenticate(svc: Services, credential: str) -> Identity | None:
         task = asyncio.create_task(_touch(svc, stored.id))
         _touching.add(task)
         task.add_done_callback(_touching.discard)
-    return stored.identity()
+    return stored
 
 
 _touching: set[asyncio.Task[None]] = set()

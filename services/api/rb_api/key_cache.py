@@ -12,6 +12,7 @@ up every time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -30,6 +31,9 @@ class KeyCache:
         self._entries: OrderedDict[str, tuple[float, StoredKey]] = OrderedDict()
         self._lock = Lock()
         self._generation = 0  # bumped by clear(): a lookup begun before it is not kept
+        # Lookups in flight by key digest (rb_api.auth: concurrent requests share one); only
+        # touched from the event loop.
+        self.lookups: dict[str, asyncio.Future[StoredKey | None]] = {}
 
     def get(self, credential: str) -> StoredKey | None:
         """The active key cached for `credential`, or None (not cached, stale or no longer active)."""

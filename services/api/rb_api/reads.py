@@ -16,7 +16,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from rb_api.dbutil import iso
 from rb_common.events import Event
@@ -47,13 +47,15 @@ def _projected(engine: Engine, execution_id: str) -> bool:
     return found is not None
 
 
+# Built once: a long poll reads it every few hundred ms.
+_STATUS = select(runbook_executions.c.status).where(runbook_executions.c.id == bindparam("execution_id"))
+
+
 def projected_status(engine: Engine, execution_id: str) -> str | None:
     """The projected execution's status alone (None: no row yet): what a long poll looks at
     until the execution has ended, one indexed column instead of the whole detail."""
     with engine.connect() as conn:
-        return conn.execute(
-            select(runbook_executions.c.status).where(runbook_executions.c.id == execution_id)
-        ).scalar()
+        return conn.execute(_STATUS, {"execution_id": execution_id}).scalar()
 
 
 def list_executions(

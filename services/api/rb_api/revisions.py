@@ -17,7 +17,7 @@ from datetime import datetime
 from threading import Lock
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, bindparam, select
 
 from rb_api.problems import ProblemError, not_found
 from rb_common.model import Runbook
@@ -38,29 +38,32 @@ class Live:
     stamp: datetime | None  # the current revision's created_at; None: the version row is missing
 
 
+# Built once: building a statement (and its cache key) costs more than running it on SQLite.
+_LIVE = (
+    select(
+        runbooks.c.id,
+        runbooks.c.status,
+        runbooks.c.current_revision,
+        runbooks.c.team,
+        runbook_versions.c.created_at,
+    )
+    .select_from(
+        runbooks.outerjoin(
+            runbook_versions,
+            and_(
+                runbook_versions.c.runbook_id == runbooks.c.id,
+                runbook_versions.c.revision == runbooks.c.current_revision,
+            ),
+        )
+    )
+    .where(runbooks.c.id == bindparam("runbook_id"))
+)
+
+
 def live(engine: Engine, runbook_id: str) -> Live | None:
     """The runbook's row joined with its current version's stamp (no definition), or None."""
-    query = (
-        select(
-            runbooks.c.id,
-            runbooks.c.status,
-            runbooks.c.current_revision,
-            runbooks.c.team,
-            runbook_versions.c.created_at,
-        )
-        .select_from(
-            runbooks.outerjoin(
-                runbook_versions,
-                and_(
-                    runbook_versions.c.runbook_id == runbooks.c.id,
-                    runbook_versions.c.revision == runbooks.c.current_revision,
-                ),
-            )
-        )
-        .where(runbooks.c.id == runbook_id)
-    )
     with engine.connect() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_LIVE, {"runbook_id": runbook_id}).first()
     if row is None:
         return None
     return Live(row.id, row.status, row.current_revision, row.team, row.created_at)
@@ -73,15 +76,38 @@ class RevisionCache:
         self.size = size
         self._entries: OrderedDict[tuple[str, int, datetime | None], Runbook] = OrderedDict()
         self._lock = Lock()
+        self._loading: dict[tuple[str, int, datetime | None], Lock] = {}  # revisions being parsed
 
     def runbook(self, engine: Engine, found: Live) -> Runbook:
-        """The revision's definition as a Runbook; 409 if the stored definition no longer loads."""
+        """The revision's definition as a Runbook; 409 if the stored definition no longer loads.
+        Concurrent misses on one revision parse it once: the first reads and parses, the others
+        wait for it and take its result (a burst of executes right after an approval, or after
+        the API started, would otherwise parse it once per request, all holding the GIL)."""
         key = (found.id, found.revision, found.stamp)
+        cached = self._get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            loading = self._loading.setdefault(key, Lock())
+        try:
+            with loading:
+                cached = self._get(key)
+                if cached is not None:
+                    return cached
+                return self._load(engine, found, key)
+        finally:
+            with self._lock:
+                if self._loading.get(key) is loading and not loading.locked():
+                    del self._loading[key]
+
+    def _get(self, key: tuple[str, int, datetime | None]) -> Runbook | None:
         with self._lock:
             cached = self._entries.get(key)
             if cached is not None:
                 self._entries.move_to_end(key)
-                return cached
+            return cached
+
+    def _load(self, engine: Engine, found: Live, key: tuple[str, int, datetime | None]) -> Runbook:
         with engine.connect() as conn:
             row = conn.execute(
                 select(runbook_versions.c.definition, runbook_versions.c.created_at).where(

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from api_auth_support import approve, bearer
+from sqlalchemy import Engine, event
 
 from rb_common.loader import load_runbook_text
 
@@ -224,3 +225,27 @@ async def test_every_execute_runs_the_revision_current_then(
     triggers, _ = await probe.triggers(runbook_id, want=4)
     ran = [(t["body"]["data"]["runbook"]["version"], t["body"]["data"]["trigger"]["revision"]) for t in triggers]
     assert ran == [("1.0.0", 1), ("1.0.0", 1), ("2.0.0", 2), ("3.0.0", 1)]
+
+
+async def test_a_burst_of_executes_parses_the_revision_once(
+    client: httpx.AsyncClient, engine: Engine, runbook_id: str, make_yaml: Callable[..., str], probe: Any
+) -> None:
+    """Executes arriving together before the revision is cached (right after an approval, or the
+    API's start) share one read and parse of its definition instead of one each."""
+    await register(client, make_yaml(runbook_id))
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "runbook_versions.definition" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        execute = f"/api/v1/runbooks/{runbook_id}/execute"
+        answers = await asyncio.gather(*(client.post(execute, json={"params": {"region": "eu"}}) for _ in range(20)))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [a.status_code for a in answers] == [202] * 20
+    assert len(reads) == 1, reads
+    triggers, _ = await probe.triggers(runbook_id, want=20)
+    assert len(triggers) == 20

@@ -55,7 +55,10 @@ async def test_past_the_bound_execute_answers_429_with_retry_after(
     assert refused.status_code == 429, refused.text
     assert refused.headers["content-type"].startswith(PROBLEM)
     assert refused.headers["retry-after"] == str(Settings().queue_retry_after)
-    assert f"{bound} executions wait for a slot" in refused.json()["detail"]
+    # The figure counts the queue, plus a request still publishing while it was read (it errs
+    # high by the admissions in flight, never low).
+    waiting = int(refused.json()["detail"].split(" executions wait for a slot")[0])
+    assert bound <= waiting <= bound + 1, refused.json()["detail"]
     triggers, _ = await probe.triggers(runbook_id)
     assert len(triggers) == len(accepted_ids)  # only the accepted ones reached the bus
 

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from api_app_support import app_client, app_settings
 from api_auth_support import ADMIN, bearer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from rb_api.deps import ApiOptions
 from rb_api.key_cache import KeyCache
@@ -104,3 +105,25 @@ async def test_without_the_cache_every_request_reads_the_key(
         assert (await second.get(READ, headers=bearer(made["key"]))).status_code == 200
         assert (await first.delete(f"{KEYS}/{made['id']}")).status_code == 200
         assert (await second.get(READ, headers=bearer(made["key"]))).status_code == 401
+
+
+async def test_a_burst_with_a_key_not_cached_reads_it_once(
+    tmp_path: Path, engine: Engine, bus: Bus, api_options: ApiOptions
+) -> None:
+    """Requests arriving together with a key the process has not looked up (the start of a load
+    test, or every request in flight when the cached entry expires) share one lookup."""
+    async with api(tmp_path, engine, bus, api_options, cache_seconds=600) as client:
+        made = (await client.post(KEYS, json={"name": "burst", "roles": ["viewer"]})).json()
+        reads: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if "FROM api_keys" in statement and "key_hash" in statement:
+                reads.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            answers = await asyncio.gather(*(client.get(READ, headers=bearer(made["key"])) for _ in range(20)))
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert [a.status_code for a in answers] == [200] * 20
+        assert len(reads) == 1, reads
