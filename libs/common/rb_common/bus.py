@@ -169,6 +169,11 @@ class Names:
     def all_cancels(self) -> str:
         return f"{self.namespace}.cancel.>"
 
+    def projected_subject(self, execution_id: str) -> str:
+        """The recorder's word that an execution's end is in its tables (payload: the event
+        type); the API's long polls wake on it (rb_api.ended). `all_of("projected")` is every one."""
+        return f"{self.namespace}.projected.{execution_id}"
+
     def deliver_subject(self, durable: str) -> str:
         return f"{self.namespace}.deliver.{durable}"
 

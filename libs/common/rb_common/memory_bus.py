@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -285,12 +286,33 @@ class MemoryJetStream:
         return True
 
 
+class CoreSubscription:
+    """A core-NATS subscription with a callback: what is published while it lasts, nothing
+    stored."""
+
+    def __init__(self, conn: MemoryConnection, pattern: str, cb: Callable[[Msg], Awaitable[None]]) -> None:
+        self.conn = conn
+        self.pattern = pattern
+        self.cb = cb
+
+    async def unsubscribe(self) -> None:
+        self.conn.core.discard(self)
+
+
 class MemoryConnection:
-    """The core-NATS side: connected until closed; flush answers; publishes go nowhere."""
+    """The core-NATS side: connected until closed; flush answers; publishes reach the core
+    subscriptions (callbacks) whose subject matches, and are kept in `published`."""
 
     def __init__(self, js: MemoryJetStream) -> None:
         self.js = js
         self.published: list[tuple[str, bytes]] = []
+        self.core: set[CoreSubscription] = set()
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], **_: Any) -> CoreSubscription:
+        self.js.check_open()
+        sub = CoreSubscription(self, subject, cb)
+        self.core.add(sub)
+        return sub
 
     @property
     def is_connected(self) -> bool:
@@ -306,12 +328,15 @@ class MemoryConnection:
     async def publish(self, subject: str, payload: bytes = b"", **_: Any) -> None:
         self.js.check_open()
         self.published.append((subject, payload))
+        for sub in [s for s in self.core if subject_matches(s.pattern, subject)]:
+            await sub.cb(Msg(cast(Any, self), subject=subject, data=payload))
 
     async def drain(self) -> None:
         await self.close()
 
     async def close(self) -> None:
         self.js.closed = True
+        self.core.clear()
         for sub in list(self.js.subscriptions):
             await sub.unsubscribe()
 

@@ -108,9 +108,14 @@ def create_app(
             if nats_bus is None:
                 nats_bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-api")
                 stack.push_async_callback(nats_bus.close)
-            app.state.services = Services(
+            services = Services(
                 settings, db, nats_bus, metrics, opts, oidc, keys=KeyCache(settings.auth_cache_seconds)
             )
+            # The backlog figure read before the first request (a first burst does not wait on it).
+            await services.queue.refresh(nats_bus)
+            await services.ended.start(nats_bus)  # long polls wake on the recorder's word
+            stack.push_async_callback(services.ended.stop)
+            app.state.services = services
             log.info("rb api ready (database %s, NATS %s)", db.url.render_as_string(), settings.nats_url)
             try:
                 yield

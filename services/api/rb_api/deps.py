@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from rb_api.accepted import Accepted
 from rb_api.backpressure import QueueGate
+from rb_api.ended import Ended
 from rb_api.key_cache import KeyCache
 from rb_api.metrics import Metrics
 from rb_api.oidc import OidcVerifier
@@ -43,6 +44,7 @@ class Services:
     keys: KeyCache = field(default_factory=lambda: KeyCache(0))  # see rb_api.key_cache
     revisions: RevisionCache = field(default_factory=RevisionCache)  # see rb_api.revisions
     accepted: Accepted = field(default_factory=Accepted)  # see rb_api.accepted
+    ended: Ended = field(default_factory=Ended)  # the recorder's announced ends (rb_api.ended)
 
 
 async def services(request: Request) -> Services:

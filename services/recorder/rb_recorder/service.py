@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rb_common import logs
 from rb_common.bus import Bus, connect, patiently
 from rb_common.consumers import durable_config
-from rb_common.events import Event
+from rb_common.events import TERMINAL_EVENTS, Event
 from rb_common.health import Health, watch_bus
 from rb_common.settings import Settings
 from rb_recorder import metrics
@@ -139,6 +139,21 @@ async def _apply(msg: Msg, event: Event, recorder: Recorder, blocked: set[str]) 
     await msg.ack()
 
 
+# Told of each execution end once it is committed (the long polls of the API wait for it).
+Announce = Callable[[Event], Awaitable[None]]
+
+
+def announcer(bus: Bus) -> Announce:
+    """Publish an end, committed, on `projected_subject` (core NATS: nothing stored; a lost one
+    costs a waiting client at most the API's recheck interval)."""
+
+    async def announce(event: Event) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await bus.nc.publish(bus.names.projected_subject(event.execution_id), event.type.value.encode())
+
+    return announce
+
+
 async def consume(
     sub: JetStreamContext.PullSubscription,
     recorder: Recorder,
@@ -146,6 +161,7 @@ async def consume(
     *,
     batch_size: int = 100,
     fetch_timeout: float = 1.0,
+    announce: Announce | None = None,
 ) -> None:
     while not stop.is_set():
         try:
@@ -158,14 +174,15 @@ async def consume(
                 await asyncio.wait_for(stop.wait(), 1.0)
             continue
         try:
-            await handle_batch(msgs, recorder)
+            await handle_batch(msgs, recorder, announce)
         except nats.errors.Error as exc:
             # Ack/NAK lost (connection trouble): the messages come back after the ack wait.
             log.warning("could not acknowledge messages on the events stream: %r", exc)
 
 
-async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
-    """Apply a fetched batch in one transaction, then ack, NAK or terminate each message."""
+async def handle_batch(msgs: Sequence[Msg], recorder: Recorder, announce: Announce | None = None) -> None:
+    """Apply a fetched batch in one transaction, then announce the ends it committed and ack, NAK
+    or terminate each message."""
     readable: list[tuple[Msg, Event]] = []
     for msg in msgs:
         try:
@@ -187,6 +204,10 @@ async def handle_batch(msgs: Sequence[Msg], recorder: Recorder) -> None:
         for msg, _ in readable:
             await msg.nak(delay=error_delay(msg.metadata.num_delivered or 1))
         return
+    if announce is not None:
+        for (_, event), result in zip(readable, results, strict=True):
+            if event.type in TERMINAL_EVENTS and not isinstance(result, SequenceGap):
+                await announce(event)
     for (msg, event), result in zip(readable, results, strict=True):
         with logs.bound(event.execution_id):
             if isinstance(result, SequenceGap):
@@ -234,7 +255,9 @@ async def run_recorder(
                 f"consumer {consumer}",
             )
             log.info("recorder consuming %s as %s", bus.names.events_stream, consumer)
-            await consume(sub, recorder, stop, batch_size=batch_size, fetch_timeout=fetch_timeout)
+            await consume(
+                sub, recorder, stop, batch_size=batch_size, fetch_timeout=fetch_timeout, announce=announcer(bus)
+            )
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -70,10 +71,14 @@ def test_one_request_follows_an_execution_to_its_end(stack: Stack) -> None:
     assert (code, body["status"]) == (200, "RUNNING")
     assert 0.5 <= took < 2.5, took
 
-    # A long one answers when it ends, long before the wait is up, with the recorded end.
+    # A long one answers when it ends, long before the wait is up, with the recorded end: woken
+    # by the recorder's announcement, not by a periodic re-read (every 2 s).
     code, body, took = get(stack, execution_id, wait=25)
+    answered = datetime.now(UTC)
     assert (code, body["status"]) == (200, "SUCCEEDED"), (code, body)
     assert took < 10, took
+    late = (answered - datetime.fromisoformat(body["completed_at"])).total_seconds()
+    assert late < 0.75, late
     assert {s["id"]: s["status"] for s in body["steps"]} == {"pause": "SUCCEEDED", "done": "SUCCEEDED"}
 
     # Finished: at once.
@@ -104,3 +109,15 @@ def test_a_long_poll_right_after_the_202_waits_for_the_execution_to_appear(stack
         code, body, took = waiting.result(timeout=60)
     assert (code, body["status"]) == (200, "SUCCEEDED"), (code, body, stack.services.logs())
     assert took < 25, took
+
+
+def test_with_the_recorder_down_a_long_poll_answers_from_the_stream(stack: Stack) -> None:
+    """No recorder, so no projection and no announcement: the request's periodic re-read finds
+    the end on the stream and answers with the stream's fold of the execution."""
+    stack.start("executor", "api")
+    stack.wait_ready()
+    execution_id = register_and_execute(stack)
+    code, body, took = get(stack, execution_id, wait=25)
+    assert (code, body["status"]) == (200, "SUCCEEDED"), (code, body, stack.services.logs())
+    assert took < 10, took
+    assert {s["id"]: s["status"] for s in body["steps"]} == {"pause": "SUCCEEDED", "done": "SUCCEEDED"}

@@ -22,7 +22,7 @@ from rb_common.events import Event
 from rb_recorder.service import consume, error_delay, gap_delay
 from rb_recorder.service import handle_message as _handle_message
 from rb_store.db import make_engine, migrate
-from rb_store.queries import get_events
+from rb_store.queries import get_events, get_execution
 from rb_store.recorder import ApplyResult, Recorder
 
 
@@ -153,3 +153,22 @@ async def test_consume_applies_a_fetched_batch_in_one_go_and_acks_each(engine: E
     await asyncio.wait_for(consume(sub, recorder, stop), 5)
     assert batches == [len(msgs)]
     assert all(m.outcome == ("ack", None) for m in msgs)
+
+
+async def test_consume_announces_an_end_once_it_is_committed(engine: Engine) -> None:
+    """The long polls of the API wake on the announcement, so it must come after the commit (the
+    end readable in the tables) and only for ends: one per execution end, none for a gap."""
+    stream = await ascenario_events("continue_then_succeeds")
+    execution_id = stream[0].execution_id
+    seen: list[tuple[str, str | None]] = []
+
+    async def announce(event: Event) -> None:
+        seen.append((event.type.value, get_execution(engine, execution_id)["status"]))
+
+    stop = asyncio.Event()
+    msgs = [FakeMsg.of(e) for e in stream]
+    # The end first, alone: a gap (earlier events missing), not applied, not announced.
+    sub: Any = FakeSubscription([[msgs[-1]], msgs[:-1], [FakeMsg.of(stream[-1])]], stop)
+    await asyncio.wait_for(consume(sub, Recorder(engine), stop, announce=announce), 5)
+    assert msgs[-1].outcome is not None and msgs[-1].outcome[0] == "nak"
+    assert seen == [("execution.succeeded", "SUCCEEDED")]
