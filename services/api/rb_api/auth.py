@@ -109,17 +109,28 @@ async def authenticate(svc: Services, credential: str) -> Identity | None:
     cached = svc.keys.get(credential)
     if cached is not None:  # looked up less than RB_AUTH_CACHE_SECONDS ago (rb_api.key_cache)
         return cached.identity()
+    if svc.keys.seconds <= 0:  # no cache: every request reads the key
+        stored = await _look_up(svc, credential)
+        return None if stored is None else stored.identity()
     # One lookup per credential at a time: the requests that arrive while it runs (a burst, or
     # every request in flight when the cached entry expires) wait for it instead of each
-    # reading the table.
-    digest = hash_key(credential)
-    lookup = svc.keys.lookups.get(digest)
+    # reading the table. A lookup begun before a key was created or revoked through this
+    # process (the generation) is not joined: the request after a revocation reads anew.
+    slot = (hash_key(credential), svc.keys.generation())
+    lookup = svc.keys.lookups.get(slot)
     if lookup is None:
         lookup = asyncio.ensure_future(_look_up(svc, credential))
-        svc.keys.lookups[digest] = lookup
-        lookup.add_done_callback(lambda _done: svc.keys.lookups.pop(digest, None))
+        svc.keys.lookups[slot] = lookup
+        lookup.add_done_callback(lambda done: _forget(svc, slot, done))
     stored = await asyncio.shield(lookup)  # a request gone meanwhile does not cancel the others'
     return None if stored is None else stored.identity()
+
+
+def _forget(svc: Services, slot: tuple[str, int], done: asyncio.Future[StoredKey | None]) -> None:
+    if svc.keys.lookups.get(slot) is done:
+        del svc.keys.lookups[slot]
+    if not done.cancelled():
+        done.exception()  # retrieved: every waiter may have gone before it failed
 
 
 async def _look_up(svc: Services, credential: str) -> StoredKey | None:

@@ -33,7 +33,7 @@ class KeyCache:
         self._generation = 0  # bumped by clear(): a lookup begun before it is not kept
         # Lookups in flight by key digest (rb_api.auth: concurrent requests share one); only
         # touched from the event loop.
-        self.lookups: dict[str, asyncio.Future[StoredKey | None]] = {}
+        self.lookups: dict[tuple[str, int], asyncio.Future[StoredKey | None]] = {}  # (digest, generation)
 
     def get(self, credential: str) -> StoredKey | None:
         """The active key cached for `credential`, or None (not cached, stale or no longer active)."""

@@ -7,8 +7,9 @@ execution's end is in its tables (rb_api.ended: one subscription per API process
 opens none of its own). The request registers its wait before it reads the projected status,
 so an end committed in between is not missed; then it reads nothing until it is woken, or every
 `SAFETY_RECHECK` seconds all the same (an announcement lost to a reconnect, or a recorder that is
-down: when the projection has no row yet, the stream's last event says whether the execution
-has ended, and the detail then folds the stream). The whole detail is read once, to answer; it
+down: when the projection has no row of the execution, the stream's last event says whether
+it has ended, and the detail then folds the stream; a row the recorder left behind when it
+stopped is what the answer shows). The whole detail is read once, to answer; it
 is the same detail a plain GET gives, finished or not. `wait=0` (the default) answers at once.
 """
 
@@ -57,18 +58,21 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
                 await asyncio.wait_for(ended.wait(), min(remaining, SAFETY_RECHECK))
             ended.clear()
             status = await in_thread(projected_status, svc.engine, execution_id)
-            if status is None and await _last_type(svc, execution_id) in _TERMINAL_TYPES:
+            remaining = deadline - loop.time()
+            if status is None and remaining > 0 and await _last_type(svc, execution_id, remaining) in _TERMINAL_TYPES:
                 break  # ended, and the recorder has no row of it: the detail folds the stream
         return await detail(svc, execution_id)
 
 
-async def _last_type(svc: Services, execution_id: str) -> str | None:
-    """The type of the execution's last event on the stream (None: it has none, or no answer):
-    one direct get, and only the type parsed (the first event holds the whole definition)."""
+async def _last_type(svc: Services, execution_id: str, within: float | None = None) -> str | None:
+    """The type of the execution's last event on the stream (None: it has none, or no answer
+    within `within` seconds): one direct get, and only the type parsed (the first event holds
+    the whole definition)."""
     names = svc.bus.names
     try:
-        last = await svc.bus.js.get_last_msg(
-            names.events_stream, names.exec_subject(execution_id), direct=True
+        last = await asyncio.wait_for(
+            svc.bus.js.get_last_msg(names.events_stream, names.exec_subject(execution_id), direct=True),
+            within,
         )
         found = orjson.loads(last.data or b"{}").get("type")
     except Exception:  # not there (NotFoundError), or no answer: the status re-reads cover it
