@@ -13,6 +13,8 @@ import pytest
 from services_support import Services, api, approve
 from test_stack_e2e import Stack
 
+from rb_common.statuses import TERMINAL_EXECUTION
+
 pytestmark = pytest.mark.integration
 
 
@@ -53,11 +55,19 @@ async def test_two_schedulers_start_one_execution_per_fire_time(stack: Stack) ->
     await asyncio.sleep(5)
     assert api.post(f"{stack.base}/runbooks/{runbook_id}/deprecate").status_code == 200
     deprecated_at = time.time()
-    await asyncio.sleep(3)  # the last fires finish and reach the recorder
-
-    rows = stack.rows(
-        "SELECT id, status, trigger FROM runbook_executions WHERE runbook_id = :r", r=runbook_id
-    )
+    # The last fires finish and reach the recorder: at least 3 s (a fire triggered as the
+    # deprecation landed becomes a row), then until every row has ended (a slow machine takes
+    # longer than that).
+    await asyncio.sleep(3)
+    deadline = time.monotonic() + 60
+    while True:
+        rows = stack.rows(
+            "SELECT id, status, trigger FROM runbook_executions WHERE runbook_id = :r", r=runbook_id
+        )
+        if rows and all(r.status in TERMINAL_EXECUTION for r in rows):
+            break
+        assert time.monotonic() < deadline, ([r.status for r in rows], stack.services.logs())
+        await asyncio.sleep(0.2)
     triggers = [json.loads(r.trigger) if isinstance(r.trigger, str) else r.trigger for r in rows]
     fire_times = sorted(datetime.fromisoformat(t["fire_time"]) for t in triggers)
     assert len(fire_times) == len(set(fire_times)), f"a fire time started twice: {fire_times}"
