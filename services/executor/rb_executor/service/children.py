@@ -12,7 +12,8 @@ The attempt then follows the child's stream (`rb.exec.<child>`, an ordered consu
 first event) until the child ends; its outcome becomes the step's, reported like any other
 step outcome. While JetStream cannot answer (a leader election, a lost quorum) each of these
 calls is tried again (`rb_common.bus.patiently`) until the step's own timeout: the child goes
-on regardless, and a parent failed for a moment's election would be a false failure. Cancelled (the parent was cancelled, or the step timed out), it sends the child a
+on regardless, and a parent failed for a moment's election would be a false failure. The
+registry's database is read the same way while it cannot be reached (a restart, a failover). Cancelled (the parent was cancelled, or the step timed out), it sends the child a
 cancel on `rb.control.<child>` before it lets go; not when its worker is stopping (the attempt
 is handed back to another worker, which follows the same child).
 """
@@ -27,7 +28,7 @@ from typing import Any
 
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from rb_common.bus import Bus, patiently
 from rb_common.events import Event, EventType
@@ -41,11 +42,12 @@ from rb_engine.coordinator import ExecutionState, evolve
 from rb_engine.local_children import outcome_of
 from rb_engine.steps.base import StepFailed
 from rb_store.db import database_url, make_engine
-from rb_store.registry import approved_one
+from rb_store.registry import Registered, approved_one
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
+REGISTRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between reads of an unreachable database
 
 
 class BusChildren:
@@ -92,10 +94,7 @@ class BusChildren:
         return True
 
     async def _start(self, request: ChildRequest) -> None:
-        try:
-            registered = await asyncio.to_thread(approved_one, self.engine, request.runbook_id)
-        except SQLAlchemyError as exc:
-            raise StepFailed(f"cannot read the registry: {type(exc).__name__}", retryable=True) from None
+        registered = await self._approved(request.runbook_id)
         if registered is None:
             raise ChildError(f"{request.runbook_id} is not a registered runbook with an APPROVED revision")
         runbook = registered.runbook
@@ -128,6 +127,27 @@ class BusChildren:
             raise StepFailed(
                 f"cannot publish the child's trigger: {type(exc).__name__}", retryable=True
             ) from None
+
+    async def _approved(self, runbook_id: str) -> Registered | None:
+        """The registry's APPROVED revision. While the database cannot be reached (restarting,
+        failing over: OperationalError, InterfaceError) the read is tried again until the step's
+        own timeout cancels the attempt; any other database error fails the attempt."""
+        failures = 0
+        while True:
+            try:
+                return await asyncio.to_thread(approved_one, self.engine, runbook_id)
+            except (OperationalError, InterfaceError) as exc:
+                pause = REGISTRY_PAUSES[min(failures, len(REGISTRY_PAUSES) - 1)]
+                failures += 1
+                log.warning(
+                    "cannot read the registry for %s (%s); trying again in %.1fs",
+                    runbook_id,
+                    type(exc).__name__,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+            except SQLAlchemyError as exc:
+                raise StepFailed(f"cannot read the registry: {type(exc).__name__}", retryable=True) from None
 
     async def _follow(self, execution_id: str) -> ExecutionState:
         """Fold the child's events as they come until it has ended."""
