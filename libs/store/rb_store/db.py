@@ -10,7 +10,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, QueuePool, create_engine, event, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from rb_common.settings import Settings
 
@@ -96,6 +96,13 @@ def migrate(engine: Engine) -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def transient_database_error(exc: BaseException) -> bool:
+    """The database is unreachable or restarting (worth trying again), not refusing the work."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, TimeoutError, OSError))
 
 
 async def migrate_when_reachable(engine: Engine, stop: asyncio.Event) -> bool:

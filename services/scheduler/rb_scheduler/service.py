@@ -17,7 +17,6 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from rb_common import logs, tracing
 from rb_common.bus import Bus, connect, last_event
@@ -35,17 +34,16 @@ from rb_scheduler.alert_log import Started, no_match_reason, record, record_row
 from rb_scheduler.cron import CronSchedules
 from rb_scheduler.registry_feed import RegistryView, RegistryWatcher
 from rb_store import schedules as fire_book
-from rb_store.db import database_url, make_engine, migrate_when_reachable, select_one
+from rb_store.db import (
+    database_url,
+    make_engine,
+    migrate_when_reachable,
+    select_one,
+    transient_database_error,
+)
 from rb_store.registry import approved, paused
 
 log = logging.getLogger(__name__)
-
-
-def transient_database_error(exc: BaseException) -> bool:
-    """The database is unreachable or restarting (worth trying again), not refusing the row."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (OperationalError, InterfaceError, TimeoutError, OSError))
 
 
 def first_delivery(msg: Msg) -> bool:
@@ -53,6 +51,7 @@ def first_delivery(msg: Msg) -> bool:
         return int(msg.metadata.num_delivered) <= 1
     except Exception:  # not a JetStream message
         return True
+
 
 # How long an alert waits for the registry changes that came before it to be applied.
 REGISTRY_WAIT_SECONDS = 10.0
@@ -259,7 +258,9 @@ class Scheduler:
             # (JetStream keeps one trigger each), an upsert of the same row. A record the
             # database refuses for good is logged and the alert acknowledged (no poison message).
             if transient_database_error(exc):
-                log.warning("alert %s: recording it failed (%s); it will be handled again", alert.dedupe_id, exc)
+                log.warning(
+                    "alert %s: recording it failed (%s); it will be handled again", alert.dedupe_id, exc
+                )
                 raise
             log.exception("alert %s: the database refused its record; not recorded", alert.dedupe_id)
         await msg.ack()
@@ -282,7 +283,12 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event, *, health: Heal
     engine = make_engine(database_url(settings))
     if not await migrate_when_reachable(engine, stop):
         return
-    bus = await connect(settings.nats_url, namespace=settings.namespace, replicas=settings.stream_replicas, name="rb-scheduler")
+    bus = await connect(
+        settings.nats_url,
+        namespace=settings.namespace,
+        replicas=settings.stream_replicas,
+        name="rb-scheduler",
+    )
     if health is not None:
         health.add("database", lambda: asyncio.to_thread(select_one, engine))
         watch_bus(health, bus)

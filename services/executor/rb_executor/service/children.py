@@ -13,9 +13,10 @@ first event) until the child ends; its outcome becomes the step's, reported like
 step outcome. While JetStream cannot answer (a leader election, a lost quorum) each of these
 calls is tried again (`rb_common.bus.patiently`) until the step's own timeout: the child goes
 on regardless, and a parent failed for a moment's election would be a false failure. The
-registry's database is read the same way while it cannot be reached (a restart, a failover). Cancelled (the parent was cancelled, or the step timed out), it sends the child a
-cancel on `rb.control.<child>` before it lets go; not when its worker is stopping (the attempt
-is handed back to another worker, which follows the same child).
+registry's database is read the same way while it cannot be reached (a restart, a failover).
+Cancelled (the parent was cancelled, or the step timed out), it sends the child a cancel on
+`rb.control.<child>` before it lets go; not when its worker is stopping (the attempt is handed
+back to another worker, which follows the same child).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from rb_common.bus import Bus, patiently
 from rb_common.events import Event, EventType
@@ -41,13 +42,12 @@ from rb_engine.child_runs import ChildError, ChildOutcome, ChildRequest
 from rb_engine.coordinator import ExecutionState, evolve
 from rb_engine.local_children import outcome_of
 from rb_engine.steps.base import StepFailed
-from rb_store.db import database_url, make_engine
+from rb_store.db import database_url, make_engine, transient_database_error
 from rb_store.registry import Registered, approved_one
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
-REGISTRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between reads of an unreachable database
 
 
 class BusChildren:
@@ -130,15 +130,17 @@ class BusChildren:
 
     async def _approved(self, runbook_id: str) -> Registered | None:
         """The registry's APPROVED revision. While the database cannot be reached (restarting,
-        failing over: OperationalError, InterfaceError) the read is tried again until the step's
-        own timeout cancels the attempt; any other database error fails the attempt."""
-        failures = 0
+        failing over: `transient_database_error`) the read is tried again until the step's own
+        timeout cancels the attempt; any other database error fails the attempt."""
+        pause = 0.2
         while True:
             try:
                 return await asyncio.to_thread(approved_one, self.engine, runbook_id)
-            except (OperationalError, InterfaceError) as exc:
-                pause = REGISTRY_PAUSES[min(failures, len(REGISTRY_PAUSES) - 1)]
-                failures += 1
+            except SQLAlchemyError as exc:
+                if not transient_database_error(exc):
+                    raise StepFailed(
+                        f"cannot read the registry: {type(exc).__name__}", retryable=True
+                    ) from None
                 log.warning(
                     "cannot read the registry for %s (%s); trying again in %.1fs",
                     runbook_id,
@@ -146,8 +148,7 @@ class BusChildren:
                     pause,
                 )
                 await asyncio.sleep(pause)
-            except SQLAlchemyError as exc:
-                raise StepFailed(f"cannot read the registry: {type(exc).__name__}", retryable=True) from None
+                pause = min(pause * 2, 5.0)
 
     async def _follow(self, execution_id: str) -> ExecutionState:
         """Fold the child's events as they come until it has ended."""
