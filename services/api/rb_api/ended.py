@@ -5,7 +5,9 @@ event is in its tables (rb_recorder.service.announcer). Each API process holds o
 on them all, opened at start, and wakes the long polls (rb_api.long_poll) waiting on that
 execution. A request then costs no subscription, flush or unsubscribe of its own, and reads the
 projection once more only when it has something to show. The announcement is a hint, not a
-record: one lost to a reconnect is covered by the long poll's periodic re-read.
+record: one lost to a reconnect is covered by the long poll's periodic re-read. The ids announced
+in the last `REMEMBER_SECONDS` are remembered (bounded), so a long poll that starts after its
+execution's announcement knows it has ended without a read.
 """
 
 from __future__ import annotations
@@ -13,21 +15,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from nats.aio.msg import Msg
 
+from rb_api.accepted import KEEP_SECONDS, MAX_KEPT
 from rb_common.bus import Bus
 
 log = logging.getLogger(__name__)
+
+# A long poll skips its first read for an id accepted here (rb_api.accepted) unless its end was
+# announced: an announcement comes after the accept, so remembering it as long as an accepted id
+# is kept covers every id still accepted (past REMEMBER_MAX ends in that time, the long poll's
+# periodic re-read finds the end instead).
+REMEMBER_SECONDS = KEEP_SECONDS
+REMEMBER_MAX = 2 * MAX_KEPT
 
 
 class Ended:
     """Waiters by execution id, woken by the recorder's announcements."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember_seconds: float = REMEMBER_SECONDS, remember_max: int = REMEMBER_MAX) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._recent: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time announced
+        self._remember_seconds = remember_seconds
+        self._remember_max = remember_max
         self._sub: Any = None
         self._retrying: asyncio.Task[None] | None = None
         self.announced = 0  # announcements received (tests, diagnostics)
@@ -74,8 +89,22 @@ class Ended:
         return self._sub is not None
 
     def wake(self, execution_id: str) -> None:
+        now = time.monotonic()
+        self._recent[execution_id] = now
+        self._recent.move_to_end(execution_id)
+        while self._recent and (
+            len(self._recent) > self._remember_max
+            or now - next(iter(self._recent.values())) > self._remember_seconds
+        ):
+            self._recent.popitem(last=False)
         for event in self._waiting.get(execution_id, ()):
             event.set()
+
+    def announced_lately(self, execution_id: str) -> bool:
+        """Whether the recorder announced `execution_id`'s end in the last `remember_seconds`
+        (as far as this process heard: an announcement lost to a reconnect is not here)."""
+        at = self._recent.get(execution_id)
+        return at is not None and time.monotonic() - at <= self._remember_seconds
 
     @contextlib.contextmanager
     def watch(self, execution_id: str) -> Iterator[asyncio.Event]:

@@ -5,19 +5,22 @@ detail every fraction of a second, and every poll is a request, an authorization
 projection read. Here one request waits instead, on the recorder's announcement that the
 execution's end is in its tables (rb_api.ended: one subscription per API process, so a request
 opens none of its own). The request registers its wait before it reads the projected status,
-so an end committed in between is not missed; then it reads nothing until it is woken, or every
-`SAFETY_RECHECK` seconds all the same (an announcement lost to a reconnect, or a recorder that is
-down: when the projection has no row of the execution, the stream's last event says whether
-it has ended, and the detail then folds the stream; a row the recorder left behind when it
-stopped is what the answer shows). The whole detail is read once, to answer; it
-is the same detail a plain GET gives, finished or not. `wait=0` (the default) answers at once.
+so an end committed in between is not missed; an execution this process accepted a moment ago
+(rb_api.accepted) whose end has not been announced has nothing to read yet, and is not read.
+Then it reads nothing until it is woken, when it reads the detail to answer with, or every
+`SAFETY_RECHECK` seconds (give or take a quarter, so polls started together do not read
+together) all the same: an announcement lost to a reconnect, or a recorder that is down (when
+the projection has no row of the execution, the stream's last event says whether it has ended,
+and the detail then folds the stream; a row the recorder left behind when it stopped is what
+the answer shows). The answer is the same detail a plain GET gives, finished or not. `wait=0`
+(the default) answers at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import random
 from typing import Any
 
 import orjson
@@ -27,6 +30,7 @@ from rb_api.deps import Services
 from rb_api.executions import check_id, detail
 from rb_api.reads import TERMINAL_STATUSES, projected_status
 from rb_common.events import TERMINAL_EVENTS
+from rb_store.lineage import detail as lineage_detail
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +47,46 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, MAX_WAIT)
     with svc.ended.watch(execution_id) as ended:
-        status = await in_thread(projected_status, svc.engine, execution_id)
-        if status is None and execution_id not in svc.accepted:
-            # Not projected, and not accepted here a moment ago: on the stream only (the
-            # recorder is behind or down), triggered through another API process, or unknown.
-            last = await _last_type(svc, execution_id)
-            if last is None or last in _TERMINAL_TYPES:
-                return await detail(svc, execution_id)  # 404, or the stream's fold of the end
+        if execution_id in svc.accepted and not svc.ended.announced_lately(execution_id):
+            # Accepted here a moment ago and no end announced since: nothing to read yet.
+            status: str | None = None
+        else:
+            status = await in_thread(projected_status, svc.engine, execution_id)
+            if status is None and execution_id not in svc.accepted:
+                # Not projected, and not accepted here a moment ago: on the stream only (the
+                # recorder is behind or down), triggered through another API process, or unknown.
+                last = await _last_type(svc, execution_id)
+                if last is None or last in _TERMINAL_TYPES:
+                    return await detail(svc, execution_id)  # 404, or the stream's fold of the end
         while status not in TERMINAL_STATUSES:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), min(remaining, SAFETY_RECHECK))
-            ended.clear()
-            status = await in_thread(projected_status, svc.engine, execution_id)
+            try:
+                await asyncio.wait_for(ended.wait(), min(remaining, _recheck()))
+            except TimeoutError:
+                status = await in_thread(projected_status, svc.engine, execution_id)
+            else:
+                # Announced: the end is in the recorder's tables, so the answer is read at once.
+                ended.clear()
+                found = await in_thread(lineage_detail, svc.engine, execution_id)
+                if found is not None and found.get("status") in TERMINAL_STATUSES:
+                    return found
+                status = found.get("status") if found is not None else None
             remaining = deadline - loop.time()
-            if status is None and remaining > 0 and await _last_type(svc, execution_id, remaining) in _TERMINAL_TYPES:
+            if (
+                status is None
+                and remaining > 0
+                and await _last_type(svc, execution_id, remaining) in _TERMINAL_TYPES
+            ):
                 break  # ended, and the recorder has no row of it: the detail folds the stream
         return await detail(svc, execution_id)
+
+
+def _recheck() -> float:
+    """Seconds until the next read while nothing has woken the request: `SAFETY_RECHECK`, give or
+    take a quarter, so the long polls a burst of executes started do not read all at once."""
+    return SAFETY_RECHECK * random.uniform(0.75, 1.25)
 
 
 async def _last_type(svc: Services, execution_id: str, within: float | None = None) -> str | None:
