@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from rb_api.accepted import Accepted
 from rb_api.backpressure import QueueGate
+from rb_api.dbutil import ThreadLane
 from rb_api.ended import Ended
 from rb_api.key_cache import KeyCache
 from rb_api.metrics import Metrics
@@ -45,6 +46,9 @@ class Services:
     revisions: RevisionCache = field(default_factory=RevisionCache)  # see rb_api.revisions
     accepted: Accepted = field(default_factory=Accepted)  # see rb_api.accepted
     ended: Ended = field(default_factory=Ended)  # the recorder's announced ends (rb_api.ended)
+    # The long polls' reads (rb_api.long_poll): two threads at most, the rest of the pool is left
+    # to the requests that someone is waiting on.
+    poll_reads: ThreadLane = field(default_factory=lambda: ThreadLane(2))
 
 
 async def services(request: Request) -> Services:

@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 
-from rb_api.dbutil import in_thread
 from rb_api.deps import Services
 from rb_api.executions import check_id, detail
 from rb_api.reads import TERMINAL_STATUSES, projected_status
@@ -51,7 +50,7 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
             # Accepted here a moment ago and no end announced since: nothing to read yet.
             status: str | None = None
         else:
-            status = await in_thread(projected_status, svc.engine, execution_id)
+            status = await svc.poll_reads.run(projected_status, svc.engine, execution_id)
             if status is None and execution_id not in svc.accepted:
                 # Not projected, and not accepted here a moment ago: on the stream only (the
                 # recorder is behind or down), triggered through another API process, or unknown.
@@ -65,11 +64,11 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
             try:
                 await asyncio.wait_for(ended.wait(), min(remaining, _recheck()))
             except TimeoutError:
-                status = await in_thread(projected_status, svc.engine, execution_id)
+                status = await svc.poll_reads.run(projected_status, svc.engine, execution_id)
             else:
                 # Announced: the end is in the recorder's tables, so the answer is read at once.
                 ended.clear()
-                found = await in_thread(lineage_detail, svc.engine, execution_id)
+                found = await svc.poll_reads.run(lineage_detail, svc.engine, execution_id)
                 if found is not None and found.get("status") in TERMINAL_STATUSES:
                     return found
                 status = found.get("status") if found is not None else None
