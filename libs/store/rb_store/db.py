@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, QueuePool, create_engine, event, text
+from sqlalchemy import Engine, QueuePool, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from rb_common.settings import Settings
@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x72622D6D6967  # "rb-mig": the advisory lock every migrating service takes
+# Seconds a PostgreSQL connection may take to open (libpq's connect_timeout; one given in the
+# URL wins): without it a server that silently drops packets (a failover, a firewall) held the
+# request or step that opened the connection for the kernel's TCP timeout, minutes.
+CONNECT_TIMEOUT = 10
 
 
 def database_url(settings: Settings) -> str:
@@ -49,7 +53,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args)
 
 
 def warm_pool(engine: Engine) -> int:
