@@ -144,7 +144,7 @@ class BusChildren:
                 log.warning(
                     "cannot read the registry for %s (%s); trying again in %.1fs",
                     runbook_id,
-                    type(exc).__name__,
+                    str(exc).splitlines()[0],  # the driver's message, not the statement
                     pause,
                 )
                 await asyncio.sleep(pause)

@@ -44,7 +44,7 @@ async def test_an_unreachable_registry_is_read_again_until_it_answers(
     path = tmp_path / "not-yet" / "rb.db"
     engine = make_engine(f"sqlite:///{path}")
     attempt = asyncio.ensure_future(BusChildren(memory_bus(), Settings(), engine).run(REQUEST))
-    await _logged(caplog, "cannot read the registry for rb-child (OperationalError)", 2)
+    await _logged(caplog, "cannot read the registry for rb-child ((sqlite3.OperationalError) unable to open database file)", 2)
     assert not attempt.done()  # the step waits; it has not failed
 
     path.parent.mkdir()
