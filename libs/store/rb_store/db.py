@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 from alembic import command
@@ -18,10 +19,11 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x72622D6D6967  # "rb-mig": the advisory lock every migrating service takes
-# Seconds a PostgreSQL connection may take to open (libpq's connect_timeout; one given in the
-# URL wins): without it a server that silently drops packets (a failover, a firewall) held the
-# request or step that opened the connection for the kernel's TCP timeout, minutes.
+# Seconds a PostgreSQL connection may take to open (libpq's connect_timeout; one in the URL or
+# in PGCONNECT_TIMEOUT wins): without it a server that silently drops packets (a failover, a
+# firewall) held the request or step that opened the connection for psycopg's default of 130 s.
 CONNECT_TIMEOUT = 10
+_LIBPQ_DRIVERS = ("postgresql", "postgresql+psycopg", "postgresql+psycopg2")
 
 
 def database_url(settings: Settings) -> str:
@@ -53,8 +55,17 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=_connect_args(url))
+
+
+def _connect_args(url: str) -> dict[str, int]:
+    """The connect timeout for libpq drivers, unless the URL or the environment sets one."""
+    parsed = make_url(url)
+    if parsed.drivername not in _LIBPQ_DRIVERS or "connect_timeout" in parsed.query:
+        return {}
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT}
 
 
 def warm_pool(engine: Engine) -> int:

@@ -1,5 +1,6 @@
 """rb_store.db.make_engine: a PostgreSQL connection that cannot open gives up after
-CONNECT_TIMEOUT instead of the kernel's TCP timeout; a connect_timeout in the URL wins."""
+CONNECT_TIMEOUT instead of psycopg's 130 s; a connect_timeout in the URL, or PGCONNECT_TIMEOUT in
+the environment, wins."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from rb_store import db
@@ -26,8 +28,15 @@ def silent_server() -> Iterator[int]:
 def test_a_server_that_never_answers_is_given_up_on_after_the_connect_timeout(
     silent_server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT", 2)  # libpq's least
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
     engine = db.make_engine(f"postgresql+psycopg://rb@127.0.0.1:{silent_server}/rb")
+    assert isinstance(_opens_within(engine, 6), OperationalError)
+
+
+def _opens_within(engine: Engine, seconds: float) -> BaseException | None:
+    """What connecting raised within `seconds` (a daemon thread: a connect that never returns
+    fails the test instead of holding it)."""
     outcome: queue.Queue[BaseException | None] = queue.Queue()
 
     def connect() -> None:
@@ -37,17 +46,24 @@ def test_a_server_that_never_answers_is_given_up_on_after_the_connect_timeout(
         except BaseException as exc:
             outcome.put(exc)
 
-    # A daemon thread: without the timeout the connect never returns, and the test fails below.
     threading.Thread(target=connect, daemon=True).start()
     try:
-        raised = outcome.get(timeout=5)
+        return outcome.get(timeout=seconds)
     except queue.Empty:
-        pytest.fail("the connection was still opening after 5 s")
-    assert isinstance(raised, OperationalError), raised
-    engine.dispose()
+        pytest.fail(f"the connection was still opening after {seconds} s")
+    finally:
+        engine.dispose()
 
 
-def test_the_urls_own_connect_timeout_is_kept() -> None:
-    engine = db.make_engine("postgresql+psycopg://rb@127.0.0.1:5/rb?connect_timeout=3")
-    _, params = engine.dialect.create_connect_args(engine.url)
-    assert str(params["connect_timeout"]) == "3"
+def test_the_urls_own_connect_timeout_wins(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT", 600)
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    engine = db.make_engine(f"postgresql+psycopg://rb@127.0.0.1:{silent_server}/rb?connect_timeout=2")
+    assert isinstance(_opens_within(engine, 6), OperationalError)
+
+
+def test_pgconnect_timeout_in_the_environment_wins(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT", 600)
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "2")
+    engine = db.make_engine(f"postgresql+psycopg://rb@127.0.0.1:{silent_server}/rb")
+    assert isinstance(_opens_within(engine, 6), OperationalError)
