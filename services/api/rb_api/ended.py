@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -38,7 +38,13 @@ REMEMBER_MAX = 2 * MAX_KEPT
 class Ended:
     """Waiters by execution id, woken by the recorder's announcements."""
 
-    def __init__(self, remember_seconds: float = REMEMBER_SECONDS, remember_max: int = REMEMBER_MAX) -> None:
+    def __init__(
+        self,
+        remember_seconds: float = REMEMBER_SECONDS,
+        remember_max: int = REMEMBER_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._recent: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time announced
         self._remember_seconds = remember_seconds
@@ -89,7 +95,7 @@ class Ended:
         return self._sub is not None
 
     def wake(self, execution_id: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._recent[execution_id] = now
         self._recent.move_to_end(execution_id)
         while self._recent and (
@@ -104,7 +110,7 @@ class Ended:
         """Whether the recorder announced `execution_id`'s end in the last `remember_seconds`
         (as far as this process heard: an announcement lost to a reconnect is not here)."""
         at = self._recent.get(execution_id)
-        return at is not None and time.monotonic() - at <= self._remember_seconds
+        return at is not None and self._clock() - at <= self._remember_seconds
 
     @contextlib.contextmanager
     def watch(self, execution_id: str) -> Iterator[asyncio.Event]:

@@ -51,10 +51,11 @@ async def test_it_listens_once_the_bus_lets_it_and_wakes_on_an_announcement() ->
     assert not ended.listening
 
 
-async def test_it_remembers_announced_ends_for_a_while_and_only_so_many() -> None:
+def test_it_remembers_announced_ends_for_a_while_and_only_so_many() -> None:
     """A long poll that starts after the announcement learns the end from here (rb_api.long_poll
     skips its first read for an execution accepted a moment ago unless its end was announced)."""
-    ended = Ended(remember_seconds=0.2, remember_max=3)
+    now = [0.0]
+    ended = Ended(remember_seconds=60, remember_max=3, clock=lambda: now[0])
     assert not ended.announced_lately("a")
     ended.wake("a")  # nobody waits: remembered all the same
     assert ended.announced_lately("a")
@@ -63,7 +64,9 @@ async def test_it_remembers_announced_ends_for_a_while_and_only_so_many() -> Non
         ended.wake(name)
     assert not ended.announced_lately("a")  # the oldest go first past the bound
     assert all(ended.announced_lately(name) for name in ("b", "c", "d"))
-    await asyncio.sleep(0.25)
+    now[0] = 60.0
+    assert ended.announced_lately("d")
+    now[0] = 60.5
     assert not ended.announced_lately("d")  # and all of them after `remember_seconds`
     ended.wake("e")
     assert len(ended._recent) == 1
