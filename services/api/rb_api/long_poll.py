@@ -5,8 +5,10 @@ detail every fraction of a second, and every poll is a request, an authorization
 projection read. Here one request waits instead, on the recorder's announcement that the
 execution's end is in its tables (rb_api.ended: one subscription per API process, so a request
 opens none of its own). The request registers its wait before it reads the projected status,
-so an end committed in between is not missed; an execution this process accepted a moment ago
+so an end committed in between is not missed; an execution this process created a moment ago
 (rb_api.accepted) whose end has not been announced has nothing to read yet, and is not read.
+The reads go through the long polls' lane of threads (svc.poll_reads) and are given up when the
+wait is up, so a queue behind a slow database does not hold an answer past its wait.
 Then it reads nothing until it is woken, when it reads the detail to answer with, or every
 `SAFETY_RECHECK` seconds (give or take a quarter, so polls started together do not read
 together) all the same: an announcement lost to a reconnect, or a recorder that is down (when
@@ -21,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy import Engine
 
 from rb_api.deps import Services
 from rb_api.executions import check_id, detail
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT = 30.0  # seconds a request may hold its answer
 SAFETY_RECHECK = 2.0  # seconds between reads while nothing has woken the request
+T = TypeVar("T")
 _TERMINAL_TYPES = frozenset(t.value for t in TERMINAL_EVENTS)
 
 
@@ -46,11 +51,14 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, MAX_WAIT)
     with svc.ended.watch(execution_id) as ended:
-        if execution_id in svc.accepted and not svc.ended.announced_lately(execution_id):
-            # Accepted here a moment ago and no end announced since: nothing to read yet.
+        if svc.accepted.created_here(execution_id) and not svc.ended.announced_lately(execution_id):
+            # Created here a moment ago and no end announced since: nothing to read yet.
             status: str | None = None
         else:
-            status = await svc.poll_reads.run(projected_status, svc.engine, execution_id)
+            try:
+                status = await _read(svc, projected_status, execution_id, deadline - loop.time())
+            except TimeoutError:
+                return await detail(svc, execution_id)
             if status is None and execution_id not in svc.accepted:
                 # Not projected, and not accepted here a moment ago: on the stream only (the
                 # recorder is behind or down), triggered through another API process, or unknown.
@@ -63,15 +71,21 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
                 break
             try:
                 await asyncio.wait_for(ended.wait(), min(remaining, _recheck()))
+                woken = True
             except TimeoutError:
-                status = await svc.poll_reads.run(projected_status, svc.engine, execution_id)
-            else:
-                # Announced: the end is in the recorder's tables, so the answer is read at once.
-                ended.clear()
-                found = await svc.poll_reads.run(lineage_detail, svc.engine, execution_id)
-                if found is not None and found.get("status") in TERMINAL_STATUSES:
-                    return found
-                status = found.get("status") if found is not None else None
+                woken = False
+            try:
+                if not woken:
+                    status = await _read(svc, projected_status, execution_id, deadline - loop.time())
+                else:
+                    # Announced: the end is in the recorder's tables, so the answer is read at once.
+                    ended.clear()
+                    found = await _read(svc, lineage_detail, execution_id, deadline - loop.time())
+                    if found is not None and found.get("status") in TERMINAL_STATUSES:
+                        return found
+                    status = found.get("status") if found is not None else None
+            except TimeoutError:
+                break  # the wait is up while the read waited for its lane: answer as a plain GET
             remaining = deadline - loop.time()
             if (
                 status is None
@@ -80,6 +94,15 @@ async def finished_detail(svc: Services, execution_id: str, wait: float) -> dict
             ):
                 break  # ended, and the recorder has no row of it: the detail folds the stream
         return await detail(svc, execution_id)
+
+
+async def _read(svc: Services, read: Callable[[Engine, str], T], execution_id: str, within: float) -> T:
+    """`read` in the long polls' lane (svc.poll_reads), given up (TimeoutError) if it has not
+    finished within `within` seconds: a poll whose reads queue behind a slow database still
+    answers when its wait is up (a read already running is waited for)."""
+    if within <= 0:
+        raise TimeoutError
+    return await asyncio.wait_for(svc.poll_reads.run(read, svc.engine, execution_id), within)
 
 
 def _recheck() -> float:

@@ -262,7 +262,8 @@ async def execute(
         request, claim = await in_thread(prepare, svc, runbook_id, body, who, key)
         if should_publish(claim):
             await publish_trigger(svc.bus, runbook_id, request, _trace_headers(caller))
-        svc.accepted.add(claim.execution_id)  # a long poll right after the 202 waits for it
+        # a long poll right after the 202 waits for it
+        svc.accepted.add(claim.execution_id, created=claim.fresh)
     finally:
         svc.queue.settled()
     return claim.execution_id

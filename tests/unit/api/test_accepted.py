@@ -19,3 +19,18 @@ def test_the_oldest_go_first_past_the_bound() -> None:
     for execution_id in ("a", "b", "c"):
         accepted.add(execution_id)
     assert "a" not in accepted and "b" in accepted and "c" in accepted
+
+
+def test_only_the_executions_it_created_count_as_created_here() -> None:
+    """An Idempotency-Key's replay names an execution that may have ended long ago: a long poll
+    must read it (rb_api.long_poll skips the first read only for one created here)."""
+    accepted = Accepted(size=2)
+    accepted.add("new")
+    accepted.add("replayed", created=False)
+    assert "replayed" in accepted and not accepted.created_here("replayed")
+    assert accepted.created_here("new") and not accepted.created_here("unknown")
+    accepted.add("new", created=False)  # replayed since: no longer counts as new
+    assert not accepted.created_here("new")
+    accepted.add("c")
+    accepted.add("d")  # past the bound: the oldest go, with their mark
+    assert not accepted.created_here("replayed") and accepted._created == {"c", "d"}
