@@ -19,6 +19,7 @@ from rb_cli.loadtest_script import (
     ACCEPTED,
     COMPLETED,
     COMPLETION,
+    DEFAULT_POLL_WAIT,
     EXECUTE,
     REFUSED,
     SUCCEEDED,
@@ -96,7 +97,7 @@ PollWait = Annotated[
         metavar="SECONDS",
         min=0,
         max=30,
-        help="long-poll: each poll asks the API to answer when the execution ends, waiting at most this (0: plain polls)",
+        help="long polls: each poll asks the API to answer when the execution ends, waiting at most this (0: plain polls every --poll-interval)",
     ),
 ]
 PollTimeout = Annotated[
@@ -143,7 +144,7 @@ def _profile(
     poll_interval: float,
     poll_timeout: float,
     arrival_rate: str | None = None,
-    poll_wait: float = 0.0,
+    poll_wait: float = DEFAULT_POLL_WAIT,
 ) -> LoadProfile:
     profile = LoadProfile(
         vus=vus,
@@ -180,7 +181,7 @@ def generate(
     threshold: Threshold = [],  # noqa: B006
     poll_interval: PollInterval = 0.25,
     poll_timeout: PollTimeout = 300.0,
-    poll_wait: PollWait = 0.0,
+    poll_wait: PollWait = DEFAULT_POLL_WAIT,
 ) -> None:
     """Write a k6 script (stdout) that triggers RUNBOOK, follows each execution to its end and
     checks the HTTP answers and the execution's success against thresholds."""
@@ -209,7 +210,7 @@ def k6_binary() -> str:
         "rb loadtest run rb-000-hello --vus 5 --duration 20s           # the CI smoke",
         "rb loadtest run rb-000-hello --arrival-rate 50/s --duration 1m # open loop: 429s are refused",
         "rb loadtest run rb-000-hello --vus 50 --duration 1m --threshold 'http_req_duration=p(95)<100'",
-        "rb loadtest run rb-000-hello --vus 50 --duration 1m --poll-wait 10   # long polls, not one per 0.25 s",
+        "rb loadtest run rb-000-hello --vus 50 --duration 1m --poll-wait 0    # plain polls, one per 0.25 s",
         "rb loadtest run rb-000-hello                                  # the spec's 5-minute profile",
     ),
 )
@@ -224,7 +225,7 @@ def run(
     threshold: Threshold = [],  # noqa: B006
     poll_interval: PollInterval = 0.25,
     poll_timeout: PollTimeout = 300.0,
-    poll_wait: PollWait = 0.0,
+    poll_wait: PollWait = DEFAULT_POLL_WAIT,
     summary_json: Annotated[
         Path | None, typer.Option(metavar="FILE", help="also keep k6's JSON summary in FILE")
     ] = None,

@@ -1,10 +1,11 @@
 """The k6 script `rb loadtest` writes for a runbook: each iteration triggers the runbook through the
 API, polls `GET /api/v1/executions/{id}` until a terminal status (k6 has no SSE client), and
-checks both the HTTP answers and the execution's success. With a poll wait (`--poll-wait S`) each
-poll is a long poll (`?wait=S`: the API answers when the execution ends, or after S seconds), so
-following an execution costs one or two requests instead of one per poll interval; those
-requests last as long as the execution, so `http_req_duration`'s threshold is then applied to
-the other requests (`http_req_duration{long_poll:false}`).
+checks both the HTTP answers and the execution's success. By default each poll is a long poll
+(`?wait=S`, `--poll-wait S`, 10 s: the API answers when the execution ends, or after S seconds), so
+following an execution costs one or two requests instead of one per poll interval, and its end
+is seen when it happens rather than up to an interval later; those requests last as long as the
+execution, so `http_req_duration`'s threshold is then applied to the other requests
+(`http_req_duration{long_poll:false}`). `--poll-wait 0`: plain polls every `--poll-interval`.
 
 The API key is never written into the script: k6 reads it from RB_API_KEY at run time.
 """
@@ -26,6 +27,10 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
     "http_req_failed": "rate<0.05",
     "rb_execution_succeeded": "rate>0.95",
 }
+# Long polls by default: a client following an execution waits in the API for its end (one or two
+# requests an execution) instead of polling every 0.25 s, which at 50 VUs was most of the API's
+# CPU and a third fewer completions a minute (bench/loadtest.md, session 10).
+DEFAULT_POLL_WAIT = 10.0
 # Custom metrics the script records (and `rb loadtest run` reads back from k6's summary).
 COMPLETION = "rb_trigger_to_completion"
 COMPLETED = "rb_executions_completed"
@@ -68,7 +73,7 @@ class LoadProfile:
     thresholds: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     poll_interval: float = 0.25
     poll_timeout: float = 300.0
-    poll_wait: float = 0.0  # seconds each poll may wait for the end (0: plain polls)
+    poll_wait: float = DEFAULT_POLL_WAIT  # seconds each poll may wait for the end (0: plain polls)
 
     @property
     def open_loop(self) -> bool:
@@ -106,12 +111,13 @@ class LoadProfile:
                 continue
             key = self._threshold_metric(metric)
             if key in thresholds:
-                raise RbError(f"--threshold {key}: given twice (with --poll-wait, http_req_duration is {key})")
+                raise RbError(
+                    f"--threshold {key}: given twice (with --poll-wait, http_req_duration is {key})"
+                )
             thresholds[key] = [expr]
         options["thresholds"] = thresholds
         options["summaryTrendStats"] = ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"]
         return options
-
 
     def _threshold_metric(self, metric: str) -> str:
         # A long poll lasts as long as its execution: not what a request duration threshold means.
@@ -251,7 +257,8 @@ export default function () {{
     }});
     check(r, {{ 'execution read (200 or not yet recorded)': (x) => x.status === 200 || x.status === 404 }});
     if (r.status === 200) status = r.json('status');
-    pause = POLL_WAIT <= 0 || r.status !== 200;
+    // A long poll that came back early without an end (an API that does not wait) must not spin.
+    pause = POLL_WAIT <= 0 || r.status !== 200 || r.timings.duration < POLL_WAIT * 500;
   }}
   const finished = TERMINAL.includes(status);
   if (finished) {{

@@ -65,20 +65,25 @@ def test_loadtest_smoke_against_rb_up(tmp_path: Path) -> None:
         statuses = [item["status"] for item in listing.json()["items"]]
         assert len(statuses) == count and set(statuses) == {"SUCCEEDED"}, statuses
 
-        # Long polls: one request follows an execution (two when the first comes before the
-        # execution is known), where plain polls every 0.25 s take one per quarter second.
-        long_summary = tmp_path / "long.json"
-        long_polls = subprocess.run(
+        # Long polls (the default): one request follows an execution (two when the first comes
+        # before the execution is known), where plain polls every 0.25 s take one per quarter second.
+        polls = metrics["http_reqs"]["count"] - metrics["rb_executions_accepted"]["count"] - 1  # setup
+        assert polls <= 2 * count + 5, (polls, count)  # + the iterations cut off at the end
+
+        # --poll-wait 0: plain polls.
+        plain_summary = tmp_path / "plain.json"
+        plain_polls = subprocess.run(
             [sys.executable, "-m", "rb_cli", "loadtest", "run", "rb-000-hello", "--vus", "2",
-             "--duration", "6s", "--poll-wait", "10", "--summary-json", str(long_summary)],
+             "--duration", "6s", "--poll-wait", "0", "--summary-json", str(plain_summary)],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        assert long_polls.returncode == 0, long_polls.stdout + long_polls.stderr
-        long_metrics = json.loads(long_summary.read_text())["metrics"]
-        finished = long_metrics["rb_executions_completed"]["count"]
-        polls = long_metrics["http_reqs"]["count"] - long_metrics["rb_executions_accepted"]["count"] - 1  # setup
-        assert finished >= 2 and long_metrics["rb_execution_succeeded"]["fails"] == 0, long_metrics
-        assert polls <= 2 * finished + 2, (polls, finished)  # + the iterations cut off at the end
+        assert plain_polls.returncode == 0, plain_polls.stdout + plain_polls.stderr
+        plain_metrics = json.loads(plain_summary.read_text())["metrics"]
+        finished = plain_metrics["rb_executions_completed"]["count"]
+        assert finished >= 2 and plain_metrics["rb_execution_succeeded"]["fails"] == 0, plain_metrics
+        # rb-000-hello waits 1 s: at least 4 polls 0.25 s apart for each execution that finished.
+        plain = plain_metrics["http_reqs"]["count"] - plain_metrics["rb_executions_accepted"]["count"] - 1
+        assert plain >= 4 * finished, (plain, finished)
 
         breached = subprocess.run(
             [sys.executable, "-m", "rb_cli", "loadtest", "run", "rb-000-hello", "--vus", "1",

@@ -34,8 +34,9 @@ def test_the_default_profile_is_the_specs_ramp_and_thresholds(rb: Rb) -> None:
         {"duration": "3m", "target": 50},
         {"duration": "1m", "target": 0},
     ]
+    # Long polls by default: the request threshold is on the requests that are not long polls.
     assert options["thresholds"] == {
-        "http_req_duration": ["p(95)<2000"],
+        "http_req_duration{long_poll:false}": ["p(95)<2000"],
         "http_req_failed": ["rate<0.05"],
         "rb_execution_succeeded": ["rate>0.95"],
     }
@@ -55,7 +56,10 @@ def test_constant_vus_a_params_file_and_overridden_thresholds(rb: Rb, tmp_path: 
     assert code == 0, err
     options = options_of(script)
     assert options["vus"] == 5 and options["duration"] == "20s" and "stages" not in options
-    assert options["thresholds"] == {"http_req_duration": ["p(95)<100"], "http_req_failed": ["rate<0.05"]}
+    assert options["thresholds"] == {
+        "http_req_duration{long_poll:false}": ["p(95)<100"],
+        "http_req_failed": ["rate<0.05"],
+    }
     assert '"greeting": "load"' in script and '"wait_seconds": 0' in script
 
 
@@ -157,18 +161,24 @@ def test_the_report_counts_refusals() -> None:
     )
 
 
-def test_long_polls_wait_in_the_api_and_leave_the_request_threshold_to_the_others(rb: Rb) -> None:
+def test_long_polls_by_default_wait_in_the_api_and_leave_the_request_threshold_to_the_others(rb: Rb) -> None:
     code, script, err = rb(
-        "loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s", "--poll-wait", "10",
-        "--threshold", "http_req_duration=p(95)<100",
+        "loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s", "--threshold", "http_req_duration=p(95)<100",
     )  # fmt: skip
     assert code == 0, err
     thresholds = options_of(script)["thresholds"]
     assert isinstance(thresholds, dict)
-    assert thresholds["http_req_duration{long_poll:false}"] == ["p(95)<100"] and "http_req_duration" not in thresholds
+    assert (
+        thresholds["http_req_duration{long_poll:false}"] == ["p(95)<100"]
+        and "http_req_duration" not in thresholds
+    )
     assert "const POLL_WAIT = 10.0;" in script and "?wait=${POLL_WAIT}" in script
-    # Without it: plain polls, the spec's threshold on every request.
-    code, script, err = rb("loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s")
+    code, script, err = rb("loadtest", "generate", HELLO, "--poll-wait", "3")
+    assert code == 0 and "const POLL_WAIT = 3.0;" in script, err
+    # --poll-wait 0: plain polls, the spec's threshold on every request.
+    code, script, err = rb(
+        "loadtest", "generate", HELLO, "--vus", "5", "--duration", "20s", "--poll-wait", "0"
+    )
     assert "const POLL_WAIT = 0.0;" in script and "http_req_duration" in options_of(script)["thresholds"]  # type: ignore[operator]
     code, _, err = rb("loadtest", "generate", HELLO, "--poll-wait", "31")
     assert code == 2 and err.count("\n") == 1, err
