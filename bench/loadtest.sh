@@ -7,8 +7,9 @@
 #   bash bench/loadtest.sh rb-000-hello -- --vus 50 --duration 1m --poll-wait 10 --threshold 'http_req_duration=p(95)<100'
 #   RB_UP_ARGS='--work-nice 0' bash bench/loadtest.sh rb-000-hello -- --vus 50 --duration 1m   # everything at one priority
 #
-# Defaults: 50 VUs for a minute, long polls (--poll-wait 10, also rb loadtest's own default), execute p95 < 100 ms; `rb up` with
-# RB_UP_ARGS (default --work-idle: work services at nice 10 under SCHED_IDLE; bench/rb_up.sh).
+# Defaults: 50 VUs for a minute, long polls (--poll-wait 10, also rb loadtest's own default),
+# execute p95 < 100 ms; `rb up` with RB_UP_ARGS (default --work-idle: work services at nice 10
+# under SCHED_IDLE; bench/rb_up.sh).
 # Results and the machine's caveats: bench/loadtest.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

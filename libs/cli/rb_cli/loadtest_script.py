@@ -28,8 +28,8 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
     "rb_execution_succeeded": "rate>0.95",
 }
 # Long polls by default: a client following an execution waits in the API for its end (one or two
-# requests an execution) instead of polling every 0.25 s, which at 50 VUs was most of the API's
-# CPU and a third fewer completions a minute (bench/loadtest.md, session 10).
+# requests an execution) instead of polling every 0.25 s, which at 50 VUs cost the API 5x the CPU
+# and the machine about a fifth of its completions a minute (bench/loadtest.md, session 10).
 DEFAULT_POLL_WAIT = 10.0
 # Custom metrics the script records (and `rb loadtest run` reads back from k6's summary).
 COMPLETION = "rb_trigger_to_completion"
