@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from rb_cli import api_processes
 from rb_cli.health_server import health_server
 from rb_cli.stack import Stack, read_admin_key, write_admin_key
 from rb_common import logs, tracing
 from rb_common.errors import RbError
 from rb_common.health import Health
 from rb_common.identity import SYSTEM_KEY_NAME, Role, new_key
+from rb_common.metrics import forget_process
 from rb_common.settings import Settings
 from rb_common.snapshot import registration_body
 
@@ -339,10 +341,26 @@ def service_env(
 
 
 def up(
-    settings: Settings, *, load_runbooks: bool = True, work_nice: int = WORK_NICE, work_idle: bool = False
+    settings: Settings,
+    *,
+    load_runbooks: bool = True,
+    work_nice: int = WORK_NICE,
+    work_idle: bool = False,
+    api_count: int | None = None,
 ) -> None:
-    """The whole stack on this machine, each service its own process, until Ctrl-C."""
+    """The whole stack on this machine, each service its own process (the API `api_count`
+    processes on one port, rb_cli.api_processes), until Ctrl-C."""
+    from rb_api.server import parse_addr
+
     settings.home.mkdir(parents=True, exist_ok=True)
+    count = api_processes.api_process_count(settings, api_count)
+    host, port = parse_addr(settings.api_addr)
+    if api_processes.port_in_use(host, port):
+        raise RbError(
+            f"RB_API_ADDR {settings.api_addr} is in use (another rb up?); choose another port with "
+            "RB_API_ADDR=HOST:PORT"
+        )
+    shared_metrics = api_processes.fresh_metrics_dir(settings.home) if count > 1 else None
     settings = settings.model_copy(update={"nats_url": own_nats_url(settings)})
     key, made_now = admin_key(settings)
     nats = start_nats(settings)
@@ -360,13 +378,18 @@ def up(
     logs = settings.home / "logs"
     logs.mkdir(exist_ok=True)
 
-    def spawn(service: str) -> None:
-        out = (logs / f"{service}.log").open("ab")
-        children[service] = subprocess.Popen(
+    def spawn(name: str) -> None:
+        """Start the process `name`: a service, or one of the API's (api, api-2, ...)."""
+        service = "api" if name.startswith("api") else name
+        out = (logs / f"{name}.log").open("ab")
+        service_environment = service_env(
+            service, env, admin_key=key, probes=probes, work_nice=work_nice, work_idle=work_idle
+        )
+        if service == "api":
+            service_environment = api_processes.api_env(service_environment, count, settings.home)
+        children[name] = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
-            env=service_env(
-                service, env, admin_key=key, probes=probes, work_nice=work_nice, work_idle=work_idle
-            ),
+            env=service_environment,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -384,9 +407,14 @@ def up(
             spawn(service)
         base = f"http://{settings.api_addr}"
         _wait_ready(base, children, logs)
+        # The first API process migrated the database; the others start on it now.
+        for name in api_processes.process_names(count)[1:]:
+            spawn(name)
+        _wait_listening(api_processes.process_names(count)[1:], port, children, logs)
         where = "its own" if nats is not None else "shared"
+        processes = f"{count} processes on one port" if count > 1 else "one process"
         print(
-            f"rb is up: API {base}/api/v1 (docs at {base}/docs); NATS {settings.nats_url} ({where}, "
+            f"rb is up: API {base}/api/v1 ({processes}; docs at {base}/docs); NATS {settings.nats_url} ({where}, "
             f"namespace {settings.namespace}); logs in {logs}",
             flush=True,
         )
@@ -429,13 +457,15 @@ def up(
             )
         print("press Ctrl-C to stop", flush=True)
         while not stopping:
-            for service, process in list(children.items()):
+            for name, process in list(children.items()):
                 if process.poll() is not None and not stopping:
                     print(
-                        f"{service} exited with {process.returncode}; restarting (log: {logs / service}.log)",
+                        f"{name} exited with {process.returncode}; restarting (log: {logs / name}.log)",
                         flush=True,
                     )
-                    spawn(service)
+                    if shared_metrics is not None and name.startswith("api"):
+                        forget_process(shared_metrics, process.pid)  # its in-flight gauge
+                    spawn(name)
             time.sleep(0.5)
     finally:
         Stack.remove(settings.home)
@@ -464,6 +494,25 @@ def _wait_ready(base: str, children: dict[str, subprocess.Popen[bytes]], logs: P
                 return
         time.sleep(0.2)
     raise RbError(f"the API did not become ready at {base}; see {logs}")
+
+
+def _wait_listening(
+    names: list[str], port: int, children: dict[str, subprocess.Popen[bytes]], logs: Path
+) -> None:
+    """Until each of the API processes `names` listens on `port` (the others answer meanwhile)."""
+    deadline = time.monotonic() + 180
+    waiting = list(names)
+    while waiting:
+        for name in list(waiting):
+            process = children[name]
+            if process.poll() is not None:
+                raise RbError(f"{name} exited with {process.returncode}; see {logs / name}.log")
+            if api_processes.listens(process.pid, port):
+                waiting.remove(name)
+        if waiting and time.monotonic() > deadline:
+            raise RbError(f"{', '.join(waiting)} did not listen on port {port}; see {logs}")
+        if waiting:
+            time.sleep(0.2)
 
 
 def _register_examples(base: str, directory: Path, admin: str) -> None:

@@ -15,6 +15,7 @@ UP_EXAMPLES = examples(
     "RB_NATS_URL=nats://nats:4222 rb up       # join that NATS server instead of starting one",
     "rb up --work-nice 0                      # every service at the same priority",
     "rb up --work-idle                        # the work only on CPU time the API leaves",
+    "rb up --api-processes 1                  # one API process (default 2 on Linux)",
 )
 SERVE_EXAMPLES = examples(
     "rb serve api                             # as docker-compose and Kubernetes run it",
@@ -56,6 +57,16 @@ def up(
             "API and NATS do not want (a busy machine can starve them: bench and dedicated machines)",
         ),
     ] = False,
+    api_processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            metavar="N",
+            help="API processes sharing RB_API_ADDR's port (SO_REUSEPORT; Linux, elsewhere 1); "
+            "default RB_API_PROCESSES when set, else 2",
+        ),
+    ] = None,
 ) -> None:
     """The whole stack on this machine until Ctrl-C: NATS (its own nats-server, unless
     RB_NATS_URL is set), then the recorder, executor (coordinator and step workers), scheduler,
@@ -64,4 +75,4 @@ def up(
     from rb_cli.services import up as run_up
 
     # The environment only: no earlier stack's file.
-    run_up(Settings(), load_runbooks=load, work_nice=work_nice, work_idle=work_idle)
+    run_up(Settings(), load_runbooks=load, work_nice=work_nice, work_idle=work_idle, api_count=api_processes)

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     # One log line per API request (uvicorn's access log): off by default, the request counts and
     # latencies are in the API's /metrics; a log line per request cost ~9% of its CPU under load.
     api_access_log: bool = False
+    # API processes sharing RB_API_ADDR's port. Above 1, `rb serve api` binds with SO_REUSEPORT
+    # (Linux: the kernel spreads new connections over the processes), so that more processes can
+    # join it; `rb up` starts this many (its default: 2, `rb up --api-processes`).
+    api_processes: int = Field(default=1, ge=1, le=32)
     # OIDC/JWT bearer tokens: issuer and audience are checked, algorithms pinned; the keys come
     # from the JWKS URL (fetched with httpx, cached) or a PEM public key.
     oidc_issuer: str | None = None

@@ -1,91 +1,59 @@
-"""Request counts and latency by route, in the Prometheus text exposition format (no client lib)."""
+"""Request counts and latency by route (prometheus_client, a registry per app). Several API
+processes under one port (RB_API_PROCESSES) answer a scrape with the sum over all of them:
+rb_common.metrics, multiprocess mode."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from dataclasses import dataclass, field
+from rb_common.metrics import CollectorRegistry, Counter, Gauge, Histogram, exposition
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
-    total: int = 0
-    sum: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += 1
-        self.sum += seconds
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class Metrics:
-    """One per app (kept on app.state), fed by the metrics middleware."""
+    """One per app (kept on app.state), fed by the metrics middleware. Its own registry, so that
+    apps made side by side in one process (the tests) count apart; in multiprocess mode the
+    values go to the process's files whatever the registry."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
-        self.in_flight = 0
-        self._refused: dict[tuple[str, str], int] = defaultdict(int)
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "rb_api_requests",
+            "HTTP requests answered, by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "rb_api_request_duration_seconds",
+            "Time to answer a request (streams: until closed).",
+            ["method", "route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._refused = Counter(
+            "rb_api_requests_refused",
+            "Requests refused with 429 because the execution queue is at its bound, by route and reason.",
+            ["route", "reason"],
+            registry=self.registry,
+        )
+        self._in_flight = Gauge(
+            "rb_api_requests_in_flight",
+            "Requests being answered now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # the processes alive now, added up
+        )
 
     def started(self) -> None:
-        with self._lock:
-            self.in_flight += 1
+        self._in_flight.inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            self._requests[(method, route, str(status))] += 1
-            self._latency[(method, route)].observe(seconds)
+        self._in_flight.dec()
+        self._requests.labels(method, route, str(status)).inc()
+        self._latency.labels(method, route).observe(seconds)
 
     def refused(self, route: str, reason: str) -> None:
         """A request turned away by backpressure (the execute route's 429, rb_api.backpressure)."""
-        with self._lock:
-            self._refused[(route, reason)] += 1
+        self._refused.labels(route, reason).inc()
 
-    def render(self) -> str:
-        lines = [
-            "# HELP rb_api_requests_total HTTP requests answered, by method, route and status.",
-            "# TYPE rb_api_requests_total counter",
-        ]
-        with self._lock:
-            for (method, route, status), count in sorted(self._requests.items()):
-                lines.append(
-                    f'rb_api_requests_total{{method="{_label(method)}",route="{_label(route)}",'
-                    f'status="{status}"}} {count}'
-                )
-            lines += [
-                "# HELP rb_api_request_duration_seconds Time to answer a request (streams: until closed).",
-                "# TYPE rb_api_request_duration_seconds histogram",
-            ]
-            for (method, route), hist in sorted(self._latency.items()):
-                labels = f'method="{_label(method)}",route="{_label(route)}"'
-                for bound, count in zip(BUCKETS, hist.counts, strict=True):
-                    lines.append(f'rb_api_request_duration_seconds_bucket{{{labels},le="{bound:g}"}} {count}')
-                lines.append(f'rb_api_request_duration_seconds_bucket{{{labels},le="+Inf"}} {hist.total}')
-                lines.append(f"rb_api_request_duration_seconds_sum{{{labels}}} {hist.sum:.6f}")
-                lines.append(f"rb_api_request_duration_seconds_count{{{labels}}} {hist.total}")
-            lines += [
-                "# HELP rb_api_requests_refused_total Requests refused with 429 because the "
-                "execution queue is at its bound, by route and reason.",
-                "# TYPE rb_api_requests_refused_total counter",
-            ]
-            for (route, reason), count in sorted(self._refused.items()):
-                lines.append(
-                    f'rb_api_requests_refused_total{{route="{_label(route)}",reason="{_label(reason)}"}} {count}'
-                )
-            lines += [
-                "# HELP rb_api_requests_in_flight Requests being answered now.",
-                "# TYPE rb_api_requests_in_flight gauge",
-                f"rb_api_requests_in_flight {self.in_flight}",
-            ]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """These metrics and the process-wide ones (rb_common.metrics), in the text format."""
+        return exposition(self.registry)

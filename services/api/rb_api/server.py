@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import sys
 
 import uvicorn
 from fastapi import FastAPI
@@ -27,6 +29,31 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise ValueError(f"RB_API_ADDR {addr!r}: port out of range")
     return host, number
+
+
+def shares_port(settings: Settings) -> bool:
+    """Whether this API process binds with SO_REUSEPORT: with RB_API_PROCESSES above 1, on Linux,
+    where the kernel spreads new connections over every process listening on the port (elsewhere
+    the option exists without the spreading, or not at all)."""
+    return settings.api_processes > 1 and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT (not listening yet: uvicorn listens once
+    the app has started, and the kernel hands a process connections only from then on). Linux
+    lets only processes of the same user share a port this way."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -60,7 +87,13 @@ async def serve_api(
 ) -> None:
     """Serve until `stop` is set (then shut down gracefully); raises if start-up fails."""
     server = build_server(create_app(settings, engine=engine, bus=bus), settings, log_level=log_level)
-    serving = asyncio.create_task(server.serve())
+    sockets = None
+    if shares_port(settings):
+        try:
+            sockets = [reuse_port_socket(server.config.host, server.config.port)]
+        except OSError as exc:
+            raise RuntimeError(f"the API cannot bind {settings.api_addr}: {exc}") from exc
+    serving = asyncio.create_task(server.serve(sockets=sockets))
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -69,6 +102,8 @@ async def serve_api(
         if not server.started:
             raise RuntimeError(f"the API did not start on {settings.api_addr} (see the log above)")
     finally:
+        for sock in sockets or ():
+            sock.close()
         stopping.cancel()
         if not serving.done():
             server.should_exit = True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from rb_api.app import create_app
 from rb_common.bus import Bus
@@ -23,15 +24,24 @@ PROBLEM = "application/problem+json"
 async def test_live_ready_metrics_docs(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     r = await client.get("/health/ready")
-    assert (r.status_code, r.json()) == (200, {"status": "ready", "checks": {"nats": "ok", "jetstream": "ok", "database": "ok"}})
+    assert (r.status_code, r.json()) == (
+        200,
+        {"status": "ready", "checks": {"nats": "ok", "jetstream": "ok", "database": "ok"}},
+    )
     await client.get("/api/v1/runbooks/whatever")
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
-    assert (
-        'rb_api_requests_total{method="GET",route="/api/v1/runbooks/{runbook_id}",status="404"} 1' in r.text
-    )
-    assert 'rb_api_request_duration_seconds_count{method="GET",route="/health/ready"} 1' in r.text
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(r.text)
+        for sample in family.samples
+    }
+    get_404 = {"method": "GET", "route": "/api/v1/runbooks/{runbook_id}", "status": "404"}
+    assert samples[("rb_api_requests_total", frozenset(get_404.items()))] == 1
+    ready = {"method": "GET", "route": "/health/ready"}
+    assert samples[("rb_api_request_duration_seconds_count", frozenset(ready.items()))] == 1
+    assert samples[("rb_api_requests_in_flight", frozenset())] == 1  # the scrape itself
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()
     assert "/api/v1/runbooks/{runbook_id}/execute" in spec["paths"]

@@ -44,7 +44,8 @@ def test_the_dashboard_shows_only_defined_metrics_and_every_one_of_them() -> Non
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     used = {re.sub(r"_(total|bucket|count|sum)$", "", n) for e in exprs for n in re.findall(r"\brb_\w+", e)}
     defined = set(rb_families()) | {
-        re.sub(r"_(total|bucket|count|sum)$", "", n) for n in re.findall(r"\brb_api_\w+", Metrics().render())
+        re.sub(r"_(total|bucket|count|sum)$", "", n)
+        for n in re.findall(r"\brb_api_\w+", Metrics().render().decode())
     }
     assert used - defined == set(), "the dashboard asks for metrics nobody defines"
     assert defined - used == set(), "metrics without a panel"

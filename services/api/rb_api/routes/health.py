@@ -13,7 +13,6 @@ from rb_api.dbutil import in_thread
 from rb_api.deps import Services, ServicesDep
 from rb_api.problems import problem_response, problem_responses
 from rb_common.health import jetstream_answers
-from rb_common.metrics import exposition
 from rb_store.db import select_one
 
 router = APIRouter(tags=["health"])
@@ -91,7 +90,8 @@ async def ready(request: Request, svc: ServicesDep) -> Any:
     responses=problem_responses(401, 403),
 )
 async def metrics(svc: ServicesDep, _: Viewer) -> PlainTextResponse:
-    """The API's request metrics, then the process-wide registry (rb_common.metrics): a scrape
-    authenticates with a viewer key as bearer token (Prometheus `authorization.credentials_file`)."""
-    text = svc.metrics.render() + exposition().decode()
+    """The API's request metrics and the process-wide registry (rb_common.metrics), summed over
+    the API processes sharing the port: a scrape authenticates with a viewer key as bearer token
+    (Prometheus `authorization.credentials_file`)."""
+    text = (await in_thread(svc.metrics.render)).decode()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
