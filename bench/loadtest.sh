@@ -23,6 +23,7 @@ OPTIONS=("$@")
 source "$ROOT/bench/rb_up.sh"
 
 # CPU seconds (user + system) of each of rb up's processes; their children (shell steps) once reaped.
+# An API process restarted during the run would lose its seconds: rb up's log says when one was.
 cpu() {
   local pid name
   for pid in $(ps -o pid= --ppid "$UP"); do
@@ -42,8 +43,14 @@ AFTER="$(cpu)"
 echo "== CPU seconds per service during the run (user+system, with reaped children), per execution and per request:"
 "$ROOT/.venv/bin/python" - "$SUMMARY" <<PY
 import json, sys
-before = dict(line.split() for line in """$BEFORE""".splitlines() if line.strip())
-after = dict(line.split() for line in """$AFTER""".splitlines() if line.strip())
+def seconds(text):  # per service, its processes added up (rb up runs two API processes)
+    found = {}
+    for line in text.splitlines():
+        if line.strip():
+            name, value = line.split()
+            found[name] = found.get(name, 0.0) + float(value)
+    return found
+before, after = seconds("""$BEFORE"""), seconds("""$AFTER""")
 try:
     metrics = json.load(open(sys.argv[1]))["metrics"]
 except (OSError, ValueError, KeyError):
@@ -65,12 +72,14 @@ for status in QUEUED RUNNING SUCCEEDED FAILED ABORTED CANCELLED; do
 done
 echo "== the execute route as the API timed it (rb_api_request_duration_seconds: from the first middleware to the answer):"
 curl -s -H "Authorization: Bearer $KEY" "$RB_API_URL/metrics" | "$ROOT/.venv/bin/python" -c '
-import re, sys
+import sys
+from prometheus_client.parser import text_string_to_metric_families
 buckets = {}
-for line in sys.stdin:
-    m = re.match(r"rb_api_request_duration_seconds_bucket\{method=\"POST\",route=\"/api/v1/runbooks/\{runbook_id\}/execute\",le=\"([^\"]+)\"\} (\d+)", line)
-    if m:
-        buckets[m.group(1)] = int(m.group(2))
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        labels = sample.labels
+        if sample.name == "rb_api_request_duration_seconds_bucket" and labels.get("method") == "POST" and labels.get("route") == "/api/v1/runbooks/{runbook_id}/execute":
+            buckets[labels["le"]] = int(sample.value)
 total = buckets.get("+Inf", 0)
 print("  " + ", ".join(f"<= {le} s: {n * 100 / total:.1f}%" for le, n in buckets.items() if le != "+Inf") if total else "  no execute requests")
 '

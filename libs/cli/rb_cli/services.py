@@ -27,7 +27,7 @@ from rb_common import logs, tracing
 from rb_common.errors import RbError
 from rb_common.health import Health
 from rb_common.identity import SYSTEM_KEY_NAME, Role, new_key
-from rb_common.metrics import forget_process
+from rb_common.metrics import MULTIPROC_ENV, forget_process
 from rb_common.settings import Settings
 from rb_common.snapshot import registration_body
 
@@ -371,7 +371,8 @@ def up(
         "RB_NAMESPACE": settings.namespace,
     }
     # Only the API gets the admin key (it seeds it); no other service holds API credentials.
-    for name in ("RB_BOOTSTRAP_ADMIN_KEY", "RB_API_KEY"):
+    # Only the API processes share a metrics directory (rb_cli.api_processes.api_env).
+    for name in ("RB_BOOTSTRAP_ADMIN_KEY", "RB_API_KEY", MULTIPROC_ENV):
         env.pop(name, None)
     probes = health_addrs(settings)
     children: dict[str, subprocess.Popen[bytes]] = {}
