@@ -8,12 +8,14 @@ spread over 160 ms); with two, the kernel spreads the connections over both.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-import socket
-import sys
+import tempfile
 from pathlib import Path
+from typing import TextIO
 
+from rb_common.listen import can_share_ports
 from rb_common.metrics import MULTIPROC_ENV
 from rb_common.settings import Settings
 
@@ -30,9 +32,7 @@ def api_process_count(settings: Settings, requested: int | None) -> int:
         count = settings.api_processes
     else:
         count = UP_DEFAULT
-    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
-        return 1
-    return count
+    return count if can_share_ports() else 1
 
 
 def process_names(count: int) -> list[str]:
@@ -40,44 +40,49 @@ def process_names(count: int) -> list[str]:
     return ["api"] + [f"api-{i}" for i in range(2, count + 1)]
 
 
-def metrics_dir(home: Path) -> Path:
-    return home / "metrics" / "api"
+def metrics_dir(home: Path, port: int) -> Path:
+    """Where the API processes on `port` write their metrics (by port: the port is this stack's
+    alone, claim_port). Each process that ever ran leaves its files until the next `rb up`."""
+    return home / "metrics" / f"api-{port}"
 
 
-def fresh_metrics_dir(home: Path) -> Path:
-    """The directory the API processes write their metrics to, emptied (a new stack counts from
-    zero, as a restarted single process would)."""
-    directory = metrics_dir(home)
+def fresh_metrics_dir(home: Path, port: int) -> Path:
+    """The metrics directory, emptied (a new stack counts from zero, as one process would)."""
+    directory = metrics_dir(home, port)
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     return directory
 
 
-def api_env(env: dict[str, str], count: int, home: Path) -> dict[str, str]:
+def api_env(env: dict[str, str], count: int, home: Path, port: int) -> dict[str, str]:
     """What every API process of the stack gets besides `env`: the count (above 1: bind with
     SO_REUSEPORT) and, with several, the shared metrics directory."""
     extra = {"RB_API_PROCESSES": str(count)}
     if count > 1:
-        extra[MULTIPROC_ENV] = str(metrics_dir(home).resolve())
+        extra[MULTIPROC_ENV] = str(metrics_dir(home, port).resolve())
     else:
         env = {k: v for k, v in env.items() if k != MULTIPROC_ENV}
     return {**env, **extra}
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether something listens on (or holds) host:port: checked before the API processes bind
-    with SO_REUSEPORT, which would otherwise join a stack already there instead of failing.
-    SO_REUSEADDR: a port left in TIME_WAIT by closed connections counts as free."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError:
-            return True
-    return False
+class PortTaken(Exception):
+    """Another `rb up` of this user holds the API port."""
+
+
+def claim_port(port: int) -> TextIO:
+    """An exclusive lock on the API port among this user's `rb up`s, held as long as the returned
+    file stays open. SO_REUSEPORT lets any process of the same user bind the port beside ours, so
+    a second stack started meanwhile would otherwise not fail to bind but share the connections;
+    the lock makes it fail (other users cannot share the port at all)."""
+    directory = Path(tempfile.gettempdir()) / f"rb-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    handle = (directory / f"api-port-{port}.lock").open("a", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise PortTaken(port) from None
+    return handle
 
 
 def _listening_inodes(port: int) -> set[str]:

@@ -27,6 +27,7 @@ from rb_common import logs, tracing
 from rb_common.errors import RbError
 from rb_common.health import Health
 from rb_common.identity import SYSTEM_KEY_NAME, Role, new_key
+from rb_common.listen import parse_addr, port_in_use
 from rb_common.metrics import MULTIPROC_ENV, forget_process
 from rb_common.settings import Settings
 from rb_common.snapshot import registration_body
@@ -350,17 +351,22 @@ def up(
 ) -> None:
     """The whole stack on this machine, each service its own process (the API `api_count`
     processes on one port, rb_cli.api_processes), until Ctrl-C."""
-    from rb_api.server import parse_addr
-
     settings.home.mkdir(parents=True, exist_ok=True)
     count = api_processes.api_process_count(settings, api_count)
-    host, port = parse_addr(settings.api_addr)
-    if api_processes.port_in_use(host, port):
+    try:
+        host, port = parse_addr(settings.api_addr)
+        claim = api_processes.claim_port(port)
+        if port_in_use(host, port):
+            claim.close()
+            raise api_processes.PortTaken(port)
+    except api_processes.PortTaken:
         raise RbError(
             f"RB_API_ADDR {settings.api_addr} is in use (another rb up?); choose another port with "
             "RB_API_ADDR=HOST:PORT"
-        )
-    shared_metrics = api_processes.fresh_metrics_dir(settings.home) if count > 1 else None
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise RbError(f"RB_API_ADDR {settings.api_addr}: {exc}") from None
+    shared_metrics = api_processes.fresh_metrics_dir(settings.home, port) if count > 1 else None
     settings = settings.model_copy(update={"nats_url": own_nats_url(settings)})
     key, made_now = admin_key(settings)
     nats = start_nats(settings)
@@ -387,7 +393,7 @@ def up(
             service, env, admin_key=key, probes=probes, work_nice=work_nice, work_idle=work_idle
         )
         if service == "api":
-            service_environment = api_processes.api_env(service_environment, count, settings.home)
+            service_environment = api_processes.api_env(service_environment, count, settings.home, port)
         children[name] = subprocess.Popen(
             [sys.executable, "-m", "rb_cli", "serve", service],
             env=service_environment,
@@ -481,6 +487,7 @@ def up(
         if nats is not None:
             nats.terminate()
             nats.wait(timeout=10)
+        claim.close()  # the port is free for another stack
         print("rb stopped", flush=True)
 
 

@@ -28,6 +28,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -62,6 +63,10 @@ REDELIVERIES = Counter(
     ["consumer"],
 )
 
+
+# No `<name>_created` series beside each counter and histogram: Prometheus does not read them from
+# the text format, they doubled the series, and multiprocess mode has none (one output either way).
+disable_created_metrics()
 
 # prometheus_client's own switch (read by it at import): where the processes write their values.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
-import sys
 
 import uvicorn
 from fastapi import FastAPI
@@ -13,47 +13,18 @@ from sqlalchemy import Engine
 
 from rb_api.app import create_app
 from rb_common.bus import Bus
+from rb_common.listen import can_share_ports, parse_addr, reuse_port_sockets
 from rb_common.settings import Settings
 
+__all__ = ["build_server", "parse_addr", "serve_api", "shares_port"]
 
-def parse_addr(addr: str) -> tuple[str, int]:
-    """'host:port', ':port' or '[v6]:port' -> (host, port); the host defaults to 127.0.0.1."""
-    host, sep, port = addr.strip().rpartition(":")
-    if not sep:
-        host, port = addr.strip(), "8080"
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"RB_API_ADDR {addr!r} is not host:port") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"RB_API_ADDR {addr!r}: port out of range")
-    return host, number
+log = logging.getLogger(__name__)
 
 
 def shares_port(settings: Settings) -> bool:
-    """Whether this API process binds with SO_REUSEPORT: with RB_API_PROCESSES above 1, on Linux,
-    where the kernel spreads new connections over every process listening on the port (elsewhere
-    the option exists without the spreading, or not at all)."""
-    return settings.api_processes > 1 and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-
-
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port with SO_REUSEPORT (not listening yet: uvicorn listens once
-    the app has started, and the kernel hands a process connections only from then on). Linux
-    lets only processes of the same user share a port this way."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    """Whether this API process binds with SO_REUSEPORT, so that others can listen on its port
+    too: RB_API_PROCESSES above 1, on Linux (rb_common.listen)."""
+    return settings.api_processes > 1 and can_share_ports()
 
 
 class _Server(uvicorn.Server):
@@ -87,12 +58,17 @@ async def serve_api(
 ) -> None:
     """Serve until `stop` is set (then shut down gracefully); raises if start-up fails."""
     server = build_server(create_app(settings, engine=engine, bus=bus), settings, log_level=log_level)
-    sockets = None
+    sockets: list[socket.socket] | None = None
     if shares_port(settings):
         try:
-            sockets = [reuse_port_socket(server.config.host, server.config.port)]
+            sockets = reuse_port_sockets(server.config.host, server.config.port)
         except OSError as exc:
             raise RuntimeError(f"the API cannot bind {settings.api_addr}: {exc}") from exc
+        log.info(
+            "the API binds %s with SO_REUSEPORT (RB_API_PROCESSES=%d): it listens once started",
+            settings.api_addr,
+            settings.api_processes,
+        )
     serving = asyncio.create_task(server.serve(sockets=sockets))
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -102,10 +78,11 @@ async def serve_api(
         if not server.started:
             raise RuntimeError(f"the API did not start on {settings.api_addr} (see the log above)")
     finally:
-        for sock in sockets or ():
-            sock.close()
         stopping.cancel()
         if not serving.done():
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await serving
+        if not server.started:  # once started, uvicorn's shutdown closed them
+            for sock in sockets or ():
+                sock.close()

@@ -56,7 +56,7 @@ def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], queue.Queue[st
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
     seen: list[str] = []
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # rb up's own limit for the API (two processes, one after the other)
     while not any("press Ctrl-C" in line for line in seen):
         if time.monotonic() > deadline or process.poll() is not None:
             os.killpg(process.pid, signal.SIGKILL)

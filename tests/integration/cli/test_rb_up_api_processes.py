@@ -81,7 +81,7 @@ def test_two_api_processes_share_the_port_count_together_and_survive_a_kill(tmp_
     process, lines, seen = start_up(env)
     base = f"http://127.0.0.1:{api_port}"
     admin = {"Authorization": f"Bearer {BOOTSTRAP_KEY}"}
-    metrics_dir = home / "metrics" / "api"
+    metrics_dir = home / "metrics" / f"api-{api_port}"
     try:
         assert "2 processes on one port" in "".join(seen)
         first, second = api_pids(process.pid)
@@ -91,11 +91,22 @@ def test_two_api_processes_share_the_port_count_together_and_survive_a_kill(tmp_
             assert response.status_code == 200, response.text
             return response.text
 
+        def counted(expected: float) -> str:
+            """A scrape once it counts `expected` listings: a process counts a request right after
+            sending its answer, so a scrape reaching the other process can be a moment early."""
+            deadline = time.monotonic() + 10
+            while True:
+                text = scrape()
+                if listing_count(text) >= expected or time.monotonic() > deadline:
+                    assert listing_count(text) == expected
+                    return text
+                time.sleep(0.05)
+
         before = listing_count(scrape())
         # A new connection each: the kernel spreads connections, not requests.
         for _ in range(60):
             assert httpx.get(f"{base}{ROUTE}", headers=admin, timeout=10).status_code == 200
-        assert listing_count(scrape()) - before == 60, "one scrape counts both processes' requests"
+        counted(before + 60)  # one scrape counts both processes' requests
         shares = {pid: per_process(metrics_dir, pid, tmp_path / "one") for pid in (first, second)}
         assert sum(shares.values()) - before == 60
         assert all(share > 0 for share in shares.values()), f"both processes took connections: {shares}"
@@ -103,6 +114,10 @@ def test_two_api_processes_share_the_port_count_together_and_survive_a_kill(tmp_
         # One process killed outright: the other answers every request meanwhile, and `rb up`
         # starts a new one in its place.
         os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while listens(first, api_port):  # until the kernel has closed its socket
+            assert time.monotonic() < deadline, "the killed process still listens"
+            time.sleep(0.05)
         for _ in range(40):
             assert httpx.get(f"{base}{ROUTE}", headers=admin, timeout=10).status_code == 200
         deadline = time.monotonic() + 90
@@ -120,7 +135,7 @@ def test_two_api_processes_share_the_port_count_together_and_survive_a_kill(tmp_
             except queue.Empty:
                 pytest.fail(f"rb up did not report the restart: {log}")
         # The killed process's counts stay in the sum (counters never go back).
-        assert listing_count(scrape()) - before == 100
+        counted(before + 100)
 
         # The restarted process takes connections once it listens.
         deadline = time.monotonic() + 90
@@ -130,8 +145,7 @@ def test_two_api_processes_share_the_port_count_together_and_survive_a_kill(tmp_
         for _ in range(60):
             assert httpx.get(f"{base}{ROUTE}", headers=admin, timeout=10).status_code == 200
         assert per_process(metrics_dir, restarted, tmp_path / "two") > 0
-        text = scrape()
-        assert listing_count(text) - before == 160
+        text = counted(before + 160)
         in_flight = [
             s.value
             for family in text_string_to_metric_families(text)
