@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from test_rb_up import free_port, start_up
+from test_rb_up import free_port, start_up, stop_up
 
 pytestmark = pytest.mark.integration
 
@@ -93,9 +92,4 @@ def test_loadtest_smoke_against_rb_up(tmp_path: Path) -> None:
         assert breached.returncode == 1, breached.stdout + breached.stderr
         assert "a threshold was breached" in breached.stderr
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        stop_up(process)

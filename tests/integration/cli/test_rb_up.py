@@ -68,6 +68,16 @@ def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], queue.Queue[st
     return process, lines, seen
 
 
+def stop_up(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C to `rb up`'s process group, and its exit within 30 s (else SIGKILL, and fail)."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+
+
 def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> None:
     api_port, nats_port = free_port(), free_port()
     env = {
@@ -141,12 +151,7 @@ def test_rb_up_serves_the_api_and_runs_an_example_end_to_end(tmp_path: Path) -> 
         )
         assert execution_id in listing.stdout and "SUCCEEDED" in listing.stdout
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        stop_up(process)
     rest = "".join(seen) + "".join(iter(lambda: lines.get(timeout=5) if not lines.empty() else "", ""))
     assert "rb stopped" in rest
 

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-from test_rb_up import BOOTSTRAP_KEY, REPO, free_port, start_up
+from test_rb_up import BOOTSTRAP_KEY, REPO, free_port, start_up, stop_up
 
 from rb_cli.api_processes import listens
 
@@ -165,9 +165,4 @@ def test_two_api_processes_share_the_port_count_together_and_survive_a_kill(tmp_
         assert other.returncode == 2, other.stdout + other.stderr
         assert f"RB_API_ADDR 127.0.0.1:{api_port} is in use" in other.stderr, other.stderr
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        stop_up(process)
