@@ -229,21 +229,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def port_taken(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def own_nats_url(settings: Settings) -> str:
     """Without RB_NATS_URL, `rb up` runs a NATS of its own: on 4222 when that is free, otherwise
     on a free port, so it never joins a server somebody else runs."""
     if "nats_url" in settings.model_fields_set:
         return settings.nats_url
-    port = 4222 if not port_taken("127.0.0.1", 4222) else free_port()
+    port = 4222 if not port_in_use("127.0.0.1", 4222) else free_port()
     return f"nats://127.0.0.1:{port}"
 
 
@@ -415,9 +406,10 @@ def up(
         base = f"http://{settings.api_addr}"
         _wait_ready(base, children, logs)
         # The first API process migrated the database; the others start on it now.
-        for name in api_processes.process_names(count)[1:]:
+        later = api_processes.process_names(count)[1:]
+        for name in later:
             spawn(name)
-        _wait_listening(api_processes.process_names(count)[1:], port, children, logs)
+        _wait_listening(later, port, children, logs)
         where = "its own" if nats is not None else "shared"
         processes = f"{count} processes on one port" if count > 1 else "one process"
         print(

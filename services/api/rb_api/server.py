@@ -16,8 +16,6 @@ from rb_common.bus import Bus
 from rb_common.listen import can_share_ports, parse_addr, reuse_port_sockets
 from rb_common.settings import Settings
 
-__all__ = ["build_server", "parse_addr", "serve_api", "shares_port"]
-
 log = logging.getLogger(__name__)
 
 

@@ -16,7 +16,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from rb_api.app import create_app
-from rb_api.server import parse_addr, serve_api
+from rb_api.server import serve_api
 from rb_common.bus import DEFAULT_NAMES, Bus, append_event
 from rb_common.events import TERMINAL_EVENTS, Event
 from rb_common.loader import load_runbook_text
@@ -218,11 +218,3 @@ async def test_service_streams_sse_live_over_tcp(api_pg_url: str, nats_bus: Bus)
     with pytest.raises(httpx.TransportError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{port}/health/live")
-
-
-def test_parse_addr() -> None:
-    assert parse_addr("0.0.0.0:9000") == ("0.0.0.0", 9000)
-    assert parse_addr(":8081") == ("127.0.0.1", 8081)
-    assert parse_addr("[::1]:8082") == ("::1", 8082)
-    with pytest.raises(ValueError):
-        parse_addr("host:http")
